@@ -1,0 +1,56 @@
+// Errors cross the wire as JSON-RPC errors whose `data` says what went wrong and where, so a
+// client can put a diagnostic on the right line or name the layer at fault without parsing text.
+import type { SourceLocation } from './types';
+
+/** JSON-RPC error codes used by engines (server-defined range). */
+export const ErrorCodes = {
+  /** The user's file or model is at fault; `data` says where. */
+  userError: -32001,
+  /** The engine cannot run here (no torch, untrusted workspace, unsupported backend). */
+  environment: -32002,
+  /** A bug in the engine itself. */
+  internal: -32003,
+  /** The request named a model, path or hook that does not exist. */
+  notFound: -32004,
+  /** The request was cancelled or its run was stopped. */
+  cancelled: -32800,
+} as const;
+
+export type EngineErrorKind =
+  | 'fileNotFound'
+  | 'syntaxError'
+  | 'importError'
+  | 'noModel'
+  | 'ambiguousModel'
+  | 'constructorArgs'
+  | 'shapeMismatch'
+  | 'deviceMismatch'
+  | 'userCodeError'
+  | 'userExit'
+  | 'untrusted'
+  | 'runtimeMissing'
+  | 'unsupported'
+  | 'notLoaded'
+  | 'unknownPath'
+  | 'unknownHook'
+  | 'badRequest'
+  | 'timeout'
+  | 'engineCrashed'
+  | 'cancelled'
+  | 'internal';
+
+export interface EngineErrorData {
+  kind: EngineErrorKind;
+  /** The user's file, and the line at fault when known. */
+  location?: SourceLocation;
+  /** Module path (`features.3`) or layer name at fault. */
+  layer?: string;
+  expected?: string;
+  got?: string;
+  /** For noModel/ambiguousModel: what the file does contain. */
+  candidates?: string[];
+  /** Short traceback of user frames only, innermost last. */
+  userStack?: SourceLocation[];
+  /** A single actionable hint. */
+  hint?: string;
+}

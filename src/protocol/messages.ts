@@ -1,0 +1,312 @@
+// Every request and notification between a client (extension or CLI) and an engine.
+// Method names are `<domain>/<verb>`. Engines in any language implement exactly these.
+import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
+import type {
+  BufferInfo,
+  CpuInfo,
+  EngineInfo,
+  GpuInfo,
+  Histogram,
+  HookKind,
+  InputSpec,
+  MemoryInfo,
+  ModelCandidate,
+  ModuleNode,
+  ModuleTiming,
+  OpStat,
+  ParameterInfo,
+  SourceLocation,
+  SummaryRow,
+  SummaryTotals,
+  TensorInfo,
+  TensorStats,
+  TrainProgressStats,
+} from './types';
+import type { EngineErrorData } from './errors';
+
+// ---- engine ----------------------------------------------------------------------------------
+
+export interface InitializeParams {
+  protocolVersion: string;
+  clientName: string;
+  clientVersion: string;
+  /** Engines refuse to run user code unless the workspace is trusted. */
+  trusted: boolean;
+  /** tfjs: `auto` | `tensorflow` | `wasm` | `cpu`; pytorch: `auto` | `cpu` | `cuda` | `cuda:N` | `mps`. */
+  backend?: string;
+  /** Folder user code runs in (its cwd, first entry of its import path). */
+  cwd?: string;
+}
+
+export interface InitializeResult {
+  protocolVersion: string;
+  engine: EngineInfo;
+}
+
+/** Handshake: the engine reports kind, backend, versions and capabilities. */
+export const initializeRequest = new RequestType<InitializeParams, InitializeResult, EngineErrorData>(
+  'engine/initialize',
+);
+
+/** Ask the engine to release everything and exit after answering. */
+export const shutdownRequest = new RequestType0<null, EngineErrorData>('engine/shutdown');
+
+// ---- model -----------------------------------------------------------------------------------
+
+export interface ModelLoadParams {
+  file: string;
+  /** Class, instance or export name; omitted when the file has one candidate. */
+  model?: string;
+  /** One shape per model input; omitted to use the file's example input or infer one. */
+  inputShapes?: number[][];
+}
+
+export interface ModelLoadResult {
+  /** Handle for the other model/ requests. Loading again replaces the previous model. */
+  modelId: string;
+  file: string;
+  /** Name of the chosen candidate. */
+  name: string;
+  /** Class of the root module (Sequential, Net, LayersModel...). */
+  type: string;
+  candidates: ModelCandidate[];
+  inputs: InputSpec[];
+  /** Things the user should know that are not errors (e.g. an inferred input shape). */
+  warnings: string[];
+  location?: SourceLocation;
+}
+
+/** Import (never run as `__main__`) a model file and build the chosen model. */
+export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
+
+export interface ModelRef {
+  modelId: string;
+}
+
+export interface ModelTreeResult {
+  /** Every module once, in named_modules order; shared instances once, their other paths in `aliases`. */
+  modules: ModuleNode[];
+  parameters: ParameterInfo[];
+  buffers: BufferInfo[];
+}
+
+/** The module tree with parameters and buffers of a loaded model. */
+export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, EngineErrorData>('model/tree');
+
+export interface SummaryParams extends ModelRef {
+  /** Overrides the load-time input shapes for this summary. */
+  inputShapes?: number[][];
+}
+
+export interface SummaryResult {
+  rows: SummaryRow[];
+  totals: SummaryTotals;
+  inputs: InputSpec[];
+  warnings: string[];
+}
+
+/** torchinfo-style summary from one forward pass without gradients. */
+export const modelSummaryRequest = new RequestType<SummaryParams, SummaryResult, EngineErrorData>('model/summary');
+
+export interface ForwardParams extends ModelRef {
+  steps?: number;
+  /** Also run backward on the sum of the outputs, so backward hooks fire. */
+  backward?: boolean;
+}
+
+export interface ForwardResult {
+  steps: number;
+  outputShapes: number[][];
+  stepMs: number;
+}
+
+/** Run the model on its example input (hooks fire); nothing is recorded unless hooks are attached. */
+export const modelForwardRequest = new RequestType<ForwardParams, ForwardResult, EngineErrorData>('model/forward');
+
+// ---- tensors ---------------------------------------------------------------------------------
+
+export type TensorTarget =
+  | { kind: 'parameter' | 'buffer'; name: string }
+  | { kind: 'output'; path: string; index?: number }
+  | { kind: 'input'; index: number };
+
+export interface TensorInspectParams extends ModelRef {
+  target: TensorTarget;
+  /** Compute value statistics and a histogram too (reads the whole tensor). */
+  stats?: boolean;
+  histogramBins?: number;
+}
+
+export interface TensorInspectResult {
+  /** `fc1.weight`, `output:fc1`, `input:0`. */
+  name: string;
+  tensor: TensorInfo;
+  stats?: TensorStats;
+  histogram?: Histogram;
+}
+
+/** Shape, strides, contiguity and why, storage sharing and view() safety of one tensor. */
+export const tensorInspectRequest = new RequestType<TensorInspectParams, TensorInspectResult, EngineErrorData>(
+  'tensor/inspect',
+);
+
+// ---- profiling -------------------------------------------------------------------------------
+
+export interface ProfileParams extends ModelRef {
+  /** Timed steps after warm-up. */
+  steps?: number;
+  warmup?: number;
+  /** forward: inference only; train: forward + backward (+ optimizer step where the engine has one). */
+  mode?: 'forward' | 'train';
+  /** Absolute path; the engine writes a Chrome trace there. */
+  traceFile?: string;
+}
+
+export interface ProfileResult {
+  ops: OpStat[];
+  modules: ModuleTiming[];
+  /** Median wall time of one instrumented step. */
+  stepMs: number;
+  steps: number;
+  /** What did the timing: `tf.profile`, `TorchDispatchMode`, `torch.profiler`, `cuda events`. */
+  method: string;
+  traceFile?: string;
+  warnings: string[];
+}
+
+/** Per-op and per-module timings over a few steps. */
+export const profileRunRequest = new RequestType<ProfileParams, ProfileResult, EngineErrorData>('profile/run');
+
+// ---- hooks -----------------------------------------------------------------------------------
+
+export interface HookAttachParams {
+  /** Omitted for the module being trained by the active run. */
+  modelId?: string;
+  path: string;
+  kind: HookKind;
+  /** Minimum time between two events of this hook (engine default HOOK_STATS_INTERVAL_MS). */
+  intervalMs?: number;
+  histogramBins?: number;
+}
+
+export interface HookAttachResult {
+  hookId: string;
+}
+
+/** Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call. */
+export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
+
+export interface HookDetachParams {
+  /** One hook; omitted with `all` to remove every hook. */
+  hookId?: string;
+  all?: boolean;
+}
+
+export interface HookDetachResult {
+  detached: number;
+  /** Hooks still attached anywhere in the engine after this (0 after `all`). */
+  remaining: number;
+}
+
+/** Remove hooks at once; no event for them is sent after the response. */
+export const hookDetachRequest = new RequestType<HookDetachParams, HookDetachResult, EngineErrorData>('hook/detach');
+
+export interface HookEvent {
+  hookId: string;
+  path: string;
+  kind: HookKind;
+  /** Calls of this module seen since the hook was attached (events are throttled, so gaps are normal). */
+  call: number;
+  /** Training step when a run is active. */
+  step?: number;
+  /** ms since the Unix epoch. */
+  time: number;
+  /** Which output (or grad) of a tuple this is; 0 for single tensors. */
+  index: number;
+  tensor: Pick<TensorInfo, 'shape' | 'dtype' | 'device' | 'stride' | 'contiguous'>;
+  stats: TensorStats;
+  histogram?: Histogram;
+  /** Where in the user's code the module was called from. */
+  source?: SourceLocation;
+}
+
+/** Statistics of a hooked tensor, throttled per hook. */
+export const hookEventNotification = new NotificationType<HookEvent>('hook/event');
+
+// ---- training --------------------------------------------------------------------------------
+
+export interface TrainStartParams {
+  file: string;
+  /** tfjs: export name of the model; pytorch script mode ignores it. */
+  model?: string;
+  /** `sys.argv[1:]` for a script. */
+  args?: string[];
+  /** tfjs: override epochs of the `train` export / fit. */
+  epochs?: number;
+}
+
+export interface TrainStartResult {
+  runId: string;
+}
+
+/** Run the file's training (script as `__main__`, or the tfjs `train` export) with progress. */
+export const trainStartRequest = new RequestType<TrainStartParams, TrainStartResult, EngineErrorData>('train/start');
+
+export interface TrainStopParams {
+  runId: string;
+}
+
+/** Stop a run; the response comes when it has stopped. */
+export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
+
+export interface TrainProgress extends TrainProgressStats {
+  runId: string;
+  state: 'starting' | 'running' | 'done' | 'stopped' | 'failed';
+  /** Loss values since the previous notification: [step, value] pairs (sampled). */
+  loss: [number, number][];
+  lr?: number | null;
+  /** Training mode and grad state as last seen. */
+  training?: boolean;
+  gradEnabled?: boolean;
+  /** Set once the model the script trains is first called. */
+  modelId?: string;
+  error?: EngineErrorData & { message: string };
+  warnings?: string[];
+}
+
+/** Throttled progress of a training run. */
+export const trainProgressNotification = new NotificationType<TrainProgress>('train/progress');
+
+export interface OutputEvent {
+  runId?: string;
+  stream: 'stdout' | 'stderr';
+  text: string;
+}
+
+/** What user code printed (the engine keeps its own stdout for the protocol). */
+export const outputNotification = new NotificationType<OutputEvent>('output');
+
+// ---- system ----------------------------------------------------------------------------------
+
+export interface SystemInfoResult {
+  cpu: CpuInfo | null;
+  gpus: GpuInfo[];
+  memory: MemoryInfo;
+}
+
+/** Facts about the engine's machine and its own memory use. */
+export const systemInfoRequest = new RequestType0<SystemInfoResult, EngineErrorData>('system/info');
+
+// ---- log -------------------------------------------------------------------------------------
+
+export type LogLevel = 'error' | 'warn' | 'info' | 'debug';
+
+export interface LogMessage {
+  level: LogLevel;
+  message: string;
+  source?: SourceLocation;
+}
+
+/** Engine log line for the output channel. */
+export const logNotification = new NotificationType<LogMessage>('log');
+

@@ -93,6 +93,8 @@ export class EngineClient {
   private stderrTail = '';
   private killReason: EngineExit['reason'] | undefined;
   private readonly exited: Promise<EngineExit>;
+  /** Things worth telling the user about how the engine was started (a skipped interpreter). */
+  notes: string[] = [];
 
   private constructor(
     private readonly child: ChildProcess,
@@ -118,7 +120,7 @@ export class EngineClient {
   }
 
   static async start(options: EngineStartOptions): Promise<EngineClient> {
-    const { command, args, env } = await engineCommand(options);
+    const { command, args, env, notes } = await engineCommand(options);
     const child = spawn(command, args, {
       cwd: options.cwd ?? process.cwd(),
       env: { ...process.env, ...env, ...options.env },
@@ -170,6 +172,7 @@ export class EngineClient {
         ) as Promise<InitializeResult>,
       ]);
       client.info = init.engine;
+      client.notes = notes;
       return client;
     } catch (err) {
       await client.kill('crashed');
@@ -334,7 +337,7 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
 
 async function engineCommand(
   options: EngineStartOptions,
-): Promise<{ command: string; args: string[]; env: Record<string, string> }> {
+): Promise<{ command: string; args: string[]; env: Record<string, string>; notes: string[] }> {
   const root = packageRoot();
   if (options.kind === 'tfjs') {
     // In the extension host process.execPath is VS Code's Electron; this makes it a plain Node.
@@ -342,6 +345,7 @@ async function engineCommand(
       command: process.execPath,
       args: [path.join(root, 'dist', 'engine.js')],
       env: { ELECTRON_RUN_AS_NODE: '1' },
+      notes: [],
     };
   }
   const python = await findPython(options.python, options.editorPython).catch((err: Error) => {
@@ -355,5 +359,8 @@ async function engineCommand(
     command: python.executable ?? python.path,
     args: ['-u', '-m', 'model_lens_engine'],
     env: { PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
+    notes: (python.skipped ?? [])
+      .filter((p) => p.origin !== 'default')
+      .map((p) => `${p.origin} interpreter ${p.path} skipped: ${p.reason}; using ${python.executable ?? python.path}`),
   };
 }

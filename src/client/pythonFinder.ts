@@ -19,6 +19,8 @@ export interface PythonProbe {
   pythonVersion?: string;
   torchVersion?: string;
   executable?: string;
+  /** Candidates before this one that could not be used, with why. */
+  skipped?: PythonProbe[];
 }
 
 export class PythonNotFoundError extends Error {
@@ -102,11 +104,17 @@ export function probePython(candidate: PythonCandidate): Promise<PythonProbe> {
  * Interpreters in the order the user expects them to be honoured: an explicit setting or flag,
  * then the editor's active interpreter, then the usual names on PATH.
  */
-export function pythonCandidates(explicit?: string, editorInterpreter?: string): PythonCandidate[] {
+export const DEFAULT_PYTHONS: readonly string[] = ['python3', '/usr/bin/python3', 'python'];
+
+export function pythonCandidates(
+  explicit?: string,
+  editorInterpreter?: string,
+  defaults: readonly string[] = DEFAULT_PYTHONS,
+): PythonCandidate[] {
   const list: PythonCandidate[] = [];
   if (explicit) list.push({ path: explicit, origin: 'configured' });
   if (editorInterpreter) list.push({ path: editorInterpreter, origin: 'Python extension' });
-  for (const p of ['python3', '/usr/bin/python3', 'python']) list.push({ path: p, origin: 'default' });
+  for (const p of defaults) list.push({ path: p, origin: 'default' });
   const seen = new Set<string>();
   return list.filter((c) => !seen.has(c.path) && seen.add(c.path));
 }
@@ -117,15 +125,19 @@ const found = new Map<string, Promise<PythonProbe>>();
  * The first candidate that imports torch. An explicitly configured interpreter that fails is
  * still reported, but the search goes on so a typo does not hide a working default.
  */
-export function findPython(explicit?: string, editorInterpreter?: string): Promise<PythonProbe> {
-  const key = `${explicit ?? ''}\0${editorInterpreter ?? ''}`;
+export function findPython(
+  explicit?: string,
+  editorInterpreter?: string,
+  defaults: readonly string[] = DEFAULT_PYTHONS,
+): Promise<PythonProbe> {
+  const key = [explicit ?? '', editorInterpreter ?? '', ...defaults].join('\0');
   let pending = found.get(key);
   if (!pending) {
     pending = (async () => {
       const probes: PythonProbe[] = [];
-      for (const c of pythonCandidates(explicit, editorInterpreter)) {
+      for (const c of pythonCandidates(explicit, editorInterpreter, defaults)) {
         const probe = await probePython(c);
-        if (probe.ok) return probe;
+        if (probe.ok) return { ...probe, skipped: probes };
         probes.push(probe);
       }
       throw new PythonNotFoundError(probes);

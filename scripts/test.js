@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// The one test command (`npm test`): build, type-check, then every suite against real
+// components — node tests (unit, both engines' conformance), the Python engine's unittest suite,
+// and the end-to-end scenarios in a real VS Code. Prints one closing line with the totals.
+//
+//   npm test                 everything
+//   npm test -- node python  only those stages (build, typecheck, node, python, e2e)
+const { spawnSync, execFileSync } = require('node:child_process');
+const fs = require('node:fs');
+const os = require('node:os');
+const path = require('node:path');
+
+const ROOT = path.resolve(__dirname, '..');
+const STAGES = ['build', 'typecheck', 'node', 'python', 'e2e'];
+const wanted = process.argv.slice(2).filter((a) => !a.startsWith('-'));
+for (const w of wanted) {
+  if (!STAGES.includes(w)) {
+    console.error(`unknown stage ${w}; stages: ${STAGES.join(', ')}`);
+    process.exit(2);
+  }
+}
+const stages = wanted.length ? STAGES.filter((s) => wanted.includes(s)) : STAGES;
+const env = { ...process.env, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', FORCE_COLOR: '0' };
+
+let passed = 0;
+let failed = 0;
+let skipped = 0;
+const failures = [];
+
+function run(title, cmd, args, opts = {}) {
+  console.log(`\n=== ${title}: ${[cmd, ...args].join(' ')}`);
+  const started = Date.now();
+  const r = spawnSync(cmd, args, { cwd: ROOT, env, stdio: opts.capture ? ['ignore', 'inherit', 'pipe'] : 'inherit', encoding: 'utf8' });
+  if (opts.capture && r.stderr) process.stderr.write(r.stderr);
+  console.log(`=== ${title}: exit ${r.status ?? r.signal} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  return r;
+}
+
+function nodeTests(title, files) {
+  if (files.length === 0) return;
+  const tap = path.join(os.tmpdir(), `model-lens-${process.pid}-${title.replace(/\W+/g, '-')}.tap`);
+  const r = run(title, process.execPath, [
+    '--import',
+    'tsx',
+    '--test',
+    '--test-reporter=spec',
+    '--test-reporter-destination=stdout',
+    '--test-reporter=tap',
+    `--test-reporter-destination=${tap}`,
+    ...files,
+  ]);
+  const text = fs.existsSync(tap) ? fs.readFileSync(tap, 'utf8') : '';
+  const count = (k) => Number((text.match(new RegExp(`^# ${k} (\\d+)`, 'm')) ?? [])[1] ?? 0);
+  passed += count('pass');
+  failed += count('fail') + count('cancelled');
+  skipped += count('skipped') + count('todo');
+  if (r.status !== 0) {
+    failures.push(title);
+    if (count('fail') + count('cancelled') === 0) failed += 1; // crashed before reporting
+  }
+}
+
+function testFiles(dir) {
+  const abs = path.join(ROOT, dir);
+  if (!fs.existsSync(abs)) return [];
+  return fs
+    .readdirSync(abs)
+    .filter((f) => f.endsWith('.test.ts'))
+    .sort()
+    .map((f) => path.join(dir, f));
+}
+
+/** The interpreter the PyTorch engine will use: the first that imports torch. */
+function torchPython() {
+  for (const p of [process.env.MODEL_LENS_PYTHON, 'python3', '/usr/bin/python3', 'python'].filter(Boolean)) {
+    try {
+      execFileSync(p, ['-c', 'import torch'], { stdio: 'ignore', env });
+      return p;
+    } catch {
+      // try the next
+    }
+  }
+  return null;
+}
+
+for (const stage of stages) {
+  if (stage === 'build') {
+    const r = run('build', process.execPath, ['esbuild.js']);
+    if (r.status !== 0) {
+      console.error('build failed; nothing else can run');
+      process.exit(1);
+    }
+  } else if (stage === 'typecheck') {
+    const r = run('typecheck', process.execPath, [require.resolve('typescript/bin/tsc'), '-b']);
+    if (r.status !== 0) {
+      failures.push('typecheck');
+      failed += 1;
+    }
+  } else if (stage === 'node') {
+    nodeTests('node tests', testFiles('test'));
+  } else if (stage === 'python') {
+    const py = torchPython();
+    if (!py) {
+      console.error('No Python with torch found (tried $MODEL_LENS_PYTHON, python3, /usr/bin/python3, python).');
+      failures.push('python');
+      failed += 1;
+      continue;
+    }
+    if (!fs.existsSync(path.join(ROOT, 'python', 'tests'))) continue;
+    const r = run('python tests', py, ['-m', 'unittest', 'discover', '-s', 'python/tests', '-t', 'python'], { capture: true });
+    const err = r.stderr ?? '';
+    const ran = Number((err.match(/^Ran (\d+) tests?/m) ?? [])[1] ?? 0);
+    const bad = err.match(/^FAILED \((.*)\)/m);
+    let nBad = 0;
+    let nSkip = 0;
+    if (bad) {
+      for (const part of bad[1].split(',')) {
+        const [k, v] = part.trim().split('=');
+        if (k === 'failures' || k === 'errors' || k === 'unexpected successes') nBad += Number(v);
+        if (k === 'skipped') nSkip += Number(v);
+      }
+    } else {
+      nSkip = Number((err.match(/skipped=(\d+)/) ?? [])[1] ?? 0);
+    }
+    passed += ran - nBad - nSkip;
+    failed += nBad;
+    skipped += nSkip;
+    if (r.status !== 0) {
+      failures.push('python tests');
+      if (nBad === 0) failed += 1;
+    }
+  } else if (stage === 'e2e') {
+    const files = testFiles('test/e2e');
+    if (files.length === 0) continue;
+    const setup = path.join(ROOT, 'scripts', 'e2e', 'setup.sh');
+    if (fs.existsSync(setup)) {
+      const r = run('e2e setup', 'bash', [setup]);
+      if (r.status !== 0) {
+        failures.push('e2e setup');
+        failed += 1;
+        continue;
+      }
+    }
+    nodeTests('e2e tests', files);
+  }
+}
+
+console.log('');
+if (failures.length) console.log(`failed stages: ${failures.join(', ')}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+process.exit(failed > 0 || failures.length > 0 ? 1 : 0);

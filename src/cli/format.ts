@@ -1,0 +1,149 @@
+// Text rendering for the CLI: a torchinfo-style summary, op tables and error messages.
+import type { EngineErrorData } from '../protocol/errors';
+import type { ModelTreeResult, ProfileResult, SummaryResult } from '../protocol/messages';
+import type { SourceLocation } from '../protocol/types';
+
+const WIDE_RULE_CHARS = 96;
+
+export function formatCount(n: number): string {
+  return n.toLocaleString('en-US');
+}
+
+export function formatShape(shape: number[] | number[][] | null | undefined): string {
+  if (!shape) return '--';
+  if (shape.length > 0 && Array.isArray(shape[0])) return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
+  return `[${(shape as number[]).join(', ')}]`;
+}
+
+function mb(bytes: number): string {
+  return (bytes / 1e6).toFixed(2);
+}
+
+/** Scales mult-adds the way torchinfo does: the largest unit that keeps the figure ≥ 1. */
+export function formatMacs(macs: number): string {
+  if (macs >= 1e12) return `Total mult-adds (T): ${(macs / 1e12).toFixed(2)}`;
+  if (macs >= 1e9) return `Total mult-adds (G): ${(macs / 1e9).toFixed(2)}`;
+  return `Total mult-adds (M): ${(macs / 1e6).toFixed(2)}`;
+}
+
+function pad(s: string, width: number): string {
+  return s.length >= width ? s + ' ' : s + ' '.repeat(width - s.length);
+}
+
+/**
+ * torchinfo's layout: the tree drawn with box characters, `Type: depth-index` names, then
+ * output shape and parameter count; totals and size estimates below.
+ */
+export function formatSummary(modelName: string, tree: ModelTreeResult, summary: SummaryResult): string {
+  const rule = '='.repeat(WIDE_RULE_CHARS);
+  const thin = '-'.repeat(WIDE_RULE_CHARS);
+  const rowsByPath = new Map(summary.rows.map((r) => [r.path, r]));
+  const named: [string, string, string][] = [];
+
+  const modules = new Map(tree.modules.map((m) => [m.path, m]));
+  const walk = (path: string, depth: number, index: number): void => {
+    const node = modules.get(path);
+    if (!node) return;
+    const row = rowsByPath.get(path);
+    const prefix = depth === 0 ? '' : '│    '.repeat(depth - 1) + (depth === 1 ? '├─' : '└─');
+    // torchinfo's `var_names` row setting: the attribute name next to the type, so the table
+    // can be matched to the code and to the module paths elsewhere in Model Lens.
+    const name = depth === 0 ? `${node.type} (${modelName})` : `${prefix}${node.type} (${node.name}): ${depth}-${index}`;
+    // Like torchinfo: leaves show their parameters; containers show only what they own directly.
+    const shown = node.isLeaf ? (row?.params ?? node.totalParams) : node.ownParams;
+    const notes: string[] = [];
+    if (node.aliases.length) notes.push(`shared: also ${node.aliases.join(', ')}`);
+    if (node.frozen && node.totalParams > 0) notes.push('frozen');
+    if (!node.training) notes.push('eval');
+    if (row && !row.ran && row.note) notes.push(row.note);
+    named.push([
+      name,
+      formatShape(row?.outputShape ?? null),
+      (shown > 0 ? formatCount(shown) : '--') + (notes.length ? `  (${notes.join('; ')})` : ''),
+    ]);
+    node.children.forEach((child, i) => walk(child, depth + 1, i + 1));
+  };
+  walk('', 0, 1);
+  const nameWidth = Math.max(40, ...named.map(([n]) => n.length + 2));
+  const shapeWidth = Math.max(26, ...named.map(([, s]) => s.length + 2));
+  const lines: string[] = [rule, pad('Layer (type (var_name):depth-idx)', nameWidth) + pad('Output Shape', shapeWidth) + 'Param #', rule];
+  for (const [n, s, p] of named) lines.push(pad(n, nameWidth) + pad(s, shapeWidth) + p);
+
+  const t = summary.totals;
+  lines.push(
+    rule,
+    `Total params: ${formatCount(t.params)}`,
+    `Trainable params: ${formatCount(t.trainableParams)}`,
+    `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
+    formatMacs(t.macs),
+    rule,
+    `Input size (MB): ${mb(t.inputBytes)}`,
+    `Forward/backward pass size (MB): ${mb(t.forwardBackwardBytes)}`,
+    `Params size (MB): ${mb(t.paramBytes)}`,
+    `Estimated Total Size (MB): ${mb(t.totalBytes)}`,
+    rule,
+  );
+  if (tree.buffers.length) {
+    lines.push('Buffers:');
+    for (const b of tree.buffers) lines.push(`  ${pad(b.name, 40)}${pad(formatShape(b.tensor.shape), 20)}${b.tensor.dtype}`);
+    lines.push(thin);
+  }
+  return lines.join('\n');
+}
+
+export function formatProfile(result: ProfileResult, topN: number): string {
+  const lines: string[] = [];
+  lines.push(`Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`, '');
+  const ops = [...result.ops].sort((a, b) => b.selfMs - a.selfMs).slice(0, topN);
+  const total = result.ops.reduce((s, o) => s + o.selfMs, 0) || 1;
+  lines.push(pad('Op', 34) + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
+  lines.push('-'.repeat(WIDE_RULE_CHARS));
+  for (const o of ops) {
+    const shapes = o.inputShapes[0]?.map((s) => `[${s.join(',')}]`).join(' ') ?? '';
+    lines.push(
+      pad(o.name, 34) +
+        pad(String(o.calls), 8) +
+        pad(o.totalMs.toFixed(3), 12) +
+        pad(o.selfMs.toFixed(3), 12) +
+        pad(((100 * o.selfMs) / total).toFixed(1), 8) +
+        shapes,
+    );
+  }
+  if (result.modules.length) {
+    lines.push('', pad('Module', 40) + pad('Type', 20) + pad('Calls', 8) + pad('Forward ms', 12) + 'Backward ms');
+    lines.push('-'.repeat(WIDE_RULE_CHARS));
+    for (const m of result.modules) {
+      lines.push(
+        pad(m.path === '' ? '(root)' : m.path, 40) +
+          pad(m.type, 20) +
+          pad(String(m.calls), 8) +
+          pad(m.forwardMs.toFixed(3), 12) +
+          (m.backwardMs === undefined ? '--' : m.backwardMs.toFixed(3)),
+      );
+    }
+  }
+  for (const w of result.warnings) lines.push(`warning: ${w}`);
+  if (result.traceFile) lines.push('', `Trace written to ${result.traceFile} (open it in https://ui.perfetto.dev or chrome://tracing)`);
+  return lines.join('\n');
+}
+
+export function formatLocation(loc: SourceLocation): string {
+  return `${loc.file}:${loc.line}${loc.column ? `:${loc.column}` : ''}`;
+}
+
+/** One error, with everything the engine said about where: `file:line`, layer, expected vs got. */
+export function formatEngineError(message: string, data?: EngineErrorData): string {
+  const lines = [`error: ${message}`];
+  if (!data) return lines[0];
+  if (data.location && !message.includes(formatLocation(data.location))) lines.push(`  at ${formatLocation(data.location)}`);
+  if (data.layer && !message.includes(data.layer)) lines.push(`  layer: ${data.layer}`);
+  if (data.expected !== undefined && !message.includes(data.expected)) lines.push(`  expected: ${data.expected}`);
+  if (data.got !== undefined && !message.includes(data.got)) lines.push(`  got: ${data.got}`);
+  if (data.candidates?.length) lines.push(`  candidates: ${data.candidates.join(', ')}`);
+  if (data.userStack?.length) {
+    lines.push('  user frames (innermost last):');
+    for (const f of data.userStack) lines.push(`    ${formatLocation(f)}${f.function ? ` in ${f.function}` : ''}`);
+  }
+  if (data.hint) lines.push(`  hint: ${data.hint}`);
+  return lines.join('\n');
+}

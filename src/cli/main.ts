@@ -1,0 +1,312 @@
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { EngineClient, EngineError, engineKindForFile } from '../client/engineClient';
+import { packageRoot } from '../client/packageRoot';
+import {
+  modelLoadRequest,
+  modelSummaryRequest,
+  modelTreeRequest,
+  outputNotification,
+  profileRunRequest,
+  type ModelLoadResult,
+  type ModelTreeResult,
+  type SummaryResult,
+} from '../protocol/messages';
+import type { TensorInfo } from '../protocol/types';
+import { formatEngineError, formatProfile, formatSummary } from './format';
+import { systemCommand } from './systemCommand';
+
+/** Exit codes promised in the README. */
+export const EXIT_OK = 0;
+export const EXIT_MODEL_FAILED = 1;
+export const EXIT_USAGE = 2;
+const EXIT_INTERRUPTED = 130;
+
+const DEFAULT_PROFILE_STEPS = 10;
+const PROFILE_TOP_OPS = 25;
+
+const USAGE = `Usage:
+  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
+  model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
+  model-lens system [--json]
+
+FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
+SHAPE is comma- or x-separated, e.g. --input 1,3,224,224 (repeat --input for several inputs).
+
+Options:
+  --model NAME       class, instance or export to use when the file defines several
+  --input SHAPE      input shape (default: the file's example input, else inferred)
+  --json             machine-readable output on stdout
+  --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
+                     python that can import torch)
+  --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
+  --timeout SECONDS  per-request limit (default 120)
+  --steps N          profile: timed steps (default ${DEFAULT_PROFILE_STEPS})
+  --trace OUT.json   profile: write a Chrome trace that Perfetto opens
+
+Exit codes: 0 ok, 1 the model failed (the message names file, line, layer), 2 bad usage.`;
+
+class UsageError extends Error {}
+
+const OPTIONS = {
+  model: { type: 'string' },
+  input: { type: 'string', multiple: true },
+  json: { type: 'boolean', default: false },
+  python: { type: 'string' },
+  backend: { type: 'string' },
+  timeout: { type: 'string' },
+  steps: { type: 'string' },
+  mode: { type: 'string' },
+  trace: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+  version: { type: 'boolean', default: false },
+} satisfies ParseArgsConfig['options'];
+
+interface Options {
+  model?: string;
+  input?: string[];
+  json: boolean;
+  python?: string;
+  backend?: string;
+  timeout?: string;
+  steps?: string;
+  mode?: string;
+  trace?: string;
+}
+
+export function parseShape(text: string): number[] {
+  const parts = text.trim().replace(/^\[|\]$/g, '').split(/\s*[,x×]\s*/i);
+  const dims = parts.map((p) => Number(p));
+  if (parts.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
+  }
+  return dims;
+}
+
+function positiveInt(flag: string, text: string | undefined, fallback: number): number {
+  if (text === undefined) return fallback;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} ${text}: expected a positive integer`);
+  return n;
+}
+
+function resolveModelFile(file: string | undefined): string {
+  if (!file) throw new UsageError('missing FILE');
+  const abs = path.resolve(file);
+  if (!fs.existsSync(abs)) {
+    // Not a usage error: the user named a file, it just is not there. Same code as a model failure.
+    throw new EngineError(`${file}: no such file`, 0, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
+  }
+  return abs;
+}
+
+async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
+  const client = await EngineClient.start({
+    kind: engineKindForFile(file),
+    cwd: path.dirname(file),
+    python: opts.python,
+    backend: opts.backend,
+    // The CLI runs what its user points it at, like `python file.py` would.
+    trusted: true,
+    clientName: 'model-lens-cli',
+    clientVersion: cliVersion(),
+  });
+  for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
+  const stopOnSignal = (): void => {
+    void client.dispose().finally(() => process.exit(EXIT_INTERRUPTED));
+  };
+  process.once('SIGINT', stopOnSignal);
+  process.once('SIGTERM', stopOnSignal);
+  // User prints go to stderr so that --json output stays parseable.
+  client.onNotification(outputNotification, (o) => process.stderr.write(o.text));
+  try {
+    return await fn(client);
+  } finally {
+    process.off('SIGINT', stopOnSignal);
+    process.off('SIGTERM', stopOnSignal);
+    await client.dispose();
+  }
+}
+
+function requestTimeout(opts: Options): number | undefined {
+  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout, 0) * 1000;
+}
+
+async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
+  const loaded = await client.request(
+    modelLoadRequest,
+    { file, model: opts.model, inputShapes: opts.input?.map(parseShape) },
+    { timeoutMs: requestTimeout(opts) },
+  );
+  if (!opts.json) {
+    for (const input of loaded.inputs) {
+      if (input.source === 'inferred') {
+        process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
+      }
+    }
+    for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+  }
+  return loaded;
+}
+
+function outputFacts(t: TensorInfo | undefined): Partial<TensorInfo> | null {
+  if (!t) return null;
+  return { shape: t.shape, stride: t.stride, storageOffset: t.storageOffset, contiguous: t.contiguous, dtype: t.dtype, device: t.device };
+}
+
+/** The `inspect --json` document: modules in named_modules order with their summary rows. */
+export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree: ModelTreeResult, summary: SummaryResult) {
+  const rows = new Map(summary.rows.map((r) => [r.path, r]));
+  return {
+    engine: client.info.kind,
+    backend: client.info.backend,
+    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs },
+    modules: tree.modules.map((m) => {
+      const row = rows.get(m.path);
+      return {
+        path: m.path,
+        type: m.type,
+        depth: m.depth,
+        params: m.totalParams,
+        trainableParams: m.trainableParams,
+        outputShape: row?.outputShape ?? null,
+        output: outputFacts(row?.output),
+        aliases: m.aliases,
+        macs: row?.macs ?? 0,
+        training: m.training,
+        ran: row?.ran ?? false,
+        ...(row?.note ? { note: row.note } : {}),
+        ...(m.source ? { source: m.source } : {}),
+      };
+    }),
+    parameters: tree.parameters,
+    buffers: tree.buffers,
+    totals: summary.totals,
+    warnings: [...loaded.warnings, ...summary.warnings],
+  };
+}
+
+async function inspectCommand(file: string, opts: Options): Promise<void> {
+  await withEngine(file, opts, async (client) => {
+    const loaded = await load(client, file, opts);
+    const timeoutMs = requestTimeout(opts);
+    const tree = await client.request(modelTreeRequest, { modelId: loaded.modelId }, { timeoutMs });
+    const summary = await client.request(modelSummaryRequest, { modelId: loaded.modelId }, { timeoutMs });
+    if (opts.json) {
+      process.stdout.write(JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n');
+    } else {
+      process.stdout.write(formatSummary(loaded.name, tree, summary) + '\n');
+      for (const w of summary.warnings) process.stderr.write(`warning: ${w}\n`);
+    }
+  });
+}
+
+async function profileCommand(file: string, opts: Options): Promise<void> {
+  const steps = positiveInt('steps', opts.steps, DEFAULT_PROFILE_STEPS);
+  if (opts.mode && opts.mode !== 'forward' && opts.mode !== 'train') {
+    throw new UsageError(`--mode ${opts.mode}: expected forward or train`);
+  }
+  const traceFile = opts.trace ? path.resolve(opts.trace) : undefined;
+  await withEngine(file, opts, async (client) => {
+    const loaded = await load(client, file, opts);
+    const result = await client.request(
+      profileRunRequest,
+      { modelId: loaded.modelId, steps, mode: opts.mode as 'forward' | 'train' | undefined, traceFile },
+      { timeoutMs: requestTimeout(opts) },
+    );
+    if (opts.json) {
+      process.stdout.write(
+        JSON.stringify(
+          {
+            engine: client.info.kind,
+            backend: client.info.backend,
+            model: { name: loaded.name, type: loaded.type, file: loaded.file },
+            ops: result.ops,
+            modules: result.modules,
+            stepMs: result.stepMs,
+            steps: result.steps,
+            method: result.method,
+            ...(result.traceFile ? { traceFile: result.traceFile } : {}),
+            warnings: result.warnings,
+          },
+          null,
+          2,
+        ) + '\n',
+      );
+    } else {
+      process.stdout.write(formatProfile(result, PROFILE_TOP_OPS) + '\n');
+    }
+  });
+}
+
+function cliVersion(): string {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(packageRoot(), 'package.json'), 'utf8')).version;
+  } catch {
+    return '0';
+  }
+}
+
+export async function main(argv: string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    process.stderr.write(`model-lens: ${(err as Error).message}\n\n${USAGE}\n`);
+    return EXIT_USAGE;
+  }
+  const { values, positionals } = parsed;
+  if (values.version) {
+    process.stdout.write(`${cliVersion()}\n`);
+    return EXIT_OK;
+  }
+  const [command, ...rest] = positionals;
+  if (values.help || !command) {
+    (values.help ? process.stdout : process.stderr).write(`${USAGE}\n`);
+    return values.help ? EXIT_OK : EXIT_USAGE;
+  }
+  const opts = values as Options;
+  try {
+    if (rest.length > 1) throw new UsageError(`unexpected argument ${rest[1]}`);
+    switch (command) {
+      case 'inspect':
+        await inspectCommand(resolveModelFile(rest[0]), opts);
+        return EXIT_OK;
+      case 'profile':
+        await profileCommand(resolveModelFile(rest[0]), opts);
+        return EXIT_OK;
+      case 'system':
+        await systemCommand(opts.json);
+        return EXIT_OK;
+      default:
+        throw new UsageError(`unknown command ${command}`);
+    }
+  } catch (err) {
+    if (err instanceof UsageError) {
+      process.stderr.write(`model-lens: ${err.message}\n\n${USAGE}\n`);
+      return EXIT_USAGE;
+    }
+    if (err instanceof EngineError) {
+      process.stderr.write(formatEngineError(err.message, err.data) + '\n');
+      return EXIT_MODEL_FAILED;
+    }
+    process.stderr.write(`model-lens: internal error: ${(err as Error).stack ?? err}\n`);
+    return EXIT_MODEL_FAILED;
+  }
+}
+
+/** Entry for bin/model-lens.js: runs the CLI on process.argv and sets the exit code. */
+export function run(): void {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err) => {
+      process.stderr.write(`model-lens: ${err}\n`);
+      process.exitCode = EXIT_MODEL_FAILED;
+    },
+  );
+}
+
+if (require.main === module) run();

@@ -1,0 +1,149 @@
+// The CLI as a user runs it: the real bin script, real engines, exit codes and output.
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { describe, test } from 'node:test';
+
+const ROOT = path.resolve(__dirname, '..');
+const BIN = path.join(ROOT, 'bin', 'model-lens.js');
+/** A whole CLI run includes starting an engine (torch import) on a loaded 2-core machine. */
+const RUN_TIMEOUT_MS = 180_000;
+
+interface Run {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function cli(args: string[], env: Record<string, string> = {}): Promise<Run> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      cwd: ROOT,
+      env: { ...process.env, OMP_NUM_THREADS: '1', ...env },
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d) => (stdout += d));
+    child.stderr.on('data', (d) => (stderr += d));
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`model-lens ${args.join(' ')} did not finish in ${RUN_TIMEOUT_MS} ms\n${stderr}`));
+    }, RUN_TIMEOUT_MS);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+describe('model-lens CLI', () => {
+  test('usage errors exit 2 and print the usage', async () => {
+    for (const args of [[], ['frobnicate'], ['inspect'], ['inspect', 'examples/iris_mlp.ts', '--steps', 'x', '--bogus']]) {
+      const r = await cli(args);
+      assert.equal(r.code, 2, `model-lens ${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, /Usage:/);
+    }
+    const bad = await cli(['inspect', 'examples/iris_mlp.ts', '--input', '1,-3']);
+    assert.equal(bad.code, 2);
+    assert.match(bad.stderr, /--input 1,-3/);
+  });
+
+  test('--help exits 0', async () => {
+    const r = await cli(['--help']);
+    assert.equal(r.code, 0);
+    assert.match(r.stdout, /model-lens inspect FILE/);
+  });
+
+  test('a missing file exits 1 and names it', async () => {
+    const r = await cli(['inspect', 'examples/nope.ts']);
+    assert.equal(r.code, 1);
+    assert.match(r.stderr, /examples\/nope\.ts: no such file/);
+  });
+
+  for (const file of ['examples/iris_mlp.ts', 'examples/iris_mlp.py']) {
+    test(`inspect ${file}: torchinfo-style table with the hand-computed total`, async () => {
+      const r = await cli(['inspect', file]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /Layer \(type \(var_name\):depth-idx\)\s+Output Shape\s+Param #/);
+      assert.match(r.stdout, /^Total params: 83$/m);
+      assert.match(r.stdout, /^Trainable params: 83$/m);
+      assert.match(r.stdout, /^Non-trainable params: 0$/m);
+      assert.match(r.stdout, /^Params size \(MB\): 0\.00$/m);
+    });
+
+    test(`inspect ${file} --json: the documented document`, async () => {
+      const r = await cli(['inspect', file, '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const doc = JSON.parse(r.stdout);
+      assert.equal(doc.engine, file.endsWith('.py') ? 'pytorch' : 'tfjs');
+      assert.equal(typeof doc.backend, 'string');
+      assert.equal(doc.modules[0].path, '');
+      assert.equal(doc.modules[0].depth, 0);
+      for (const m of doc.modules) {
+        for (const key of ['path', 'type', 'depth', 'params', 'trainableParams', 'outputShape', 'output', 'aliases', 'macs']) {
+          assert.ok(key in m, `module ${m.path} has ${key}`);
+        }
+      }
+      const leaves = doc.modules.filter((m: { params: number; path: string }) => m.params > 0 && m.path !== '');
+      assert.deepEqual(
+        leaves.map((m: { params: number }) => m.params),
+        [50, 33],
+      );
+      const out = doc.modules[0].output;
+      assert.deepEqual(Object.keys(out).sort(), ['contiguous', 'device', 'dtype', 'shape', 'storageOffset', 'stride']);
+      assert.equal(doc.totals.params, 83);
+      assert.equal(doc.totals.nonTrainableParams, 0);
+      assert.equal(doc.totals.paramBytes, 83 * 4);
+      assert.equal(doc.parameters.length, 4);
+    });
+
+    test(`inspect ${file} --input 1,5: exit 1 naming the layer, expected and got`, async () => {
+      const r = await cli(['inspect', file, '--input', '1,5']);
+      assert.equal(r.code, 1);
+      assert.match(r.stderr, /^error: /);
+      assert.match(r.stderr, /5/);
+      assert.match(r.stderr, /4/);
+      assert.doesNotMatch(r.stderr, /^\s+at .*\(.*engine\.js:\d+/m, 'no bare engine stack trace');
+    });
+  }
+
+  test('profile --json --trace writes a Perfetto-readable trace', async () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ml-cli-'));
+    const trace = path.join(dir, 'out.json');
+    const r = await cli(['profile', 'examples/iris_mlp.ts', '--steps', '3', '--json', '--trace', trace]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.ok(doc.ops.length > 0);
+    for (const op of doc.ops) for (const k of ['name', 'calls', 'totalMs', 'selfMs', 'inputShapes']) assert.ok(k in op, k);
+    assert.ok(doc.modules.length > 0);
+    assert.ok(doc.stepMs > 0);
+    const t = JSON.parse(fs.readFileSync(trace, 'utf8'));
+    assert.ok(Array.isArray(t.traceEvents) && t.traceEvents.length > 0);
+  });
+
+  test('a syntax error exits 1 with file:line', async () => {
+    const file = path.join('test', 'fixtures', 'conformance', 'tfjs', 'syntaxError.ts');
+    const r = await cli(['inspect', file]);
+    assert.equal(r.code, 1);
+    assert.ok(r.stderr.includes(`${path.resolve(ROOT, file)}:4`), r.stderr);
+  });
+
+  test('a configured interpreter that does not exist is reported, and the search goes on', async () => {
+    const r = await cli(['inspect', 'examples/iris_mlp.py', '--python', '/nonexistent/python3']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /^Total params: 83$/m);
+  });
+
+  test('system --json: CPU facts and a GPU list', async () => {
+    const r = await cli(['system', '--json'], { PATH: path.dirname(process.execPath) + ':/usr/bin:/bin' });
+    assert.equal(r.code, 0, r.stderr);
+    const doc = JSON.parse(r.stdout);
+    assert.equal(doc.cpu.logicalCores, os.cpus().length);
+    assert.ok(doc.cpu.physicalCores >= 1 && doc.cpu.physicalCores <= doc.cpu.logicalCores);
+    assert.equal(typeof doc.cpu.model, 'string');
+    assert.equal(doc.cpu.arch, os.arch() === 'x64' ? 'x64' : os.arch());
+    assert.ok(Array.isArray(doc.gpus));
+  });
+});

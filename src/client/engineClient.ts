@@ -3,6 +3,7 @@ import * as path from 'node:path';
 import {
   CancellationTokenSource,
   createMessageConnection,
+  ErrorCodes as JsonRpcErrorCodes,
   ResponseError,
   StreamMessageReader,
   StreamMessageWriter,
@@ -28,6 +29,13 @@ export const CANCEL_GRACE_MS = 2_000;
 /** How long `dispose()` waits for a clean `engine/shutdown` before signalling. */
 export const SHUTDOWN_GRACE_MS = 1_500;
 const KILL_GRACE_MS = 1_500;
+/** vscode-jsonrpc's codes for a request that died with the connection rather than being answered. */
+const CONNECTION_LOST_CODES = new Set<number>([
+  JsonRpcErrorCodes.MessageWriteError,
+  JsonRpcErrorCodes.MessageReadError,
+  JsonRpcErrorCodes.PendingResponseRejected,
+  JsonRpcErrorCodes.ConnectionInactive,
+]);
 /** Last bytes of the engine's stderr kept to explain a crash. */
 const STDERR_TAIL_BYTES = 8_192;
 
@@ -246,6 +254,12 @@ export class EngineClient {
       });
       return await Promise.race([sent, timedOut, died]);
     } catch (err) {
+      if (err instanceof ResponseError && CONNECTION_LOST_CODES.has(err.code)) {
+        // The pipe closed before the process reported its exit: wait for the exit so the error
+        // says how the engine died, not merely that the connection went away.
+        const exit = await Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS))]);
+        if (exit) throw this.deadError(type.method, exit);
+      }
       throw this.toEngineError(err, type.method);
     } finally {
       clearTimeout(timer);
@@ -262,7 +276,7 @@ export class EngineClient {
     try {
       await Promise.race([
         this.connection.sendRequest(shutdownRequest),
-        new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS)),
+        new Promise((r) => setTimeout(r, SHUTDOWN_GRACE_MS).unref()),
       ]);
     } catch {
       // Already going away.

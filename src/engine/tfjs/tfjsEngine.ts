@@ -1,0 +1,368 @@
+// Every protocol request of the TF.js engine, independent of the transport (main.ts wires it to
+// JSON-RPC over stdio; tests and benches can drive it in-process).
+import * as os from 'node:os';
+import { collectSystemReport } from '../../system/systemReport';
+import { performance } from 'node:perf_hooks';
+import type * as tfTypes from '@tensorflow/tfjs';
+import type {
+  ForwardParams,
+  ForwardResult,
+  HookAttachParams,
+  HookAttachResult,
+  HookDetachParams,
+  HookDetachResult,
+  HookEvent,
+  InitializeParams,
+  InitializeResult,
+  ModelLoadParams,
+  ModelLoadResult,
+  ModelRef,
+  ModelTreeResult,
+  ProfileParams,
+  ProfileResult,
+  SummaryParams,
+  SummaryResult,
+  SystemInfoResult,
+  TensorInspectParams,
+  TensorInspectResult,
+  TrainProgress,
+  TrainStartParams,
+  TrainStartResult,
+} from '../../protocol/messages';
+import { PROTOCOL_VERSION } from '../../protocol/types';
+import type { EngineInfo } from '../../protocol/types';
+import { getTf, selectBackend } from './backend';
+import type { Tf } from './backend';
+import { addCallListener, tensorsOf } from './callInterceptor';
+import { fail } from './engineError';
+import { HookManager } from './hooks';
+import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
+import { loadModelFile } from './modelLoader';
+import { forwardBackward, makeInputs, predict, predictNamingLayer } from './modelSession';
+import type { ModelSession } from './modelSession';
+import { runProfile } from './profiler';
+import { runSummary } from './summary';
+import { tensorInfo, tensorStats } from './tensorFacts';
+import { startTrainRun, stopTrainRun } from './training';
+import { readSourceLines } from './userCode';
+import type { TrainRun } from './training';
+
+export const ENGINE_VERSION = '0.1.0';
+export const FORWARD_MAX_STEPS = 1000;
+
+export interface EngineEvents {
+  hookEvent(e: HookEvent): void;
+  trainProgress(p: TrainProgress): void;
+}
+
+export class TfjsEngine {
+  private trusted = false;
+  private info: EngineInfo | null = null;
+  private readonly models = new Map<string, ModelSession>();
+  private readonly runs = new Map<string, TrainRun>();
+  private activeRun: TrainRun | null = null;
+  private nextModel = 1;
+  private nextRun = 1;
+  readonly hooks: HookManager;
+
+  constructor(private readonly events: EngineEvents) {
+    this.hooks = new HookManager(
+      () => getTf(),
+      (e) => this.events.hookEvent(e),
+      () => this.activeRun?.step,
+    );
+  }
+
+  get tf(): Tf {
+    return getTf();
+  }
+
+  /** The run currently training, so output can be tagged with its runId. */
+  get activeRunId(): string | undefined {
+    return this.activeRun?.id;
+  }
+
+  async initialize(p: InitializeParams): Promise<InitializeResult> {
+    // The handshake itself runs no user code, so an untrusted workspace still gets engine facts;
+    // every request that would run the user's file checks `trusted` instead.
+    this.trusted = p.trusted;
+    const major = (v: string): string => v.split('.')[0];
+    if (p.protocolVersion && major(p.protocolVersion) !== major(PROTOCOL_VERSION)) {
+      fail('unsupported', `Protocol ${p.protocolVersion} is not compatible with this engine (${PROTOCOL_VERSION})`);
+    }
+    if (p.cwd) process.chdir(p.cwd);
+    let choice;
+    try {
+      choice = await selectBackend(p.backend ?? 'auto');
+    } catch (err) {
+      return fail('runtimeMissing', err instanceof Error ? err.message : String(err));
+    }
+    const tf = this.tf;
+    this.info = {
+      kind: 'tfjs',
+      version: ENGINE_VERSION,
+      runtimes: [
+        { name: 'node', version: process.versions.node },
+        { name: '@tensorflow/tfjs', version: tf.version?.tfjs ?? 'unknown' },
+      ],
+      backend: choice.label,
+      backendNotes: choice.notes,
+      device: choice.device,
+      capabilities: {
+        tree: true,
+        summary: true,
+        tensorInspect: true,
+        profile: true,
+        trace: true,
+        hooks: ['forward', 'forwardPre', 'backward'],
+        train: true,
+        strides: 'rowMajor',
+        backwardTimings: true,
+      },
+      pid: process.pid,
+      executable: process.execPath,
+    };
+    return { protocolVersion: PROTOCOL_VERSION, engine: this.info };
+  }
+
+  private get device(): string {
+    return this.info?.device ?? 'cpu';
+  }
+
+  private requireInit(): void {
+    if (!this.info) fail('badRequest', 'engine/initialize must come first');
+  }
+
+  private session(ref: { modelId?: string }): ModelSession {
+    this.requireInit();
+    const id = ref.modelId;
+    const s = id ? this.models.get(id) : this.activeRun?.session;
+    if (!s) {
+      fail('notLoaded', id ? `No model '${id}' is loaded` : 'No modelId given and no training run is active', {
+        candidates: [...this.models.keys()],
+      });
+    }
+    return s;
+  }
+
+  private async makeSession(file: string, model: string | undefined, inputShapes?: number[][]) {
+    const loaded = await loadModelFile(this.tf, file, model, inputShapes);
+    const id = `m${this.nextModel++}`;
+    const s: ModelSession = {
+      id,
+      file: loaded.file,
+      name: loaded.name,
+      type: classNameOf(loaded.model as unknown as tfTypes.layers.Layer),
+      model: loaded.model,
+      index: buildLayerIndex(loaded.model),
+      inputs: loaded.inputs,
+      example: loaded.example,
+      exports: loaded.exports,
+      candidates: loaded.candidates,
+      location: loaded.location,
+      device: this.device,
+    };
+    if (s.location) s.index.modules[0].source = { creation: s.location };
+    addCreationLines(s);
+    return { s, loaded };
+  }
+
+  private requireTrust(): void {
+    if (!this.trusted) {
+      fail('untrusted', 'The workspace is not trusted: Model Lens runs no model code in it', {
+        hint: 'Trust the workspace (Workspaces: Manage Workspace Trust) to load models.',
+      });
+    }
+  }
+
+  async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
+    this.requireTrust();
+    this.requireInit();
+    const { s, loaded } = await this.makeSession(p.file, p.model, p.inputShapes);
+    // A shape that does not fit is reported now, naming the layer, not at the first summary.
+    this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s)));
+    // "Loading again replaces the previous model."
+    for (const old of [...this.models.values()]) {
+      if (this.activeRun?.session === old) continue;
+      this.hooks.detachModel(old.id);
+      this.models.delete(old.id);
+    }
+    this.models.set(s.id, s);
+    return {
+      modelId: s.id,
+      file: s.file,
+      name: s.name,
+      type: s.type,
+      candidates: s.candidates,
+      inputs: s.inputs,
+      warnings: loaded.warnings,
+      location: s.location,
+    };
+  }
+
+  tree(p: ModelRef): ModelTreeResult {
+    const s = this.session(p);
+    return { modules: s.index.modules, ...parameterInfos(s.index, s.device) };
+  }
+
+  summary(p: SummaryParams): SummaryResult {
+    const s = this.session(p);
+    const specs = p.inputShapes ? p.inputShapes.map((shape, i) => ({ shape, dtype: s.model.inputs[i]?.dtype ?? 'float32', source: 'request' as const })) : s.inputs;
+    const { rows, totals } = runSummary(this.tf, s, specs);
+    return { rows, totals, inputs: specs, warnings: [] };
+  }
+
+  forward(p: ForwardParams): ForwardResult {
+    const s = this.session(p);
+    const steps = Math.max(1, Math.min(FORWARD_MAX_STEPS, p.steps ?? 1));
+    let outputShapes: number[][] = [];
+    const start = performance.now();
+    for (let i = 0; i < steps; i++) {
+      this.tf.tidy(() => {
+        const xs = makeInputs(this.tf, s);
+        if (p.backward) forwardBackward(this.tf, s, xs, (outs) => (outputShapes = outs.map((o) => [...o.shape])));
+        else outputShapes = predict(s, xs).map((t) => [...t.shape]);
+      });
+    }
+    return { steps, outputShapes, stepMs: (performance.now() - start) / steps };
+  }
+
+  inspect(p: TensorInspectParams): TensorInspectResult {
+    const s = this.session(p);
+    const bins = p.histogramBins;
+    const t = p.target;
+    if (t.kind === 'parameter' || t.kind === 'buffer') {
+      const w = s.index.weightByName.get(t.name);
+      if (!w || w.isBuffer !== (t.kind === 'buffer')) {
+        fail('unknownPath', `No ${t.kind} named '${t.name}'`, {
+          candidates: s.index.weights.filter((e) => e.isBuffer === (t.kind === 'buffer')).map((e) => e.name),
+        });
+      }
+      const v = w.variable.read();
+      const info = tensorInfo(v.shape, v.dtype, s.device, v, w.isBuffer ? false : w.requiresGrad);
+      return { name: w.name, tensor: info, ...(p.stats ? tensorStats(v, bins) : {}) };
+    }
+    if (t.kind === 'input') {
+      const spec = s.inputs[t.index];
+      if (!spec) fail('unknownPath', `The model has ${s.inputs.length} input(s); no input ${t.index}`);
+      let res: TensorInspectResult | null = null;
+      this.tf.tidy(() => {
+        const x = makeInputs(this.tf, s)[t.index];
+        res = { name: `input:${t.index}`, tensor: tensorInfo(x.shape, x.dtype, s.device, x), ...(p.stats ? tensorStats(x, bins) : {}) };
+      });
+      return res!;
+    }
+    const out = t as { kind: 'output'; path: string; index?: number };
+    const layer = s.index.layerAt.get(out.path);
+    if (!layer) fail('unknownPath', `No module at path '${out.path}'`, { layer: out.path, candidates: s.index.modules.map((m) => m.path) });
+    const isRoot = layer === (s.model as unknown as tfTypes.layers.Layer);
+    let result: TensorInspectResult | null = null;
+    const pick = (outs: tfTypes.Tensor[]): void => {
+      const o = outs[out.index ?? 0];
+      if (!o) return;
+      result = {
+        name: `output:${out.path}`,
+        tensor: tensorInfo(o.shape, o.dtype, s.device, o),
+        ...(p.stats ? tensorStats(o, bins) : {}),
+      };
+    };
+    this.tf.tidy(() => {
+      if (isRoot) {
+        pick(predict(s, makeInputs(this.tf, s)));
+        return;
+      }
+      // Read the layer's output inside its call: predict frees intermediates before returning.
+      const remove = addCallListener(layer, { after: (_l, _i, _k, o) => pick(tensorsOf(o)) });
+      try {
+        predict(s, makeInputs(this.tf, s));
+      } finally {
+        remove();
+      }
+    });
+    if (!result) fail('unknownPath', `Module '${out.path}' produced no output ${out.index ?? 0} (was it called?)`, { layer: out.path });
+    return result;
+  }
+
+  profile(p: ProfileParams): Promise<ProfileResult> {
+    return runProfile(this.tf, this.session(p), p);
+  }
+
+  attachHook(p: HookAttachParams): HookAttachResult {
+    const s = this.session(p);
+    return { hookId: this.hooks.attach(s, p) };
+  }
+
+  detachHook(p: HookDetachParams): HookDetachResult {
+    return this.hooks.detach(p);
+  }
+
+  async startTrain(p: TrainStartParams): Promise<TrainStartResult> {
+    this.requireTrust();
+    this.requireInit();
+    if (this.activeRun) fail('badRequest', `Run ${this.activeRun.id} is still training; stop it first`);
+    const { s } = await this.makeSession(p.file, p.model);
+    this.models.set(s.id, s);
+    const id = `r${this.nextRun++}`;
+    const run = startTrainRun(
+      this.tf,
+      id,
+      s,
+      p,
+      (e) => this.events.trainProgress(e),
+      (r) => (this.activeRun = r),
+    );
+    this.runs.set(id, run);
+    return { runId: id };
+  }
+
+  async stopTrain(p: { runId: string }): Promise<{ stopped: boolean }> {
+    const run = this.runs.get(p.runId);
+    if (!run) fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
+    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: true };
+    return { stopped: await stopTrainRun(run) };
+  }
+
+  /** CPU and GPU facts come from the same code as `model-lens system`; memory is this process's. */
+  async systemInfo(): Promise<SystemInfoResult> {
+    let tfMem: tfTypes.MemoryInfo | null = null;
+    try {
+      tfMem = this.info ? this.tf.memory() : null;
+    } catch {
+      tfMem = null;
+    }
+    const report = await collectSystemReport();
+    const logical = report.cpu.logicalCores || 1;
+    return {
+      cpu: { ...report.cpu, loadPct: Math.min(100, (os.loadavg()[0] / logical) * 100) },
+      gpus: report.gpus,
+      memory: {
+        rssBytes: process.memoryUsage().rss,
+        ...(tfMem ? { tfjsBytes: tfMem.numBytes, tfjsTensors: tfMem.numTensors } : {}),
+      },
+    };
+  }
+
+  async shutdown(): Promise<void> {
+    for (const run of this.runs.values()) {
+      if (run.state === 'running' || run.state === 'starting') await stopTrainRun(run);
+    }
+    this.hooks.detach({ all: true });
+    this.models.clear();
+  }
+}
+
+
+/**
+ * TF.js layers carry no creation site; a layer given an explicit name is found by that name
+ * quoted in the model file, which is where it was created in practice.
+ */
+function addCreationLines(s: ModelSession): void {
+  const lines = readSourceLines(s.file);
+  if (!lines.length) return;
+  for (const node of s.index.modules) {
+    if (!node.name) continue;
+    const quoted = [`'${node.name}'`, `"${node.name}"`, `\`${node.name}\``];
+    const i = lines.findIndex((l) => quoted.some((q) => l.includes(q)));
+    if (i >= 0) node.source = { ...node.source, creation: { file: s.file, line: i + 1, column: lines[i].search(/\S/) + 1 } };
+  }
+}

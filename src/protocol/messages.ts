@@ -291,6 +291,8 @@ export const outputNotification = new NotificationType<OutputEvent>('output');
 export interface SystemInfoResult {
   cpu: CpuInfo | null;
   gpus: GpuInfo[];
+  /** Why `gpus` is empty (no driver, nvidia-smi failing), when it is. */
+  gpuError?: string;
   memory: MemoryInfo;
 }
 

@@ -335,6 +335,7 @@ export class TfjsEngine {
     return {
       cpu: { ...report.cpu, loadPct: Math.min(100, (os.loadavg()[0] / logical) * 100) },
       gpus: report.gpus,
+      ...(report.gpuError ? { gpuError: report.gpuError } : {}),
       memory: {
         rssBytes: process.memoryUsage().rss,
         ...(tfMem ? { tfjsBytes: tfMem.numBytes, tfjsTensors: tfMem.numTensors } : {}),

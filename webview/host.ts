@@ -1,6 +1,6 @@
 // The webview's side of the conversation with the extension: one `ready`, then state updates.
 import { h } from './dom';
-import type { HostMessage, WebviewMessage } from './messages';
+import type { HostMessage, WebviewMessage } from '../src/protocol/webviewMessages';
 
 interface VsCodeApi {
   postMessage(message: unknown): void;

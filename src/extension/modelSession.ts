@@ -15,7 +15,8 @@ import { engineModules } from './lazyModules';
 import { ModelState } from './modelState';
 import type { ModelSource, ModulesProvider, TensorsProvider } from './moduleTree';
 import type { Panels } from './panels';
-import type { PanelKind, WebviewMessage } from './webviewMessages';
+import type { WebviewMessage } from '../protocol/webviewMessages';
+import type { PanelKind } from './webviewMessages';
 
 /** Saves in quick succession (format-on-save, save-all) cause one re-inspect. */
 export const REINSPECT_DEBOUNCE_MS = 500;

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
-import { validateWebviewMessage, type PanelKind, type WebviewMessage } from './webviewMessages';
+import { validateWebviewMessage, type PanelKind } from './webviewMessages';
+import type { HostMessage, WebviewMessage } from '../protocol/webviewMessages';
 
 const TITLES: Record<PanelKind, string> = {
   summary: 'Model Lens: Summary',
@@ -9,11 +10,6 @@ const TITLES: Record<PanelKind, string> = {
   hooks: 'Model Lens: Hooks',
 };
 
-/** What the extension posts to a webview; webview/messages.ts mirrors it. */
-export type HostMessage =
-  | { type: 'state'; state: unknown }
-  | { type: 'patch'; state: unknown }
-  | { type: 'engine'; crashed: boolean; message?: string };
 
 export type PanelMessageHandler = (kind: PanelKind, message: WebviewMessage) => void;
 

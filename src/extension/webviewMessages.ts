@@ -3,19 +3,9 @@
 // sends back as untrusted: only these shapes are acted on, and none of them carries a command,
 // a file path or text to execute; paths and indices are looked up in the host's own state.
 // No `vscode` import here: unit tests run this without an editor.
-// webview/messages.ts mirrors these types for the browser side (the projects cannot share files).
+import type { WebviewMessage } from '../protocol/webviewMessages';
 
 export type PanelKind = 'summary' | 'tensor' | 'ops' | 'hooks';
-
-export type WebviewMessage =
-  | { type: 'ready' }
-  | { type: 'restartEngine' }
-  | { type: 'showLog' }
-  | { type: 'copySummary' }
-  | { type: 'revealModule'; path: string }
-  | { type: 'exportTrace' }
-  | { type: 'openOpSource'; index: number }
-  | { type: 'detachHook'; hookId: string };
 
 type Field = 'string' | 'index';
 const SPECS: Record<WebviewMessage['type'], { panels: PanelKind[] | 'all'; fields: Record<string, Field> }> = {

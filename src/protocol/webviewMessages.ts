@@ -1,7 +1,8 @@
-// Browser-side mirror of src/extension/webviewMessages.ts and src/extension/panels.ts HostMessage
-// (the webview and extension projects cannot share files). The extension validates every
-// message it receives against its own copy, so a drift here fails safe: the message is ignored.
+// Messages between the extension and its webview panels. Both sides import these types; the
+// extension still validates every message a webview sends (src/extension/webviewMessages.ts),
+// because a webview renders text that came from user code.
 
+/** What a webview may ask of the extension. None carries a command, a file path or code. */
 export type WebviewMessage =
   | { type: 'ready' }
   | { type: 'restartEngine' }
@@ -12,6 +13,7 @@ export type WebviewMessage =
   | { type: 'openOpSource'; index: number }
   | { type: 'detachHook'; hookId: string };
 
+/** What the extension posts to a webview: a whole state, a patch of it, or the engine's health. */
 export type HostMessage =
   | { type: 'state'; state: unknown }
   | { type: 'patch'; state: unknown }

@@ -277,6 +277,59 @@ export interface TrainProgress extends TrainProgressStats {
 /** Throttled progress of a training run. */
 export const trainProgressNotification = new NotificationType<TrainProgress>('train/progress');
 
+export interface SyncPoint {
+  /** What forced the host to wait for the device: `.item()`, `.cpu()`, `.tolist()`, `.numpy()`, `print(tensor)`... */
+  kind: 'item' | 'cpu' | 'tolist' | 'numpy' | 'print' | 'other';
+  /** The user's line that caused it. */
+  source?: SourceLocation;
+  count: number;
+  /** Time spent waiting in it (0 on CPU, where no sync is needed). */
+  totalMs: number;
+}
+
+export interface TransferStats {
+  count: number;
+  bytes: number;
+}
+
+/** Per-step averages, in ms. */
+export interface StepBreakdown {
+  dataMs: number;
+  forwardMs: number;
+  backwardMs: number;
+  optimizerMs: number;
+  otherMs: number;
+}
+
+export interface DiagnosisFinding {
+  severity: 'info' | 'warning' | 'error';
+  /** A plain sentence with numbers: "`loss.item()` at train.py:57 forces a device sync every step: 18% of step time". */
+  message: string;
+  source?: SourceLocation;
+}
+
+/** Measured facts about where a training run's time goes. */
+export interface TrainDiagnosis {
+  runId: string;
+  steps: number;
+  device: string;
+  batchSize: number | null;
+  stepMs: number;
+  opsPerStep: number | null;
+  avgOpUs: number | null;
+  hostToDevice: TransferStats;
+  deviceToHost: TransferStats;
+  syncs: SyncPoint[];
+  breakdown: StepBreakdown | null;
+  findings: DiagnosisFinding[];
+}
+
+/** Diagnosis of a run so far (also sent as `train/diagnosis` when the run ends). */
+export const trainDiagnoseRequest = new RequestType<TrainStopParams, TrainDiagnosis, EngineErrorData>('train/diagnose');
+
+/** Diagnosis snapshot, sent periodically during a run and once at its end. */
+export const trainDiagnosisNotification = new NotificationType<TrainDiagnosis>('train/diagnosis');
+
 export interface OutputEvent {
   runId?: string;
   stream: 'stdout' | 'stderr';

@@ -240,6 +240,7 @@ export interface SummaryTotals {
   totalBytes: number;
 }
 
+/** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */
 export interface OpStat {
   /** aten::addmm, MatMul, Conv2D... */
   name: string;
@@ -255,6 +256,7 @@ export interface OpStat {
   phase?: 'forward' | 'backward' | 'optimizer' | 'other';
 }
 
+/** Totals over all timed steps, like OpStat. */
 export interface ModuleTiming {
   path: string;
   type: string;

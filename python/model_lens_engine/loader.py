@@ -1,0 +1,600 @@
+"""Importing a user's model file (never as __main__), choosing and building the model, finding
+an input for it, and turning what user code raises into protocol errors."""
+
+import ast
+import inspect
+import os
+import re
+import sys
+import types
+
+import torch
+import torch.nn as nn
+
+from .errors import (
+    EngineFault,
+    UserScope,
+    is_library_file,
+    location,
+    short_exception,
+    user_fault,
+)
+from .tensors import dtype_name
+
+EXAMPLE_INPUT_NAME = "example_input"
+# Spatial size assumed when an input is inferred from a convolution: small enough for a quick
+# summary on a CPU, large enough for the usual stem (stride-2 conv + pool) and 4 downsamplings.
+INFERRED_SPATIAL = {1: (64,), 2: (64, 64), 3: (16, 16, 16)}
+INFERRED_SEQUENCE_LENGTH = 8
+USER_MODULE_PREFIX = "_model_lens_user_"
+
+
+class CreationRecorder:
+    """While user code builds modules, remembers which line registered each child module
+    (`self.fc1 = nn.Linear(...)`, or the line that built a Sequential). The innermost frame
+    outside torch is used, so torchvision's own lines show for its layers."""
+
+    def __init__(self, scope):
+        self.scope = scope
+        self.by_key = {}
+        self.by_child = {}
+        self._saved = None
+
+    def _record(self, parent, name, child):
+        loc = self.scope.innermost_user_frame(sys._getframe(2), framework_only=True)
+        if loc is not None:
+            self.by_key[(id(parent), str(name))] = loc
+            self.by_child.setdefault(id(child), loc)
+
+    def __enter__(self):
+        rec = self
+        orig_setattr = nn.Module.__setattr__
+        orig_add = nn.Module.add_module
+
+        def __setattr__(self, name, value):
+            if isinstance(value, nn.Module):
+                rec._record(self, name, value)
+            orig_setattr(self, name, value)
+
+        def add_module(self, name, module):
+            if isinstance(module, nn.Module):
+                rec._record(self, name, module)
+            return orig_add(self, name, module)
+
+        self._saved = (orig_setattr, orig_add)
+        nn.Module.__setattr__ = __setattr__
+        nn.Module.add_module = add_module
+        return self
+
+    def __exit__(self, *exc):
+        nn.Module.__setattr__, nn.Module.add_module = self._saved
+        return False
+
+    def creation(self, parent, name, child):
+        return self.by_key.get((id(parent), name)) or self.by_child.get(id(child))
+
+
+class LoadedModel:
+    def __init__(self):
+        self.model_id = None
+        self.file = None
+        self.name = None
+        self.module = None
+        self.user_module = None
+        self.candidates = []
+        self.inputs = []
+        self.input_specs = []
+        self.warnings = []
+        self.location = None
+        self.recorder = None
+        self.scope = None
+        self.device = None
+        self.last_outputs = {}
+        self.last_inputs = []
+
+
+def _class_location(cls):
+    try:
+        f = inspect.getsourcefile(cls)
+        _, line = inspect.getsourcelines(cls)
+        return location(f, line, cls.__name__)
+    except (TypeError, OSError):
+        return None
+
+
+def required_args(cls):
+    try:
+        sig = inspect.signature(cls)
+    except (TypeError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return [p.name for p in sig.parameters.values() if p.kind in kinds and p.default is inspect.Parameter.empty]
+
+
+def _top_level_assignments(tree):
+    lines = {}
+    for node in tree.body:
+        targets = []
+        if isinstance(node, ast.Assign):
+            targets = node.targets
+        elif isinstance(node, (ast.AnnAssign, ast.AugAssign)):
+            targets = [node.target]
+        for t in targets:
+            for n in ast.walk(t):
+                if isinstance(n, ast.Name):
+                    lines.setdefault(n.id, node.lineno)
+    return lines
+
+
+def _purge_user_modules(folder):
+    """Helper modules next to the model file were imported by the previous load; drop them so an
+    edited helper is read again."""
+    prefix = os.path.realpath(folder) + os.sep
+    for name, mod in list(sys.modules.items()):
+        f = getattr(mod, "__file__", None)
+        if name == "model_lens_engine" or name.startswith("model_lens_engine."):
+            continue  # a model file above the engine's folder must not unload the engine
+        if name.startswith(USER_MODULE_PREFIX) or (f and os.path.realpath(f).startswith(prefix) and not is_library_file(f)):
+            sys.modules.pop(name, None)
+
+
+def _module_name_for(path):
+    stem = os.path.splitext(os.path.basename(path))[0]
+    if stem.isidentifier() and stem not in sys.modules and stem != "__main__":
+        return stem
+    return USER_MODULE_PREFIX + re.sub(r"\W", "_", stem)
+
+
+def _user_exception(exc, scope, what):
+    """A protocol error for an exception user code raised while `what` (importing, building...)."""
+    tb = exc.__traceback__
+    stack = scope.user_frames_of_tb(tb)
+    loc = stack[-1] if stack else None
+    if isinstance(exc, SystemExit):
+        return user_fault(
+            "userExit",
+            "User code called sys.exit(%s) while %s%s; the engine caught it and is still running."
+            % ("" if exc.code is None else repr(exc.code), what, _at(loc)),
+            location=loc,
+            userStack=stack or None,
+            hint="Move script code (training, argument parsing, sys.exit) under `if __name__ == \"__main__\":`.",
+        )
+    if isinstance(exc, ImportError):
+        missing = getattr(exc, "name", None)
+        return user_fault(
+            "importError",
+            "%s while %s%s" % (short_exception(exc), what, _at(loc)),
+            location=loc,
+            userStack=stack or None,
+            got=missing,
+            hint=("Install `%s` for %s, or fix the import." % (missing, sys.executable)) if missing else None,
+        )
+    return user_fault(
+        "userCodeError",
+        "%s while %s%s" % (short_exception(exc), what, _at(loc)),
+        location=loc,
+        userStack=stack or None,
+    )
+
+
+def _at(loc):
+    if not loc:
+        return ""
+    return " (%s:%d%s)" % (loc["file"], loc["line"], (" in " + loc["function"]) if loc.get("function") else "")
+
+
+def _defined_names(user_module, modname):
+    out = []
+    for name, obj in vars(user_module).items():
+        if name.startswith("__") or isinstance(obj, types.ModuleType):
+            continue
+        if getattr(obj, "__module__", modname) != modname and (inspect.isclass(obj) or inspect.isfunction(obj)):
+            continue  # imported, not defined here
+        if inspect.isclass(obj):
+            out.append("%s (class)" % name)
+        elif inspect.isfunction(obj):
+            out.append("%s (function)" % name)
+        else:
+            out.append("%s (%s)" % (name, type(obj).__name__))
+    return out
+
+
+def find_candidates(user_module, modname, tree, path):
+    assigns = _top_level_assignments(tree)
+    classes, instances = [], []
+    seen = set()
+    for name, obj in vars(user_module).items():
+        if name.startswith("__"):
+            continue
+        if inspect.isclass(obj) and issubclass(obj, nn.Module) and obj.__module__ == modname:
+            cand = {"name": name, "kind": "class"}
+            loc = _class_location(obj)
+            if loc:
+                cand["location"] = loc
+            req = required_args(obj)
+            if req:
+                cand["requiredArgs"] = req
+            classes.append((cand, obj))
+        elif isinstance(obj, nn.Module) and id(obj) not in seen:
+            seen.add(id(obj))
+            cand = {"name": name, "kind": "instance"}
+            if name in assigns:
+                cand["location"] = location(path, assigns[name], "<module>")
+            instances.append((cand, obj))
+    return classes, instances
+
+
+def _is_referenced(cls_name, other_classes):
+    for _, other in other_classes:
+        try:
+            src = inspect.getsource(other)
+        except (OSError, TypeError):
+            continue
+        if re.search(r"\b%s\b" % re.escape(cls_name), src) and other.__name__ != cls_name:
+            return True
+    return False
+
+
+def choose(classes, instances, wanted, file, defined):
+    all_names = [c["name"] for c, _ in instances] + [c["name"] for c, _ in classes]
+    if wanted:
+        for cand, obj in instances + classes:
+            if cand["name"] == wanted:
+                return cand, obj, None
+        raise user_fault(
+            "noModel",
+            "%s has no nn.Module class or instance named %r; it has: %s" % (file, wanted, ", ".join(all_names) or "none"),
+            candidates=all_names or defined,
+            got=wanted,
+        )
+    if not classes and not instances:
+        raise user_fault(
+            "noModel",
+            "%s defines no torch.nn.Module subclass and no module-level nn.Module instance; it defines: %s"
+            % (file, ", ".join(defined) or "nothing"),
+            candidates=defined,
+            hint="Define a class deriving from torch.nn.Module, or a module-level `model = ...`.",
+        )
+    if len(instances) == 1:
+        c, o = instances[0]
+        why = None
+        if classes:
+            why = "chose the module-level instance %r (built with the file's own arguments) over the class(es) %s" % (
+                c["name"], ", ".join(k["name"] for k, _ in classes))
+        return c, o, why
+    if not instances:
+        if len(classes) == 1:
+            return classes[0][0], classes[0][1], None
+        # A class used inside another class of the file is a building block, not the model.
+        tops = [(c, o) for c, o in classes if not _is_referenced(o.__name__, classes)]
+        if len(tops) == 1:
+            return tops[0][0], tops[0][1], "chose %r: the other classes (%s) are used inside it" % (
+                tops[0][0]["name"], ", ".join(c["name"] for c, _ in classes if c is not tops[0][0]))
+    raise user_fault(
+        "ambiguousModel",
+        "%s has several models (%s); say which one to load." % (file, ", ".join(all_names)),
+        candidates=all_names,
+        hint="Pick one with the `model` option (CLI: --model NAME).",
+    )
+
+
+def _pick_device(module, engine_device):
+    for t in list(module.parameters()) + list(module.buffers()):
+        return t.device
+    return torch.device(engine_device)
+
+
+def _as_input_list(value):
+    if isinstance(value, torch.Tensor):
+        return [value]
+    if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+        return list(value)
+    return None
+
+
+def infer_input(module):
+    """A plausible input from the first layer that fixes one; batch 1. Returns (tensors, specs, note)."""
+    for path, m in module.named_modules():
+        name = path or "(root)"
+        if isinstance(m, nn.Linear):
+            shape = [1, m.in_features]
+            note = "inferred from %s (Linear, in_features=%d) with batch 1" % (name, m.in_features)
+            return shape, torch.float32, note
+        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
+            nd = len(m.kernel_size)
+            spatial = list(INFERRED_SPATIAL[nd])
+            shape = [1, m.in_channels] + spatial
+            note = "inferred from %s (%s, in_channels=%d) with batch 1 and a guessed spatial size %s" % (
+                name, type(m).__name__, m.in_channels, "×".join(str(s) for s in spatial))
+            return shape, torch.float32, note
+        if isinstance(m, nn.Embedding):
+            shape = [1, INFERRED_SEQUENCE_LENGTH]
+            note = "inferred from %s (Embedding, %d entries): token ids, batch 1, length %d" % (
+                name, m.num_embeddings, INFERRED_SEQUENCE_LENGTH)
+            return shape, torch.int64, note
+        if isinstance(m, nn.RNNBase):
+            shape = [1, INFERRED_SEQUENCE_LENGTH, m.input_size] if m.batch_first else [INFERRED_SEQUENCE_LENGTH, 1, m.input_size]
+            note = "inferred from %s (%s, input_size=%d), batch 1, sequence length %d" % (
+                name, type(m).__name__, m.input_size, INFERRED_SEQUENCE_LENGTH)
+            return shape, torch.float32, note
+        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)):
+            d = m.self_attn.embed_dim if hasattr(m, "self_attn") else m.embed_dim
+            bf = getattr(m, "batch_first", False)
+            shape = [1, INFERRED_SEQUENCE_LENGTH, d] if bf else [INFERRED_SEQUENCE_LENGTH, 1, d]
+            note = "inferred from %s (%s, d_model=%d), batch 1, sequence length %d" % (
+                name, type(m).__name__, d, INFERRED_SEQUENCE_LENGTH)
+            return shape, torch.float32, note
+        if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
+            n = m.num_features if isinstance(m, nn.BatchNorm1d) else list(m.normalized_shape)[-1]
+            shape = [1, n]
+            note = "inferred from %s (%s, %d features) with batch 1" % (name, type(m).__name__, n)
+            return shape, torch.float32, note
+    return None
+
+
+def make_inputs(shapes, dtypes, device):
+    out = []
+    for shape, dt in zip(shapes, dtypes):
+        if dt.is_floating_point:
+            out.append(torch.randn(*shape, dtype=dt, device=device))
+        else:
+            out.append(torch.zeros(*shape, dtype=dt, device=device))
+    return out
+
+
+def check_shapes(shapes):
+    if not isinstance(shapes, list) or not shapes or not all(
+        isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s) for s in shapes
+    ):
+        from .errors import bad_request
+
+        raise bad_request("inputShapes must be a non-empty list of shapes (lists of non-negative integers), got %r" % (shapes,))
+
+
+def resolve_inputs(module, user_module, input_shapes, device):
+    """Returns (tensors, specs, warnings)."""
+    if input_shapes:
+        check_shapes(input_shapes)
+        tensors = make_inputs(input_shapes, [torch.float32] * len(input_shapes), device)
+        return tensors, [{"shape": list(s), "dtype": "float32", "source": "request"} for s in input_shapes], []
+    example = getattr(user_module, EXAMPLE_INPUT_NAME, None) if user_module is not None else None
+    if example is not None:
+        tensors = _as_input_list(example)
+        if tensors is None:
+            return None, [], ["`%s` is a %s, not a tensor or a tuple of tensors; it was ignored" % (
+                EXAMPLE_INPUT_NAME, type(example).__name__)]
+        tensors = [t.to(device) for t in tensors]
+        specs = [{"shape": list(t.shape), "dtype": dtype_name(t.dtype), "source": "example",
+                  "note": "module-level `%s`" % EXAMPLE_INPUT_NAME} for t in tensors]
+        return tensors, specs, []
+    inferred = infer_input(module)
+    if inferred is None:
+        return [], [], ["No input shape: give inputShapes, or define a module-level `%s` tensor in the file." % EXAMPLE_INPUT_NAME]
+    shape, dt, note = inferred
+    tensors = make_inputs([shape], [dt], device)
+    spec = {"shape": shape, "dtype": dtype_name(dt), "source": "inferred", "note": note}
+    return tensors, [spec], ["Input shape %s was %s; set `%s` in the file or pass inputShapes if that is wrong." % (
+        shape, note, EXAMPLE_INPUT_NAME)]
+
+
+def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_device=False):
+    path = os.path.abspath(path)
+    if not os.path.isfile(path):
+        raise user_fault("fileNotFound", "No such file: %s" % path, location=None, got=path)
+    folder = os.path.dirname(path)
+    scope = UserScope(folder)
+    with open(path, "rb") as f:
+        source = f.read()
+    try:
+        code = compile(source, path, "exec", dont_inherit=True)
+        tree = ast.parse(source, path)
+    except SyntaxError as e:
+        loc = location(e.filename or path, e.lineno or 1, None, e.offset)
+        raise user_fault(
+            "syntaxError",
+            "%s: %s (%s:%s)" % (type(e).__name__, e.msg, e.filename or path, e.lineno),
+            location=loc,
+            userStack=[loc],
+        )
+    except ValueError as e:  # null bytes
+        raise user_fault("syntaxError", "Cannot compile %s: %s" % (path, e), location=location(path, 1))
+
+    _purge_user_modules(folder)
+    modname = _module_name_for(path)
+    user_module = types.ModuleType(modname)
+    user_module.__file__ = path
+    user_module.__builtins__ = __builtins__
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    os.chdir(folder)
+    sys.modules[modname] = user_module
+    recorder = CreationRecorder(scope)
+    try:
+        with recorder:
+            exec(code, user_module.__dict__)
+    except BaseException as e:  # noqa: B902 - SystemExit and KeyboardInterrupt from user code too
+        sys.modules.pop(modname, None)
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise _user_exception(e, scope, "importing %s" % os.path.basename(path))
+
+    classes, instances = find_candidates(user_module, modname, tree, path)
+    defined = _defined_names(user_module, modname)
+    cand, obj, why = choose(classes, instances, wanted, os.path.basename(path), defined)
+    lm = LoadedModel()
+    lm.file = path
+    lm.scope = scope
+    lm.recorder = recorder
+    lm.user_module = user_module
+    lm.candidates = [c for c, _ in instances] + [c for c, _ in classes]
+    lm.name = cand["name"]
+    lm.location = cand.get("location")
+    if why:
+        lm.warnings.append(why[0].upper() + why[1:] + ".")
+    if cand["kind"] == "class":
+        req = cand.get("requiredArgs")
+        if req:
+            raise user_fault(
+                "constructorArgs",
+                "%s(...) needs arguments %s, so the engine cannot build it on its own." % (cand["name"], ", ".join(req)),
+                location=cand.get("location"),
+                layer=cand["name"],
+                expected="%s(%s)" % (cand["name"], ", ".join(req)),
+                candidates=[c["name"] for c in lm.candidates],
+                hint="Give the arguments defaults, or add a module-level instance such as `model = %s(...)`." % cand["name"],
+            )
+        try:
+            with recorder:
+                obj = obj()
+        except BaseException as e:  # noqa: B902
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise _user_exception(e, scope, "building %s()" % cand["name"])
+        if not isinstance(obj, nn.Module):
+            raise user_fault("noModel", "%s() did not return an nn.Module" % cand["name"], location=cand.get("location"))
+    module = obj
+    if move_to_device:
+        module.to(engine_device)
+    lm.module = module
+    lm.device = _pick_device(module, engine_device)
+    tensors, specs, warns = resolve_inputs(module, user_module, input_shapes, lm.device)
+    lm.inputs = tensors or []
+    lm.input_specs = specs
+    lm.warnings.extend(warns)
+    return lm
+
+
+# ---- errors raised inside forward ----------------------------------------------------------
+
+_DEVICE_PATTERNS = (
+    "Expected all tensors to be on the same device",
+    "Expected object of device type",
+    "should be the same",  # Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor) should be the same
+    "must be on the same device",
+    "is on a different device",
+)
+_SHAPE_PATTERNS = (
+    "shapes cannot be multiplied",
+    "size mismatch",
+    "channels, but got",
+    "to have",
+    "must match the size of tensor",
+    "The size of tensor a",
+    "is invalid for input of size",
+    "dimensional input",
+    "Expected 2D",
+    "Expected 3D",
+    "Expected 4D",
+    "expected input",
+    "doesn't match the broadcast shape",
+    "input.size(-1) must be equal to input_size",
+    "normalized_shape",
+    "running_mean should contain",
+    "Expected more than 1 value per channel",
+    "Sizes of tensors must match",
+    "Dimension out of range",
+    "Output size is too small",
+    "Kernel size can't be greater than actual input size",
+    "size of input",
+    "number of dims",
+)
+
+
+def _module_frames(tb, paths):
+    """(path, module, frame) of frames running a module's code, outermost first."""
+    out = []
+    while tb is not None:
+        f = tb.tb_frame
+        code = f.f_code
+        if code.co_argcount and code.co_varnames and code.co_varnames[0] == "self":
+            s = f.f_locals.get("self")
+            if isinstance(s, nn.Module) and id(s) in paths:
+                out.append((paths[id(s)], s, f))
+        tb = tb.tb_next
+    return out
+
+
+def _frame_tensors(frame):
+    code = frame.f_code
+    names = code.co_varnames[1:code.co_argcount]
+    vals = []
+    for n in names:
+        v = frame.f_locals.get(n)
+        if isinstance(v, torch.Tensor):
+            vals.append(v)
+        elif isinstance(v, (tuple, list)):
+            vals.extend(x for x in v if isinstance(x, torch.Tensor))
+    if code.co_flags & inspect.CO_VARARGS:
+        star = frame.f_locals.get(code.co_varnames[code.co_argcount + code.co_kwonlyargcount])
+        if isinstance(star, tuple):
+            vals.extend(x for x in star if isinstance(x, torch.Tensor))
+    return vals
+
+
+def _expectation(m, got_shapes):
+    first = got_shapes[0] if got_shapes else None
+    if isinstance(m, nn.Linear):
+        return "last dim = %d (in_features)" % m.in_features, "input %s (last dim %s)" % (first, first[-1] if first else "?")
+    if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
+        nd = len(m.kernel_size)
+        return ("%dD input [N, %d, %s] or %dD unbatched, %d channels (in_channels) at dim %d" % (
+            nd + 2, m.in_channels, ", ".join(["*"] * nd), nd + 1, m.in_channels, 1)), "input %s" % (first,)
+    if isinstance(m, nn.modules.batchnorm._BatchNorm):
+        return "%d features (num_features) at dim 1" % m.num_features, "input %s" % (first,)
+    if isinstance(m, nn.LayerNorm):
+        return "trailing dims %s (normalized_shape)" % (list(m.normalized_shape),), "input %s" % (first,)
+    if isinstance(m, nn.RNNBase):
+        return "last dim = %d (input_size)" % m.input_size, "input %s" % (first,)
+    if isinstance(m, nn.Embedding):
+        return "integer indices < %d" % m.num_embeddings, "input %s" % (first,)
+    return None, ("inputs %s" % got_shapes) if got_shapes else None
+
+
+def classify_forward_error(exc, lm, paths, what="running forward"):
+    if isinstance(exc, EngineFault):
+        return exc
+    scope = lm.scope
+    if isinstance(exc, (SystemExit, ImportError)):
+        return _user_exception(exc, scope, what)
+    tb = exc.__traceback__
+    stack = scope.user_frames_of_tb(tb)
+    loc = stack[-1] if stack else None
+    mframes = _module_frames(tb, paths)
+    text = str(exc).split("\n")[0]
+    if mframes and isinstance(exc, (RuntimeError, ValueError, IndexError, TypeError)):
+        path, m, frame = mframes[-1]
+        label = "%s (%s)" % (path or "(root)", type(m).__name__)
+        ins = _frame_tensors(frame)
+        if any(p in text for p in _DEVICE_PATTERNS):
+            pdev = sorted({str(t.device) for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))})
+            idev = sorted({str(t.device) for t in ins})
+            mentioned = re.findall(r"\b(cpu|cuda(?::\d+)?|mps|meta|xla|xpu)\b", text)
+            expected = ", ".join(pdev) if pdev else None
+            got = ", ".join(idev) if idev else None
+            if expected is None or got is None or expected == got:
+                expected = expected or (mentioned[0] if mentioned else None)
+                got = ", ".join(sorted(set(mentioned))) if mentioned else got
+            return user_fault(
+                "deviceMismatch",
+                "Device mismatch in %s: its parameters/buffers are on %s but it got tensors on %s. torch: %s"
+                % (label, expected or "?", got or "?", text),
+                location=loc, layer=path, expected=expected, got=got, userStack=stack or None,
+                hint="Create tensors inside forward with device=x.device, or move the module with .to(device).",
+            )
+        if any(p in text for p in _SHAPE_PATTERNS):
+            got_shapes = [list(t.shape) for t in ins]
+            expected, got = _expectation(m, got_shapes)
+            return user_fault(
+                "shapeMismatch",
+                "Shape mismatch in %s: expected %s, got %s. torch: %s" % (label, expected or "a different shape", got or "?", text),
+                location=loc, layer=path, expected=expected, got=got, userStack=stack or None,
+                hint="Check the input shape (inputShapes / `example_input`) or the layer sizes before %s." % (path or "the model"),
+            )
+        return user_fault(
+            "userCodeError",
+            "%s in %s%s" % (short_exception(exc), label, _at(loc)),
+            location=loc, layer=path, userStack=stack or None,
+        )
+    if isinstance(exc, KeyboardInterrupt):
+        raise exc
+    return user_fault("userCodeError", "%s while %s%s" % (short_exception(exc), what, _at(loc)), location=loc, userStack=stack or None)

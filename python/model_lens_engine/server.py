@@ -1,0 +1,615 @@
+"""The engine process: protocol loop and request handlers.
+
+stdout belongs to the protocol. At start the real stdout is duplicated for frames and fd 1 is
+pointed at stderr, so nothing user code prints (even from C) can corrupt a frame; Python-level
+prints are forwarded as `output` notifications.
+"""
+
+import io
+import os
+import sys
+import threading
+import time
+import traceback
+
+from . import ENGINE_VERSION, PROTOCOL_VERSION
+from .errors import (
+    CANCELLED,
+    ENVIRONMENT,
+    INTERNAL,
+    EngineFault,
+    bad_request,
+    not_found,
+    user_fault,
+)
+from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
+
+# A user print without a newline is sent after this many characters anyway.
+MAX_OUTPUT_BUFFER_CHARS = 8192
+
+
+class UserOutput(io.TextIOBase):
+    """sys.stdout for user code: complete lines go out as `output` notifications."""
+
+    def __init__(self, conn, stream):
+        super().__init__()
+        self._conn = conn
+        self._stream = stream
+        self._buf = ""
+        self._lock = threading.Lock()
+
+    @property
+    def encoding(self):
+        return "utf-8"
+
+    def writable(self):
+        return True
+
+    def isatty(self):
+        return False
+
+    def fileno(self):
+        return 1  # fd 1 now points at stderr
+
+    def write(self, s):
+        if not isinstance(s, str):
+            s = str(s)
+        with self._lock:
+            self._buf += s
+            if "\n" in self._buf:
+                head, _, self._buf = self._buf.rpartition("\n")
+                text = head + "\n"
+            elif len(self._buf) > MAX_OUTPUT_BUFFER_CHARS:
+                text, self._buf = self._buf, ""
+            else:
+                return len(s)
+        self._conn.notify("output", {"stream": self._stream, "text": text})
+        return len(s)
+
+    def flush(self):
+        with self._lock:
+            text, self._buf = self._buf, ""
+        if text:
+            self._conn.notify("output", {"stream": self._stream, "text": text})
+
+
+def _major(v):
+    return str(v or "").split(".")[0]
+
+
+class Server:
+    def __init__(self, conn, torch_error=None):
+        self.conn = conn
+        self.torch_error = torch_error
+        self.initialized = False
+        self.trusted = False
+        self.backend = "cpu"
+        self.device = "cpu"
+        self.backend_notes = []
+        self.lm = None
+        self.model_counter = 0
+        self.hooks = None
+        self.current_id = None
+        self.running = True
+        self.handlers = {
+            "engine/initialize": self.initialize,
+            "engine/shutdown": self.shutdown,
+            "model/load": self.model_load,
+            "model/tree": self.model_tree,
+            "model/summary": self.model_summary,
+            "model/forward": self.model_forward,
+            "tensor/inspect": self.tensor_inspect,
+            "profile/run": self.profile_run,
+            "hook/attach": self.hook_attach,
+            "hook/detach": self.hook_detach,
+            "train/start": self.train_unsupported,
+            "train/stop": self.train_unsupported,
+            "system/info": self.system_info,
+        }
+
+    # ---- plumbing ------------------------------------------------------------------------
+
+    def log(self, level, message):
+        self.conn.notify("log", {"level": level, "message": message})
+
+    def serve(self):
+        while self.running:
+            kind, msg = self.conn.incoming.get()
+            if kind == "eof":
+                break
+            if kind == "framingError":
+                self.log("error", "Protocol framing error: %s" % msg)
+                continue
+            if not isinstance(msg, dict):
+                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
+                continue
+            method = msg.get("method")
+            if method is None:
+                continue  # a response to something we never ask; nothing to do
+            if "id" not in msg:
+                continue  # notifications from the client ($/setTrace, exit...) need no answer
+            self.handle(msg["id"], method, msg.get("params"))
+        self._stop_output()
+
+    def _stop_output(self):
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+
+    def handle(self, rid, method, params):
+        handler = self.handlers.get(method)
+        if handler is None:
+            self.conn.respond_error(rid, METHOD_NOT_FOUND, "Unknown method %s" % method,
+                                    {"kind": "unsupported", "got": method})
+            return
+        if self.conn.is_cancelled(rid):
+            self.conn.forget(rid)
+            self.conn.respond_error(rid, CANCELLED, "Request cancelled", {"kind": "cancelled"})
+            return
+        if params is None:
+            params = {}
+        self.current_id = rid
+        try:
+            if not isinstance(params, dict):
+                raise bad_request("params must be an object")
+            result = handler(params)
+            self._stop_output()
+            self.conn.respond(rid, result)
+        except EngineFault as e:
+            self._stop_output()
+            self.conn.respond_error(rid, e.code, e.message, e.data)
+        except KeyboardInterrupt:
+            self.conn.respond_error(rid, CANCELLED, "Interrupted", {"kind": "cancelled"})
+        except Exception as e:  # a bug in the engine: report it, stay up
+            self._stop_output()
+            tb = traceback.format_exc()
+            sys.stderr.write(tb)
+            self.log("error", "Engine error in %s: %s" % (method, tb.strip().splitlines()[-1]))
+            self.conn.respond_error(rid, INTERNAL, "Engine error in %s: %s: %s" % (method, type(e).__name__, e),
+                                    {"kind": "internal", "hint": tb.strip().splitlines()[-1][:500]})
+        finally:
+            self.current_id = None
+            self.conn.forget(rid)
+        if method == "engine/shutdown":
+            self.running = False
+
+    def check_cancel(self):
+        if self.current_id is not None and self.conn.is_cancelled(self.current_id):
+            raise EngineFault(CANCELLED, "cancelled", "Request cancelled")
+
+    def _need_trust(self):
+        if not self.initialized:
+            raise EngineFault(ENVIRONMENT, "badRequest", "Send engine/initialize first")
+        if self.torch_error:
+            raise EngineFault(ENVIRONMENT, "runtimeMissing", "PyTorch cannot be imported by %s: %s" % (sys.executable, self.torch_error),
+                              hint="Choose an interpreter where `import torch` works (modelLens.pythonPath / --python).")
+        if not self.trusted:
+            raise EngineFault(ENVIRONMENT, "untrusted", "The workspace is not trusted, so the engine runs no user code.",
+                              hint="Trust the workspace (Workspaces: Manage Workspace Trust) to load models.")
+
+    def _model(self, params, need_id=True):
+        self._need_trust()
+        lm = self.lm
+        mid = params.get("modelId")
+        if lm is None:
+            raise not_found("notLoaded", "No model is loaded; send model/load first", got=mid)
+        if need_id and mid is not None and mid != lm.model_id:
+            raise not_found("notLoaded", "Model %r is not loaded (the current model is %r; loading replaces the previous one)"
+                            % (mid, lm.model_id), got=mid, expected=lm.model_id)
+        return lm
+
+    # ---- engine --------------------------------------------------------------------------
+
+    def initialize(self, params):
+        if _major(params.get("protocolVersion")) != _major(PROTOCOL_VERSION):
+            raise EngineFault(ENVIRONMENT, "unsupported", "Protocol %s is not supported; this engine speaks %s"
+                              % (params.get("protocolVersion"), PROTOCOL_VERSION),
+                              expected=PROTOCOL_VERSION, got=str(params.get("protocolVersion")))
+        self.trusted = bool(params.get("trusted"))
+        runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
+        capabilities = {
+            "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
+            "hooks": ["forward", "forwardPre", "backward"], "train": False, "strides": "real",
+            "backwardTimings": True,
+        }
+        if self.torch_error:
+            self.initialized = True
+            return {"protocolVersion": PROTOCOL_VERSION, "engine": {
+                "kind": "pytorch", "version": ENGINE_VERSION, "runtimes": runtimes, "backend": "none",
+                "backendNotes": ["torch cannot be imported: %s" % self.torch_error], "device": "none",
+                "capabilities": dict(capabilities, tree=False, summary=False, tensorInspect=False, profile=False,
+                                     trace=False, hooks=[], backwardTimings=False),
+                "pid": os.getpid(), "executable": sys.executable}}
+        import torch
+
+        runtimes.append({"name": "torch", "version": torch.__version__})
+        try:
+            import torchvision
+
+            runtimes.append({"name": "torchvision", "version": torchvision.__version__})
+        except Exception:
+            pass
+        self.backend, self.device, self.backend_notes = _pick_backend(params.get("backend"))
+        cwd = params.get("cwd")
+        if cwd and os.path.isdir(cwd):
+            os.chdir(cwd)
+            if cwd not in sys.path:
+                sys.path.insert(0, cwd)
+        from .hooks import HookManager
+
+        self.hooks = HookManager(self.conn.notify)
+        self.initialized = True
+        return {"protocolVersion": PROTOCOL_VERSION, "engine": {
+            "kind": "pytorch",
+            "version": ENGINE_VERSION,
+            "runtimes": runtimes,
+            "backend": self.backend,
+            "backendNotes": self.backend_notes,
+            "device": self.device,
+            "capabilities": capabilities,
+            "pid": os.getpid(),
+            "executable": sys.executable,
+        }}
+
+    def shutdown(self, params):
+        if self.hooks is not None:
+            self.hooks.detach(all_hooks=True)
+        return None
+
+    def system_info(self, params):
+        from .system import system_info
+
+        return system_info()
+
+    def train_unsupported(self, params):
+        raise EngineFault(ENVIRONMENT, "unsupported", "Training runs are not supported by this engine version yet.")
+
+    # ---- model ---------------------------------------------------------------------------
+
+    def model_load(self, params):
+        self._need_trust()
+        from . import loader
+
+        file = params.get("file")
+        if not isinstance(file, str) or not file:
+            raise bad_request("model/load needs `file`")
+        # A failed load leaves the previous model (and its hooks) as they were.
+        lm = loader.load(file, params.get("model"), params.get("inputShapes"), self.device,
+                         move_to_device=self.device != "cpu")
+        if self.lm is not None:
+            self.hooks.detach(all_hooks=True)
+            self.lm = None
+        self.model_counter += 1
+        lm.model_id = "m%d" % self.model_counter
+        self.lm = lm
+        result = {
+            "modelId": lm.model_id,
+            "file": lm.file,
+            "name": lm.name,
+            "type": type(lm.module).__name__,
+            "candidates": lm.candidates,
+            "inputs": lm.input_specs,
+            "warnings": lm.warnings,
+        }
+        if lm.location:
+            result["location"] = lm.location
+        for w in lm.warnings:
+            self.log("warn", w)
+        return result
+
+    def model_tree(self, params):
+        lm = self._model(params)
+        from .tree import build_tree
+
+        return build_tree(lm)
+
+    def _inputs_for(self, lm, shapes):
+        if shapes:
+            from .loader import check_shapes, make_inputs
+            import torch
+
+            check_shapes(shapes)
+            tensors = make_inputs(shapes, [torch.float32] * len(shapes), lm.device)
+            return tensors, [{"shape": list(s), "dtype": "float32", "source": "request"} for s in shapes]
+        return lm.inputs, lm.input_specs
+
+    def model_summary(self, params):
+        lm = self._model(params)
+        from .summary import run_summary
+
+        inputs, specs = self._inputs_for(lm, params.get("inputShapes"))
+        return run_summary(lm, inputs, specs, list(lm.warnings))
+
+    def _call(self, lm, inputs, paths, what):
+        from .loader import classify_forward_error
+
+        try:
+            return lm.module(*inputs)
+        except BaseException as e:  # noqa: B902
+            if isinstance(e, KeyboardInterrupt):
+                raise
+            raise classify_forward_error(e, lm, paths, what)
+
+    def model_forward(self, params):
+        lm = self._model(params)
+        import torch
+        from .summary import _tensors_of, forward_inputs_or_fail
+        from .profiling import median_ms
+        from .tree import canonical_paths
+
+        steps = _int(params.get("steps"), 1, 1, 100000, "steps")
+        backward = bool(params.get("backward"))
+        forward_inputs_or_fail(lm, lm.inputs)
+        paths = canonical_paths(lm.module)
+        times = []
+        shapes = []
+        try:
+            for _ in range(steps):
+                self.check_cancel()
+                t0 = time.perf_counter()
+                with torch.set_grad_enabled(backward):
+                    out = self._call(lm, lm.inputs, paths, "running forward")
+                    outs = _tensors_of(out)
+                    if backward:
+                        loss = _scalar_loss(outs)
+                        if loss is None:
+                            raise user_fault("userCodeError", "backward needs a floating-point output that requires grad; %s has none" % lm.name)
+                        try:
+                            loss.backward()
+                        except RuntimeError as e:
+                            raise user_fault("userCodeError", "backward failed: %s" % str(e).split("\n")[0], layer="")
+                times.append(time.perf_counter() - t0)
+                shapes = [list(t.shape) for t in outs]
+                self.hooks.flush()
+        finally:
+            if backward:
+                for p in lm.module.parameters():
+                    p.grad = None
+            self.hooks.flush()
+        return {"steps": steps, "outputShapes": shapes, "stepMs": median_ms(times)}
+
+    # ---- tensors -------------------------------------------------------------------------
+
+    def tensor_inspect(self, params):
+        lm = self._model(params)
+        from .tensors import DEFAULT_HISTOGRAM_BINS, histogram, tensor_info, tensor_stats
+        from .tree import named_tensor_groups, named_tensors, module_paths
+
+        target = params.get("target")
+        if not isinstance(target, dict) or "kind" not in target:
+            raise bad_request("tensor/inspect needs target {kind, ...}")
+        kind = target["kind"]
+        if kind in ("parameter", "buffer"):
+            name = target.get("name")
+            t = None
+            for canon, _, tensor, aliases, _, _ in named_tensor_groups(lm.module, "_parameters" if kind == "parameter" else "_buffers"):
+                if name == canon or name in aliases:
+                    t, name = tensor, canon
+                    break
+            if t is None:
+                raise not_found("unknownPath", "The model has no %s named %r" % (kind, name), got=name)
+        elif kind == "output":
+            path = target.get("path", "")
+            index = int(target.get("index") or 0)
+            canon = None
+            for mid, ps in module_paths(lm.module).items():
+                if path in ps:
+                    canon = ps[0]
+            if canon is None:
+                raise not_found("unknownPath", "The model has no module at path %r" % path, layer=path)
+            name = "output:%s" % canon if index == 0 else "output:%s#%d" % (canon, index)
+            if name not in lm.last_outputs:
+                from .summary import run_summary
+
+                run_summary(lm, lm.inputs, lm.input_specs, [])
+            t = lm.last_outputs.get(name)
+            if t is None:
+                raise not_found("unknownPath", "%s produced no output tensor %d in the last forward pass (it did not run, or its output is not a tensor)"
+                                % (canon or "(root)", index), layer=canon)
+            name = "output:%s" % canon if index == 0 else name
+        elif kind == "input":
+            index = int(target.get("index") or 0)
+            if index < 0 or index >= len(lm.inputs):
+                raise not_found("unknownPath", "There is no input %d (the model has %d)" % (index, len(lm.inputs)))
+            t = lm.inputs[index]
+            name = "input:%d" % index
+        else:
+            raise bad_request("target.kind must be parameter, buffer, output or input")
+        named = named_tensors(lm)
+        result = {"name": name, "tensor": tensor_info(t, name, named)}
+        if params.get("stats"):
+            result["stats"] = tensor_stats(t)
+            result["histogram"] = histogram(t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS)
+        return result
+
+    # ---- profiling -----------------------------------------------------------------------
+
+    def profile_run(self, params):
+        lm = self._model(params)
+        import torch
+        from . import profiling as P
+        from .summary import _tensors_of, forward_inputs_or_fail
+        from .tree import canonical_paths
+
+        steps = _int(params.get("steps"), P.DEFAULT_PROFILE_STEPS, 1, P.MAX_PROFILE_STEPS, "steps")
+        warmup = _int(params.get("warmup"), P.DEFAULT_WARMUP_STEPS, 0, P.MAX_PROFILE_STEPS, "warmup")
+        mode = params.get("mode") or "forward"
+        if mode not in ("forward", "train"):
+            raise bad_request("mode must be forward or train")
+        trace_file = params.get("traceFile")
+        forward_inputs_or_fail(lm, lm.inputs)
+        train = mode == "train"
+        root = lm.module
+        paths = canonical_paths(root)
+        warnings = []
+        cuda = lm.device.type == "cuda"
+        op_trace = [] if trace_file else None
+        mod_trace = [] if trace_file else None
+        modes = [(m, m.training) for m in root.modules()]
+        timer = P.OpTimer(record_shapes=True, trace=op_trace, cuda_events=cuda) if P.OpTimer else None
+        if timer is None:
+            warnings.append("This torch has no TorchDispatchMode: per-op timings are missing, module timings only.")
+        if train:
+            warnings.append("train mode times forward + backward of the outputs' sum; the engine does not know the model's optimizer, so there is no optimizer step.")
+        times = []
+        t_origin = time.perf_counter()
+
+        def one_step():
+            with torch.set_grad_enabled(train):
+                out = self._call(lm, lm.inputs, paths, "profiling")
+                if train:
+                    loss = _scalar_loss(_tensors_of(out))
+                    if loss is not None:
+                        if timer is not None:
+                            timer.phase = "backward"
+                        try:
+                            loss.backward()
+                        except RuntimeError as e:
+                            raise user_fault("userCodeError", "backward failed: %s" % str(e).split("\n")[0])
+                        finally:
+                            if timer is not None:
+                                timer.phase = "forward"
+
+        try:
+            root.train(train)
+            for _ in range(warmup):
+                self.check_cancel()
+                one_step()
+            with P.ModuleTimer(root, paths, mod_trace, backward=train, cuda_events=cuda) as mt:
+                for _ in range(steps):
+                    self.check_cancel()
+                    t0 = time.perf_counter()
+                    if timer is not None:
+                        with timer:
+                            one_step()
+                    else:
+                        one_step()
+                    if cuda:
+                        torch.cuda.synchronize()
+                    times.append(time.perf_counter() - t0)
+                    if timer is not None:
+                        timer.record_shapes = False
+                    if train:
+                        for p in root.parameters():
+                            p.grad = None
+            if cuda:
+                mt.collect_cuda()
+                if timer is not None:
+                    timer.collect_cuda()
+        finally:
+            for m, t in modes:
+                m.training = t
+            for p in root.parameters():
+                p.grad = None
+        result = {
+            "ops": timer.op_stats() if timer is not None else [],
+            "modules": mt.module_timings(steps),
+            "stepMs": P.median_ms(times),
+            "steps": steps,
+            "method": ("TorchDispatchMode + cuda events" if cuda else "TorchDispatchMode") if timer is not None else "module hooks",
+            "warnings": warnings,
+        }
+        if trace_file:
+            P.write_chrome_trace(trace_file, op_trace or [], mod_trace or [], paths, t_origin)
+            result["traceFile"] = trace_file
+        return result
+
+    # ---- hooks ---------------------------------------------------------------------------
+
+    def hook_attach(self, params):
+        lm = self._model(params)
+        path = params.get("path")
+        if not isinstance(path, str):
+            raise bad_request("hook/attach needs `path` (\"\" for the root module)")
+        hid = self.hooks.attach(lm, path, params.get("kind"), params.get("intervalMs"), params.get("histogramBins"))
+        return {"hookId": hid}
+
+    def hook_detach(self, params):
+        if self.hooks is None:
+            return {"detached": 0, "remaining": 0}
+        detached, remaining = self.hooks.detach(params.get("hookId"), bool(params.get("all")))
+        return {"detached": detached, "remaining": remaining}
+
+
+def _int(value, default, lo, hi, name):
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+        raise bad_request("%s must be an integer in [%d, %d], got %r" % (name, lo, hi, value))
+    return int(value)
+
+
+def _scalar_loss(outs):
+    loss = None
+    for t in outs:
+        if t.is_floating_point() and t.requires_grad:
+            s = t.float().sum()
+            loss = s if loss is None else loss + s
+    return loss
+
+
+def _pick_backend(requested):
+    import torch
+
+    req = (requested or "auto").strip().lower()
+    notes = []
+    cuda_ok = torch.cuda.is_available()
+    mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
+    why_no_cuda = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+    if req == "auto":
+        if cuda_ok:
+            return "cuda", "cuda:0", ["cuda: %s" % torch.cuda.get_device_name(0)]
+        notes.append("cuda: not available (%s)" % why_no_cuda)
+        if mps_ok:
+            return "mps", "mps", notes
+        notes.append("mps: not available")
+        return "cpu", "cpu", notes
+    if req.startswith("cuda"):
+        if not cuda_ok:
+            raise EngineFault(ENVIRONMENT, "unsupported", "Backend %s requested but CUDA is not available (%s)" % (req, why_no_cuda))
+        idx = int(req.split(":")[1]) if ":" in req else 0
+        if idx >= torch.cuda.device_count():
+            raise EngineFault(ENVIRONMENT, "unsupported", "No CUDA device %d (there are %d)" % (idx, torch.cuda.device_count()))
+        return "cuda", "cuda:%d" % idx, ["requested %s" % req]
+    if req == "mps":
+        if not mps_ok:
+            raise EngineFault(ENVIRONMENT, "unsupported", "Backend mps requested but MPS is not available")
+        return "mps", "mps", ["requested mps"]
+    if req == "cpu":
+        return "cpu", "cpu", ["requested cpu"]
+    raise bad_request("backend must be auto, cpu, cuda, cuda:N or mps; got %r" % requested)
+
+
+def main():
+    # Frames get their own copies of the real stdin/stdout; fds 0 and 1 are then taken away from
+    # user code (fd 1 → stderr, fd 0 → /dev/null).
+    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    proto_in = os.fdopen(os.dup(0), "rb")
+    os.dup2(2, 1)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    os.close(null)
+    sys.stdin = io.StringIO("")
+    conn = Connection(proto_in, proto_out)
+    sys.stdout = UserOutput(conn, "stdout")
+    torch_error = None
+    t0 = time.perf_counter()
+    try:
+        import torch  # noqa: F401 - fail early, and answer initialize with the reason
+    except Exception as e:
+        torch_error = "%s: %s" % (type(e).__name__, e)
+    conn.start()
+    server = Server(conn, torch_error)
+    if torch_error is None:
+        server.log("info", "PyTorch engine %s: torch %s imported in %.1f s by %s" % (
+            ENGINE_VERSION, sys.modules["torch"].__version__, time.perf_counter() - t0, sys.executable))
+    try:
+        server.serve()
+    finally:
+        try:
+            sys.stdout.flush()
+        except Exception:
+            pass
+        # User code may have left non-daemon threads (DataLoader workers...): do not wait for them.
+        os._exit(0)

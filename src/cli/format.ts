@@ -4,6 +4,7 @@ import type { ModelTreeResult, ProfileResult, SummaryResult } from '../protocol/
 import type { SourceLocation } from '../protocol/types';
 
 const WIDE_RULE_CHARS = 96;
+const MAX_LISTED_BUFFERS = 12;
 
 export function formatCount(n: number): string {
   return n.toLocaleString('en-US');
@@ -48,7 +49,8 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     const prefix = depth === 0 ? '' : '│    '.repeat(depth - 1) + (depth === 1 ? '├─' : '└─');
     // torchinfo's `var_names` row setting: the attribute name next to the type, so the table
     // can be matched to the code and to the module paths elsewhere in Model Lens.
-    const name = depth === 0 ? `${node.type} (${modelName})` : `${prefix}${node.type} (${node.name}): ${depth}-${index}`;
+    const rootName = node.type === modelName ? node.type : `${node.type} (${modelName})`;
+    const name = depth === 0 ? rootName : `${prefix}${node.type} (${node.name}): ${depth}-${index}`;
     // Like torchinfo: leaves show their parameters; containers show only what they own directly.
     const shown = node.isLeaf ? (row?.params ?? node.totalParams) : node.ownParams;
     const notes: string[] = [];
@@ -83,9 +85,23 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     `Estimated Total Size (MB): ${mb(t.totalBytes)}`,
     rule,
   );
-  if (tree.buffers.length) {
+  if (tree.buffers.length > MAX_LISTED_BUFFERS) {
+    // A resnet has a hundred BatchNorm statistics; their kinds and total size say enough here
+    // (`--json` and the editor list them all).
+    const kinds = new Map<string, number>();
+    for (const b of tree.buffers) {
+      const short = b.name.slice(b.name.lastIndexOf('.') + 1);
+      kinds.set(short, (kinds.get(short) ?? 0) + 1);
+    }
+    const bytes = tree.buffers.reduce((sum, b) => sum + b.tensor.bytes, 0);
+    lines.push(
+      `Buffers: ${tree.buffers.length} (${[...kinds].map(([k, n]) => `${n}× ${k}`).join(', ')}), ${mb(bytes)} MB`,
+      thin,
+    );
+  } else if (tree.buffers.length) {
     lines.push('Buffers:');
-    for (const b of tree.buffers) lines.push(`  ${pad(b.name, 40)}${pad(formatShape(b.tensor.shape), 20)}${b.tensor.dtype}`);
+    const width = Math.max(40, ...tree.buffers.map((b) => b.name.length + 2));
+    for (const b of tree.buffers) lines.push(`  ${pad(b.name, width)}${pad(formatShape(b.tensor.shape), 20)}${b.tensor.dtype}`);
     lines.push(thin);
   }
   return lines.join('\n');

@@ -4,10 +4,15 @@ import * as vscode from 'vscode';
 import type { HookKind, ModuleNode } from '../protocol/types';
 import { CODELENS_SELECTOR, ModelCodeLensProvider, type ModelTarget } from './codeLens';
 import { EngineManager } from './engineManager';
+import { GpuStatusBar } from './gpuStatusBar';
 import type { HookView } from './hookStore';
 import { ModelSession } from './modelSession';
 import { ModulesProvider, TensorsProvider, type TensorElement } from './moduleTree';
 import { Panels } from './panels';
+import { TrainingController } from './training';
+import { SystemPanel } from './systemPanel';
+import { GpuHistory } from './systemModel';
+import { GpuSampler } from '../system/gpuSampler';
 
 /** What activate() returns: read-only access for the editor test suite (test/vscode). */
 export interface ModelLensApi {
@@ -22,6 +27,7 @@ export interface ModelLensApi {
 }
 
 let activeEngines: EngineManager | undefined;
+let activeSampler: GpuSampler | undefined;
 
 export function activate(context: vscode.ExtensionContext): ModelLensApi {
   const started = performance.now();
@@ -34,6 +40,13 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
   const panels = new Panels(context.extensionUri, output, (kind, message) => s.handlePanelMessage(kind, message));
   const s = new ModelSession(engines, panels, output, diagnostics, status);
   activeEngines = engines;
+  // Constructing the sampler spawns nothing; GpuStatusBar starts it after a delay.
+  const sampler = new GpuSampler({ log: (line) => output.appendLine(`[gpu] ${line}`) });
+  activeSampler = sampler;
+  const gpuHistory = new GpuHistory(sampler);
+  const systemPanel = new SystemPanel(context.extensionUri, gpuHistory, engines, output);
+
+  const training = new TrainingController(engines, s, output, context.extensionUri);
 
   const modules = new ModulesProvider(s);
   const tensors = new TensorsProvider(s);
@@ -57,6 +70,9 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
     s,
     modulesView,
     tensorsView,
+    new GpuStatusBar(gpuHistory, engines, (line) => output.appendLine(`[gpu] ${line}`)),
+    systemPanel,
+    { dispose: () => void sampler.dispose() },
     vscode.languages.registerCodeLensProvider(CODELENS_SELECTOR, new ModelCodeLensProvider()),
     vscode.workspace.onDidSaveTextDocument((doc) => s.onDidSave(doc)),
     vscode.workspace.onDidGrantWorkspaceTrust(() => s.setMessage(undefined)),
@@ -109,6 +125,13 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
       await s.reload();
     }),
     command('modelLens.showEngineLog', () => output.show(true)),
+    command('modelLens.showSystem', () => systemPanel.show()),
+    training,
+    command('modelLens.runTraining', (arg?: unknown) =>
+      training.start(arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file),
+    ),
+    command('modelLens.stopTraining', () => training.stop()),
+    command('modelLens.showTraining', () => training.showPanel()),
   );
 
   const activateMs = performance.now() - started;
@@ -126,8 +149,9 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
 
 /** Engines are stopped (with their process groups) before the extension host goes away. */
 export async function deactivate(): Promise<void> {
-  await activeEngines?.restart();
+  await Promise.all([activeEngines?.restart(), activeSampler?.dispose()]);
   activeEngines = undefined;
+  activeSampler = undefined;
 }
 
 async function pickModule(s: ModelSession): Promise<ModuleNode | undefined> {

@@ -1,9 +1,10 @@
 // Text the views and "Copy as text" show, checked against hand-computed figures.
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import type { SummaryResult } from '../src/protocol/messages';
+import type { ModelTreeResult, SummaryResult } from '../src/protocol/messages';
 import type { ModuleNode } from '../src/protocol/types';
-import { formatCount, moduleDescription, parseInputShapes, summaryText } from '../src/extension/format';
+import { formatSummary } from '../src/client/textFormat';
+import { formatCount, moduleDescription, parseInputShapes } from '../src/extension/format';
 
 /** The iris MLP: fc1 4·10+10 = 50, fc2 10·3+3 = 33, total 83 params = 332 bytes of float32. */
 const IRIS: SummaryResult = {
@@ -26,6 +27,30 @@ const IRIS: SummaryResult = {
   },
   inputs: [{ shape: [8, 4], dtype: 'float32', source: 'example' }],
   warnings: [],
+};
+
+function node(path: string, type: string, params: number, children: string[] = []): ModuleNode {
+  return {
+    path,
+    name: path,
+    type,
+    depth: path === '' ? 0 : 1,
+    parent: path === '' ? null : '',
+    children,
+    aliases: [],
+    training: true,
+    ownParams: path === '' ? 0 : params,
+    totalParams: params,
+    trainableParams: params,
+    frozen: false,
+    isLeaf: children.length === 0,
+  };
+}
+
+const IRIS_TREE: ModelTreeResult = {
+  modules: [node('', 'IrisMLP', 83, ['fc1', 'act', 'fc2']), node('fc1', 'Linear', 50), node('act', 'ReLU', 0), node('fc2', 'Linear', 33)],
+  parameters: [],
+  buffers: [],
 };
 
 describe('format', () => {
@@ -53,7 +78,7 @@ describe('format', () => {
   });
 
   it('writes a torchinfo-style summary', () => {
-    const text = summaryText('IrisMLP', IRIS);
+    const text = formatSummary('IrisMLP', IRIS_TREE, IRIS);
     const lines = text.split('\n');
     assert.ok(lines.includes('Total params: 83'));
     assert.ok(lines.includes('Trainable params: 83'));
@@ -62,13 +87,13 @@ describe('format', () => {
     assert.ok(lines.includes('Params size (MB): 0.00')); // 332 B
     assert.ok(lines.includes('Estimated Total Size (MB): 0.00'));
     const fc1 = lines.find((l) => l.includes('(fc1)'));
-    assert.match(fc1 ?? '', /^└─Linear \(fc1\)\s+\[8, 10\]\s+50$/);
-    assert.match(lines.find((l) => l.includes('(act)')) ?? '', /\[8, 10\]\s+0$/);
-    assert.match(lines.find((l) => l.startsWith('IrisMLP')) ?? '', /\[8, 3\]\s+83$/);
+    assert.match(fc1 ?? '', /^├─Linear \(fc1\): 1-1\s+\[8, 10\]\s+50$/);
+    assert.match(lines.find((l) => l.includes('(act)')) ?? '', /\[8, 10\]\s+--$/);
+    assert.match(lines.find((l) => l.startsWith('IrisMLP')) ?? '', /\[8, 3\]\s+--$/);
   });
 
   it('switches mult-adds to G past a billion', () => {
     const big = { ...IRIS, totals: { ...IRIS.totals, macs: 1_814_083_944 } }; // resnet18 at 224×224, as torchinfo reports it
-    assert.ok(summaryText('resnet18', big).includes('Total mult-adds (G): 1.81'));
+    assert.ok(formatSummary('resnet18', IRIS_TREE, big).includes('Total mult-adds (G): 1.81'));
   });
 });

@@ -65,37 +65,3 @@ export function parseInputShapes(setting: string | undefined): number[][] | unde
   });
 }
 
-const RULE_WIDTH = 90;
-
-/** torchinfo-style text of a summary, for "Copy as text". */
-export function summaryText(modelName: string, summary: SummaryResult): string {
-  const rule = '='.repeat(RULE_WIDTH);
-  const col = (s: string, w: number) => (s.length >= w ? `${s} ` : s.padEnd(w));
-  const lines = [rule, col('Layer (type (var_name))', 50) + col('Output Shape', 25) + 'Param #', rule];
-  for (const row of summary.rows) lines.push(summaryLine(modelName, row, col));
-  const t: SummaryTotals = summary.totals;
-  const macs = t.macs >= 1e9 ? `Total mult-adds (G): ${(t.macs / 1e9).toFixed(2)}` : `Total mult-adds (M): ${(t.macs / 1e6).toFixed(2)}`;
-  lines.push(
-    rule,
-    `Total params: ${formatCount(t.params)}`,
-    `Trainable params: ${formatCount(t.trainableParams)}`,
-    `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
-    macs,
-    rule,
-    `Input size (MB): ${formatMB(t.inputBytes)}`,
-    `Forward/backward pass size (MB): ${formatMB(t.forwardBackwardBytes)}`,
-    `Params size (MB): ${formatMB(t.paramBytes)}`,
-    `Estimated Total Size (MB): ${formatMB(t.totalBytes)}`,
-    rule,
-  );
-  return lines.join('\n') + '\n';
-}
-
-function summaryLine(modelName: string, row: SummaryRow, col: (s: string, w: number) => string): string {
-  const isRoot = row.path === '';
-  const name = isRoot ? `${row.type} (${modelName})` : `${'│ '.repeat(Math.max(0, row.depth - 1))}└─${row.type} (${row.path.split('.').pop()})`;
-  // torchinfo prints `--` for containers whose parameters are counted in their children.
-  const params = !row.isLeaf && row.params === 0 ? '--' : formatCount(row.params);
-  const shape = row.ran ? formatShape(row.outputShape) : '--';
-  return col(name, 50) + col(shape, 25) + params;
-}

@@ -4,12 +4,13 @@ import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { EngineClient } from '../client/engineClient';
 import type { EngineErrorData } from '../protocol/errors';
-import type { HookEvent, ProfileResult, TensorTarget } from '../protocol/messages';
+import type { HookEvent, ModelLoadResult, ProfileResult, TensorTarget } from '../protocol/messages';
 import type { EngineKind, HookKind, ModuleNode, SourceLocation } from '../protocol/types';
 import type { ModelTarget } from './codeLens';
 import type { EngineManager } from './engineManager';
 import { engineErrorKind, extensionError, isEngineError } from './errors';
-import { formatCount, parseInputShapes, summaryText } from './format';
+import { formatSummary } from '../client/textFormat';
+import { formatCount, parseInputShapes } from './format';
 import { HookStore, type HookView } from './hookStore';
 import { engineModules } from './lazyModules';
 import { ModelState } from './modelState';
@@ -53,6 +54,8 @@ export class ModelSession implements ModelSource, vscode.Disposable {
   private hookFlush: NodeJS.Timeout | undefined;
   private readonly changedHooks = new Map<string, HookView>();
   private readonly subscriptions: vscode.Disposable[] = [];
+  /** The model a training run is training, while it runs: hooks on it are attached without modelId. */
+  private trainingModelId: string | undefined;
 
   constructor(
     private readonly engines: EngineManager,
@@ -207,6 +210,28 @@ export class ModelSession implements ModelSource, vscode.Disposable {
     return { file: doc.uri.fsPath };
   }
 
+  /** Shows the model a training run trains (its train/progress named it) in the Modules view. */
+  async showTrainingModel(client: EngineClient, file: string, kind: EngineKind, modelId: string): Promise<void> {
+    const { messages } = await engineModules();
+    await this.settled();
+    const tree = await client.request(messages.modelTreeRequest, { modelId });
+    const root = tree.modules.find((m) => m.path === '');
+    const type = root?.type ?? 'model';
+    const load: ModelLoadResult = { modelId, file, name: `${type} (training)`, type, candidates: [], inputs: [], warnings: [] };
+    this.model = new ModelState(file, kind, load, tree);
+    this.modelClient = client;
+    this.trainingModelId = modelId;
+    await vscode.commands.executeCommand('setContext', 'modelLens.modelLoaded', true);
+    this.setMessage(undefined);
+    this.views?.modules.refresh();
+    this.views?.tensors.refresh();
+  }
+
+  /** The run is over: later hooks name the model again. */
+  endTraining(modelId: string | undefined): void {
+    if (modelId !== undefined && this.trainingModelId === modelId) this.trainingModelId = undefined;
+  }
+
   // ---- summary, profile, tensors ---------------------------------------------------------------
 
   async showSummary(): Promise<void> {
@@ -350,7 +375,8 @@ export class ModelSession implements ModelSource, vscode.Disposable {
     const { messages } = await engineModules();
     const intervalMs = vscode.workspace.getConfiguration('modelLens').get<number>('hookIntervalMs', 250);
     const { hookId } = await client.request(messages.hookAttachRequest, {
-      modelId: model.modelId,
+      // hook/attach without modelId means the model of the active training run.
+      modelId: model.modelId === this.trainingModelId ? undefined : model.modelId,
       path: modulePath,
       kind,
       intervalMs,
@@ -432,7 +458,7 @@ export class ModelSession implements ModelSource, vscode.Disposable {
         break;
       case 'copySummary':
         if (this.model?.summary) {
-          void vscode.env.clipboard.writeText(summaryText(this.model.load.name, this.model.summary));
+          void vscode.env.clipboard.writeText(formatSummary(this.model.load.name, this.model.tree, this.model.summary) + '\n');
           vscode.window.setStatusBarMessage('Model Lens: summary copied', 3_000);
         }
         break;

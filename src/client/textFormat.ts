@@ -1,4 +1,5 @@
-// Text rendering for the CLI: a torchinfo-style summary, op tables and error messages.
+// Plain-text rendering shared by the CLI and the extension: a torchinfo-style summary, op tables
+// and error messages. Pure functions over protocol types.
 import type { EngineErrorData } from '../protocol/errors';
 import type { ModelTreeResult, ProfileResult, SummaryResult } from '../protocol/messages';
 import type { SourceLocation } from '../protocol/types';

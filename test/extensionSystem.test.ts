@@ -10,7 +10,7 @@ import { GpuSampler } from '../src/system/gpuSampler';
 import type { GpuSamplerStatus, GpuSnapshot } from '../src/system/gpuSampler';
 import type { GpuProcess } from '../src/system/nvidiaSmiParse';
 import { GpuHistory, RingBuffer, cpuLoadPct, engineGpuMemoryLine, gpuArchitecture, memorySection, statusBarView } from '../src/extension/systemModel';
-import type { SystemSample } from '../src/extension/systemModel';
+import type { SystemSample } from '../src/protocol/webviewMessages';
 
 const MIB = 1024 * 1024;
 const GIB = 1024 * MIB;

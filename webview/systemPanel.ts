@@ -2,41 +2,11 @@
 // memory breakdown. The extension sends one full state, then patches that append samples.
 import { h, svg, formatBytes } from './dom';
 import { app, startPanel } from './host';
-import type { CpuInfo, EngineKind, GpuInfo } from '../src/protocol/types';
+import type { CpuInfo, GpuInfo } from '../src/protocol/types';
+import type { GpuRow, GpuSample, SystemPanelPatch, SystemPanelState, SystemSample } from '../src/protocol/webviewMessages';
 
-// Mirrors SystemPanelState / SystemPanelPatch in src/extension/systemPanel.ts (the webview
-// project cannot import extension code).
-interface GpuRow extends GpuInfo {
-  architecture: string | null;
-}
-interface GpuSample {
-  index: number;
-  memoryUsedMiB: number | null;
-  memoryTotalMiB: number | null;
-  utilizationPct: number | null;
-}
-interface SystemSample {
-  seq: number;
-  time: number;
-  gpus: GpuSample[];
-}
-interface MemorySection {
-  message?: string;
-  figures?: Array<{ key: string; label: string; bytes: number | null; explanation: string }>;
-  processBytes?: number | null;
-  gpuIndex?: number;
-  engine?: { kind: EngineKind; pid: number; device?: string };
-}
-interface SystemState {
-  cpu: CpuInfo | null;
-  cpuError?: string;
-  gpuStatus: { state: string; reason?: string };
-  gpus: GpuRow[];
-  samples: SystemSample[];
-  historyCapacity: number;
-  memory: MemorySection;
-}
-type SystemPatch = Partial<Omit<SystemState, 'samples' | 'historyCapacity'>> & { samples?: SystemSample[] };
+type SystemState = SystemPanelState;
+type SystemPatch = SystemPanelPatch;
 
 const CHART_W = 600;
 const CHART_H = 140;

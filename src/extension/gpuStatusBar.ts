@@ -6,7 +6,8 @@ import type { EngineManager } from './engineManager';
 import type { Disposable, GpuSamplerStatus } from '../system/gpuSampler';
 import type { GpuProcess } from '../system/nvidiaSmiParse';
 import { statusBarView } from './systemModel';
-import type { EngineProcess, GpuHistory } from './systemModel';
+import type { GpuHistory } from './systemModel';
+import type { EngineProcess } from '../protocol/webviewMessages';
 
 /** Delay between activation and the first nvidia-smi spawn, so start-up is not slowed. */
 export const GPU_STATUS_START_DELAY_MS = 2_000;

@@ -8,6 +8,7 @@ import type { RunGpuHint } from '../system/gpuFormat';
 import { memoryThreeWays } from '../system/gpuMemory';
 import type { Disposable, GpuSampler, GpuSamplerStatus, GpuSnapshot } from '../system/gpuSampler';
 import type { GpuProcess, NvidiaSmiFailureKind } from '../system/nvidiaSmiParse';
+import type { EngineProcess, GpuRow, GpuSample, MemorySection, SystemSample } from '../protocol/webviewMessages';
 
 /** Samples kept for the System panel's chart: 5 minutes at the sampler's 1 s tick. */
 export const SYSTEM_HISTORY_SAMPLES = 300;
@@ -49,21 +50,6 @@ export class RingBuffer<T> {
   }
 }
 
-/** One GPU's moving figures at one tick: what the chart draws. */
-export interface GpuSample {
-  index: number;
-  memoryUsedMiB: number | null;
-  memoryTotalMiB: number | null;
-  utilizationPct: number | null;
-}
-
-export interface SystemSample {
-  /** Increases by one per sample, so a webview can tell which samples it already has. */
-  seq: number;
-  /** Milliseconds since the epoch. */
-  time: number;
-  gpus: GpuSample[];
-}
 
 export function sampleOf(snapshot: GpuSnapshot, seq: number): SystemSample {
   return {
@@ -146,12 +132,6 @@ export function gpuArchitecture(computeCapability: string | null | undefined): s
 }
 
 /** The Model Lens engine whose GPU use the status bar and the System panel point out. */
-export interface EngineProcess {
-  kind: EngineKind;
-  pid: number;
-  /** Default device the engine reported (`cuda:0`, `cpu`, `wasm`). */
-  device?: string;
-}
 
 /**
  * One tooltip line on the engine's own GPU memory, from nvidia-smi's compute-apps rows of its pid.
@@ -225,16 +205,6 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
   return { text: v.text, tooltip: withFooter(v.tooltip), live: false };
 }
 
-/** The memory part of the System panel: three figures with their explanations, or why not. */
-export interface MemorySection {
-  /** Plain sentence when there is nothing to break down. */
-  message?: string;
-  figures?: Array<{ key: string; label: string; bytes: number | null; explanation: string }>;
-  /** nvidia-smi's figure for the engine's process alone, when known. */
-  processBytes?: number | null;
-  gpuIndex?: number;
-  engine?: EngineProcess;
-}
 
 export interface MemorySectionInput {
   engine?: EngineProcess;
@@ -299,10 +269,6 @@ export function cpuLoadPct(before: CpuTimes, after: CpuTimes): number | null {
   return total > 0 ? Math.max(0, Math.min(100, (busy / total) * 100)) : null;
 }
 
-/** A GPU as the System panel lists it: the protocol's facts plus the architecture name. */
-export interface GpuRow extends GpuInfo {
-  architecture: string | null;
-}
 
 export function gpuRows(gpus: readonly GpuInfo[]): GpuRow[] {
   return gpus.map((g) => ({ ...g, architecture: gpuArchitecture(g.computeCapability) }));

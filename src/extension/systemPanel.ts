@@ -12,7 +12,8 @@ import type { EngineManager } from './engineManager';
 import { activeEngineProcess } from './gpuStatusBar';
 import { engineModules } from './lazyModules';
 import { SYSTEM_HISTORY_SAMPLES, cpuLoadPct, gpuRows, memorySection } from './systemModel';
-import type { CpuTimes, GpuHistory, GpuRow, MemorySection, SystemSample } from './systemModel';
+import type { MemorySection, SystemPanelPatch, SystemPanelState } from '../protocol/webviewMessages';
+import type { CpuTimes, GpuHistory } from './systemModel';
 
 const TITLE = 'Model Lens: System';
 /** How often the PyTorch engine is asked for torch.cuda memory figures while the panel is visible. */
@@ -25,19 +26,6 @@ const TORCH_MEMORY_TIMEOUT_MS = 30 * 60_000;
 /** CPU load refresh, independent of the GPU stream (which a machine without a GPU lacks). */
 export const CPU_LOAD_INTERVAL_MS = 2_000;
 
-/** Everything the webview draws; webview/systemPanel.ts mirrors these shapes. */
-export interface SystemPanelState {
-  cpu: CpuInfo | null;
-  cpuError?: string;
-  gpuStatus: { state: string; reason?: string };
-  gpus: GpuRow[];
-  samples: SystemSample[];
-  historyCapacity: number;
-  memory: MemorySection;
-}
-
-/** A delta: `samples` are appended; the other fields replace the previous ones. */
-export type SystemPanelPatch = Partial<Omit<SystemPanelState, 'samples' | 'historyCapacity'>> & { samples?: SystemSample[] };
 
 export class SystemPanel implements vscode.Disposable {
   private panel: vscode.WebviewPanel | undefined;

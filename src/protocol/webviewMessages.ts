@@ -1,6 +1,7 @@
 // Messages between the extension and its webview panels. Both sides import these types; the
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
+import type { CpuInfo, EngineKind, GpuInfo } from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
 export type WebviewMessage =
@@ -18,3 +19,58 @@ export type HostMessage =
   | { type: 'state'; state: unknown }
   | { type: 'patch'; state: unknown }
   | { type: 'engine'; crashed: boolean; message?: string };
+
+// ---- System panel state (src/extension/systemPanel.ts → webview/systemPanel.ts) -----------------
+
+/** One GPU's moving figures at one tick: what the chart draws. */
+export interface GpuSample {
+  index: number;
+  memoryUsedMiB: number | null;
+  memoryTotalMiB: number | null;
+  utilizationPct: number | null;
+}
+
+export interface SystemSample {
+  /** Increases by one per sample, so a webview can tell which samples it already has. */
+  seq: number;
+  /** Milliseconds since the epoch. */
+  time: number;
+  gpus: GpuSample[];
+}
+
+export interface EngineProcess {
+  kind: EngineKind;
+  pid: number;
+  /** Default device the engine reported (`cuda:0`, `cpu`, `wasm`). */
+  device?: string;
+}
+
+/** The memory part of the System panel: three figures with their explanations, or why not. */
+export interface MemorySection {
+  /** Plain sentence when there is nothing to break down. */
+  message?: string;
+  figures?: Array<{ key: string; label: string; bytes: number | null; explanation: string }>;
+  /** nvidia-smi's figure for the engine's process alone, when known. */
+  processBytes?: number | null;
+  gpuIndex?: number;
+  engine?: EngineProcess;
+}
+
+/** A GPU as the System panel lists it: the protocol's facts plus the architecture name. */
+export interface GpuRow extends GpuInfo {
+  architecture: string | null;
+}
+
+/** Everything the System webview draws. */
+export interface SystemPanelState {
+  cpu: CpuInfo | null;
+  cpuError?: string;
+  gpuStatus: { state: string; reason?: string };
+  gpus: GpuRow[];
+  samples: SystemSample[];
+  historyCapacity: number;
+  memory: MemorySection;
+}
+
+/** A delta: `samples` are appended; the other fields replace the previous ones. */
+export type SystemPanelPatch = Partial<Omit<SystemPanelState, 'samples' | 'historyCapacity'>> & { samples?: SystemSample[] };

@@ -14,7 +14,8 @@ import {
   type SummaryResult,
 } from '../protocol/messages';
 import type { TensorInfo } from '../protocol/types';
-import { formatEngineError, formatProfile, formatSummary } from './format';
+import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 
 /** Exit codes promised in the README. */
@@ -29,6 +30,7 @@ const PROFILE_TOP_OPS = 25;
 const USAGE = `Usage:
   model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
   model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
+${RUN_USAGE}
   model-lens system [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
@@ -249,6 +251,8 @@ function cliVersion(): string {
 }
 
 export async function main(argv: string[]): Promise<number> {
+  // `run` has options of its own and passes everything after `--` to the script.
+  if (argv[0] === 'run') return runCommand(argv.slice(1), cliVersion());
   let parsed;
   try {
     parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });

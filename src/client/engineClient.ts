@@ -257,7 +257,7 @@ export class EngineClient {
       if (err instanceof ResponseError && CONNECTION_LOST_CODES.has(err.code)) {
         // The pipe closed before the process reported its exit: wait for the exit so the error
         // says how the engine died, not merely that the connection went away.
-        const exit = await Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS))]);
+        const exit = await Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS).unref())]);
         if (exit) throw this.deadError(type.method, exit);
       }
       throw this.toEngineError(err, type.method);
@@ -289,9 +289,13 @@ export class EngineClient {
   async kill(reason: EngineExit['reason']): Promise<EngineExit> {
     if (this.exitInfo) return this.exitInfo;
     this.killReason ??= reason;
-    const exited = Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS))]);
+    let timer: NodeJS.Timeout | undefined;
+    const exited = Promise.race([this.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), KILL_GRACE_MS)))]);
     signalGroup(this.child, 'SIGTERM');
-    if (!(await exited)) signalGroup(this.child, 'SIGKILL');
+    const gone = await exited;
+    // A pending grace timer would keep a CLI alive after the engine is already gone.
+    clearTimeout(timer);
+    if (!gone) signalGroup(this.child, 'SIGKILL');
     return this.exited;
   }
 

@@ -1,5 +1,6 @@
 import * as vscode from 'vscode';
 import { findModels } from './modelFinder';
+import { trainingEntryLine } from './trainingModel';
 
 /** What CodeLens and tree commands pass to inspect/profile: the file and the model in it. */
 export interface ModelTarget {
@@ -29,6 +30,17 @@ export class ModelCodeLensProvider implements vscode.CodeLensProvider {
           tooltip: `Model Lens: time the ops of ${what}`,
           command: 'modelLens.profileCurrentFile',
           arguments: [target],
+        }),
+      );
+    }
+    const trainLine = trainingEntryLine(document.fileName, document.getText());
+    if (trainLine !== null) {
+      lenses.push(
+        new vscode.CodeLens(new vscode.Range(trainLine, 0, trainLine, 0), {
+          title: 'Run Training',
+          tooltip: 'Model Lens: run this training with live progress, loss curve and diagnosis',
+          command: 'modelLens.runTraining',
+          arguments: [document.uri],
         }),
       );
     }

@@ -305,7 +305,9 @@ export interface GpuInfo {
 }
 
 export interface TrainProgressStats {
+  /** Optimizer steps taken so far (tfjs: batches). */
   step: number;
+  /** The epoch in progress, 1-based; null when the engine cannot tell. */
   epoch: number | null;
   totalSteps: number | null;
   totalEpochs: number | null;

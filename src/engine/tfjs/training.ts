@@ -100,7 +100,8 @@ export function startTrainRun(
 
   const ours = new tf.CustomCallback({
     onEpochBegin: async (e: number) => {
-      epoch = e;
+      // TrainProgress.epoch is the 1-based epoch in progress, as the PyTorch engine reports it.
+      epoch = e + 1;
     },
     onBatchEnd: async (_b: number, logs?: tfTypes.Logs) => {
       run.step++;

@@ -1,0 +1,478 @@
+// `model-lens run FILE`: runs a training script (PyTorch `__main__`, or a TF.js file's `train`
+// export) in its engine with live progress, Ctrl-C to stop, and a summary with the diagnosis.
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { EngineClient, EngineError, engineKindForFile } from '../client/engineClient';
+import { ErrorCodes, type EngineErrorData } from '../protocol/errors';
+import {
+  outputNotification,
+  trainDiagnoseRequest,
+  trainDiagnosisNotification,
+  trainProgressNotification,
+  trainStartRequest,
+  trainStopRequest,
+  type TrainDiagnosis,
+  type TrainProgress,
+} from '../protocol/messages';
+import { formatEngineError, formatLocation } from '../client/textFormat';
+
+export const RUN_EXIT_DONE = 0;
+export const RUN_EXIT_FAILED = 1;
+export const RUN_EXIT_USAGE = 2;
+/** 128 + SIGINT, what a shell reports for a program stopped with Ctrl-C. */
+export const RUN_EXIT_INTERRUPTED = 130;
+
+/** Without a TTY, one progress line at most this often (logs and CI stay readable). */
+export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
+/** Ctrl-C waits this long for the run to stop at a step boundary before the engine is shut down. */
+export const STOP_WAIT_MS = 1_000;
+/** Limit for the `train/diagnose` asked after the run ends. */
+export const FINAL_DIAGNOSIS_WAIT_MS = 10_000;
+const BAR_WIDTH_CHARS = 24;
+const DEFAULT_TTY_COLUMNS = 100;
+
+export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]`;
+
+const RUN_HELP = `Usage:
+${RUN_USAGE}
+
+Runs FILE's training in its engine: a PyTorch script as __main__ (ARGS become sys.argv[1:]),
+or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script's output is shown
+as it prints; progress goes to stderr. Ctrl-C stops the run (exit 130).
+
+Options:
+  --epochs N         tfjs: override the epochs of the train export / fit
+  --model NAME       tfjs: the export that builds the model, when the file has several
+  --json             print {runId, state, steps, epochs, loss, diagnosis} on stdout at the end
+                     (the script's stdout then goes to stderr)
+  --python PATH      Python interpreter for .py files
+  --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
+  --timeout SECONDS  limit for starting the run (import and model build; default 120)
+
+Exit codes: 0 done, 1 the run failed (the message names file and line), 2 bad usage, 130 stopped with Ctrl-C.`;
+
+const OPTIONS = {
+  epochs: { type: 'string' },
+  model: { type: 'string' },
+  json: { type: 'boolean', default: false },
+  python: { type: 'string' },
+  backend: { type: 'string' },
+  timeout: { type: 'string' },
+  help: { type: 'boolean', short: 'h', default: false },
+} satisfies ParseArgsConfig['options'];
+
+class RunUsageError extends Error {}
+
+export interface RunOptions {
+  file: string;
+  epochs?: number;
+  model?: string;
+  json: boolean;
+  python?: string;
+  backend?: string;
+  timeoutMs?: number;
+  args: string[];
+}
+
+/** Splits `run` arguments at the first `--`: before are ours, after go to the script untouched. */
+export function parseRunArgs(argv: string[]): RunOptions | 'help' {
+  const dashes = argv.indexOf('--');
+  const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
+  const scriptArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
+  let parsed;
+  try {
+    parsed = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true });
+  } catch (err) {
+    throw new RunUsageError((err as Error).message);
+  }
+  const { values, positionals } = parsed;
+  if (values.help) return 'help';
+  if (positionals.length === 0) throw new RunUsageError('missing FILE');
+  if (positionals.length > 1) throw new RunUsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  return {
+    file: positionals[0],
+    epochs: values.epochs === undefined ? undefined : positiveInt('epochs', values.epochs),
+    model: values.model,
+    json: values.json,
+    python: values.python,
+    backend: values.backend,
+    timeoutMs: values.timeout === undefined ? undefined : positiveInt('timeout', values.timeout) * 1000,
+    args: scriptArgs,
+  };
+}
+
+function positiveInt(flag: string, text: string): number {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n <= 0) throw new RunUsageError(`--${flag} ${text}: expected a positive integer`);
+  return n;
+}
+
+// ---- what a run looked like -------------------------------------------------------------------
+
+/** Everything the progress notifications said about one run, folded. */
+export class RunRecord {
+  runId: string | undefined;
+  last: TrainProgress | undefined;
+  /** Every loss point the engine sent, in step order. */
+  readonly loss: [number, number][] = [];
+  diagnosis: TrainDiagnosis | undefined;
+  readonly warnings: string[] = [];
+  readonly startedAt = Date.now();
+  endedAt: number | undefined;
+
+  add(p: TrainProgress): void {
+    this.last = p;
+    for (const point of p.loss) {
+      const prev = this.loss[this.loss.length - 1];
+      // Sampled batches can repeat the last point of the previous one; keep each step once.
+      if (!prev || point[0] > prev[0]) this.loss.push(point);
+    }
+    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
+    if (isFinal(p.state)) this.endedAt ??= Date.now();
+  }
+
+  get state(): TrainProgress['state'] {
+    return this.last?.state ?? 'starting';
+  }
+
+  get seconds(): number {
+    return ((this.endedAt ?? Date.now()) - this.startedAt) / 1000;
+  }
+
+  get finalLoss(): number | null {
+    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
+  }
+
+  json(): object {
+    return {
+      runId: this.runId ?? null,
+      state: this.state,
+      steps: this.last?.step ?? 0,
+      epochs: this.last?.epoch ?? null,
+      totalEpochs: this.last?.totalEpochs ?? null,
+      seconds: Number(this.seconds.toFixed(3)),
+      loss: this.loss,
+      diagnosis: this.diagnosis ?? null,
+      ...(this.last?.error ? { error: this.last.error } : {}),
+      warnings: this.warnings,
+    };
+  }
+}
+
+export function isFinal(state: TrainProgress['state']): boolean {
+  return state === 'done' || state === 'stopped' || state === 'failed';
+}
+
+// ---- text ------------------------------------------------------------------------------------
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+export function formatLoss(v: number | null | undefined): string {
+  if (v === null || v === undefined) return '--';
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : v.toFixed(4);
+}
+
+function formatRate(stepsPerSec: number | null): string | null {
+  if (!stepsPerSec) return null;
+  return stepsPerSec >= 10 ? `${stepsPerSec.toFixed(0)} steps/s` : stepsPerSec >= 1 ? `${stepsPerSec.toFixed(1)} steps/s` : `${(1 / stepsPerSec).toFixed(1)} s/step`;
+}
+
+/** The parts every progress display shows: where the run is, how fast, how long to go, the loss. */
+export function progressParts(p: TrainProgress, loss: number | null): string[] {
+  const parts: string[] = [];
+  // `epoch` is the 1-based epoch in progress.
+  if (p.epoch !== null) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
+  parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
+  const rate = formatRate(p.stepsPerSec);
+  if (rate) parts.push(rate);
+  if (p.etaSec !== null && p.totalSteps) parts.push(`ETA ${formatDuration(p.etaSec)}`);
+  if (loss !== null) parts.push(`loss ${formatLoss(loss)}`);
+  return parts;
+}
+
+/** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
+export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
+  if (p.state === 'starting' && p.step === 0) return 'starting…';
+  const parts = progressParts(p, loss);
+  let bar = '';
+  if (p.totalSteps) {
+    const frac = Math.max(0, Math.min(1, p.step / p.totalSteps));
+    const filled = Math.round(frac * BAR_WIDTH_CHARS);
+    bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH_CHARS - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% `;
+  }
+  const line = `${bar}${parts.join(' · ')}`;
+  return line.length >= columns ? line.slice(0, Math.max(0, columns - 1)) : line;
+}
+
+/** The end-of-run report: what ran, how long, the loss, the diagnosis findings. */
+export function formatRunSummary(r: RunRecord): string {
+  const p = r.last;
+  const lines: string[] = [];
+  const steps = p?.step ?? 0;
+  const epochs = p?.epoch ?? null;
+  // The engine's own rate leaves out the start (imports, model build) that `seconds` includes.
+  const perSec = p?.stepsPerSec ?? (steps > 0 && r.seconds > 0 ? steps / r.seconds : null);
+  const rate = perSec ? ` (${formatRate(perSec)})` : '';
+  lines.push(
+    `Training ${r.state}: ${steps} step${steps === 1 ? '' : 's'}${epochs !== null ? `, ${epochs} epoch${epochs === 1 ? '' : 's'}` : ''} in ${formatDuration(r.seconds)}${rate}`,
+  );
+  if (r.loss.length) {
+    let min = r.loss[0];
+    for (const pt of r.loss) if (pt[1] < min[1]) min = pt;
+    lines.push(`Loss: ${formatLoss(r.loss[0][1])} at step ${r.loss[0][0]} → ${formatLoss(r.finalLoss)} at step ${r.loss[r.loss.length - 1][0]} (lowest ${formatLoss(min[1])} at step ${min[0]})`);
+  } else {
+    lines.push('Loss: none reported');
+  }
+  for (const w of r.warnings) lines.push(`warning: ${w}`);
+  const d = r.diagnosis;
+  if (d) {
+    const facts = [`${d.steps} steps on ${d.device}`, `${d.stepMs.toFixed(2)} ms/step`];
+    if (d.batchSize !== null) facts.push(`batch ${d.batchSize}`);
+    lines.push(`Diagnosis: ${facts.join(', ')}`);
+    if (d.breakdown) {
+      const b = d.breakdown;
+      lines.push(
+        `  per step: data ${b.dataMs.toFixed(2)} ms, forward ${b.forwardMs.toFixed(2)} ms, backward ${b.backwardMs.toFixed(2)} ms, optimizer ${b.optimizerMs.toFixed(2)} ms, other ${b.otherMs.toFixed(2)} ms`,
+      );
+    }
+    if (!d.findings.length) lines.push('  no findings');
+    for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
+  }
+  return lines.join('\n');
+}
+
+// ---- the command -----------------------------------------------------------------------------
+
+/** Progress on stderr: a bar rewritten in place on a terminal, a line every few seconds otherwise. */
+class ProgressDisplay {
+  private shown = false;
+  private lastPlainAt = 0;
+  private lastLine = '';
+
+  constructor(private readonly stream: NodeJS.WriteStream) {}
+
+  private get tty(): boolean {
+    return Boolean(this.stream.isTTY);
+  }
+
+  update(p: TrainProgress, loss: number | null): void {
+    if (this.tty) {
+      this.lastLine = progressBar(p, loss, this.stream.columns || DEFAULT_TTY_COLUMNS);
+      this.stream.write(`\r\x1b[2K${this.lastLine}`);
+      this.shown = true;
+    } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
+      this.lastPlainAt = Date.now();
+      this.stream.write(`progress: ${progressParts(p, loss).join(' · ')}\n`);
+    }
+  }
+
+  /** Writes text the script printed without tearing the bar: clear it, write, draw it again. */
+  passThrough(target: NodeJS.WriteStream, text: string): void {
+    if (this.shown && this.tty) this.stream.write('\r\x1b[2K');
+    target.write(text);
+    if (this.shown && this.tty && (target !== this.stream || text.endsWith('\n'))) this.stream.write(this.lastLine);
+  }
+
+  clear(): void {
+    if (this.shown && this.tty) this.stream.write('\r\x1b[2K');
+    this.shown = false;
+  }
+}
+
+function resolveFile(file: string): string {
+  const abs = path.resolve(file);
+  if (!fs.existsSync(abs)) {
+    throw new EngineError(`${file}: no such file`, ErrorCodes.userError, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
+  }
+  return abs;
+}
+
+/** Entry from main.ts: `argv` is everything after `run`. Returns the exit code. */
+export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
+  let opts: RunOptions | 'help';
+  try {
+    opts = parseRunArgs(argv);
+  } catch (err) {
+    if (!(err instanceof RunUsageError)) throw err;
+    process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
+    return RUN_EXIT_USAGE;
+  }
+  if (opts === 'help') {
+    process.stdout.write(`${RUN_HELP}\n`);
+    return RUN_EXIT_DONE;
+  }
+  try {
+    const code = await runTraining(resolveFile(opts.file), opts, clientVersion);
+    // Ctrl-C means now: the engine is already shut down and everything is written (stdout and
+    // stderr are synchronous on Linux), but the client's kill-grace timer would keep the
+    // process alive for another 1.5 s.
+    if (code === RUN_EXIT_INTERRUPTED) process.exit(code);
+    return code;
+  } catch (err) {
+    if (err instanceof EngineError) {
+      process.stderr.write(formatEngineError(err.message, err.data) + '\n');
+      return RUN_EXIT_FAILED;
+    }
+    throw err;
+  }
+}
+
+async function runTraining(file: string, opts: RunOptions, clientVersion: string): Promise<number> {
+  const record = new RunRecord();
+  const display = new ProgressDisplay(process.stderr);
+  // With --json, stdout carries only the final document.
+  const userStdout = opts.json ? process.stderr : process.stdout;
+  let interrupted = false;
+  let client: EngineClient | undefined;
+  let settle: (() => void) | undefined;
+  const ended = new Promise<void>((resolve) => (settle = resolve));
+  let diagnosisFinal = false;
+
+  // Signals are handled from the start: Ctrl-C during `import torch` must not orphan the engine.
+  const onSignal = (): void => {
+    if (interrupted) {
+      // A second Ctrl-C: stop waiting for a clean stop.
+      void client?.kill('disposed').finally(() => process.exit(RUN_EXIT_INTERRUPTED));
+      return;
+    }
+    interrupted = true;
+    display.clear();
+    process.stderr.write('Stopping the run (Ctrl-C again to kill it)…\n');
+    settle?.();
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+  try {
+    client = await EngineClient.start({
+      kind: engineKindForFile(file),
+      cwd: path.dirname(file),
+      python: opts.python,
+      backend: opts.backend,
+      // The CLI runs what its user points it at, like `python train.py` would.
+      trusted: true,
+      clientName: 'model-lens-cli',
+      clientVersion,
+    });
+    if (interrupted) return await finish(client, record, opts, RUN_EXIT_INTERRUPTED);
+    for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
+    const engine = client;
+
+    client.onNotification(outputNotification, (o) => {
+      if (o.runId && record.runId && o.runId !== record.runId) return;
+      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, o.text);
+    });
+    client.onNotification(trainProgressNotification, (p) => {
+      // Notifications can arrive before train/start's response names the run.
+      if (record.runId && p.runId !== record.runId) return;
+      record.add(p);
+      if (isFinal(p.state)) {
+        display.clear();
+        settle?.();
+      } else if (!interrupted) {
+        display.update(p, record.finalLoss);
+      }
+    });
+    client.onNotification(trainDiagnosisNotification, (d) => {
+      if (record.runId && d.runId !== record.runId) return;
+      record.diagnosis = d;
+      if (isFinal(record.state)) diagnosisFinal = true;
+    });
+    const engineGone = new Promise<never>((_, reject) =>
+      engine.onExit((e) => {
+        const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+        const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
+        reject(
+          new EngineError(`The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`, ErrorCodes.internal, {
+            kind: 'engineCrashed',
+          }),
+        );
+      }),
+    );
+    engineGone.catch(() => undefined);
+
+    const start = client.request(
+      trainStartRequest,
+      { file, model: opts.model, args: opts.args, epochs: opts.epochs },
+      { timeoutMs: opts.timeoutMs },
+    );
+    const raced = await Promise.race([start, ended.then(() => null)]);
+    if (raced === null && interrupted) {
+      // Ctrl-C while the script was still importing: the run gets its id when train/start answers.
+      const late = await Promise.race([start.catch(() => null), delay(STOP_WAIT_MS).then(() => null)]);
+      if (late) {
+        record.runId = late.runId;
+        await stopRun(engine, late.runId);
+      }
+      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+    }
+    // A run that fails at once can report its end before train/start's response arrives.
+    const started = raced ?? (await start);
+    record.runId = started.runId;
+
+    await Promise.race([ended, engineGone]);
+    if (interrupted && !isFinal(record.state)) {
+      await stopRun(engine, started.runId);
+      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+    }
+    // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
+    if (!diagnosisFinal) record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
+    const code = record.state === 'done' ? RUN_EXIT_DONE : RUN_EXIT_FAILED;
+    return await finish(engine, record, opts, interrupted ? RUN_EXIT_INTERRUPTED : code);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+    display.clear();
+    await client?.dispose();
+  }
+}
+
+async function stopRun(client: EngineClient, runId: string): Promise<void> {
+  try {
+    await Promise.race([client.request(trainStopRequest, { runId }), delay(STOP_WAIT_MS)]);
+  } catch {
+    // The engine is shut down right after; a failed stop changes nothing for the user.
+  }
+}
+
+/** `train/diagnose` where the engine has it; engines without it (TF.js) answer MethodNotFound. */
+async function diagnose(client: EngineClient, runId: string): Promise<TrainDiagnosis | undefined> {
+  if (!client.alive) return undefined;
+  try {
+    return await client.request(trainDiagnoseRequest, { runId }, { timeoutMs: FINAL_DIAGNOSIS_WAIT_MS });
+  } catch {
+    return undefined;
+  }
+}
+
+/** Prints the outcome and shuts the engine down before the exit code is returned. */
+async function finish(client: EngineClient, record: RunRecord, opts: RunOptions, code: number): Promise<number> {
+  await client.dispose();
+  const error = record.last?.error;
+  if (record.state === 'failed' && error) process.stderr.write(formatEngineError(error.message, errorData(error)) + '\n');
+  if (opts.json) process.stdout.write(compactPairs(JSON.stringify(record.json(), null, 2)) + '\n');
+  else if (record.runId) process.stdout.write(formatRunSummary(record) + '\n');
+  return code;
+}
+
+function errorData(e: EngineErrorData & { message: string }): EngineErrorData {
+  const { message: _message, ...data } = e;
+  return data;
+}
+
+/** `[step, value]` pairs on one line each: a long curve stays readable in an indented document. */
+export function compactPairs(json: string): string {
+  return json.replace(/\[\n\s*(-?[\d.eE+-]+|null),\n\s*(-?[\d.eE+-]+|null|"-?Infinity"|"NaN")\n\s*\]/g, '[$1, $2]');
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}

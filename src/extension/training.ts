@@ -1,0 +1,370 @@
+// "Model Lens: Run Training": runs the active file's training in its engine with a cancellable
+// progress notification, a status bar item, the script's output in the Model Lens channel, the
+// trained model in the Modules view, and the Training panel (loss curve, state, diagnosis).
+import { randomBytes } from 'node:crypto';
+import * as path from 'node:path';
+import * as vscode from 'vscode';
+import type { EngineClient } from '../client/engineClient';
+import type { TrainDiagnosis, TrainProgress } from '../protocol/messages';
+import type { SourceLocation } from '../protocol/types';
+import type { HostMessage } from '../protocol/webviewMessages';
+import type { EngineManager } from './engineManager';
+import { isEngineError } from './errors';
+import { engineModules } from './lazyModules';
+import type { ModelSession } from './modelSession';
+import { fractionDone, progressText, statusText, TrainingRun, type TrainingPanelState } from './trainingModel';
+
+const TITLE = 'Model Lens: Training';
+/** The panel and the status bar are redrawn at most this often, however fast progress comes. */
+export const TRAINING_UI_FLUSH_MS = 250;
+/** train/start imports the script and builds the model: as slow as an inspect. */
+const TRAIN_START_TIMEOUT_MS = 180_000;
+/** train/stop answers once the run noticed; a script stuck in a long C call may take a while. */
+const TRAIN_STOP_TIMEOUT_MS = 60_000;
+const DIAGNOSE_TIMEOUT_MS = 15_000;
+/** The final state stays in the status bar this long after the run. */
+const FINAL_STATUS_MS = 15_000;
+/** JSON-RPC "method not found": engines without train/diagnose (TF.js) answer with it. */
+const METHOD_NOT_FOUND = -32601;
+
+export class TrainingController implements vscode.Disposable {
+  private run: TrainingRun | undefined;
+  private client: EngineClient | undefined;
+  private readonly runSubs: vscode.Disposable[] = [];
+  private readonly status: vscode.StatusBarItem;
+  private readonly panel: TrainingPanel;
+  private flushTimer: NodeJS.Timeout | undefined;
+  private hideTimer: NodeJS.Timeout | undefined;
+  private reportProgress: ((p: TrainProgress) => void) | undefined;
+  private ended: (() => void) | undefined;
+  private shownModelId: string | undefined;
+
+  constructor(
+    private readonly engines: EngineManager,
+    private readonly session: ModelSession,
+    private readonly output: vscode.OutputChannel,
+    extensionUri: vscode.Uri,
+  ) {
+    this.status = vscode.window.createStatusBarItem('modelLens.training', vscode.StatusBarAlignment.Left, 9);
+    this.status.name = 'Model Lens Training';
+    this.status.command = 'modelLens.showTraining';
+    this.panel = new TrainingPanel(extensionUri, output, (index) => this.openSource(index));
+  }
+
+  get active(): boolean {
+    return this.run !== undefined && !this.run.finished;
+  }
+
+  dispose(): void {
+    this.endRun();
+    clearTimeout(this.hideTimer);
+    this.status.dispose();
+    this.panel.dispose();
+  }
+
+  showPanel(): void {
+    this.panel.show(this.run?.panelState() ?? null);
+  }
+
+  /** Runs the file's training; resolves when the run has ended. */
+  async start(file: string | undefined): Promise<void> {
+    if (this.active) {
+      const choice = await vscode.window.showInformationMessage(
+        `Model Lens: ${path.basename(this.run!.file)} is still training. Stop it first.`,
+        'Stop Training',
+        'Show Training',
+      );
+      if (choice === 'Stop Training') await this.stop();
+      if (choice === 'Show Training') this.showPanel();
+      return;
+    }
+    if (!file) {
+      void vscode.window.showInformationMessage('Model Lens: open a training script (.py with a __main__ block, or .ts/.js with a `train` export) first.');
+      return;
+    }
+    // The engine reads the file from disk: run what the editor shows.
+    const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && path.resolve(d.uri.fsPath) === path.resolve(file));
+    if (doc?.isDirty) await doc.save();
+
+    const { client: clientModule, messages } = await engineModules();
+    const kind = clientModule.engineKindForFile(file);
+    const run = new TrainingRun(file, kind);
+    this.run = run;
+    this.shownModelId = undefined;
+    clearTimeout(this.hideTimer);
+    this.status.text = statusText(undefined, null);
+    this.status.tooltip = `Training ${file}\nClick for the Training panel`;
+    this.status.show();
+    void vscode.commands.executeCommand('setContext', 'modelLens.training', true);
+    this.panel.show(run.panelState(), true);
+    this.output.appendLine(`[training] starting ${file}`);
+    this.output.show(true);
+
+    let client: EngineClient;
+    try {
+      client = await this.engines.get(kind, vscode.Uri.file(file));
+    } catch (err) {
+      this.failStart(run, err);
+      return;
+    }
+    this.client = client;
+    const done = new Promise<void>((resolve) => (this.ended = resolve));
+    this.runSubs.push(
+      client.onNotification(messages.trainProgressNotification, (p) => this.onProgress(run, client, p)),
+      client.onNotification(messages.trainDiagnosisNotification, (d) => this.onDiagnosis(run, d)),
+      client.onExit((e) => {
+        if (run.finished) return;
+        const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+        run.fail(e.reason === 'disposed' ? 'The engine was shut down during the run.' : `The ${kind} engine ${how} during the run.`);
+        void this.finish(run);
+      }),
+    );
+
+    await vscode.window.withProgress(
+      { location: vscode.ProgressLocation.Notification, title: `Model Lens: training ${path.basename(file)}`, cancellable: true },
+      async (progress, token) => {
+        let reported = 0;
+        this.reportProgress = (p) => {
+          const frac = fractionDone(p);
+          const pct = frac === null ? 0 : Math.floor(frac * 100);
+          progress.report({ message: progressText(p, run.lastLoss), increment: pct > reported ? pct - reported : undefined });
+          reported = Math.max(reported, pct);
+        };
+        const cancel = token.onCancellationRequested(() => void this.stop());
+        try {
+          const { runId } = await client.request(messages.trainStartRequest, { file }, { timeoutMs: TRAIN_START_TIMEOUT_MS });
+          run.runId = runId;
+          this.output.appendLine(`[training] run ${runId} of ${file} started in the ${kind} engine (pid ${client.pid})`);
+          // Progress of this run may have raced ahead of the response; what was kept is ours.
+          if (run.stopRequested && !run.finished) void this.stop();
+          this.flushSoon();
+          await done;
+        } catch (err) {
+          if (!run.finished) this.failStart(run, err);
+        } finally {
+          cancel.dispose();
+          this.reportProgress = undefined;
+        }
+      },
+    );
+  }
+
+  async stop(): Promise<void> {
+    const run = this.run;
+    const client = this.client;
+    if (!run || run.finished || !client) return;
+    run.stopRequested = true;
+    // Before train/start answers there is no run id yet; start() stops the run as soon as it has one.
+    if (!run.runId) return;
+    this.status.text = `$(sync~spin) stopping · step ${run.last?.step ?? 0}`;
+    try {
+      const { messages } = await engineModules();
+      const r = await client.request(messages.trainStopRequest, { runId: run.runId }, { timeoutMs: TRAIN_STOP_TIMEOUT_MS });
+      if (!r.stopped && !run.finished) this.output.appendLine(`[training] run ${run.runId} had already ended`);
+    } catch (err) {
+      this.session.reportError(err, run.file);
+    }
+  }
+
+  private onProgress(run: TrainingRun, client: EngineClient, p: TrainProgress): void {
+    if (run !== this.run) return;
+    // Progress before train/start's response belongs to this run: the engine runs one at a time.
+    if (!run.add(p)) return;
+    if (p.modelId && p.modelId !== this.shownModelId) {
+      this.shownModelId = p.modelId;
+      void this.session.showTrainingModel(client, run.file, run.engine, p.modelId).catch((err: unknown) => {
+        this.output.appendLine(`[training] could not show the trained model: ${err instanceof Error ? err.message : String(err)}`);
+      });
+    }
+    this.reportProgress?.(p);
+    if (run.finished) void this.finish(run);
+    else this.flushSoon();
+  }
+
+  private onDiagnosis(run: TrainingRun, d: TrainDiagnosis): void {
+    if (run !== this.run || !run.setDiagnosis(d)) return;
+    this.flushSoon();
+  }
+
+  private flushSoon(): void {
+    this.flushTimer ??= setTimeout(() => {
+      this.flushTimer = undefined;
+      this.redraw();
+    }, TRAINING_UI_FLUSH_MS);
+  }
+
+  private redraw(): void {
+    const run = this.run;
+    if (!run) return;
+    this.status.text = run.startError
+      ? '$(error) training failed'
+      : run.stopRequested && !run.finished
+        ? `$(sync~spin) stopping · step ${run.last?.step ?? 0}`
+        : statusText(run.last, run.lastLoss);
+    this.panel.update(run.panelState());
+  }
+
+  private async finish(run: TrainingRun): Promise<void> {
+    if (run !== this.run) return;
+    const runId = run.runId ?? run.last?.runId;
+    const client = this.client;
+    this.endRun();
+    this.session.endTraining(this.shownModelId);
+    this.output.appendLine(`[training] run ${runId ?? '(none)'} ${run.state} after ${run.last?.step ?? 0} steps`);
+    this.redraw();
+    if (run.state === 'failed') this.reportFailure(run);
+    // The engine may send its final diagnosis with the end of the run; ask when it did not.
+    if (runId && client?.alive && run.state !== 'failed') {
+      try {
+        const { messages } = await engineModules();
+        run.setDiagnosis(await client.request(messages.trainDiagnoseRequest, { runId }, { timeoutMs: DIAGNOSE_TIMEOUT_MS }));
+        this.redraw();
+      } catch (err) {
+        const code = (err as { code?: number }).code;
+        if (code !== METHOD_NOT_FOUND) this.output.appendLine(`[training] train/diagnose: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    this.hideTimer = setTimeout(() => {
+      if (this.run === run) this.status.hide();
+    }, FINAL_STATUS_MS);
+  }
+
+  /** Unhooks the run from the engine; the run itself stays for the panel. */
+  private endRun(): void {
+    void vscode.commands.executeCommand('setContext', 'modelLens.training', false);
+    for (const s of this.runSubs.splice(0)) s.dispose();
+    clearTimeout(this.flushTimer);
+    this.flushTimer = undefined;
+    this.ended?.();
+    this.ended = undefined;
+  }
+
+  private failStart(run: TrainingRun, err: unknown): void {
+    const data = isEngineError(err) ? err.data : undefined;
+    const message = err instanceof Error ? err.message : String(err);
+    run.fail(message, data?.location ?? data?.userStack?.[data.userStack.length - 1], data?.hint);
+    // Untrusted workspace, missing Python, a syntax error: the session knows how to say each.
+    this.session.reportError(err, run.file);
+    this.finishQuietly(run);
+  }
+
+  private finishQuietly(run: TrainingRun): void {
+    if (run !== this.run) return;
+    this.endRun();
+    this.redraw();
+    this.hideTimer = setTimeout(() => {
+      if (this.run === run) this.status.hide();
+    }, FINAL_STATUS_MS);
+  }
+
+  /** A run that failed mid-way: the error as a diagnostic on the user's line and a notification. */
+  private reportFailure(run: TrainingRun): void {
+    const e = run.last?.error;
+    if (!e) return;
+    const { message, ...data } = e;
+    const err = new Error(message) as Error & { data: typeof data };
+    err.name = 'EngineError';
+    err.data = data;
+    this.session.reportError(err, run.file);
+  }
+
+  private openSource(index: number): void {
+    const loc: SourceLocation | undefined = this.run?.sources[index];
+    if (!loc) return;
+    const pos = new vscode.Position(Math.max(0, loc.line - 1), Math.max(0, (loc.column ?? 1) - 1));
+    void vscode.window.showTextDocument(vscode.Uri.file(loc.file), { selection: new vscode.Range(pos, pos), preview: true, viewColumn: vscode.ViewColumn.One });
+  }
+}
+
+/**
+ * The Training webview. The page may only say `ready`, `showLog`, or `openOpSource` with an index
+ * into the run's own list of source locations (never a path), so text from user code shown in it
+ * cannot make the editor open anything else.
+ */
+class TrainingPanel implements vscode.Disposable {
+  private panel: vscode.WebviewPanel | undefined;
+  private state: TrainingPanelState | null = null;
+
+  constructor(
+    private readonly extensionUri: vscode.Uri,
+    private readonly output: vscode.OutputChannel,
+    private readonly onOpenSource: (index: number) => void,
+  ) {}
+
+  show(state: TrainingPanelState | null, preserveFocus = false): void {
+    this.state = state;
+    if (this.panel) {
+      this.panel.reveal(undefined, preserveFocus);
+      void this.panel.webview.postMessage({ type: 'state', state } satisfies HostMessage);
+      return;
+    }
+    const media = vscode.Uri.joinPath(this.extensionUri, 'media');
+    const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
+    const panel = vscode.window.createWebviewPanel(
+      'modelLens.training',
+      TITLE,
+      { viewColumn: vscode.ViewColumn.Beside, preserveFocus },
+      { enableScripts: true, localResourceRoots: [media, dist], enableFindWidget: true },
+    );
+    this.panel = panel;
+    panel.iconPath = vscode.Uri.joinPath(media, 'modelLens.svg');
+    panel.webview.html = this.html(panel.webview);
+    panel.webview.onDidReceiveMessage((raw: unknown) => this.onMessage(raw));
+    panel.onDidDispose(() => {
+      if (this.panel === panel) this.panel = undefined;
+    });
+  }
+
+  update(state: TrainingPanelState): void {
+    this.state = state;
+    // A hidden page reloads with `ready` and gets the latest state then.
+    if (this.panel?.visible) void this.panel.webview.postMessage({ type: 'state', state } satisfies HostMessage);
+  }
+
+  dispose(): void {
+    this.panel?.dispose();
+    this.panel = undefined;
+  }
+
+  private onMessage(raw: unknown): void {
+    const msg = raw as { type?: unknown; index?: unknown } | null;
+    const keys = typeof raw === 'object' && raw !== null ? Object.keys(raw) : [];
+    if (msg?.type === 'ready' && keys.length === 1) {
+      void this.panel?.webview.postMessage({ type: 'state', state: this.state } satisfies HostMessage);
+    } else if (msg?.type === 'showLog' && keys.length === 1) {
+      this.output.show(true);
+    } else if (msg?.type === 'openOpSource' && keys.length === 2 && Number.isInteger(msg.index) && (msg.index as number) >= 0) {
+      this.onOpenSource(msg.index as number);
+    } else {
+      this.output.appendLine('[webview training] ignored a message');
+    }
+  }
+
+  private html(webview: vscode.Webview): string {
+    const nonce = randomBytes(16).toString('base64');
+    const css = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'webview.css'));
+    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', 'trainingPanel.js'));
+    const csp = [
+      "default-src 'none'",
+      `style-src ${webview.cspSource}`,
+      `img-src ${webview.cspSource} data:`,
+      `font-src ${webview.cspSource}`,
+      `script-src 'nonce-${nonce}'`,
+    ].join('; ');
+    return `<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="UTF-8">
+<meta http-equiv="Content-Security-Policy" content="${csp}">
+<meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${css.toString()}">
+<title>${TITLE}</title>
+</head>
+<body data-panel="training">
+<div id="banner" role="alert" hidden></div>
+<main id="app"><p class="muted">Loading…</p></main>
+<script nonce="${nonce}" src="${script.toString()}"></script>
+</body>
+</html>`;
+  }
+}

@@ -1,0 +1,299 @@
+// A training run as the editor shows it: the whole loss curve, the latest progress, the
+// diagnosis, and the texts for the notification, the status bar and the Training panel.
+// No `vscode` import here: unit tests run this without an editor.
+import type { DiagnosisFinding, TrainDiagnosis, TrainProgress } from '../protocol/messages';
+import type { EngineKind, SourceLocation } from '../protocol/types';
+
+/** Points the panel draws at most; the run keeps every point it was sent. */
+export const CHART_MAX_POINTS = 600;
+
+export type RunState = TrainProgress['state'];
+
+export function isFinalState(state: RunState): boolean {
+  return state === 'done' || state === 'stopped' || state === 'failed';
+}
+
+/**
+ * At most `max` points that keep the curve's shape: the range is cut into buckets and each keeps
+ * its lowest and highest point (in step order), so a loss spike is never averaged away.
+ */
+export function decimate(points: readonly [number, number][], max: number): [number, number][] {
+  if (points.length <= max || max < 4) return points.slice();
+  const buckets = Math.floor((max - 2) / 2);
+  const inner = points.length - 2;
+  const out: [number, number][] = [points[0]];
+  for (let b = 0; b < buckets; b++) {
+    const from = 1 + Math.floor((b * inner) / buckets);
+    const to = 1 + Math.floor(((b + 1) * inner) / buckets);
+    if (to <= from) continue;
+    let lo = from;
+    let hi = from;
+    for (let i = from; i < to; i++) {
+      const v = points[i][1];
+      // NaN/Inf losses are worth seeing: they win the bucket.
+      if (!Number.isFinite(v)) {
+        lo = i;
+        break;
+      }
+      if (v < points[lo][1]) lo = i;
+      if (v > points[hi][1]) hi = i;
+    }
+    if (lo === hi) out.push(points[lo]);
+    else if (lo < hi) out.push(points[lo], points[hi]);
+    else out.push(points[hi], points[lo]);
+  }
+  out.push(points[points.length - 1]);
+  return out;
+}
+
+export function formatDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  const ss = String(s % 60).padStart(2, '0');
+  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
+}
+
+export function formatLoss(v: number | null | undefined): string {
+  if (v === null || v === undefined) return '--';
+  if (!Number.isFinite(v)) return String(v);
+  const a = Math.abs(v);
+  return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : v.toFixed(4);
+}
+
+export function formatRate(stepsPerSec: number | null | undefined): string | null {
+  if (!stepsPerSec) return null;
+  if (stepsPerSec >= 10) return `${stepsPerSec.toFixed(0)} steps/s`;
+  if (stepsPerSec >= 1) return `${stepsPerSec.toFixed(1)} steps/s`;
+  return `${(1 / stepsPerSec).toFixed(1)} s/step`;
+}
+
+/** "epoch 3/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931" (parts that are known). */
+export function progressText(p: TrainProgress, loss: number | null): string {
+  const parts: string[] = [];
+  // `epoch` is the 1-based epoch in progress.
+  if (p.epoch !== null) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
+  parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
+  // Speed and time left describe a run in progress, not one that has ended.
+  if (!isFinalState(p.state)) {
+    const rate = formatRate(p.stepsPerSec);
+    if (rate) parts.push(rate);
+    if (p.etaSec !== null && p.totalSteps) parts.push(`ETA ${formatDuration(p.etaSec)}`);
+  }
+  if (loss !== null) parts.push(`loss ${formatLoss(loss)}`);
+  return parts.join(' · ');
+}
+
+/** The status bar item during a run: `$(pulse) step 1200 · loss 0.0931`. */
+export function statusText(p: TrainProgress | undefined, loss: number | null): string {
+  if (!p || (p.state === 'starting' && p.step === 0)) return '$(sync~spin) training: starting';
+  const icon = p.state === 'failed' ? '$(error)' : p.state === 'stopped' ? '$(debug-stop)' : p.state === 'done' ? '$(check)' : '$(pulse)';
+  const when = isFinalState(p.state) ? ` · ${p.state}` : '';
+  return `${icon} step ${p.step}${loss !== null ? ` · loss ${formatLoss(loss)}` : ''}${when}`;
+}
+
+/** Fraction of the run done, when the engine knows the total. */
+export function fractionDone(p: TrainProgress): number | null {
+  if (p.totalSteps) return Math.max(0, Math.min(1, p.step / p.totalSteps));
+  if (p.totalEpochs && p.epoch !== null) return Math.max(0, Math.min(1, (p.epoch - 1) / p.totalEpochs));
+  return null;
+}
+
+/** A finding as the panel shows it: the sentence, and its source once (not twice) when known. */
+export interface FindingView {
+  severity: DiagnosisFinding['severity'];
+  message: string;
+  /** `file.py:57` for the link; the full path stays in the extension. */
+  where?: string;
+  /** Index into the run's list of source locations (what a click sends back). */
+  sourceIndex?: number;
+}
+
+/** Everything the Training panel draws (webview/trainingPanel.ts mirrors it). */
+export interface TrainingPanelState {
+  file: string;
+  fileName: string;
+  engine: EngineKind;
+  runId: string | null;
+  state: RunState;
+  step: number;
+  epoch: number | null;
+  totalSteps: number | null;
+  totalEpochs: number | null;
+  progress: string;
+  fraction: number | null;
+  elapsed: string;
+  lr: number | null;
+  training: boolean | null;
+  gradEnabled: boolean | null;
+  modelId: string | null;
+  /** Decimated for drawing; `pointCount` is how many the run holds. */
+  loss: [number, number][];
+  pointCount: number;
+  lastLoss: number | null;
+  minLoss: [number, number] | null;
+  error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
+  warnings: string[];
+  diagnosis: {
+    device: string;
+    steps: number;
+    stepMs: number;
+    batchSize: number | null;
+    breakdown: TrainDiagnosis['breakdown'];
+    findings: FindingView[];
+  } | null;
+}
+
+export function shortLocation(loc: SourceLocation): string {
+  const base = loc.file.split(/[\\/]/).pop() ?? loc.file;
+  return `${base}:${loc.line}`;
+}
+
+/** One training run, folded from the engine's notifications. */
+export class TrainingRun {
+  runId: string | undefined;
+  last: TrainProgress | undefined;
+  readonly loss: [number, number][] = [];
+  diagnosis: TrainDiagnosis | undefined;
+  readonly warnings: string[] = [];
+  /** Places the panel may link to; the webview only ever sends back an index into this. */
+  readonly sources: SourceLocation[] = [];
+  /** Set when starting the run failed before the engine reported any progress. */
+  startError: { message: string; location?: SourceLocation; hint?: string } | undefined;
+  readonly startedAt: number;
+  endedAt: number | undefined;
+  /** The user asked to stop (the state becomes `stopped` when the engine confirms). */
+  stopRequested = false;
+
+  constructor(
+    readonly file: string,
+    readonly engine: EngineKind,
+    now = Date.now(),
+  ) {
+    this.startedAt = now;
+  }
+
+  get state(): RunState {
+    if (this.startError) return 'failed';
+    return this.last?.state ?? 'starting';
+  }
+
+  get finished(): boolean {
+    return isFinalState(this.state);
+  }
+
+  get lastLoss(): number | null {
+    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
+  }
+
+  /** Folds one notification; returns false for another run's. */
+  add(p: TrainProgress, now = Date.now()): boolean {
+    if (this.runId !== undefined && p.runId !== this.runId) return false;
+    this.last = p;
+    for (const point of p.loss) {
+      const prev = this.loss[this.loss.length - 1];
+      if (!prev || point[0] > prev[0]) this.loss.push(point);
+    }
+    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
+    if (isFinalState(p.state)) this.endedAt ??= now;
+    return true;
+  }
+
+  setDiagnosis(d: TrainDiagnosis): boolean {
+    if (this.runId !== undefined && d.runId !== this.runId) return false;
+    this.diagnosis = d;
+    return true;
+  }
+
+  fail(message: string, location?: SourceLocation, hint?: string, now = Date.now()): void {
+    this.startError = { message, location, hint };
+    this.endedAt ??= now;
+  }
+
+  /** Where the run failed: the engine's location, else the innermost user frame. */
+  errorLocation(): SourceLocation | undefined {
+    if (this.startError) return this.startError.location;
+    const e = this.last?.error;
+    return e?.location ?? e?.userStack?.[e.userStack.length - 1];
+  }
+
+  private sourceIndex(loc: SourceLocation | undefined): number | undefined {
+    if (!loc) return undefined;
+    const i = this.sources.findIndex((s) => s.file === loc.file && s.line === loc.line && s.column === loc.column);
+    if (i >= 0) return i;
+    this.sources.push(loc);
+    return this.sources.length - 1;
+  }
+
+  panelState(now = Date.now()): TrainingPanelState {
+    const p = this.last;
+    let min: [number, number] | null = null;
+    for (const pt of this.loss) if (Number.isFinite(pt[1]) && (!min || pt[1] < min[1])) min = pt;
+    const errLoc = this.errorLocation();
+    const message = this.startError?.message ?? p?.error?.message;
+    const d = this.diagnosis;
+    return {
+      file: this.file,
+      fileName: this.file.split(/[\\/]/).pop() ?? this.file,
+      engine: this.engine,
+      runId: this.runId ?? null,
+      state: this.state,
+      step: p?.step ?? 0,
+      epoch: p?.epoch ?? null,
+      totalSteps: p?.totalSteps ?? null,
+      totalEpochs: p?.totalEpochs ?? null,
+      progress: p ? progressText(p, this.lastLoss) : 'starting…',
+      fraction: p ? fractionDone(p) : null,
+      elapsed: formatDuration(((this.endedAt ?? now) - this.startedAt) / 1000),
+      lr: p?.lr ?? null,
+      training: p?.training ?? null,
+      gradEnabled: p?.gradEnabled ?? null,
+      modelId: p?.modelId ?? null,
+      loss: decimate(this.loss, CHART_MAX_POINTS),
+      pointCount: this.loss.length,
+      lastLoss: this.lastLoss,
+      minLoss: min,
+      error:
+        this.state === 'failed' && message
+          ? {
+              message,
+              where: errLoc ? shortLocation(errLoc) : undefined,
+              sourceIndex: this.sourceIndex(errLoc),
+              hint: this.startError?.hint ?? p?.error?.hint,
+            }
+          : null,
+      warnings: [...this.warnings],
+      diagnosis: d
+        ? {
+            device: d.device,
+            steps: d.steps,
+            stepMs: d.stepMs,
+            batchSize: d.batchSize,
+            breakdown: d.breakdown,
+            findings: d.findings.map((f) => ({
+              severity: f.severity,
+              message: f.message,
+              where: f.source ? shortLocation(f.source) : undefined,
+              sourceIndex: this.sourceIndex(f.source),
+            })),
+          }
+        : null,
+    };
+  }
+}
+
+/** Where a file looks like a training script, for the "Run Training" CodeLens; null if it does not. */
+export function trainingEntryLine(fileName: string, text: string): number | null {
+  const lines = text.split('\n');
+  if (/\.py$/i.test(fileName)) {
+    // A script that trains when run: a __main__ block, and backward/optimizer steps somewhere.
+    const main = lines.findIndex((l) => /^if\s+__name__\s*==\s*['"]__main__['"]\s*:/.test(l));
+    if (main < 0) return null;
+    return /\.backward\(|optimi[sz]er\.step\(/.test(text) ? main : null;
+  }
+  if (/\.[cm]?[jt]sx?$/i.test(fileName)) {
+    const i = lines.findIndex((l) => /^\s*export\s+(?:async\s+function\s*\*?\s*|function\s*\*?\s*|(?:const|let|var)\s+)train\b/.test(l) || /^\s*exports\.train\s*=/.test(l));
+    return i >= 0 ? i : null;
+  }
+  return null;
+}

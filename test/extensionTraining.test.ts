@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import type { TrainDiagnosis, TrainProgress } from '../src/protocol/messages';
-import { decimate, formatDuration, progressText, statusText, TrainingRun, trainingEntryLine } from '../src/extension/trainingModel';
+import { formatDuration, progressText } from '../src/client/trainingText';
+import { decimate, statusText, TrainingRun, trainingEntryLine } from '../src/extension/trainingModel';
 
 const ROOT = path.resolve(__dirname, '..');
 

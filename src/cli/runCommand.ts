@@ -16,6 +16,7 @@ import {
   type TrainProgress,
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
+import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
 
 export const RUN_EXIT_DONE = 0;
 export const RUN_EXIT_FAILED = 1;
@@ -129,7 +130,7 @@ export class RunRecord {
       if (!prev || point[0] > prev[0]) this.loss.push(point);
     }
     for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
-    if (isFinal(p.state)) this.endedAt ??= Date.now();
+    if (isFinalState(p.state)) this.endedAt ??= Date.now();
   }
 
   get state(): TrainProgress['state'] {
@@ -160,56 +161,21 @@ export class RunRecord {
   }
 }
 
-export function isFinal(state: TrainProgress['state']): boolean {
-  return state === 'done' || state === 'stopped' || state === 'failed';
-}
 
 // ---- text ------------------------------------------------------------------------------------
 
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
-export function formatLoss(v: number | null | undefined): string {
-  if (v === null || v === undefined) return '--';
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : v.toFixed(4);
-}
-
-function formatRate(stepsPerSec: number | null): string | null {
-  if (!stepsPerSec) return null;
-  return stepsPerSec >= 10 ? `${stepsPerSec.toFixed(0)} steps/s` : stepsPerSec >= 1 ? `${stepsPerSec.toFixed(1)} steps/s` : `${(1 / stepsPerSec).toFixed(1)} s/step`;
-}
-
-/** The parts every progress display shows: where the run is, how fast, how long to go, the loss. */
-export function progressParts(p: TrainProgress, loss: number | null): string[] {
-  const parts: string[] = [];
-  // `epoch` is the 1-based epoch in progress.
-  if (p.epoch !== null) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
-  parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
-  const rate = formatRate(p.stepsPerSec);
-  if (rate) parts.push(rate);
-  if (p.etaSec !== null && p.totalSteps) parts.push(`ETA ${formatDuration(p.etaSec)}`);
-  if (loss !== null) parts.push(`loss ${formatLoss(loss)}`);
-  return parts;
-}
 
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
   if (p.state === 'starting' && p.step === 0) return 'starting…';
-  const parts = progressParts(p, loss);
+  const text = progressText(p, loss);
   let bar = '';
   if (p.totalSteps) {
     const frac = Math.max(0, Math.min(1, p.step / p.totalSteps));
     const filled = Math.round(frac * BAR_WIDTH_CHARS);
     bar = `[${'#'.repeat(filled)}${'.'.repeat(BAR_WIDTH_CHARS - filled)}] ${String(Math.floor(frac * 100)).padStart(3)}% `;
   }
-  const line = `${bar}${parts.join(' · ')}`;
+  const line = `${bar}${text}`;
   return line.length >= columns ? line.slice(0, Math.max(0, columns - 1)) : line;
 }
 
@@ -271,7 +237,7 @@ class ProgressDisplay {
       this.shown = true;
     } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastPlainAt = Date.now();
-      this.stream.write(`progress: ${progressParts(p, loss).join(' · ')}\n`);
+      this.stream.write(`progress: ${progressText(p, loss)}\n`);
     }
   }
 
@@ -374,7 +340,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       // Notifications can arrive before train/start's response names the run.
       if (record.runId && p.runId !== record.runId) return;
       record.add(p);
-      if (isFinal(p.state)) {
+      if (isFinalState(p.state)) {
         display.clear();
         settle?.();
       } else if (!interrupted) {
@@ -384,7 +350,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     client.onNotification(trainDiagnosisNotification, (d) => {
       if (record.runId && d.runId !== record.runId) return;
       record.diagnosis = d;
-      if (isFinal(record.state)) diagnosisFinal = true;
+      if (isFinalState(record.state)) diagnosisFinal = true;
     });
     const engineGone = new Promise<never>((_, reject) =>
       engine.onExit((e) => {
@@ -419,7 +385,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     record.runId = started.runId;
 
     await Promise.race([ended, engineGone]);
-    if (interrupted && !isFinal(record.state)) {
+    if (interrupted && !isFinalState(record.state)) {
       await stopRun(engine, started.runId);
       return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
     }

@@ -12,7 +12,8 @@ import type { EngineManager } from './engineManager';
 import { isEngineError } from './errors';
 import { engineModules } from './lazyModules';
 import type { ModelSession } from './modelSession';
-import { fractionDone, progressText, statusText, TrainingRun, type TrainingPanelState } from './trainingModel';
+import { progressText } from '../client/trainingText';
+import { fractionDone, statusText, TrainingRun, type TrainingPanelState } from './trainingModel';
 
 const TITLE = 'Model Lens: Training';
 /** The panel and the status bar are redrawn at most this often, however fast progress comes. */

@@ -3,15 +3,11 @@
 // No `vscode` import here: unit tests run this without an editor.
 import type { DiagnosisFinding, TrainDiagnosis, TrainProgress } from '../protocol/messages';
 import type { EngineKind, SourceLocation } from '../protocol/types';
+import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
 
 /** Points the panel draws at most; the run keeps every point it was sent. */
 export const CHART_MAX_POINTS = 600;
 
-export type RunState = TrainProgress['state'];
-
-export function isFinalState(state: RunState): boolean {
-  return state === 'done' || state === 'stopped' || state === 'failed';
-}
 
 /**
  * At most `max` points that keep the curve's shape: the range is cut into buckets and each keeps
@@ -46,43 +42,6 @@ export function decimate(points: readonly [number, number][], max: number): [num
   return out;
 }
 
-export function formatDuration(seconds: number): string {
-  const s = Math.max(0, Math.round(seconds));
-  const h = Math.floor(s / 3600);
-  const m = Math.floor((s % 3600) / 60);
-  const ss = String(s % 60).padStart(2, '0');
-  return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`;
-}
-
-export function formatLoss(v: number | null | undefined): string {
-  if (v === null || v === undefined) return '--';
-  if (!Number.isFinite(v)) return String(v);
-  const a = Math.abs(v);
-  return a !== 0 && (a >= 1e5 || a < 1e-3) ? v.toExponential(3) : v.toFixed(4);
-}
-
-export function formatRate(stepsPerSec: number | null | undefined): string | null {
-  if (!stepsPerSec) return null;
-  if (stepsPerSec >= 10) return `${stepsPerSec.toFixed(0)} steps/s`;
-  if (stepsPerSec >= 1) return `${stepsPerSec.toFixed(1)} steps/s`;
-  return `${(1 / stepsPerSec).toFixed(1)} s/step`;
-}
-
-/** "epoch 3/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931" (parts that are known). */
-export function progressText(p: TrainProgress, loss: number | null): string {
-  const parts: string[] = [];
-  // `epoch` is the 1-based epoch in progress.
-  if (p.epoch !== null) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
-  parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
-  // Speed and time left describe a run in progress, not one that has ended.
-  if (!isFinalState(p.state)) {
-    const rate = formatRate(p.stepsPerSec);
-    if (rate) parts.push(rate);
-    if (p.etaSec !== null && p.totalSteps) parts.push(`ETA ${formatDuration(p.etaSec)}`);
-  }
-  if (loss !== null) parts.push(`loss ${formatLoss(loss)}`);
-  return parts.join(' · ');
-}
 
 /** The status bar item during a run: `$(pulse) step 1200 · loss 0.0931`. */
 export function statusText(p: TrainProgress | undefined, loss: number | null): string {

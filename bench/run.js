@@ -24,6 +24,7 @@ const BENCHES = {
   torch: () => [torchPython() ?? 'python3', ['bench/torchOverhead.py']],
   gpu: () => [process.execPath, ['--import', 'tsx', 'bench/gpuSampler.ts']],
   editor: () => [process.execPath, ['--import', 'tsx', 'bench/e2eEditor.ts']],
+  train: () => [torchPython() ?? 'python3', ['bench/trainOverhead.py']],
 };
 
 const wanted = process.argv.slice(2);

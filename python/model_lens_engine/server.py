@@ -17,6 +17,7 @@ from .errors import (
     CANCELLED,
     ENVIRONMENT,
     INTERNAL,
+    USER_ERROR,
     EngineFault,
     bad_request,
     not_found,
@@ -26,6 +27,9 @@ from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
 # A user print without a newline is sent after this many characters anyway.
 MAX_OUTPUT_BUFFER_CHARS = 8192
+# Requests that would run the model on the RPC thread: refused for a model a run is training
+# (and model/load is refused during any run).
+RUN_BUSY_METHODS = ("model/summary", "model/forward", "profile/run", "tensor/inspect")
 
 
 class UserOutput(io.TextIOBase):
@@ -91,6 +95,7 @@ class Server:
         self.hooks = None
         self.current_id = None
         self.running = True
+        self.run = None
         self.handlers = {
             "engine/initialize": self.initialize,
             "engine/shutdown": self.shutdown,
@@ -102,8 +107,9 @@ class Server:
             "profile/run": self.profile_run,
             "hook/attach": self.hook_attach,
             "hook/detach": self.hook_detach,
-            "train/start": self.train_unsupported,
-            "train/stop": self.train_unsupported,
+            "train/start": self.train_start,
+            "train/stop": self.train_stop,
+            "train/diagnose": self.train_diagnose,
             "system/info": self.system_info,
         }
 
@@ -149,6 +155,13 @@ class Server:
             return
         if params is None:
             params = {}
+        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == "model/load" or (
+                method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
+            # model/load would change the running script's working directory.
+            what = self.run.lm.name if self.run.lm is not None else "the engine"
+            self.conn.respond_error(rid, USER_ERROR, "%s is busy training (run %s); stop the run first" % (
+                what, self.run.run_id), {"kind": "badRequest", "got": method})
+            return
         self.current_id = rid
         try:
             if not isinstance(params, dict):
@@ -210,7 +223,7 @@ class Server:
         runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
         capabilities = {
             "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
-            "hooks": ["forward", "forwardPre", "backward"], "train": False, "strides": "real",
+            "hooks": ["forward", "forwardPre", "backward"], "train": True, "strides": "real",
             "backwardTimings": True,
         }
         if self.torch_error:
@@ -253,6 +266,8 @@ class Server:
         }}
 
     def shutdown(self, params):
+        if self.run is not None and self.run.active():
+            self.run.stop()
         if self.hooks is not None:
             self.hooks.detach(all_hooks=True)
         return None
@@ -262,8 +277,29 @@ class Server:
 
         return system_info()
 
-    def train_unsupported(self, params):
-        raise EngineFault(ENVIRONMENT, "unsupported", "Training runs are not supported by this engine version yet.")
+    # ---- training ------------------------------------------------------------------------
+
+    def train_start(self, params):
+        self._need_trust()
+        from .run_mode import start_run
+
+        return start_run(self, params)
+
+    def train_stop(self, params):
+        from .run_mode import find_run
+
+        run = find_run(self, params)
+        if not run.active():
+            return {"stopped": False}
+        if not run.stop():
+            raise EngineFault(INTERNAL, "timeout", "Run %s did not stop: the script is stuck in code that cannot be "
+                              "interrupted (a long C call or sleep)." % run.run_id)
+        return {"stopped": True}
+
+    def train_diagnose(self, params):
+        from .run_mode import find_run
+
+        return find_run(self, params).diagnosis()
 
     # ---- model ---------------------------------------------------------------------------
 
@@ -518,6 +554,11 @@ class Server:
     # ---- hooks ---------------------------------------------------------------------------
 
     def hook_attach(self, params):
+        if params.get("modelId") is None and self.run is not None and self.run.active():
+            if self.run.lm is None:
+                raise not_found("notLoaded", "Run %s has not called its model yet; attach again once progress has a modelId"
+                                % self.run.run_id)
+            params = dict(params, modelId=self.run.lm.model_id)
         lm = self._model(params)
         path = params.get("path")
         if not isinstance(path, str):

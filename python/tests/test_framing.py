@@ -130,7 +130,7 @@ class TrustTest(unittest.TestCase):
             self.assertEqual(e.notes("output"), [])
             with self.assertRaises(RpcError) as cm:
                 e.request("train/start", {"file": marker})
-            self.assertEqual(cm.exception.kind, "unsupported")
+            self.assertEqual(cm.exception.kind, "untrusted")
         finally:
             e.close()
 

@@ -1,7 +1,6 @@
 // `model-lens run` as a user runs it: the real bin script, real engines, exit codes, output
 // pass-through, Ctrl-C and the engine process it must not leave behind.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
@@ -19,12 +18,6 @@ const CTRL_C_EXIT_MS = 2_000;
 const LONG_EPOCHS = 100_000;
 const FIRST_PROGRESS_TIMEOUT_MS = 180_000;
 
-function pytorchRunMode(): string | null {
-  if (!fs.existsSync(path.join(ROOT, 'python', 'model_lens_engine', 'run_mode.py'))) return 'python/model_lens_engine/run_mode.py does not exist yet';
-  if (!fs.existsSync(IRIS_PY)) return 'examples/iris_train.py does not exist yet';
-  if (spawnSync('/usr/bin/python3', ['-c', 'import torch'], { timeout: 60_000 }).status !== 0) return '/usr/bin/python3 cannot import torch';
-  return null;
-}
 
 /** Sends SIGINT once the run is training, and checks the exit code, the delay and the engine. */
 async function interruptMidRun(args: string[]): Promise<{ stdout: string; stderr: string }> {
@@ -177,8 +170,6 @@ describe('model-lens run', () => {
 
   describe('PyTorch', () => {
     test('iris_train.py runs to the end with a falling loss', async (t) => {
-      const skip = pytorchRunMode();
-      if (skip) return t.skip(skip);
       const r = await cli(['run', IRIS_PY, '--json', '--python', '/usr/bin/python3']);
       assert.equal(r.code, 0, r.stderr);
       const doc = JSON.parse(r.stdout) as RunJson;
@@ -193,8 +184,6 @@ describe('model-lens run', () => {
     });
 
     test('a script that raises mid-run exits 1 naming its file and line', async (t) => {
-      const skip = pytorchRunMode();
-      if (skip) return t.skip(skip);
       const file = path.join(ROOT, 'test', 'fixtures', 'torch', 'train_raises.py');
       const raiseLine = lineOf(file, 'raise ValueError');
       const r = await cli(['run', file, '--python', '/usr/bin/python3']);
@@ -206,8 +195,6 @@ describe('model-lens run', () => {
     });
 
     test('Ctrl-C stops a PyTorch run: exit 130, no engine left', async (t) => {
-      const skip = pytorchRunMode();
-      if (skip) return t.skip(skip);
       await interruptMidRun(['run', IRIS_PY, '--python', '/usr/bin/python3', '--', String(LONG_EPOCHS)]);
     });
   });

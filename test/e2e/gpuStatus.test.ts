@@ -4,7 +4,6 @@
 // once with no nvidia-smi anywhere on it, once with the fake H100 nvidia-smi of
 // test/fixtures/nvidia-smi/bin/h100 in front. Screenshots land in test-output/e2e/gpu-*.png.
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,9 +23,6 @@ const ENGINE_TIMEOUT_MS = 90_000;
 const TORCH_PYTHON = '/usr/bin/python3';
 const FAKE_H100_DIR = path.join(REPO_ROOT, 'test', 'fixtures', 'nvidia-smi', 'bin', 'h100');
 
-function torchAvailable(): boolean {
-  return spawnSync(TORCH_PYTHON, ['-c', 'import torch'], { timeout: 60_000 }).status === 0;
-}
 
 /** A throwaway workspace with one Python file: opening it activates Model Lens (onLanguage:python). */
 function makeWorkspace(): string {
@@ -165,9 +161,7 @@ describe('GPU status bar and System panel in a real VS Code', { timeout: SUITE_T
         assert.match(points ?? '', /,18\.2( |$)/);
         assert.match(await frame.locator('#memory-message').innerText(), /^No PyTorch engine is running/);
       });
-      if (!torchAvailable()) {
-        t.diagnostic(`${TORCH_PYTHON} cannot import torch: the PyTorch engine part was not run`);
-      } else {
+      {
         // A real PyTorch engine on this CPU-only box: the tooltip names its pid, and the panel asks
         // it (system/info) for torch.cuda figures and says plainly that there are none.
         const enginePid = await wb.step('pytorch-engine', async () => {

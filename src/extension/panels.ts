@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto';
 import * as vscode from 'vscode';
 import { validateWebviewMessage, type PanelKind } from './webviewMessages';
 import type { HostMessage, WebviewMessage } from '../protocol/webviewMessages';
+import { webviewHtml } from './webviewHtml';
 
 const TITLES: Record<PanelKind, string> = {
   summary: 'Model Lens: Summary',
@@ -101,30 +101,6 @@ export class Panels implements vscode.Disposable {
   }
 
   private html(webview: vscode.Webview, kind: PanelKind): string {
-    const nonce = randomBytes(16).toString('base64');
-    const css = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'webview.css'));
-    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', `${kind}Panel.js`));
-    const csp = [
-      "default-src 'none'",
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-      `script-src 'nonce-${nonce}'`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${TITLES[kind]}</title>
-</head>
-<body data-panel="${kind}">
-<div id="banner" role="alert" hidden></div>
-<main id="app"><p class="muted">Loading…</p></main>
-<script nonce="${nonce}" src="${script.toString()}"></script>
-</body>
-</html>`;
+    return webviewHtml(webview, this.extensionUri, kind, TITLES[kind]);
   }
 }

@@ -1,7 +1,6 @@
 // Model Lens: System — CPU and GPU facts, a live chart of GPU memory and utilization, and the
 // PyTorch memory breakdown. The extension keeps the history (GpuHistory) and sends the webview one
 // full state when it loads, then only what changed.
-import { randomBytes } from 'node:crypto';
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type { CpuInfo, MemoryInfo } from '../protocol/types';
@@ -14,6 +13,7 @@ import { engineModules } from './lazyModules';
 import { SYSTEM_HISTORY_SAMPLES, cpuLoadPct, gpuRows, memorySection } from './systemModel';
 import type { MemorySection, SystemPanelPatch, SystemPanelState } from '../protocol/webviewMessages';
 import type { CpuTimes, GpuHistory } from './systemModel';
+import { webviewHtml } from './webviewHtml';
 
 const TITLE = 'Model Lens: System';
 /** How often the PyTorch engine is asked for torch.cuda memory figures while the panel is visible. */
@@ -204,30 +204,6 @@ export class SystemPanel implements vscode.Disposable {
   }
 
   private html(webview: vscode.Webview): string {
-    const nonce = randomBytes(16).toString('base64');
-    const css = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'webview.css'));
-    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', 'systemPanel.js'));
-    const csp = [
-      "default-src 'none'",
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-      `script-src 'nonce-${nonce}'`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${TITLE}</title>
-</head>
-<body data-panel="system">
-<div id="banner" role="alert" hidden></div>
-<main id="app"><p class="muted">Loading…</p></main>
-<script nonce="${nonce}" src="${script.toString()}"></script>
-</body>
-</html>`;
+    return webviewHtml(webview, this.extensionUri, 'system', TITLE);
   }
 }

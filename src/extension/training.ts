@@ -1,7 +1,6 @@
 // "Model Lens: Run Training": runs the active file's training in its engine with a cancellable
 // progress notification, a status bar item, the script's output in the Model Lens channel, the
 // trained model in the Modules view, and the Training panel (loss curve, state, diagnosis).
-import { randomBytes } from 'node:crypto';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { EngineClient } from '../client/engineClient';
@@ -14,6 +13,7 @@ import { engineModules } from './lazyModules';
 import type { ModelSession } from './modelSession';
 import { progressText } from '../client/trainingText';
 import { fractionDone, statusText, TrainingRun, type TrainingPanelState } from './trainingModel';
+import { webviewHtml } from './webviewHtml';
 
 const TITLE = 'Model Lens: Training';
 /** The panel and the status bar are redrawn at most this often, however fast progress comes. */
@@ -342,30 +342,6 @@ class TrainingPanel implements vscode.Disposable {
   }
 
   private html(webview: vscode.Webview): string {
-    const nonce = randomBytes(16).toString('base64');
-    const css = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'media', 'webview.css'));
-    const script = webview.asWebviewUri(vscode.Uri.joinPath(this.extensionUri, 'dist', 'webview', 'trainingPanel.js'));
-    const csp = [
-      "default-src 'none'",
-      `style-src ${webview.cspSource}`,
-      `img-src ${webview.cspSource} data:`,
-      `font-src ${webview.cspSource}`,
-      `script-src 'nonce-${nonce}'`,
-    ].join('; ');
-    return `<!DOCTYPE html>
-<html lang="en">
-<head>
-<meta charset="UTF-8">
-<meta http-equiv="Content-Security-Policy" content="${csp}">
-<meta name="viewport" content="width=device-width, initial-scale=1.0">
-<link rel="stylesheet" href="${css.toString()}">
-<title>${TITLE}</title>
-</head>
-<body data-panel="training">
-<div id="banner" role="alert" hidden></div>
-<main id="app"><p class="muted">Loading…</p></main>
-<script nonce="${nonce}" src="${script.toString()}"></script>
-</body>
-</html>`;
+    return webviewHtml(webview, this.extensionUri, 'training', TITLE);
   }
 }

@@ -3,55 +3,11 @@
 import { bar } from './charts';
 import { formatNumber, h, svg } from './dom';
 import { app, post, savedState, saveState, startPanel } from './host';
+import type { StepBreakdown } from '../src/protocol/messages';
+import type { FindingView, TrainingPanelState } from '../src/protocol/webviewMessages';
 
-/** Mirrors TrainingPanelState in src/extension/trainingModel.ts. */
-interface FindingView {
-  severity: 'info' | 'warning' | 'error';
-  message: string;
-  where?: string;
-  sourceIndex?: number;
-}
-
-interface Breakdown {
-  dataMs: number;
-  forwardMs: number;
-  backwardMs: number;
-  optimizerMs: number;
-  otherMs: number;
-}
-
-interface TrainingState {
-  file: string;
-  fileName: string;
-  engine: string;
-  runId: string | null;
-  state: 'starting' | 'running' | 'done' | 'stopped' | 'failed';
-  step: number;
-  epoch: number | null;
-  totalSteps: number | null;
-  totalEpochs: number | null;
-  progress: string;
-  fraction: number | null;
-  elapsed: string;
-  lr: number | null;
-  training: boolean | null;
-  gradEnabled: boolean | null;
-  modelId: string | null;
-  loss: [number, number][];
-  pointCount: number;
-  lastLoss: number | null;
-  minLoss: [number, number] | null;
-  error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
-  warnings: string[];
-  diagnosis: {
-    device: string;
-    steps: number;
-    stepMs: number;
-    batchSize: number | null;
-    breakdown: Breakdown | null;
-    findings: FindingView[];
-  } | null;
-}
+type TrainingState = TrainingPanelState;
+type Breakdown = StepBreakdown;
 
 interface ViewPrefs {
   logScale: boolean;

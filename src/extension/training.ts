@@ -12,7 +12,8 @@ import { isEngineError } from './errors';
 import { engineModules } from './lazyModules';
 import type { ModelSession } from './modelSession';
 import { progressText } from '../client/trainingText';
-import { fractionDone, statusText, TrainingRun, type TrainingPanelState } from './trainingModel';
+import type { TrainingPanelState } from '../protocol/webviewMessages';
+import { fractionDone, statusText, TrainingRun } from './trainingModel';
 import { webviewHtml } from './webviewHtml';
 
 const TITLE = 'Model Lens: Training';

@@ -4,6 +4,7 @@
 import type { DiagnosisFinding, TrainDiagnosis, TrainProgress } from '../protocol/messages';
 import type { EngineKind, SourceLocation } from '../protocol/types';
 import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
+import type { FindingView, TrainingPanelState } from '../protocol/webviewMessages';
 
 /** Points the panel draws at most; the run keeps every point it was sent. */
 export const CHART_MAX_POINTS = 600;
@@ -56,51 +57,6 @@ export function fractionDone(p: TrainProgress): number | null {
   if (p.totalSteps) return Math.max(0, Math.min(1, p.step / p.totalSteps));
   if (p.totalEpochs && p.epoch !== null) return Math.max(0, Math.min(1, (p.epoch - 1) / p.totalEpochs));
   return null;
-}
-
-/** A finding as the panel shows it: the sentence, and its source once (not twice) when known. */
-export interface FindingView {
-  severity: DiagnosisFinding['severity'];
-  message: string;
-  /** `file.py:57` for the link; the full path stays in the extension. */
-  where?: string;
-  /** Index into the run's list of source locations (what a click sends back). */
-  sourceIndex?: number;
-}
-
-/** Everything the Training panel draws (webview/trainingPanel.ts mirrors it). */
-export interface TrainingPanelState {
-  file: string;
-  fileName: string;
-  engine: EngineKind;
-  runId: string | null;
-  state: RunState;
-  step: number;
-  epoch: number | null;
-  totalSteps: number | null;
-  totalEpochs: number | null;
-  progress: string;
-  fraction: number | null;
-  elapsed: string;
-  lr: number | null;
-  training: boolean | null;
-  gradEnabled: boolean | null;
-  modelId: string | null;
-  /** Decimated for drawing; `pointCount` is how many the run holds. */
-  loss: [number, number][];
-  pointCount: number;
-  lastLoss: number | null;
-  minLoss: [number, number] | null;
-  error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
-  warnings: string[];
-  diagnosis: {
-    device: string;
-    steps: number;
-    stepMs: number;
-    batchSize: number | null;
-    breakdown: TrainDiagnosis['breakdown'];
-    findings: FindingView[];
-  } | null;
 }
 
 export function shortLocation(loc: SourceLocation): string {

@@ -1,6 +1,7 @@
 // Messages between the extension and its webview panels. Both sides import these types; the
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
+import type { DiagnosisFinding, StepBreakdown, TrainProgress } from './messages';
 import type { CpuInfo, EngineKind, GpuInfo } from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
@@ -74,3 +75,50 @@ export interface SystemPanelState {
 
 /** A delta: `samples` are appended; the other fields replace the previous ones. */
 export type SystemPanelPatch = Partial<Omit<SystemPanelState, 'samples' | 'historyCapacity'>> & { samples?: SystemSample[] };
+
+// ---- Training panel state (src/extension/training.ts → webview/trainingPanel.ts) -------------
+
+/** A finding as the panel shows it: the sentence, and its source once (not twice) when known. */
+export interface FindingView {
+  severity: DiagnosisFinding['severity'];
+  message: string;
+  /** `file.py:57` for the link; the full path stays in the extension. */
+  where?: string;
+  /** Index into the run's list of source locations (what a click sends back). */
+  sourceIndex?: number;
+}
+
+/** Everything the Training panel draws . */
+export interface TrainingPanelState {
+  file: string;
+  fileName: string;
+  engine: EngineKind;
+  runId: string | null;
+  state: TrainProgress['state'];
+  step: number;
+  epoch: number | null;
+  totalSteps: number | null;
+  totalEpochs: number | null;
+  progress: string;
+  fraction: number | null;
+  elapsed: string;
+  lr: number | null;
+  training: boolean | null;
+  gradEnabled: boolean | null;
+  modelId: string | null;
+  /** Decimated for drawing; `pointCount` is how many the run holds. */
+  loss: [number, number][];
+  pointCount: number;
+  lastLoss: number | null;
+  minLoss: [number, number] | null;
+  error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
+  warnings: string[];
+  diagnosis: {
+    device: string;
+    steps: number;
+    stepMs: number;
+    batchSize: number | null;
+    breakdown: StepBreakdown | null;
+    findings: FindingView[];
+  } | null;
+}

@@ -2,26 +2,7 @@
 import { histogram, sparkline } from './charts';
 import { formatCount, formatNumber, formatShape, h } from './dom';
 import { app, post, startPanel } from './host';
-import type { Histogram, TensorStats } from '../src/protocol/types';
-
-/** Mirrors HookView in src/extension/hookStore.ts. */
-interface HookView {
-  hookId: string;
-  path: string;
-  kind: string;
-  events: number;
-  lastCall: number;
-  step?: number;
-  shape?: number[];
-  dtype?: string;
-  history: { call: number; mean: number | null; std: number | null }[];
-  latest?: TensorStats;
-  histogram?: Histogram;
-  nanEvents: number;
-  infEvents: number;
-  firstNonFiniteCall?: number;
-  attached: boolean;
-}
+import type { HookView } from '../src/protocol/webviewMessages';
 
 interface HooksState {
   modelName?: string;

@@ -5,7 +5,7 @@ import type { HookKind, ModuleNode } from '../protocol/types';
 import { CODELENS_SELECTOR, ModelCodeLensProvider, type ModelTarget } from './codeLens';
 import { EngineManager } from './engineManager';
 import { GpuStatusBar } from './gpuStatusBar';
-import type { HookView } from './hookStore';
+import type { HookView } from '../protocol/webviewMessages';
 import { ModelSession } from './modelSession';
 import { ModulesProvider, TensorsProvider, type TensorElement } from './moduleTree';
 import { Panels } from './panels';

@@ -1,32 +1,11 @@
 // What the Hooks panel shows per hook, folded from the engine's throttled `hook/event` stream.
 // No `vscode` import here: unit tests run this without an editor.
 import type { HookEvent } from '../protocol/messages';
-import type { Histogram, HookKind, TensorStats } from '../protocol/types';
+import type { HookKind } from '../protocol/types';
+import type { HookView } from '../protocol/webviewMessages';
 
 /** Points kept for each sparkline; older ones scroll out. */
 export const HOOK_HISTORY_POINTS = 120;
-
-export interface HookView {
-  hookId: string;
-  path: string;
-  kind: HookKind;
-  /** Events received by the extension for this hook. */
-  events: number;
-  /** The module call the latest event came from (events are throttled, so this grows faster). */
-  lastCall: number;
-  step?: number;
-  shape?: number[];
-  dtype?: string;
-  /** Mean and std of the latest events, oldest first. */
-  history: { call: number; mean: number | null; std: number | null }[];
-  latest?: TensorStats;
-  histogram?: Histogram;
-  /** Events whose tensor held a NaN / an Inf, and the first call where one was seen. */
-  nanEvents: number;
-  infEvents: number;
-  firstNonFiniteCall?: number;
-  attached: boolean;
-}
 
 export class HookStore {
   private readonly hooks = new Map<string, HookView>();

@@ -2,7 +2,7 @@
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
 import type { DiagnosisFinding, StepBreakdown, TrainProgress } from './messages';
-import type { CpuInfo, EngineKind, GpuInfo } from './types';
+import type { CpuInfo, EngineKind, GpuInfo, Histogram, HookKind, TensorStats } from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
 export type WebviewMessage =
@@ -121,4 +121,28 @@ export interface TrainingPanelState {
     breakdown: StepBreakdown | null;
     findings: FindingView[];
   } | null;
+}
+
+// ---- Hooks panel state (src/extension/hookStore.ts → webview/hooksPanel.ts) ------------------
+
+export interface HookView {
+  hookId: string;
+  path: string;
+  kind: HookKind;
+  /** Events received by the extension for this hook. */
+  events: number;
+  /** The module call the latest event came from (events are throttled, so this grows faster). */
+  lastCall: number;
+  step?: number;
+  shape?: number[];
+  dtype?: string;
+  /** Mean and std of the latest events, oldest first. */
+  history: { call: number; mean: number | null; std: number | null }[];
+  latest?: TensorStats;
+  histogram?: Histogram;
+  /** Events whose tensor held a NaN / an Inf, and the first call where one was seen. */
+  nanEvents: number;
+  infEvents: number;
+  firstNonFiniteCall?: number;
+  attached: boolean;
 }

@@ -172,6 +172,7 @@ export class ModelSession implements ModelSource, vscode.Disposable {
         this.setMessage(`${firstLine(err instanceof Error ? err.message : String(err))} (showing the last successful load)`, true);
       }
       if (this.model?.file === target.file) this.setStatus(`$(warning) ${this.model.load.name}`, target.file, this.model.kind);
+      else if (kind === 'untrusted') this.setStatus(`$(shield) Model Lens: trust the workspace to inspect ${label}`, target.file);
       else this.setStatus(`$(warning) Model Lens: ${label} failed`, target.file);
       return undefined;
     } finally {

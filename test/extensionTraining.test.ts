@@ -4,7 +4,7 @@ import assert from 'node:assert/strict';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import type { TrainDiagnosis, TrainProgress } from '../src/protocol/messages';
+import type { TrainDiagnosis, TrainHistograms, TrainProgress } from '../src/protocol/messages';
 import { formatDuration, progressText } from '../src/client/trainingText';
 import { decimate, statusText, TrainingRun, trainingEntryLine } from '../src/extension/trainingModel';
 
@@ -143,6 +143,47 @@ describe('TrainingRun', () => {
     // Asking again hands out the same indices, not new ones.
     run.panelState();
     assert.equal(run.sources.length, 2);
+  });
+
+  test('keeps the latest weight/gradient histograms and shows them in the panel state', () => {
+    // A 2×2 weight [1, 2, 3, 4] (mean 2.5, population std √1.25) in 2 bins over [1, 4]: 2 and 2.
+    const snapshot = (step: number, runId = 'r1', omitted?: number): TrainHistograms => ({
+      runId,
+      step,
+      omitted,
+      params: [
+        {
+          name: 'fc.weight',
+          shape: [2, 2],
+          weight: {
+            stats: { numel: 4, mean: 2.5, std: Math.sqrt(1.25), min: 1, max: 4, nanCount: 0, infCount: 0 },
+            histogram: { min: 1, max: 4, counts: [2, 2] },
+          },
+          grad: {
+            stats: { numel: 4, mean: null, std: null, min: null, max: null, nanCount: 4, infCount: 0 },
+            histogram: { min: 0, max: 0, counts: [0, 0] },
+          },
+        },
+      ],
+    });
+    const run = new TrainingRun('/w/train.py', 'pytorch');
+    assert.equal(run.panelState().histograms, null, 'none before the first snapshot');
+    run.runId = 'r1';
+    assert.equal(run.setHistograms(snapshot(100)), true);
+    assert.equal(run.setHistograms(snapshot(200, 'r1', 3)), true);
+    assert.equal(run.setHistograms(snapshot(150)), false, 'an older snapshot does not replace a newer one');
+    assert.equal(run.setHistograms(snapshot(300, 'r2')), false, 'another run’s');
+    const s = run.panelState();
+    assert.equal(s.histograms?.step, 200);
+    assert.equal(s.histograms?.omitted, 3);
+    const p = s.histograms!.params[0];
+    assert.equal(p.name, 'fc.weight');
+    assert.deepEqual(p.shape, [2, 2]);
+    assert.deepEqual(p.weight.histogram.counts, [2, 2]);
+    assert.equal(p.weight.stats.std, Math.sqrt(1.25));
+    assert.equal(p.grad?.stats.nanCount, 4, 'NaN counts reach the panel');
+    run.setHistograms(snapshot(250));
+    assert.equal(run.panelState().histograms?.omitted, 0);
   });
 
   test('a start failure is a failed run with its message', () => {

@@ -3,7 +3,7 @@
 import { bar } from './charts';
 import { formatNumber, h, svg } from './dom';
 import { app, post, savedState, saveState, startPanel } from './host';
-import type { StepBreakdown } from '../src/protocol/messages';
+import type { ParameterHistogram, StepBreakdown, ValueSummary } from '../src/protocol/messages';
 import type { FindingView, TrainingPanelState } from '../src/protocol/webviewMessages';
 
 type TrainingState = TrainingPanelState;
@@ -21,6 +21,9 @@ const PAD_RIGHT = 14;
 const PAD_TOP = 10;
 const PAD_BOTTOM = 30;
 const TARGET_TICKS = 5;
+// Inline histogram in a parameter row, in SVG units.
+const MINI_HIST_W = 80;
+const MINI_HIST_H = 18;
 
 let prefs: ViewPrefs = { logScale: false, ...savedState<ViewPrefs>() };
 let current: TrainingState | null = null;
@@ -214,6 +217,64 @@ function diagnosisSection(s: TrainingState): HTMLElement {
   return section;
 }
 
+/** A row-sized histogram: one bar per bin, heights relative to the fullest bin. */
+function miniHistogram(v: ValueSummary, label: string): SVGSVGElement {
+  const { counts, min, max } = v.histogram;
+  const chart = svg('svg', { viewBox: `0 0 ${MINI_HIST_W} ${MINI_HIST_H}`, class: 'mini-histogram', role: 'img', 'aria-label': label, preserveAspectRatio: 'none' });
+  styled(chart, { width: `${MINI_HIST_W}px`, height: `${MINI_HIST_H}px`, display: 'inline-block', 'vertical-align': 'middle' });
+  const top = Math.max(1, ...counts);
+  const w = MINI_HIST_W / Math.max(counts.length, 1);
+  counts.forEach((c, i) => {
+    const bh = (c / top) * MINI_HIST_H;
+    chart.append(styled(svg('rect', { x: (i * w).toFixed(2), y: (MINI_HIST_H - bh).toFixed(2), width: (w * 0.85).toFixed(2), height: bh.toFixed(2) }), { fill: 'var(--vscode-charts-blue, var(--vscode-focusBorder))' }));
+  });
+  const sampled = v.sampled ? ` (estimated from ${v.sampled} of ${v.stats.numel} values)` : '';
+  chart.append(svg('title', null, `${label}: ${formatNumber(min)} … ${formatNumber(max)}, ${counts.length} bins${sampled}`));
+  return chart;
+}
+
+/** `mean ± std`, the histogram, and the NaN/Inf count when there is one. */
+function summaryCells(v: ValueSummary | undefined, label: string): HTMLElement[] {
+  if (!v) return [h('td', { class: 'muted', colspan: 2 }, 'no gradient')];
+  const s = v.stats;
+  const bad = s.nanCount + s.infCount;
+  return [
+    h(
+      'td',
+      { class: 'num' },
+      s.mean === null ? '--' : `${formatNumber(s.mean)} ± ${s.std === null ? '--' : formatNumber(s.std)}`,
+      bad ? h('span', { class: 'warning', 'data-nonfinite': bad }, ` ⚠ ${s.nanCount} NaN, ${s.infCount} Inf`) : '',
+    ),
+    h('td', null, miniHistogram(v, label)),
+  ];
+}
+
+function histogramsSection(s: TrainingState): HTMLElement | null {
+  const hs = s.histograms;
+  if (!hs) return null;
+  const row = (p: ParameterHistogram) =>
+    h(
+      'tr',
+      { 'data-param': p.name },
+      h('th', { class: 'mono' }, p.name),
+      h('td', { class: 'mono' }, `[${p.shape.join(', ')}]`),
+      ...summaryCells(p.weight, `${p.name} weights`),
+      ...summaryCells(p.grad, `${p.name} gradient`),
+    );
+  return h(
+    'section',
+    { id: 'histograms' },
+    h('h2', null, `Weights and gradients at step ${hs.step}`),
+    h(
+      'table',
+      { class: 'facts param-histograms' },
+      h('thead', null, h('tr', null, h('th', null, 'parameter'), h('th', null, 'shape'), h('th', null, 'weight mean ± std'), h('th', null, 'weights'), h('th', null, 'grad mean ± std'), h('th', null, 'gradient'))),
+      h('tbody', null, ...hs.params.map(row)),
+    ),
+    hs.omitted ? h('p', { class: 'muted' }, `${hs.omitted} more parameters not shown (the engine sends at most ${hs.params.length}).`) : '',
+  );
+}
+
 function render(state: TrainingState | null): void {
   current = state;
   const root = app();
@@ -266,6 +327,8 @@ function render(state: TrainingState | null): void {
     factsTable(state),
   );
   for (const w of state.warnings) out.push(h('p', { class: 'warning' }, `⚠ ${w}`));
+  const hist = histogramsSection(state);
+  if (hist) out.push(hist);
   out.push(diagnosisSection(state));
   root.replaceChildren(...out);
 }

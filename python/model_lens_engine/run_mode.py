@@ -27,13 +27,14 @@ import runpy
 import sys
 import threading
 import time
+import warnings
 import weakref
 
 import torch
 import torch.nn as nn
 
 from .errors import _ENGINE_DIR, EngineFault, UserScope, location, user_fault
-from .tensors import dtype_name
+from .tensors import dtype_name, finish_stats, histogram, quick_stats_vector
 
 PROGRESS_INTERVAL_MS = 250
 # A train/diagnosis snapshot is also sent this often during a run.
@@ -61,11 +62,22 @@ ROOT_SAMPLE_EVERY_STEPS = 10
 # Forward calls of the trained model whose input device and batch size are checked: a device
 # mismatch fails on the first call anyway, and the check costs a device object per call.
 DEVICE_CHECK_CALLS = 20
+# train/histograms: default step interval (train/start `histogramEverySteps`; 0 disables), bins
+# per histogram, and the most parameters one notification covers (bounds its cost on big models).
+DEFAULT_HISTOGRAM_EVERY_STEPS = 100
+# ...and no sooner than this after the previous snapshot (train/start `histogramMinIntervalMs`):
+# on a tiny model 100 steps pass in milliseconds, and a snapshot costs more than a step.
+DEFAULT_HISTOGRAM_MIN_INTERVAL_MS = 2000
+TRAIN_HISTOGRAM_BINS = 20
+MAX_HISTOGRAM_PARAMS = 200
+# A larger tensor's histogram is counted over an evenly strided sample of this many values.
+HISTOGRAM_SAMPLE_ELEMENTS = 16384
 
 _perf = time.perf_counter
 _builtin_range = range
 _Tensor = torch.Tensor
 _item = torch._C._TensorBase.item  # unpatched: the engine's own reads are not user syncs
+_tolist = torch._C._TensorBase.tolist
 _TORCH_DIR = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
 
 try:
@@ -230,8 +242,13 @@ class _LoaderRecord:
 
 
 class TrainingRun:
-    def __init__(self, server, file, args, run_id):
+    def __init__(self, server, file, args, run_id, histogram_every=DEFAULT_HISTOGRAM_EVERY_STEPS,
+                 histogram_min_interval_ms=DEFAULT_HISTOGRAM_MIN_INTERVAL_MS):
         self.server = server
+        self.histogram_every = histogram_every
+        self.histogram_min_interval_s = histogram_min_interval_ms / 1000.0
+        self._hist_sent_step = None
+        self._hist_sent_at = None
         self.conn = server.conn
         self.file = os.path.abspath(file)
         self.folder = os.path.dirname(self.file)
@@ -351,6 +368,11 @@ class TrainingRun:
             self._warn("The script never called an optimizer's step(): no steps were counted, so there is no rate or ETA.")
         elif self.steps == 0:
             self._warn("The script created an optimizer but never called its step(): no steps were counted.")
+        if self.histogram_every and self.steps and self._hist_sent_step != self.steps:
+            try:
+                self._send_histograms()
+            except Exception as e:
+                self.server.log("error", "Training histograms failed: %s: %s" % (type(e).__name__, e))
         with self.lock:
             self.state = state
             self.error = error
@@ -736,6 +758,9 @@ class TrainingRun:
         nxt = min(nxt, (steps // OP_SAMPLE_EVERY_STEPS + 1) * OP_SAMPLE_EVERY_STEPS)
         if steps < OP_SAMPLE_FIRST_STEP:
             nxt = min(nxt, OP_SAMPLE_FIRST_STEP)
+        every = self.histogram_every
+        if every:
+            nxt = min(nxt, (steps // every + 1) * every)
         self._slow_step = nxt
         if self._root_handles is not None:
             if self._root_whole:
@@ -753,9 +778,69 @@ class TrainingRun:
             self._pick_epoch_source()
         if self.op_counter is not None:
             self._stop_op_sample()
-        elif _OpCounter is not None and (self.steps == OP_SAMPLE_FIRST_STEP or self.steps % OP_SAMPLE_EVERY_STEPS == 0):
+            start_ops = False
+        else:
+            start_ops = _OpCounter is not None and (self.steps == OP_SAMPLE_FIRST_STEP or self.steps % OP_SAMPLE_EVERY_STEPS == 0)
+        # Between op samples, so the op counter never counts the engine's own work.
+        if every and steps % every == 0 and (
+                self._hist_sent_at is None or now - self._hist_sent_at >= self.histogram_min_interval_s):
+            self._hist_sent_at = now
+            try:
+                self._send_histograms()
+            except Exception as e:  # a histogram bug must not end the user's run
+                self.server.log("error", "Training histograms failed: %s: %s" % (type(e).__name__, e))
+        if start_ops:
             self.op_counter = _OpCounter()
             self.op_counter.__enter__()
+
+    def _send_histograms(self):
+        """train/histograms for the trained model's trainable parameters, right after a step (the
+        grads still hold that step's gradient in the usual zero_grad, backward, step order).
+        Statistics are exact; a histogram is counted over an evenly strided sample of at most
+        HISTOGRAM_SAMPLE_ELEMENTS values and scaled to the tensor's size. Everything is computed on
+        the parameters' device and read in one transfer per device."""
+        lm = self.lm
+        if lm is None:
+            return
+        self._hist_sent_step = self.steps
+        named = [(n, p) for n, p in lm.module.named_parameters() if p.requires_grad]
+        omitted = max(0, len(named) - MAX_HISTOGRAM_PARAMS)
+        named = named[:MAX_HISTOGRAM_PARAMS]
+        tensors = []  # weights and grads, in order
+        slots = []  # (name, shape, weight index, grad index or None)
+        for name, p in named:
+            g = p.grad
+            gi = None
+            tensors.append(p)
+            wi = len(tensors) - 1
+            if isinstance(g, _Tensor) and g.layout == torch.strided and not g.is_complex():
+                tensors.append(g)
+                gi = len(tensors) - 1
+            slots.append((name, list(p.shape), wi, gi))
+        by_dev = {}
+        for i, t in enumerate(tensors):
+            by_dev.setdefault(t.device, []).append(i)
+        rows = [None] * len(tensors)
+        self._sync_depth += 1  # the engine's own reads are not the user's sync points
+        try:
+            with torch.no_grad():
+                for dev, idx in by_dev.items():
+                    out = _tolist(_summary_rows([tensors[i] for i in idx], TRAIN_HISTOGRAM_BINS))
+                    for i, r in zip(idx, out):
+                        rows[i] = r
+                summaries = [_summary(t, r, TRAIN_HISTOGRAM_BINS) for t, r in zip(tensors, rows)]
+        finally:
+            self._sync_depth -= 1
+        params = []
+        for name, shape, wi, gi in slots:
+            item = {"name": name, "shape": shape, "weight": summaries[wi]}
+            if gi is not None:
+                item["grad"] = summaries[gi]
+            params.append(item)
+        msg = {"runId": self.run_id, "step": self.steps, "params": params}
+        if omitted:
+            msg["omitted"] = omitted
+        self.conn.notify("train/histograms", msg)
 
     def _stop_op_sample(self, complete=True):
         c = self.op_counter
@@ -1215,6 +1300,75 @@ def _sync_expr(kind, file, line):
     return "converting a tensor to a Python number"
 
 
+def _summary_rows(ts, bins):
+    """One float64 row per tensor (all on one device): quick_stats_vector's 8 values, then the
+    number of sampled values, then `bins` counts over [min, max] of an evenly strided sample (as
+    histc: the maximum falls in the last bin; non-finite values in none). No host sync.
+
+    A tensor small enough to be sampled whole gets its statistics from segment reductions over
+    the concatenated samples, so many small parameters cost a fixed number of ops."""
+    k = len(ts)
+    samples = []
+    big = []
+    for i, t in enumerate(ts):
+        x = t.detach().reshape(-1)
+        if x.is_complex():
+            x = x.abs()
+        n = x.numel()
+        if n > HISTOGRAM_SAMPLE_ELEMENTS:
+            x = x[::-(-n // HISTOGRAM_SAMPLE_ELEMENTS)]
+            big.append(i)
+        samples.append(x.double())
+    flat = torch.cat(samples)
+    dev = flat.device
+    lens = torch.tensor([x.numel() for x in samples], dtype=torch.int64, device=dev)
+    seg = torch.repeat_interleave(torch.arange(k, device=dev), lens)
+    cnt = lens.double()
+    zeros = torch.zeros(k, dtype=torch.float64, device=dev)
+    mean = zeros.index_add(0, seg, flat) / cnt
+    d = flat - mean[seg]
+    std = torch.sqrt(zeros.index_add(0, seg, d * d) / cnt)
+    inf = torch.full((k,), float("inf"), dtype=torch.float64, device=dev)
+    with warnings.catch_warnings():  # torch 1.x calls scatter_reduce beta; not the user's concern
+        warnings.simplefilter("ignore")
+        mn = inf.scatter_reduce(0, seg, flat, "amin")
+        mx = (-inf).scatter_reduce(0, seg, flat, "amax")
+    zero = zeros.index_add(0, seg, (flat == 0).double())
+    stats = torch.stack([cnt, mean, std, mn, mx, torch.full_like(cnt, -1.0), torch.full_like(cnt, -1.0), zero], 1)
+    if big:
+        stats[torch.tensor(big, device=dev)] = torch.stack([quick_stats_vector(ts[i]) for i in big])
+    mn, mx = stats[:, 3], stats[:, 4]
+    span = torch.where(mx > mn, mx - mn, torch.ones_like(mx))
+    pos = (flat - mn[seg]) * bins / span[seg]
+    finite = torch.isfinite(pos)
+    b = torch.where(finite, pos, torch.zeros_like(pos)).floor().clamp(0, bins - 1).long()
+    b = torch.where(finite, b, torch.full_like(b, bins))  # a dropped bin for non-finite values
+    counts = torch.bincount(seg * (bins + 1) + b, minlength=k * (bins + 1)).view(k, bins + 1)[:, :bins]
+    return torch.cat([stats, cnt.unsqueeze(1), counts.double()], 1)
+
+
+def _summary(t, row, bins):
+    """Host side of one _summary_rows row: {stats, histogram[, sampled]}. A tensor holding a NaN
+    or an Inf (rare) is re-read exactly with the masked helpers."""
+    stats = finish_stats(row[:8], t)
+    if stats["nanCount"] or stats["infCount"]:
+        return {"stats": stats, "histogram": histogram(t, bins)}
+    n, taken = stats["numel"], int(row[8])
+    counts = [int(c) for c in row[9:9 + bins]]
+    out = {"stats": stats}
+    if taken < n and taken:
+        # Scale the sample's counts to the tensor's size; largest remainders keep the sum exact.
+        exact = [c * n / taken for c in counts]
+        counts = [int(v) for v in exact]
+        for i in sorted(range(bins), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
+            counts[i] += 1
+        out["sampled"] = taken
+    lo = stats["min"] if stats["min"] is not None else 0.0
+    hi = stats["max"] if stats["max"] is not None else 0.0
+    out["histogram"] = {"min": lo, "max": hi, "counts": counts}
+    return out
+
+
 def start_run(server, params):
     file = params.get("file")
     if not isinstance(file, str) or not file:
@@ -1226,6 +1380,21 @@ def start_run(server, params):
         from .errors import bad_request
 
         raise bad_request("train/start `args` must be a list of strings")
+    every = params.get("histogramEverySteps", DEFAULT_HISTOGRAM_EVERY_STEPS)
+    if every is None:
+        every = DEFAULT_HISTOGRAM_EVERY_STEPS
+    if isinstance(every, bool) or not isinstance(every, int) or every < 0:
+        from .errors import bad_request
+
+        raise bad_request("train/start `histogramEverySteps` must be a whole number >= 0 (0 disables), got %r" % (every,), got=every)
+    min_interval = params.get("histogramMinIntervalMs", DEFAULT_HISTOGRAM_MIN_INTERVAL_MS)
+    if min_interval is None:
+        min_interval = DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+    if isinstance(min_interval, bool) or not isinstance(min_interval, (int, float)) or min_interval < 0:
+        from .errors import bad_request
+
+        raise bad_request("train/start `histogramMinIntervalMs` must be a number >= 0, got %r" % (min_interval,),
+                          got=min_interval)
     path = os.path.abspath(file)
     if not os.path.isfile(path):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
@@ -1234,7 +1403,7 @@ def start_run(server, params):
         raise EngineFault(-32001, "badRequest", "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
                           got=run.run_id)
     server.run_counter = getattr(server, "run_counter", 0) + 1
-    run = TrainingRun(server, path, args, "r%d" % server.run_counter)
+    run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)
     server.run = run
     rid = server.current_id
 

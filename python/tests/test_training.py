@@ -131,6 +131,72 @@ class TrainingTest(unittest.TestCase):
         self.assertGreater(b["optimizerMs"], 0)
         self.assertGreater(diag["opsPerStep"], 10)
 
+    def test_iris_weight_and_grad_histograms(self):
+        epochs, every = 220, 50
+        run_id = self.engine.request("train/start", {"file": IRIS, "args": [str(epochs)], "histogramEverySteps": every,
+                                                            "histogramMinIntervalMs": 0})["runId"]
+        self.wait_for(lambda: any(p["state"] in TERMINAL for p in self.progress(run_id)))
+        final = self.progress(run_id)[-1]
+        self.assertEqual(final["state"], "done", final)
+        hs = [h for h in self.engine.notes("train/histograms") if h["runId"] == run_id]
+        # Every 50th step, then once at the end (step 220 is not a multiple of 50).
+        self.assertEqual([h["step"] for h in hs], [50, 100, 150, 200, 220])
+        # IrisNet is 4 -> 10 -> 3: weights are out x in.
+        numel = {"fc1.weight": 40, "fc1.bias": 10, "fc2.weight": 30, "fc2.bias": 3}
+        shapes = {"fc1.weight": [10, 4], "fc1.bias": [10], "fc2.weight": [3, 10], "fc2.bias": [3]}
+        for h in hs:
+            self.assertEqual([p["name"] for p in h["params"]], list(numel))
+            self.assertNotIn("omitted", h)
+            for p in h["params"]:
+                self.assertEqual(p["shape"], shapes[p["name"]])
+                for part in ("weight", "grad"):
+                    self.assertIn(part, p, (h["step"], p["name"]))
+                    s, hist = p[part]["stats"], p[part]["histogram"]
+                    self.assertEqual(s["numel"], numel[p["name"]])
+                    self.assertEqual((s["nanCount"], s["infCount"]), (0, 0))
+                    self.assertEqual(len(hist["counts"]), 20)
+                    self.assertEqual(sum(hist["counts"]), numel[p["name"]])
+                    self.assertEqual((hist["min"], hist["max"]), (s["min"], s["max"]))
+                    self.assertLessEqual(s["min"], s["mean"])
+                    self.assertLessEqual(s["mean"], s["max"])
+        # Weights change between snapshots, and the gradient of CrossEntropy w.r.t. the output
+        # bias sums to zero over the classes (softmax minus one-hot), so fc2.bias's grad mean is ~0.
+        w = lambda h, n: next(p for p in h["params"] if p["name"] == n)  # noqa: E731
+        self.assertNotEqual(w(hs[0], "fc1.weight")["weight"]["stats"]["mean"], w(hs[-1], "fc1.weight")["weight"]["stats"]["mean"])
+        self.assertAlmostEqual(w(hs[-1], "fc2.bias")["grad"]["stats"]["mean"], 0.0, places=6)
+        # The last snapshot is the trained weights: the same histogram torch.histc gives for them.
+        ref = self.engine.request("tensor/inspect", {"modelId": final["modelId"], "stats": True, "histogramBins": 20,
+                                                     "target": {"kind": "parameter", "name": "fc1.weight"}})
+        self.assertEqual(w(hs[-1], "fc1.weight")["weight"]["histogram"]["counts"], ref["histogram"]["counts"])
+        self.assertAlmostEqual(w(hs[-1], "fc1.weight")["weight"]["stats"]["std"], ref["stats"]["std"], places=6)
+
+        # 0 disables them; a bad value is refused with the field named.
+        run_id = self.engine.request("train/start", {"file": IRIS, "args": ["120"], "histogramEverySteps": 0})["runId"]
+        self.wait_for(lambda: any(p["state"] in TERMINAL for p in self.progress(run_id)))
+        self.assertEqual([h for h in self.engine.notes("train/histograms") if h["runId"] == run_id], [])
+        with self.assertRaises(RpcError) as cm:
+            self.engine.request("train/start", {"file": IRIS, "histogramEverySteps": -1})
+        self.assertIn("histogramEverySteps", str(cm.exception))
+
+    def test_histogram_rows_non_finite_and_sampled(self):
+        import torch
+
+        from model_lens_engine.run_mode import HISTOGRAM_SAMPLE_ELEMENTS, _summary, _summary_rows, _tolist
+
+        ts = [torch.tensor([1.0, float("nan"), float("inf"), 0.0]), torch.arange(100000.0)]
+        rows = _tolist(_summary_rows(ts, 3))
+        bad, big = [_summary(t, r, 3) for t, r in zip(ts, rows)]
+        # The finite values 1 and 0: mean 0.5, std 0.5, one in the first and one in the last bin.
+        self.assertEqual((bad["stats"]["nanCount"], bad["stats"]["infCount"]), (1, 1))
+        self.assertEqual((bad["stats"]["mean"], bad["stats"]["std"]), (0.5, 0.5))
+        self.assertEqual(bad["histogram"], {"min": 0.0, "max": 1.0, "counts": [1, 0, 1]})
+        # 0..99999 in thirds of 33333 wide: 33333, 33333, 33334 exactly; the sample estimates them.
+        self.assertLessEqual(big["sampled"], HISTOGRAM_SAMPLE_ELEMENTS)
+        self.assertEqual(sum(big["histogram"]["counts"]), 100000)
+        for got, want in zip(big["histogram"]["counts"], (33333, 33333, 33334)):
+            self.assertLess(abs(got - want), 100)
+        self.assertEqual((big["stats"]["mean"], big["stats"]["min"], big["stats"]["max"]), (49999.5, 0.0, 99999.0))
+
     def test_hook_mid_run_then_detach_then_stop(self):
         e = self.engine
         run_id = self.start(IRIS, ["100000000"])

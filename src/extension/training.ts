@@ -4,7 +4,7 @@
 import * as path from 'node:path';
 import * as vscode from 'vscode';
 import type { EngineClient } from '../client/engineClient';
-import type { TrainDiagnosis, TrainProgress } from '../protocol/messages';
+import type { TrainDiagnosis, TrainHistograms, TrainProgress } from '../protocol/messages';
 import type { SourceLocation } from '../protocol/types';
 import type { HostMessage } from '../protocol/webviewMessages';
 import type { EngineManager } from './engineManager';
@@ -114,6 +114,7 @@ export class TrainingController implements vscode.Disposable {
     this.runSubs.push(
       client.onNotification(messages.trainProgressNotification, (p) => this.onProgress(run, client, p)),
       client.onNotification(messages.trainDiagnosisNotification, (d) => this.onDiagnosis(run, d)),
+      client.onNotification(messages.trainHistogramsNotification, (h) => this.onHistograms(run, h)),
       client.onExit((e) => {
         if (run.finished) return;
         const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
@@ -185,6 +186,11 @@ export class TrainingController implements vscode.Disposable {
 
   private onDiagnosis(run: TrainingRun, d: TrainDiagnosis): void {
     if (run !== this.run || !run.setDiagnosis(d)) return;
+    this.flushSoon();
+  }
+
+  private onHistograms(run: TrainingRun, h: TrainHistograms): void {
+    if (run !== this.run || !run.setHistograms(h)) return;
     this.flushSoon();
   }
 

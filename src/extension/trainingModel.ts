@@ -1,7 +1,7 @@
 // A training run as the editor shows it: the whole loss curve, the latest progress, the
 // diagnosis, and the texts for the notification, the status bar and the Training panel.
 // No `vscode` import here: unit tests run this without an editor.
-import type { DiagnosisFinding, TrainDiagnosis, TrainProgress } from '../protocol/messages';
+import type { DiagnosisFinding, TrainDiagnosis, TrainHistograms, TrainProgress } from '../protocol/messages';
 import type { EngineKind, SourceLocation } from '../protocol/types';
 import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
 import type { FindingView, TrainingPanelState } from '../protocol/webviewMessages';
@@ -70,6 +70,8 @@ export class TrainingRun {
   last: TrainProgress | undefined;
   readonly loss: [number, number][] = [];
   diagnosis: TrainDiagnosis | undefined;
+  /** The latest weight/gradient histograms; older snapshots are dropped (they can be large). */
+  histograms: TrainHistograms | undefined;
   readonly warnings: string[] = [];
   /** Places the panel may link to; the webview only ever sends back an index into this. */
   readonly sources: SourceLocation[] = [];
@@ -117,6 +119,14 @@ export class TrainingRun {
   setDiagnosis(d: TrainDiagnosis): boolean {
     if (this.runId !== undefined && d.runId !== this.runId) return false;
     this.diagnosis = d;
+    return true;
+  }
+
+  /** Keeps the newest snapshot; returns false for another run's or an older one. */
+  setHistograms(h: TrainHistograms): boolean {
+    if (this.runId !== undefined && h.runId !== this.runId) return false;
+    if (this.histograms && this.histograms.runId === h.runId && h.step < this.histograms.step) return false;
+    this.histograms = h;
     return true;
   }
 
@@ -193,6 +203,7 @@ export class TrainingRun {
             })),
           }
         : null,
+      histograms: this.histograms ? { step: this.histograms.step, params: this.histograms.params, omitted: this.histograms.omitted ?? 0 } : null,
     };
   }
 }

@@ -243,7 +243,14 @@ export interface TrainStartParams {
   args?: string[];
   /** tfjs: override epochs of the `train` export / fit. */
   epochs?: number;
+  /** Send `train/histograms` after every N-th optimizer step and at the end; 0 disables. */
+  histogramEverySteps?: number;
+  /** ...but no sooner than this after the previous one (default 2000 ms), so tiny fast models stay cheap. */
+  histogramMinIntervalMs?: number;
 }
+
+/** Default of `TrainStartParams.histogramEverySteps`. */
+export const DEFAULT_HISTOGRAM_EVERY_STEPS = 100;
 
 export interface TrainStartResult {
   runId: string;
@@ -276,6 +283,35 @@ export interface TrainProgress extends TrainProgressStats {
 
 /** Throttled progress of a training run. */
 export const trainProgressNotification = new NotificationType<TrainProgress>('train/progress');
+
+export interface ValueSummary {
+  /** Exact, over every value. */
+  stats: TensorStats;
+  histogram: Histogram;
+  /** Set when the histogram was counted over this many evenly spaced values and scaled to `stats.numel`. */
+  sampled?: number;
+}
+
+export interface ParameterHistogram {
+  /** Dotted name as named_parameters() gives it: `fc1.weight`. */
+  name: string;
+  shape: number[];
+  weight: ValueSummary;
+  /** Absent when the parameter has no gradient at that step. */
+  grad?: ValueSummary;
+}
+
+export interface TrainHistograms {
+  runId: string;
+  /** Optimizer steps done when they were taken (right after that step). */
+  step: number;
+  params: ParameterHistogram[];
+  /** Trainable parameters left out by the per-notification cap. */
+  omitted?: number;
+}
+
+/** Weight and gradient statistics + histograms of the trained model's parameters, every N steps and at the end. */
+export const trainHistogramsNotification = new NotificationType<TrainHistograms>('train/histograms');
 
 export interface SyncPoint {
   /** What forced the host to wait for the device: `.item()`, `.cpu()`, `.tolist()`, `.numpy()`, `print(tensor)`... */

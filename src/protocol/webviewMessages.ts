@@ -1,7 +1,7 @@
 // Messages between the extension and its webview panels. Both sides import these types; the
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
-import type { DiagnosisFinding, StepBreakdown, TrainProgress } from './messages';
+import type { DiagnosisFinding, ParameterHistogram, StepBreakdown, TrainProgress } from './messages';
 import type { CpuInfo, EngineKind, GpuInfo, Histogram, HookKind, TensorStats } from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
@@ -121,6 +121,8 @@ export interface TrainingPanelState {
     breakdown: StepBreakdown | null;
     findings: FindingView[];
   } | null;
+  /** The latest `train/histograms`: per-parameter weight and gradient summaries at `step`. */
+  histograms: { step: number; params: ParameterHistogram[]; omitted: number } | null;
 }
 
 // ---- Hooks panel state (src/extension/hookStore.ts → webview/hooksPanel.ts) ------------------

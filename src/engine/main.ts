@@ -23,6 +23,8 @@ import {
   shutdownRequest,
   systemInfoRequest,
   tensorInspectRequest,
+  trainDiagnoseRequest,
+  trainDiagnosisNotification,
   trainProgressNotification,
   trainStartRequest,
   trainStopRequest,
@@ -45,6 +47,7 @@ const connection = createMessageConnection(new StreamMessageReader(process.stdin
 const engine = new TfjsEngine({
   hookEvent: (e) => void connection.sendNotification(hookEventNotification, e),
   trainProgress: (p) => void connection.sendNotification(trainProgressNotification, p),
+  trainDiagnosis: (d) => void connection.sendNotification(trainDiagnosisNotification, d),
 });
 
 setOutputSink((stream, text) => {
@@ -120,6 +123,7 @@ connection.onRequest(hookAttachRequest, handle((p) => engine.attachHook(p)));
 connection.onRequest(hookDetachRequest, handle((p) => engine.detachHook(p)));
 connection.onRequest(trainStartRequest, handle((p) => engine.startTrain(p)));
 connection.onRequest(trainStopRequest, handle((p) => engine.stopTrain(p)));
+connection.onRequest(trainDiagnoseRequest, handle((p) => engine.diagnose(p)));
 connection.onRequest(systemInfoRequest, handle(() => engine.systemInfo()));
 
 // The client going away (pipe closed) must not leave an orphaned engine behind.

@@ -25,6 +25,7 @@ import type {
   SystemInfoResult,
   TensorInspectParams,
   TensorInspectResult,
+  TrainDiagnosis,
   TrainProgress,
   TrainStartParams,
   TrainStartResult,
@@ -53,6 +54,8 @@ export const FORWARD_MAX_STEPS = 1000;
 export interface EngineEvents {
   hookEvent(e: HookEvent): void;
   trainProgress(p: TrainProgress): void;
+  /** The end-of-run diagnosis, sent just before the final progress. */
+  trainDiagnosis?(d: TrainDiagnosis): void;
 }
 
 export class TfjsEngine {
@@ -310,6 +313,7 @@ export class TfjsEngine {
       p,
       (e) => this.events.trainProgress(e),
       (r) => (this.activeRun = r),
+      (d) => this.events.trainDiagnosis?.(d),
     );
     this.runs.set(id, run);
     return { runId: id };
@@ -320,6 +324,17 @@ export class TfjsEngine {
     if (!run) fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
     if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: true };
     return { stopped: await stopTrainRun(run) };
+  }
+
+  diagnose(p: { runId: string }): TrainDiagnosis {
+    const run = this.runs.get(p.runId);
+    if (!run) {
+      fail('unknownPath', `No training run '${p.runId}' to diagnose`, {
+        candidates: [...this.runs.keys()],
+        hint: 'Use the runId that train/start returned.',
+      });
+    }
+    return run.diagnose();
   }
 
   /** CPU and GPU facts come from the same code as `model-lens system`; memory is this process's. */

@@ -3,8 +3,9 @@
 // request (model.stopTraining) survives fit resetting it at the start of each call.
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
-import type { TrainProgress, TrainStartParams } from '../../protocol/messages';
+import type { TrainDiagnosis, TrainProgress, TrainStartParams } from '../../protocol/messages';
 import type { Tf } from './backend';
+import { RunDiagnostics } from './diagnosis';
 import { EngineFailure, fail, messageOf } from './engineError';
 import type { ModelSession } from './modelSession';
 import { userCodeFailure } from './userCode';
@@ -27,6 +28,8 @@ export interface TrainRun {
   stopRequested: boolean;
   step: number;
   state: TrainProgress['state'];
+  /** What the run measured so far (train/diagnose). */
+  diagnose(): TrainDiagnosis;
 }
 
 function sample(points: [number, number][]): [number, number][] {
@@ -56,6 +59,7 @@ export function startTrainRun(
   params: TrainStartParams,
   notify: (p: TrainProgress) => void,
   setActive: (run: TrainRun | null) => void,
+  notifyDiagnosis: (d: TrainDiagnosis) => void = () => undefined,
 ): TrainRun {
   const trainFn = s.exports.train;
   if (typeof trainFn !== 'function') {
@@ -66,7 +70,16 @@ export function startTrainRun(
     });
   }
   const model = s.model;
-  const run: TrainRun = { id, session: s, done: Promise.resolve(), stopRequested: false, step: 0, state: 'starting' };
+  const diag = new RunDiagnostics(tf, id, s.device, s.file, () => run.step);
+  const run: TrainRun = {
+    id,
+    session: s,
+    done: Promise.resolve(),
+    stopRequested: false,
+    step: 0,
+    state: 'starting',
+    diagnose: () => diag.snapshot(run.step),
+  };
   const started = performance.now();
   let epoch: number | null = null;
   let totalSteps: number | null = null;
@@ -99,11 +112,13 @@ export function startTrainRun(
   };
 
   const ours = new tf.CustomCallback({
+    onBatchBegin: async () => diag.batchBegin(),
     onEpochBegin: async (e: number) => {
       // TrainProgress.epoch is the 1-based epoch in progress, as the PyTorch engine reports it.
       epoch = e + 1;
     },
     onBatchEnd: async (_b: number, logs?: tfTypes.Logs) => {
+      diag.batchEnd();
       run.step++;
       const loss = logs?.loss;
       if (typeof loss === 'number') pending.push([run.step, loss]);
@@ -128,6 +143,7 @@ export function startTrainRun(
     const batch = args.batchSize ?? DEFAULT_FIT_BATCH_SIZE;
     const valSplit = args.validationSplit ?? 0;
     totalEpochs = epochs;
+    diag.batchSize = n !== null ? Math.min(batch, Math.floor(n * (1 - valSplit))) : batch;
     if (n !== null) {
       const perEpoch = Math.ceil(Math.floor(n * (1 - valSplit)) / batch);
       totalSteps = run.step + (epochs - initial) * perEpoch;
@@ -139,7 +155,20 @@ export function startTrainRun(
     });
   };
 
+  // The last diagnosis goes out before the final progress, so a client that stops listening at
+  // 'done' already has it.
+  const finish = (state: TrainProgress['state'], extra: Partial<TrainProgress> = {}): void => {
+    diag.uninstall();
+    try {
+      notifyDiagnosis(diag.snapshot(run.step));
+    } catch {
+      // The run's outcome matters more than its diagnosis.
+    }
+    progress(state, extra);
+  };
+
   progress('starting');
+  diag.install();
   setActive(run);
   run.done = (async () => {
     try {
@@ -148,14 +177,15 @@ export function startTrainRun(
         tf,
       });
       if (pending.length === 0 && run.step === 0) {
-        progress(run.stopRequested ? 'stopped' : 'done', {
+        finish(run.stopRequested ? 'stopped' : 'done', {
           warnings: ['The train export never called model.fit, so no per-step progress was seen.'],
         });
-      } else progress(run.stopRequested ? 'stopped' : 'done');
+      } else finish(run.stopRequested ? 'stopped' : 'done');
     } catch (err) {
       const failure = err instanceof EngineFailure ? err : userCodeFailure(err, 'training', s.file);
-      progress('failed', { error: { ...failure.data, message: messageOf(failure) } });
+      finish('failed', { error: { ...failure.data, message: messageOf(failure) } });
     } finally {
+      diag.uninstall();
       if (hadOwnFit) model.fit = originalFit;
       else delete (model as { fit?: unknown }).fit;
       setActive(null);

@@ -18,7 +18,6 @@ progress and diagnosis come from light patches installed for the run and removed
 import collections
 import ctypes
 import gc
-import io
 import linecache
 import math
 import os
@@ -34,6 +33,7 @@ import torch
 import torch.nn as nn
 
 from .errors import _ENGINE_DIR, EngineFault, UserScope, location, user_fault
+from .output import UserOutput
 from .tensors import dtype_name, finish_stats, histogram, quick_stats_vector
 
 PROGRESS_INTERVAL_MS = 250
@@ -55,8 +55,6 @@ MAX_FINDING_SYNC_SITES = 5
 # Data loading above this share of a step is a finding.
 DATA_BOUND_FRACTION = 0.3
 MAX_EXPR_CHARS = 60
-# A user print without a line end is sent after this many characters anyway.
-MAX_OUTPUT_BUFFER_CHARS = 8192
 # The trained model's forward is timed (root hooks) on one step in this many, plus the first ones.
 ROOT_SAMPLE_EVERY_STEPS = 10
 # Forward calls of the trained model whose input device and batch size are checked: a device
@@ -106,68 +104,6 @@ else:
 class StopRun(BaseException):
     """Raised in the script's thread by train/stop. A BaseException, so `except Exception` in user
     code does not swallow it."""
-
-
-class RunOutput(io.TextIOBase):
-    """sys.stdout / sys.stderr during a run: lines become `output` notifications with the runId.
-    The RPC thread's own writes go where they went before, and a forked DataLoader worker writes
-    to fd 2 directly (the protocol pipe and its lock are not the child's to use)."""
-
-    def __init__(self, conn, stream, run_id, fallback, rpc_thread):
-        super().__init__()
-        self._conn = conn
-        self._stream = stream
-        self._run_id = run_id
-        self._fallback = fallback
-        self._rpc_thread = rpc_thread
-        self._pid = os.getpid()
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        return 1 if self._stream == "stdout" else 2  # fd 1 points at stderr in the engine
-
-    def write(self, s):
-        if not isinstance(s, str):
-            s = str(s)
-        if os.getpid() != self._pid:
-            os.write(2, s.encode("utf-8", "replace"))
-            return len(s)
-        if threading.get_ident() == self._rpc_thread:
-            return self._fallback.write(s)
-        with self._lock:
-            self._buf += s
-            # A progress bar (tqdm) redraws its line with \r: send those too, not only lines.
-            cut = max(self._buf.rfind("\n"), self._buf.rfind("\r"))
-            if cut < 0 and len(self._buf) < MAX_OUTPUT_BUFFER_CHARS:
-                return len(s)
-            if cut < 0:
-                text, self._buf = self._buf, ""
-            else:
-                text, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
-        self._send(text)
-        return len(s)
-
-    def flush(self):
-        if os.getpid() != self._pid:
-            return
-        with self._lock:
-            text, self._buf = self._buf, ""
-        if text:
-            self._send(text)
-
-    def _send(self, text):
-        self._conn.notify("output", {"runId": self._run_id, "stream": self._stream, "text": text})
 
 
 class _RangeRecord:
@@ -469,8 +405,8 @@ class TrainingRun:
         os.chdir(self.folder)
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
-        sys.stdout = RunOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
-        sys.stderr = RunOutput(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
+        sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
+        sys.stderr = UserOutput(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
         hooks = self.server.hooks
         if hooks is not None:
             self._orig_notify = hooks._notify

@@ -8,7 +8,6 @@ prints are forwarded as `output` notifications.
 import io
 import os
 import sys
-import threading
 import time
 import traceback
 
@@ -23,58 +22,12 @@ from .errors import (
     not_found,
     user_fault,
 )
+from .output import UserOutput
 from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
-# A user print without a newline is sent after this many characters anyway.
-MAX_OUTPUT_BUFFER_CHARS = 8192
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
 RUN_BUSY_METHODS = ("model/summary", "model/forward", "profile/run", "tensor/inspect")
-
-
-class UserOutput(io.TextIOBase):
-    """sys.stdout for user code: complete lines go out as `output` notifications."""
-
-    def __init__(self, conn, stream):
-        super().__init__()
-        self._conn = conn
-        self._stream = stream
-        self._buf = ""
-        self._lock = threading.Lock()
-
-    @property
-    def encoding(self):
-        return "utf-8"
-
-    def writable(self):
-        return True
-
-    def isatty(self):
-        return False
-
-    def fileno(self):
-        return 1  # fd 1 now points at stderr
-
-    def write(self, s):
-        if not isinstance(s, str):
-            s = str(s)
-        with self._lock:
-            self._buf += s
-            if "\n" in self._buf:
-                head, _, self._buf = self._buf.rpartition("\n")
-                text = head + "\n"
-            elif len(self._buf) > MAX_OUTPUT_BUFFER_CHARS:
-                text, self._buf = self._buf, ""
-            else:
-                return len(s)
-        self._conn.notify("output", {"stream": self._stream, "text": text})
-        return len(s)
-
-    def flush(self):
-        with self._lock:
-            text, self._buf = self._buf, ""
-        if text:
-            self._conn.notify("output", {"stream": self._stream, "text": text})
 
 
 def _major(v):

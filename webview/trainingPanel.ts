@@ -300,6 +300,9 @@ function render(state: TrainingState | null): void {
       h('h1', null, `Training: ${state.fileName}`),
       stateBadge,
       h('span', { class: 'spacer' }),
+      state.state === 'running' || state.state === 'starting'
+        ? h('button', { type: 'button', id: 'stop-training', onclick: () => post({ type: 'stopTraining' }) }, 'Stop')
+        : '',
       h('button', { type: 'button', onclick: () => post({ type: 'showLog' }) }, 'Show Output'),
     ),
     h('p', { id: 'training-progress' }, state.fraction !== null ? bar(state.fraction, `${Math.floor(state.fraction * 100)}%`) : '', state.fraction !== null ? ' ' : '', state.progress),

@@ -50,7 +50,12 @@ export class TrainingController implements vscode.Disposable {
     this.status = vscode.window.createStatusBarItem('modelLens.training', vscode.StatusBarAlignment.Left, 9);
     this.status.name = 'Model Lens Training';
     this.status.command = 'modelLens.showTraining';
-    this.panel = new TrainingPanel(extensionUri, output, (index) => this.openSource(index));
+    this.panel = new TrainingPanel(
+      extensionUri,
+      output,
+      (index) => this.openSource(index),
+      () => void this.stop(),
+    );
   }
 
   get active(): boolean {
@@ -285,7 +290,7 @@ export class TrainingController implements vscode.Disposable {
 }
 
 /**
- * The Training webview. The page may only say `ready`, `showLog`, or `openOpSource` with an index
+ * The Training webview. The page may only say `ready`, `showLog`, `stopTraining`, or `openOpSource` with an index
  * into the run's own list of source locations (never a path), so text from user code shown in it
  * cannot make the editor open anything else.
  */
@@ -297,6 +302,7 @@ class TrainingPanel implements vscode.Disposable {
     private readonly extensionUri: vscode.Uri,
     private readonly output: vscode.OutputChannel,
     private readonly onOpenSource: (index: number) => void,
+    private readonly onStop: () => void,
   ) {}
 
   show(state: TrainingPanelState | null, preserveFocus = false): void {
@@ -341,6 +347,8 @@ class TrainingPanel implements vscode.Disposable {
       void this.panel?.webview.postMessage({ type: 'state', state: this.state } satisfies HostMessage);
     } else if (msg?.type === 'showLog' && keys.length === 1) {
       this.output.show(true);
+    } else if (msg?.type === 'stopTraining' && keys.length === 1) {
+      this.onStop();
     } else if (msg?.type === 'openOpSource' && keys.length === 2 && Number.isInteger(msg.index) && (msg.index as number) >= 0) {
       this.onOpenSource(msg.index as number);
     } else {

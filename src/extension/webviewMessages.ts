@@ -16,6 +16,8 @@ const SPECS: Record<WebviewMessage['type'], { panels: PanelKind[] | 'all'; field
   revealModule: { panels: ['summary', 'ops', 'hooks'], fields: { path: 'string' } },
   exportTrace: { panels: ['ops'], fields: {} },
   openOpSource: { panels: ['ops'], fields: { index: 'index' } },
+  // Sent only by the Training panel, which validates its own messages (src/extension/training.ts).
+  stopTraining: { panels: [], fields: {} },
   detachHook: { panels: ['hooks'], fields: { hookId: 'string' } },
 };
 

@@ -13,7 +13,8 @@ export type WebviewMessage =
   | { type: 'revealModule'; path: string }
   | { type: 'exportTrace' }
   | { type: 'openOpSource'; index: number }
-  | { type: 'detachHook'; hookId: string };
+  | { type: 'detachHook'; hookId: string }
+  | { type: 'stopTraining' };
 
 /** What the extension posts to a webview: a whole state, a patch of it, or the engine's health. */
 export type HostMessage =

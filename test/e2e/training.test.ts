@@ -128,7 +128,14 @@ async function trainingScenario(session: Session, sc: Scenario): Promise<void> {
   }, 2 * STEP_TIMEOUT_MS + 10_000);
 
   await wb.step('stop', async () => {
-    await wb.runCommand('Model Lens: Stop Training');
+    if (sc.file.endsWith('.py')) {
+      // The Training panel's own Stop button (the TF.js scenario uses the command).
+      await wb.runCommand('Model Lens: Show Training');
+      const frame = await wb.webviewFrameWith('#stop-training');
+      await frame.locator('#stop-training').first().click();
+    } else {
+      await wb.runCommand('Model Lens: Stop Training');
+    }
     // The final state stays in the status bar for a while after the run.
     await wb.waitFor('the status bar to say stopped', () => wb.statusBarText('stopped'), (t) => t !== null, STEP_TIMEOUT_MS);
     // The Hooks panel opened over the Training panel; a hidden webview has no page to read.

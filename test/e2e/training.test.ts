@@ -210,14 +210,25 @@ describe('Model Lens training in a real VS Code', { timeout: SUITE_TIMEOUT_MS },
     if (session) assert.deepEqual(markedPids(session.server.runId), [], 'processes left behind after teardown');
   });
 
+  /** A scenario that failed mid-run must not leave its run going into the next one. */
+  async function stopLeftoverRun(): Promise<void> {
+    await session?.wb.runCommand('Model Lens: Stop Training').catch(() => undefined);
+  }
+
   it('TensorFlow.js: run, watch, hook mid-run, stop', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
     assert.ok(session);
-    await trainingScenario(session, TFJS);
+    await trainingScenario(session, TFJS).catch(async (err) => {
+      await stopLeftoverRun();
+      throw err;
+    });
   });
 
-  it('PyTorch: run, watch, hook mid-run, stop', { timeout: SCENARIO_TIMEOUT_MS }, async (t) => {
+  it('PyTorch: run, watch, hook mid-run, stop', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
     assert.ok(session && workspace);
-    await trainingScenario(session, PYTORCH);
+    await trainingScenario(session, PYTORCH).catch(async (err) => {
+      await stopLeftoverRun();
+      throw err;
+    });
   });
 
   it('TensorFlow.js: a script that throws shows the error at its line', { timeout: SCENARIO_TIMEOUT_MS }, async () => {

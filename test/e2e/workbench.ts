@@ -7,9 +7,6 @@ import { chromium } from 'playwright-core';
 import type { Browser, Frame, Locator, Page } from 'playwright-core';
 import { REPO_ROOT, RUN_MARKER_ENV } from './codeServer';
 
-/** A container is shown within a few clicks; each waits this long for the side bar to settle. */
-const SHOW_CONTAINER_ATTEMPTS = 4;
-const SHOW_CONTAINER_SETTLE_MS = 500;
 
 export const CHROMIUM_PATH = process.env.MODEL_LENS_CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOT_DIR = path.join(REPO_ROOT, 'test-output', 'e2e');
@@ -152,19 +149,12 @@ export class Workbench {
 
   /** Shows an activity bar container, e.g. `Model Lens`. */
   async showContainer(label: string): Promise<void> {
-    const entry = this.page.locator(`.activitybar [aria-label^="${label}"]`).first();
-    await entry.waitFor({ state: 'visible' });
-    // Clicking the entry of the container already shown hides the side bar, and the entry can
-    // still read as checked while the side bar is hidden: look at both, and click until shown.
-    for (let attempt = 0; attempt < SHOW_CONTAINER_ATTEMPTS; attempt++) {
-      const checked = await entry.getAttribute('aria-checked').catch(() => null);
-      const expanded = await entry.getAttribute('aria-expanded').catch(() => null);
-      const sidebarShown = await this.page.locator('.part.sidebar').first().isVisible().catch(() => false);
-      if (sidebarShown && (checked === 'true' || expanded === 'true')) return;
-      await entry.click();
-      await this.page.waitForTimeout(SHOW_CONTAINER_SETTLE_MS);
-    }
+    // "View: Show <container>" opens the container whatever state the side bar is in; clicking
+    // its activity bar entry toggles instead, and closes a container that is already shown.
+    await this.runCommand(`View: Show ${label}`);
+    await this.page.locator(`.activitybar [aria-label^="${label}"][aria-checked="true"], .activitybar [aria-label^="${label}"][aria-expanded="true"]`).first().waitFor({ state: 'visible' });
   }
+
 
   /** A view pane (section of a side bar container) by its title, e.g. `Modules`. */
   pane(title: string): Locator {

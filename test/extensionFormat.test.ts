@@ -4,7 +4,8 @@ import { describe, it } from 'node:test';
 import type { ModelTreeResult, SummaryResult } from '../src/protocol/messages';
 import type { ModuleNode } from '../src/protocol/types';
 import { formatSummary } from '../src/client/textFormat';
-import { formatCount, moduleDescription, parseInputShapes } from '../src/extension/format';
+import { formatCount } from '../src/shared/format';
+import { moduleDescription, parseInputShapes } from '../src/extension/format';
 
 /** The iris MLP: fc1 4·10+10 = 50, fc2 10·3+3 = 33, total 83 params = 332 bytes of float32. */
 const IRIS: SummaryResult = {

@@ -36,33 +36,11 @@ function append(el: Element, children: Child[]): void {
   }
 }
 
-export function formatCount(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-export function formatShape(shape: number[] | number[][] | null | undefined): string {
-  if (!shape) return '--';
-  if (shape.length > 0 && Array.isArray(shape[0])) return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
-  return `[${(shape as number[]).join(', ')}]`;
-}
-
 export function formatNumber(v: number | null | undefined): string {
   if (v === null || v === undefined) return '--';
   if (v === 0) return '0';
   const a = Math.abs(v);
   return a >= 1e5 || a < 1e-3 ? v.toExponential(3) : v.toPrecision(4);
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
 }
 
 export function formatMs(ms: number): string {

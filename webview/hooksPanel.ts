@@ -1,6 +1,7 @@
 // Model Lens: Hooks — a live card per hook: event count, mean ± std over time, latest histogram.
 import { histogram, sparkline } from './charts';
-import { formatCount, formatNumber, formatShape, h } from './dom';
+import { formatCount, formatShape } from '../src/shared/format';
+import { formatNumber, h } from './dom';
 import { app, post, startPanel } from './host';
 import type { HookView } from '../src/protocol/webviewMessages';
 

@@ -2,7 +2,8 @@
 import type { ProfileResult } from '../src/protocol/messages';
 import type { OpStat } from '../src/protocol/types';
 import { bar } from './charts';
-import { formatCount, formatMs, formatShape, h } from './dom';
+import { formatCount, formatShape } from '../src/shared/format';
+import { formatMs, h } from './dom';
 import { app, post, savedState, saveState, startPanel } from './host';
 
 interface OpsState {

@@ -1,5 +1,6 @@
 // Model Lens: Summary — torchinfo-style table of one forward pass, with totals.
-import { h, formatCount, formatShape, formatBytes } from './dom';
+import { formatBytes, formatCount, formatShape } from '../src/shared/format';
+import { h } from './dom';
 import { app, post, startPanel } from './host';
 import type { SummaryResult } from '../src/protocol/messages';
 import type { InputSpec } from '../src/protocol/types';

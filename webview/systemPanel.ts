@@ -1,6 +1,7 @@
 // Model Lens: System — CPU, GPUs, a live chart of GPU memory and utilization, and the PyTorch
 // memory breakdown. The extension sends one full state, then patches that append samples.
-import { h, svg, formatBytes } from './dom';
+import { formatBytes } from '../src/shared/format';
+import { h, svg } from './dom';
 import { app, startPanel } from './host';
 import type { CpuInfo, GpuInfo } from '../src/protocol/types';
 import type { GpuRow, GpuSample, SystemPanelPatch, SystemPanelState, SystemSample } from '../src/protocol/webviewMessages';

@@ -2,7 +2,8 @@
 import type { TensorInspectResult } from '../src/protocol/messages';
 import type { TensorInfo } from '../src/protocol/types';
 import { histogram } from './charts';
-import { formatBytes, formatCount, formatNumber, formatShape, h } from './dom';
+import { formatBytes, formatCount, formatShape } from '../src/shared/format';
+import { formatNumber, h } from './dom';
 import { app, startPanel } from './host';
 import { MAX_LAYOUT_ELEMENTS, tensorLayout } from './memoryLayout';
 

@@ -3,19 +3,10 @@
 import type { EngineErrorData } from '../protocol/errors';
 import type { ModelTreeResult, ProfileResult, SummaryResult } from '../protocol/messages';
 import type { SourceLocation } from '../protocol/types';
+import { formatCount, formatShape } from '../shared/format';
 
 const WIDE_RULE_CHARS = 96;
 const MAX_LISTED_BUFFERS = 12;
-
-export function formatCount(n: number): string {
-  return n.toLocaleString('en-US');
-}
-
-export function formatShape(shape: number[] | number[][] | null | undefined): string {
-  if (!shape) return '--';
-  if (shape.length > 0 && Array.isArray(shape[0])) return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
-  return `[${(shape as number[]).join(', ')}]`;
-}
 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(2);

@@ -1,35 +1,7 @@
-// Text formatting shared by the tree views, the status bar and "Copy as text".
+// Text for the tree views and settings; numbers and shapes come from src/shared/format.ts.
 // No `vscode` import here: unit tests run this without an editor.
-import type { ModuleNode, SummaryRow, SummaryTotals } from '../protocol/types';
-import type { SummaryResult } from '../protocol/messages';
-
-/** `1234567` → `1,234,567`, independent of the user's locale so tests and the e2e harness agree. */
-export function formatCount(n: number): string {
-  return Math.round(n).toLocaleString('en-US');
-}
-
-export function formatShape(shape: number[] | number[][] | null | undefined): string {
-  if (!shape) return '--';
-  if (shape.length > 0 && Array.isArray(shape[0])) return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
-  return `[${(shape as number[]).join(', ')}]`;
-}
-
-/** Decimal megabytes, as torchinfo prints them. */
-export function formatMB(bytes: number): string {
-  return (bytes / 1e6).toFixed(2);
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ['KiB', 'MiB', 'GiB', 'TiB'];
-  let v = bytes / 1024;
-  let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
-    v /= 1024;
-    i++;
-  }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
-}
+import type { ModuleNode, SummaryRow } from '../protocol/types';
+import { formatCount, formatShape } from '../shared/format';
 
 /** Tree item description: `Linear · [1, 10] · 50 params · also at blocks.1 · frozen · eval`. */
 export function moduleDescription(node: ModuleNode, row: SummaryRow | undefined): string {

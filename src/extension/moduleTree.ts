@@ -1,6 +1,7 @@
 import * as vscode from 'vscode';
 import type { BufferInfo, ModuleNode, ParameterInfo } from '../protocol/types';
-import { formatCount, formatShape, moduleDescription } from './format';
+import { formatCount, formatShape } from '../shared/format';
+import { moduleDescription } from './format';
 import type { HookStore } from './hookStore';
 import type { ModelState } from './modelState';
 

@@ -152,7 +152,8 @@ export class Workbench {
     // "View: Show <container>" opens the container whatever state the side bar is in; clicking
     // its activity bar entry toggles instead, and closes a container that is already shown.
     await this.runCommand(`View: Show ${label}`);
-    await this.page.locator(`.activitybar [aria-label^="${label}"][aria-checked="true"], .activitybar [aria-label^="${label}"][aria-expanded="true"]`).first().waitFor({ state: 'visible' });
+    // The side bar's title names the container once it is shown.
+    await this.page.locator('.part.sidebar .composite.title').filter({ hasText: new RegExp(label, 'i') }).first().waitFor({ state: 'visible' });
   }
 
 

@@ -35,11 +35,29 @@ interface EngineUnderTest {
   ext: string;
   /** The iris MLP example for this engine. */
   iris: string;
+  /** PyTorch engine: the interpreter (one per torch version under test); default discovery when absent. */
+  python?: string;
+  label: string;
 }
 
+/**
+ * Interpreters the PyTorch engine is held to the contract under: `npm test` passes one per torch
+ * version (Debian's 1.13 and the 2.13 venv) in MODEL_LENS_TEST_PYTHONS; run alone, the suite uses
+ * the engine's own interpreter discovery.
+ */
+const TEST_PYTHONS = (process.env.MODEL_LENS_TEST_PYTHONS ?? '').split(path.delimiter).filter(Boolean);
+
 const ENGINES: EngineUnderTest[] = [
-  { kind: 'tfjs', ext: '.ts', iris: path.join(ROOT, 'examples', 'iris_mlp.ts') },
-  { kind: 'pytorch', ext: '.py', iris: path.join(ROOT, 'examples', 'iris_mlp.py') },
+  { kind: 'tfjs', ext: '.ts', iris: path.join(ROOT, 'examples', 'iris_mlp.ts'), label: 'tfjs engine' },
+  ...(TEST_PYTHONS.length ? TEST_PYTHONS : [undefined]).map(
+    (python): EngineUnderTest => ({
+      kind: 'pytorch',
+      ext: '.py',
+      iris: path.join(ROOT, 'examples', 'iris_mlp.py'),
+      python,
+      label: python ? `pytorch engine (${python})` : 'pytorch engine',
+    }),
+  ),
 ];
 
 function fixture(e: EngineUnderTest, name: string): string {
@@ -113,12 +131,18 @@ function checkTree(tree: ModelTreeResult): Map<string, ModuleNode> {
 }
 
 for (const engine of ENGINES) {
-  describe(`conformance: ${engine.kind} engine`, () => {
+  describe(`conformance: ${engine.label}`, () => {
     let client: EngineClient;
     const events: HookEvent[] = [];
 
     before(async () => {
-      client = await EngineClient.start({ kind: engine.kind, cwd: ROOT, trusted: true, env: { OMP_NUM_THREADS: '1' } });
+      client = await EngineClient.start({
+        kind: engine.kind,
+        cwd: ROOT,
+        trusted: true,
+        python: engine.python,
+        env: { OMP_NUM_THREADS: '1' },
+      });
       client.onNotification(hookEventNotification, (e) => events.push(e));
     });
     after(async () => {
@@ -387,7 +411,13 @@ for (const engine of ENGINES) {
     });
 
     test('a model that never returns: the request times out, the engine is stopped, no orphan', async () => {
-      const hung = await EngineClient.start({ kind: engine.kind, cwd: ROOT, trusted: true, env: { OMP_NUM_THREADS: '1' } });
+      const hung = await EngineClient.start({
+        kind: engine.kind,
+        cwd: ROOT,
+        trusted: true,
+        python: engine.python,
+        env: { OMP_NUM_THREADS: '1' },
+      });
       const pid = hung.pid!;
       await assert.rejects(
         hung.request(modelLoadRequest, { file: fixture(engine, 'hang') }, { timeoutMs: HANG_TIMEOUT_MS }),
@@ -400,14 +430,26 @@ for (const engine of ENGINES) {
     });
 
     test('an engine that dies mid-request is reported as a crash with its exit', async () => {
-      const victim = await EngineClient.start({ kind: engine.kind, cwd: ROOT, trusted: true, env: { OMP_NUM_THREADS: '1' } });
+      const victim = await EngineClient.start({
+        kind: engine.kind,
+        cwd: ROOT,
+        trusted: true,
+        python: engine.python,
+        env: { OMP_NUM_THREADS: '1' },
+      });
       const pending = victim.request(modelLoadRequest, { file: fixture(engine, 'hang') }, { timeoutMs: REQUEST_TIMEOUT_MS });
       setTimeout(() => process.kill(victim.pid!, 'SIGKILL'), 500);
       await assert.rejects(pending, (err: EngineError) => err.data.kind === 'engineCrashed' && /SIGKILL/.test(err.message));
     });
 
     test('an untrusted workspace runs no user code', async () => {
-      const untrusted = await EngineClient.start({ kind: engine.kind, cwd: ROOT, trusted: false, env: { OMP_NUM_THREADS: '1' } });
+      const untrusted = await EngineClient.start({
+        kind: engine.kind,
+        cwd: ROOT,
+        trusted: false,
+        python: engine.python,
+        env: { OMP_NUM_THREADS: '1' },
+      });
       try {
         await assert.rejects(
           untrusted.request(modelLoadRequest, { file: engine.iris }, { timeoutMs: REQUEST_TIMEOUT_MS }),

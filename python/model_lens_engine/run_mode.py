@@ -34,15 +34,18 @@ import torch.nn as nn
 
 from .errors import _ENGINE_DIR, EngineFault, UserScope, location, user_fault
 from .output import UserOutput
+from .protocol import BAD_REQUEST, DEFAULT_HISTOGRAM_EVERY_STEPS, DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+from .protocol import HOOK_EVENT, TRAIN_DIAGNOSIS, TRAIN_HISTOGRAMS, TRAIN_PROGRESS
+from .protocol import TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS
 from .tensors import dtype_name, finish_stats, histogram, quick_stats_vector
 
-PROGRESS_INTERVAL_MS = 250
+PROGRESS_INTERVAL_MS = TRAIN_PROGRESS_INTERVAL_MS
 # A train/diagnosis snapshot is also sent this often during a run.
 DIAGNOSIS_INTERVAL_MS = 5000
 # How often train/stop re-raises the stop exception in the script's thread (a bare `except:` in
 # user code may swallow one), and how long it waits before reporting that the run did not stop.
 STOP_RETRY_MS = 50
-STOP_GIVE_UP_S = 10.0
+STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
 MAX_LOSS_POINTS_PER_PROGRESS = 1024
 # Losses kept between two notifications; beyond this the oldest are dropped.
 MAX_PENDING_LOSSES = 8192
@@ -60,12 +63,9 @@ ROOT_SAMPLE_EVERY_STEPS = 10
 # Forward calls of the trained model whose input device and batch size are checked: a device
 # mismatch fails on the first call anyway, and the check costs a device object per call.
 DEVICE_CHECK_CALLS = 20
-# train/histograms: default step interval (train/start `histogramEverySteps`; 0 disables), bins
-# per histogram, and the most parameters one notification covers (bounds its cost on big models).
-DEFAULT_HISTOGRAM_EVERY_STEPS = 100
-# ...and no sooner than this after the previous snapshot (train/start `histogramMinIntervalMs`):
-# on a tiny model 100 steps pass in milliseconds, and a snapshot costs more than a step.
-DEFAULT_HISTOGRAM_MIN_INTERVAL_MS = 2000
+# train/histograms: defaults DEFAULT_HISTOGRAM_EVERY_STEPS and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+# come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
+# than a step); bins per histogram, and the most parameters one notification covers.
 TRAIN_HISTOGRAM_BINS = 20
 MAX_HISTOGRAM_PARAMS = 200
 # A larger tensor's histogram is counted over an evenly strided sample of this many values.
@@ -314,14 +314,14 @@ class TrainingRun:
             self.error = error
         self.ended = True
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception as e:
             self.server.log("error", "Training diagnosis failed: %s: %s" % (type(e).__name__, e))
         try:
             self._send_progress(final=True)
         except Exception as e:
             self.server.log("error", "Training progress failed: %s: %s" % (type(e).__name__, e))
-            self.conn.notify("train/progress", {"runId": self.run_id, "state": state, "step": self.steps, "epoch": None,
+            self.conn.notify(TRAIN_PROGRESS, {"runId": self.run_id, "state": state, "step": self.steps, "epoch": None,
                                                 "totalSteps": None, "totalEpochs": None, "stepsPerSec": None,
                                                 "etaSec": None, "loss": []})
         finally:
@@ -413,7 +413,7 @@ class TrainingRun:
             run = self
 
             def notify(method, params):
-                if method == "hook/event":
+                if method == HOOK_EVENT:
                     params["step"] = run.steps + 1
                 run._orig_notify(method, params)
             hooks._notify = notify
@@ -776,7 +776,7 @@ class TrainingRun:
         msg = {"runId": self.run_id, "step": self.steps, "params": params}
         if omitted:
             msg["omitted"] = omitted
-        self.conn.notify("train/histograms", msg)
+        self.conn.notify(TRAIN_HISTOGRAMS, msg)
 
     def _stop_op_sample(self, complete=True):
         c = self.op_counter
@@ -885,7 +885,7 @@ class TrainingRun:
         self.device_findings.append(f)
         # Sent now: the forward is about to fail.
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception:
             pass
 
@@ -985,7 +985,7 @@ class TrainingRun:
                 self._send_progress()
                 if time.monotonic() >= next_diag:
                     next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_MS / 1000.0
-                    self.conn.notify("train/diagnosis", self.diagnosis())
+                    self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
             except Exception as e:  # a progress bug must not end the run
                 self.server.log("error", "Training progress failed: %s: %s" % (type(e).__name__, e))
 
@@ -1097,7 +1097,7 @@ class TrainingRun:
             p["error"] = error
         if new_warn:
             p["warnings"] = new_warn
-        self.conn.notify("train/progress", p)
+        self.conn.notify(TRAIN_PROGRESS, p)
 
     # ---- diagnosis -------------------------------------------------------------------------
 
@@ -1336,7 +1336,7 @@ def start_run(server, params):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
     run = getattr(server, "run", None)
     if run is not None and run.active():
-        raise EngineFault(-32001, "badRequest", "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
+        raise EngineFault(BAD_REQUEST, "badRequest", "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
                           got=run.run_id)
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)
@@ -1348,7 +1348,7 @@ def start_run(server, params):
         deadline = time.monotonic() + 5.0
         while server.current_id == rid and time.monotonic() < deadline:
             time.sleep(0.001)
-        run.conn.notify("train/progress", {
+        run.conn.notify(TRAIN_PROGRESS, {
             "runId": run.run_id, "state": "starting", "step": 0, "epoch": None, "totalSteps": None, "totalEpochs": None,
             "stepsPerSec": None, "etaSec": None, "loss": []})
 

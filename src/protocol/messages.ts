@@ -243,14 +243,14 @@ export interface TrainStartParams {
   args?: string[];
   /** tfjs: override epochs of the `train` export / fit. */
   epochs?: number;
-  /** Send `train/histograms` after every N-th optimizer step and at the end; 0 disables. */
+  /**
+   * Send `train/histograms` after every N-th optimizer step and at the end; 0 disables
+   * (default DEFAULT_HISTOGRAM_EVERY_STEPS). Only engines with `capabilities.histograms` send them.
+   */
   histogramEverySteps?: number;
-  /** ...but no sooner than this after the previous one (default 2000 ms), so tiny fast models stay cheap. */
+  /** ...but no sooner than this after the previous one (DEFAULT_HISTOGRAM_MIN_INTERVAL_MS), so tiny fast models stay cheap. */
   histogramMinIntervalMs?: number;
 }
-
-/** Default of `TrainStartParams.histogramEverySteps`. */
-export const DEFAULT_HISTOGRAM_EVERY_STEPS = 100;
 
 export interface TrainStartResult {
   runId: string;
@@ -263,7 +263,7 @@ export interface TrainStopParams {
   runId: string;
 }
 
-/** Stop a run; the response comes when it has stopped. */
+/** Stop a run; the response comes when it has stopped, or after TRAIN_STOP_TIMEOUT_MS. */
 export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {

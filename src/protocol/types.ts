@@ -21,7 +21,10 @@ export interface RuntimeVersion {
   version: string;
 }
 
-export type HookKind = 'forward' | 'forwardPre' | 'backward';
+/** Every hook kind, in the order a UI lists them. */
+export const HOOK_KINDS = ['forward', 'forwardPre', 'backward'] as const;
+
+export type HookKind = (typeof HOOK_KINDS)[number];
 
 export interface EngineCapabilities {
   tree: boolean;

@@ -7,10 +7,13 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { EngineClient, EngineError } from '../src/client/engineClient';
+import { TRAIN_STOP_TIMEOUT_MS } from '../src/protocol/defaults';
+import { ERROR_CODE_OF_KIND, type EngineErrorKind } from '../src/protocol/errors';
 import {
   hookAttachRequest,
   hookDetachRequest,
   hookEventNotification,
+  initializeRequest,
   modelForwardRequest,
   modelLoadRequest,
   modelSummaryRequest,
@@ -18,8 +21,16 @@ import {
   profileRunRequest,
   systemInfoRequest,
   tensorInspectRequest,
+  trainDiagnoseRequest,
+  trainHistogramsNotification,
+  trainProgressNotification,
+  trainStartRequest,
+  trainStopRequest,
   type HookEvent,
   type ModelTreeResult,
+  type SummaryResult,
+  type TrainHistograms,
+  type TrainProgress,
 } from '../src/protocol/messages';
 import { PROTOCOL_VERSION, type EngineKind, type ModuleNode, type TensorInfo } from '../src/protocol/types';
 
@@ -29,12 +40,17 @@ const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'conformance');
 const REQUEST_TIMEOUT_MS = 120_000;
 /** Short on purpose: the hang fixture must be stopped by the client, not waited out. */
 const HANG_TIMEOUT_MS = 5_000;
+/** A 30-epoch run of the iris example finishes in well under this on a loaded 2-core box. */
+const RUN_TIMEOUT_MS = 120_000;
+const TRAIN_EPOCHS = 30;
 
 interface EngineUnderTest {
   kind: EngineKind;
   ext: string;
   /** The iris MLP example for this engine. */
   iris: string;
+  /** The iris training script (PyTorch: run as __main__; tfjs: its `train` export). */
+  irisTrain: string;
   /** PyTorch engine: the interpreter (one per torch version under test); default discovery when absent. */
   python?: string;
   label: string;
@@ -48,12 +64,19 @@ interface EngineUnderTest {
 const TEST_PYTHONS = (process.env.MODEL_LENS_TEST_PYTHONS ?? '').split(path.delimiter).filter(Boolean);
 
 const ENGINES: EngineUnderTest[] = [
-  { kind: 'tfjs', ext: '.ts', iris: path.join(ROOT, 'examples', 'iris_mlp.ts'), label: 'tfjs engine' },
+  {
+    kind: 'tfjs',
+    ext: '.ts',
+    iris: path.join(ROOT, 'examples', 'iris_mlp.ts'),
+    irisTrain: path.join(ROOT, 'examples', 'iris_train.ts'),
+    label: 'tfjs engine',
+  },
   ...(TEST_PYTHONS.length ? TEST_PYTHONS : [undefined]).map(
     (python): EngineUnderTest => ({
       kind: 'pytorch',
       ext: '.py',
       iris: path.join(ROOT, 'examples', 'iris_mlp.py'),
+      irisTrain: path.join(ROOT, 'examples', 'iris_train.py'),
       python,
       label: python ? `pytorch engine (${python})` : 'pytorch engine',
     }),
@@ -102,6 +125,33 @@ function checkTensor(t: TensorInfo, what: string): void {
   }
   assert.equal(typeof t.contiguity.reason, 'string');
   assert.ok(t.contiguity.reason.length > 0, `${what}: contiguity says why`);
+}
+
+/** Every error an engine sends carries the one code of its kind (src/protocol/errors.ts). */
+function isEngineError(kind: EngineErrorKind, messageIncludes?: string): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof EngineError, `expected an EngineError, got ${String(err)}`);
+    assert.equal(err.data.kind, kind, err.message);
+    assert.equal(err.code, ERROR_CODE_OF_KIND[kind], `${kind} is sent with code ${ERROR_CODE_OF_KIND[kind]}`);
+    if (messageIncludes) assert.ok(err.message.includes(messageIncludes), err.message);
+    return true;
+  };
+}
+
+/**
+ * SummaryRow.macs (src/protocol/types.ts): a container shows the sum over the leaves below it,
+ * so the root's row equals the total; totalBytes is torchinfo's total size.
+ */
+function checkSummaryRules(summary: SummaryResult): void {
+  const leaves = summary.rows.filter((r) => r.isLeaf);
+  for (const row of summary.rows.filter((r) => !r.isLeaf)) {
+    const below = leaves.filter((l) => row.path === '' || l.path.startsWith(row.path + '.'));
+    const sum = below.reduce((a, l) => a + l.macs, 0);
+    assert.equal(row.macs, sum, `${row.path || '(root)'}: macs = sum over the leaves below`);
+  }
+  assert.equal(summary.rows.find((r) => r.path === '')!.macs, summary.totals.macs, 'root row = total');
+  const t = summary.totals;
+  assert.equal(t.totalBytes, t.inputBytes + t.forwardBackwardBytes + t.paramBytes, "torchinfo's total size");
 }
 
 /** Structural invariants of a module tree in named_modules vocabulary. */
@@ -192,6 +242,7 @@ for (const engine of ENGINES) {
       assert.equal(summary.totals.paramBytes, 83 * 4);
       const rootRow = summary.rows.find((r) => r.path === '');
       assert.deepEqual(rootRow?.outputShape, [batch, 3]);
+      checkSummaryRules(summary);
       for (const r of summary.rows.filter((r) => r.isLeaf && r.output)) checkTensor(r.output!, `output of ${r.path}`);
     });
 
@@ -242,6 +293,11 @@ for (const engine of ENGINES) {
       const convMacs = 112 * batch * 36;
       const convRow = summary.rows.find((r) => r.isLeaf && r.params === 112)!;
       assert.equal(convRow.macs, convMacs);
+      // BatchNorm: torchinfo's rule for a layer with parameters that is neither Linear nor Conv,
+      // (gamma + beta elements) × batch.
+      assert.equal(summary.rows.find((r) => r.path === bnPath)!.macs, 8 * batch);
+      checkSummaryRules(summary);
+      assert.ok(summary.totals.bufferBytes > 0, 'buffers are reported, outside totalBytes');
     });
 
     test('tensor/inspect agrees with the tree for a parameter', async () => {
@@ -264,7 +320,7 @@ for (const engine of ENGINES) {
       assert.equal(r.histogram!.counts.reduce((a, b) => a + b, 0), 40);
       await assert.rejects(
         client.request(tensorInspectRequest, { modelId: loaded.modelId, target: { kind: 'parameter', name: 'no.such.weight' } }),
-        (err: EngineError) => err.data.kind === 'unknownPath' && err.message.includes('no.such.weight'),
+        isEngineError('unknownPath', 'no.such.weight'),
       );
     });
 
@@ -332,7 +388,7 @@ for (const engine of ENGINES) {
       assert.equal(events.length, 0, 'no events after detach');
       await assert.rejects(
         client.request(hookAttachRequest, { modelId: loaded.modelId, path: 'no.such.layer', kind: 'forward' }),
-        (err: EngineError) => err.data.kind === 'unknownPath' && err.message.includes('no.such.layer'),
+        isEngineError('unknownPath', 'no.such.layer'),
       );
     });
 
@@ -341,6 +397,96 @@ for (const engine of ENGINES) {
       assert.ok(info.memory.rssBytes > 1e6);
       assert.ok(Array.isArray(info.gpus));
       assert.equal(info.cpu?.logicalCores, os.cpus().length);
+    });
+
+    test('engine/initialize answers the protocol version the client speaks and refuses another major', async () => {
+      const params = { clientName: 'conformance', clientVersion: '0', trusted: true, cwd: ROOT };
+      await assert.rejects(
+        client.request(initializeRequest, { ...params, protocolVersion: '99.0' }),
+        isEngineError('unsupported'),
+      );
+      const again = await client.request(initializeRequest, { ...params, protocolVersion: PROTOCOL_VERSION });
+      assert.equal(again.protocolVersion, PROTOCOL_VERSION);
+      assert.equal(again.engine.kind, engine.kind);
+    });
+
+    test('a malformed request is badRequest with one code (-32602) in both engines', async () => {
+      const loaded = await client.request(modelLoadRequest, { file: engine.iris }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const tree = await client.request(modelTreeRequest, { modelId: loaded.modelId });
+      const leaf = tree.modules.find((m) => m.isLeaf && m.totalParams === 50)!;
+      await assert.rejects(
+        // A kind no engine has: what a client with a newer protocol, or a typo, would send.
+        client.request(hookAttachRequest, { modelId: loaded.modelId, path: leaf.path, kind: 'sideways' as 'forward' }),
+        isEngineError('badRequest'),
+      );
+    });
+
+    test('a hook on the root module works where capabilities.rootHooks says so, else unsupported', async () => {
+      const loaded = await client.request(modelLoadRequest, { file: engine.iris }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const attach = client.request(hookAttachRequest, { modelId: loaded.modelId, path: '', kind: 'forward', intervalMs: 0 });
+      if (!client.info.capabilities.rootHooks) {
+        await assert.rejects(attach, isEngineError('unsupported'));
+        return;
+      }
+      const { hookId } = await attach;
+      events.length = 0;
+      await client.request(modelForwardRequest, { modelId: loaded.modelId, steps: 1 }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const mine = events.filter((e) => e.hookId === hookId);
+      assert.ok(mine.length >= 1, 'the root hook fired');
+      assert.equal(mine[0].path, '');
+      assert.equal(mine[0].tensor.shape.at(-1), 3, 'the root output: three iris classes');
+      await client.request(hookDetachRequest, { hookId });
+    });
+
+    describe('train/*', () => {
+      const progress: TrainProgress[] = [];
+      const histograms: TrainHistograms[] = [];
+      before(() => {
+        client.onNotification(trainProgressNotification, (p) => progress.push(p));
+        client.onNotification(trainHistogramsNotification, (h) => histograms.push(h));
+      });
+      const startParams = (epochs: number) =>
+        engine.kind === 'tfjs'
+          ? { file: engine.irisTrain, epochs, histogramEverySteps: 10, histogramMinIntervalMs: 0 }
+          : { file: engine.irisTrain, args: [String(epochs)], histogramEverySteps: 10, histogramMinIntervalMs: 0 };
+      const of = (runId: string) => progress.filter((p) => p.runId === runId);
+      const settled = (runId: string) =>
+        waitFor(`run ${runId} to end`, () => of(runId).some((p) => ['done', 'stopped', 'failed'].includes(p.state)), RUN_TIMEOUT_MS);
+
+      test('a run goes starting → running → done, with histograms exactly where capabilities.histograms', async () => {
+        const { runId } = await client.request(trainStartRequest, startParams(TRAIN_EPOCHS), { timeoutMs: REQUEST_TIMEOUT_MS });
+        await settled(runId);
+        const states = of(runId).map((p) => p.state);
+        assert.equal(states[0], 'starting');
+        assert.equal(states.at(-1), 'done', JSON.stringify(of(runId).at(-1)?.error));
+        assert.ok(of(runId).at(-1)!.step > 0, 'steps were counted');
+        const mine = histograms.filter((h) => h.runId === runId);
+        if (client.info.capabilities.histograms) assert.ok(mine.length >= 1, 'train/histograms sent');
+        else assert.equal(mine.length, 0, 'no train/histograms from an engine without the capability');
+        const diagnosis = await client.request(trainDiagnoseRequest, { runId }, { timeoutMs: REQUEST_TIMEOUT_MS });
+        assert.equal(diagnosis.runId, runId);
+        assert.ok(diagnosis.steps > 0);
+        // Already ended: this request stopped nothing.
+        assert.deepEqual(await client.request(trainStopRequest, { runId }), { stopped: false });
+      });
+
+      test('train/stop ends a running run within TRAIN_STOP_TIMEOUT_MS; a second start meanwhile is badRequest', async () => {
+        const { runId } = await client.request(trainStartRequest, startParams(1_000_000), { timeoutMs: REQUEST_TIMEOUT_MS });
+        await waitFor('a running progress', () => of(runId).some((p) => p.state === 'running'), RUN_TIMEOUT_MS);
+        await assert.rejects(
+          client.request(trainStartRequest, startParams(1), { timeoutMs: REQUEST_TIMEOUT_MS }),
+          isEngineError('badRequest'),
+        );
+        const stop = await client.request(trainStopRequest, { runId }, { timeoutMs: TRAIN_STOP_TIMEOUT_MS + REQUEST_TIMEOUT_MS });
+        assert.deepEqual(stop, { stopped: true });
+        await settled(runId);
+        assert.equal(of(runId).at(-1)!.state, 'stopped');
+      });
+
+      test('train/stop and train/diagnose of a run that does not exist: notLoaded', async () => {
+        await assert.rejects(client.request(trainStopRequest, { runId: 'no-such-run' }), isEngineError('notLoaded'));
+        await assert.rejects(client.request(trainDiagnoseRequest, { runId: 'no-such-run' }), isEngineError('notLoaded'));
+      });
     });
 
     describe('bad input ends in a specific error and the engine stays usable', () => {
@@ -353,6 +499,7 @@ for (const engine of ENGINES) {
           caught = err;
         }
         assert.ok(caught instanceof EngineError, `expected an EngineError, got ${String(caught)}`);
+        assert.equal(caught.code, ERROR_CODE_OF_KIND[caught.data.kind], `code of ${caught.data.kind}`);
         check(caught);
         // Still alive and useful afterwards.
         const ok = await client.request(modelLoadRequest, { file: engine.iris }, { timeoutMs: REQUEST_TIMEOUT_MS });
@@ -383,17 +530,33 @@ for (const engine of ENGINES) {
         });
       });
 
-      test('an input shape that does not fit names the layer, expected and got', async () => {
-        await expectError(
-          engine.iris,
-          (e) => {
-            assert.equal(e.data.kind, 'shapeMismatch');
-            assert.ok(e.data.layer, 'names the layer');
-            assert.ok(e.data.expected?.includes('4'), `expected mentions 4 features: ${e.data.expected}`);
-            assert.ok(e.data.got?.includes('5'), `got mentions 5: ${e.data.got}`);
-          },
-          { inputShapes: [[1, 5]] },
+      test('an input shape that does not fit: loads, then the summary names the layer, expected and got', async () => {
+        // model/load never runs the model (src/protocol/messages.ts modelLoadRequest).
+        const loaded = await client.request(
+          modelLoadRequest,
+          { file: engine.iris, inputShapes: [[1, 5]] },
+          { timeoutMs: REQUEST_TIMEOUT_MS },
         );
+        const tree = await client.request(modelTreeRequest, { modelId: loaded.modelId });
+        const first = tree.modules.find((m) => m.isLeaf && m.totalParams === 50)!;
+        await assert.rejects(
+          client.request(modelSummaryRequest, { modelId: loaded.modelId }, { timeoutMs: REQUEST_TIMEOUT_MS }),
+          (e: unknown) => {
+            isEngineError('shapeMismatch')(e);
+            const err = e as EngineError;
+            assert.equal(err.data.layer, first.path, 'names the first layer');
+            assert.ok(err.data.expected?.includes('4'), `expected mentions 4 features: ${err.data.expected}`);
+            assert.ok(err.data.got?.includes('5'), `got mentions 5: ${err.data.got}`);
+            return true;
+          },
+        );
+        // The same model with a shape that fits still summarizes.
+        const ok = await client.request(
+          modelSummaryRequest,
+          { modelId: loaded.modelId, inputShapes: [[2, 4]] },
+          { timeoutMs: REQUEST_TIMEOUT_MS },
+        );
+        assert.equal(ok.totals.params, 83);
       });
 
       test('a model that throws points at the user line', async () => {
@@ -453,7 +616,7 @@ for (const engine of ENGINES) {
       try {
         await assert.rejects(
           untrusted.request(modelLoadRequest, { file: engine.iris }, { timeoutMs: REQUEST_TIMEOUT_MS }),
-          (err: EngineError) => err.data.kind === 'untrusted',
+          isEngineError('untrusted'),
         );
       } finally {
         await untrusted.dispose();
@@ -462,6 +625,11 @@ for (const engine of ENGINES) {
   });
 }
 
-test('protocol version is what the engines speak', () => {
-  assert.match(PROTOCOL_VERSION, /^\d+\.\d+$/);
-});
+/** Polls `check` until true; notifications arrive on the event loop, so the wait must yield. */
+async function waitFor(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) assert.fail(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}

@@ -192,7 +192,9 @@ describe('iris MLP (4→10→3)', () => {
   });
 
   test('an input shape that does not fit names the layer, expected and got', async () => {
-    const err = await rejection(load(IRIS, { inputShapes: [[1, 5]] }));
+    // model/load never runs the model: the first request that does fails.
+    const r = await load(IRIS, { inputShapes: [[1, 5]] });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'shapeMismatch');
     assert.match(err.layer ?? '', /hidden/);
     assert.match(err.expected ?? '', /4/);
@@ -497,7 +499,8 @@ describe('bad input', () => {
 
   test('a custom layer that throws in call(): message, its line and the layer', async () => {
     const file = path.join(FIXTURES, 'customLayerThrows.ts');
-    const err = await rejection(load(file));
+    const r = await load(file);
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'userCodeError');
     assert.match(err.message, /Scale wants 3 features, got 5/);
     assert.equal(err.layer, 'scale');

@@ -177,7 +177,7 @@ class Server:
         runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
         capabilities = {
             "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
-            "hooks": list(P.HOOK_KINDS), "train": True, "strides": "real",
+            "hooks": list(P.HOOK_KINDS), "rootHooks": True, "train": True, "histograms": True, "strides": "real",
             "backwardTimings": True,
         }
         if self.torch_error:
@@ -186,7 +186,8 @@ class Server:
                 "kind": "pytorch", "version": ENGINE_VERSION, "runtimes": runtimes, "backend": "none",
                 "backendNotes": ["torch cannot be imported: %s" % self.torch_error], "device": "none",
                 "capabilities": dict(capabilities, tree=False, summary=False, tensorInspect=False, profile=False,
-                                     trace=False, hooks=[], backwardTimings=False),
+                                     trace=False, hooks=[], rootHooks=False, histograms=False,
+                                     backwardTimings=False),
                 "pid": os.getpid(), "executable": sys.executable}}
         import torch
 

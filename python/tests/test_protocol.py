@@ -23,7 +23,9 @@ class ProtocolTest(unittest.TestCase):
         self.assertEqual(not_found("unknownPath", "x").code, protocol.NOT_FOUND)
         self.assertEqual(user_fault("shapeMismatch", "x").code, protocol.USER_ERROR)
         # The kind wins over a code passed by hand.
-        self.assertEqual(EngineFault(protocol.ENVIRONMENT, "badRequest", "x").code, protocol.BAD_REQUEST)
+        self.assertEqual(
+            EngineFault(protocol.ENVIRONMENT, "badRequest", "x").code, protocol.BAD_REQUEST
+        )
         for kind, code in protocol.ERROR_CODE_OF_KIND.items():
             self.assertEqual(EngineFault(0, kind, "x").code, code, kind)
 

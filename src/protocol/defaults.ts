@@ -21,8 +21,8 @@ export const DEFAULT_HISTOGRAM_MIN_INTERVAL_MS = 2_000;
 export const TRAIN_PROGRESS_INTERVAL_MS = 250;
 
 /**
- * `train/stop` answers within this: `{ stopped: true }` when the run ended, `{ stopped: false }`
- * when user code would not let go in time (a C call that never returns, a swallowed exception).
- * A client should wait this long plus its own transport margin before it gives up on the engine.
+ * `train/stop` answers within this: the run has stopped, or the request fails with kind `timeout`
+ * (user code would not let go: a C call that never returns, a swallowed exception). A client
+ * should wait this long plus its own transport margin before it gives up on the engine.
  */
 export const TRAIN_STOP_TIMEOUT_MS = 10_000;

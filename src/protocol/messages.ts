@@ -76,7 +76,13 @@ export interface ModelLoadResult {
   location?: SourceLocation;
 }
 
-/** Import (never run as `__main__`) a model file and build the chosen model. */
+/**
+ * Import (never run as `__main__`) a model file and build the chosen model. Loading never runs
+ * the model's forward: it rejects only inputs that contradict what the model declares (the number
+ * of inputs, their rank). An input shape that does not fit a layer fails the first request that
+ * runs the model (model/summary, model/forward, profile/run) with kind `shapeMismatch`, naming
+ * the layer in `layer`; the loaded model stays usable with other shapes.
+ */
 export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
 
 export interface ModelRef {
@@ -193,7 +199,10 @@ export interface HookAttachResult {
   hookId: string;
 }
 
-/** Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call. */
+/**
+ * Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call.
+ * The root ("") only where `capabilities.rootHooks`; elsewhere it fails with kind `unsupported`.
+ */
 export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
 
 export interface HookDetachParams {
@@ -263,7 +272,10 @@ export interface TrainStopParams {
   runId: string;
 }
 
-/** Stop a run; the response comes when it has stopped, or after TRAIN_STOP_TIMEOUT_MS. */
+/**
+ * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
+ * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
+ */
 export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {

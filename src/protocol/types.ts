@@ -34,7 +34,14 @@ export interface EngineCapabilities {
   /** Writes a Chrome trace (`{"traceEvents": [...]}`) when `profile/run` gets `traceFile`. */
   trace: boolean;
   hooks: HookKind[];
+  /**
+   * Hooks can be attached to the root module (path ""). False where the framework never calls
+   * the root's own forward (TF.js predict and fit); hook/attach on "" then fails `unsupported`.
+   */
+  rootHooks: boolean;
   train: boolean;
+  /** A training run sends `train/histograms` (weights and gradients) when asked to. */
+  histograms: boolean;
   /**
    * `real`: strides and storage offsets are the framework's own (PyTorch).
    * `rowMajor`: the framework has no strides; they are the row-major strides of a contiguous
@@ -221,7 +228,14 @@ export interface SummaryRow {
   /** Own-or-total following torchinfo: totals for containers, own for leaves. */
   params: number;
   trainableParams: number;
-  /** Multiply-accumulates by torchinfo's rule for leaf layers; 0 where it has none. */
+  /**
+   * Multiply-accumulates of one forward pass, every call counted. A leaf follows torchinfo 1.8's
+   * rule: Conv — (weight + bias elements) × batch × output positions; Linear/Dense — (weight +
+   * bias elements) × every output dim but the last; any other layer with parameters (BatchNorm,
+   * LayerNorm, Embedding...) — its parameters × batch; a leaf without parameters — 0. A container
+   * shows the sum over the leaves below it, as `params` does (and as torchinfo prints a container
+   * at its max depth), so the root's row equals `SummaryTotals.macs`.
+   */
   macs: number;
   paramBytes: number;
   aliases: string[];
@@ -240,6 +254,10 @@ export interface SummaryTotals {
   inputBytes: number;
   /** torchinfo "Forward/backward pass size": output bytes of leaves, ×2. */
   forwardBackwardBytes: number;
+  /**
+   * torchinfo's "Estimated Total Size": inputBytes + forwardBackwardBytes + paramBytes. Buffers
+   * are not in it (torchinfo leaves them out too); they are reported in `bufferBytes`.
+   */
   totalBytes: number;
 }
 

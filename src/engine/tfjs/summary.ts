@@ -52,11 +52,14 @@ function channelAxis(layer: Layer, rank: number): number {
   return fmt === 'channelsFirst' ? 1 : rank - 1;
 }
 
-/** torchinfo: Linear = params × output rows; Conv = params × batch × output positions. */
+/**
+ * torchinfo: Linear = params × output rows; Conv = params × batch × output positions; any other
+ * layer with parameters (BatchNormalization, Embedding...) = params × batch.
+ */
 export function macsOf(layer: Layer, ownParams: number, outShape: number[] | undefined): number {
   if (!outShape || ownParams === 0) return 0;
   const type = classNameOf(layer);
-  if (!/Dense|Conv/.test(type)) return 0;
+  if (!/Dense|Conv/.test(type)) return ownParams * (outShape[0] ?? 1);
   const axis = /Conv/.test(type) ? channelAxis(layer, outShape.length) : outShape.length - 1;
   const positions = outShape.reduce((a, d, i) => (i === axis ? a : a * d), 1);
   return ownParams * positions;
@@ -133,7 +136,7 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     bufferBytes,
     inputBytes,
     forwardBackwardBytes,
-    totalBytes: inputBytes + forwardBackwardBytes + paramBytes + bufferBytes,
+    totalBytes: inputBytes + forwardBackwardBytes + paramBytes,
   };
   return { rows, totals };
 }

@@ -13,7 +13,13 @@ import { ENGINE_ERROR_KINDS, ERROR_CODE_OF_KIND, ErrorCodes } from '../src/proto
 import * as messages from '../src/protocol/messages';
 import { HOOK_KINDS, PROTOCOL_VERSION } from '../src/protocol/types';
 
-export const PYTHON_PROTOCOL_FILE = path.resolve(__dirname, '..', 'python', 'model_lens_engine', 'protocol.py');
+export const PYTHON_PROTOCOL_FILE = path.resolve(
+  __dirname,
+  '..',
+  'python',
+  'model_lens_engine',
+  'protocol.py',
+);
 
 interface MessageType {
   method: string;
@@ -69,14 +75,31 @@ export function renderPythonProtocol(): string {
       .filter((t) => t.kind === kind)
       .map((t) => `    ${pythonMethodName(t.method)},`)
       .join('\n');
-  out.push('', 'REQUESTS = (', tuple('request'), ')', 'NOTIFICATIONS = (', tuple('notification'), ')');
+  out.push(
+    '',
+    'REQUESTS = (',
+    tuple('request'),
+    ')',
+    'NOTIFICATIONS = (',
+    tuple('notification'),
+    ')',
+  );
 
   out.push('', '# ---- errors (src/protocol/errors.ts) ----');
-  for (const [name, code] of Object.entries(ErrorCodes)) out.push(`${upperSnake(name)} = ${pyLiteral(code)}`);
-  out.push('', 'ENGINE_ERROR_KINDS = (', ...ENGINE_ERROR_KINDS.map((k) => `    ${pyLiteral(k)},`), ')');
-  const codeName = new Map(Object.entries(ErrorCodes).map(([name, code]) => [code as number, upperSnake(name)]));
+  for (const [name, code] of Object.entries(ErrorCodes))
+    out.push(`${upperSnake(name)} = ${pyLiteral(code)}`);
+  out.push(
+    '',
+    'ENGINE_ERROR_KINDS = (',
+    ...ENGINE_ERROR_KINDS.map((k) => `    ${pyLiteral(k)},`),
+    ')',
+  );
+  const codeName = new Map(
+    Object.entries(ErrorCodes).map(([name, code]) => [code as number, upperSnake(name)]),
+  );
   out.push('# The one code each kind is sent with.', 'ERROR_CODE_OF_KIND = {');
-  for (const kind of ENGINE_ERROR_KINDS) out.push(`    ${pyLiteral(kind)}: ${codeName.get(ERROR_CODE_OF_KIND[kind])},`);
+  for (const kind of ENGINE_ERROR_KINDS)
+    out.push(`    ${pyLiteral(kind)}: ${codeName.get(ERROR_CODE_OF_KIND[kind])},`);
   out.push('}');
 
   out.push('', '# ---- defaults (src/protocol/defaults.ts) ----');
@@ -86,10 +109,14 @@ export function renderPythonProtocol(): string {
 
 if (require.main === module) {
   const want = renderPythonProtocol();
-  const have = fs.existsSync(PYTHON_PROTOCOL_FILE) ? fs.readFileSync(PYTHON_PROTOCOL_FILE, 'utf8') : '';
+  const have = fs.existsSync(PYTHON_PROTOCOL_FILE)
+    ? fs.readFileSync(PYTHON_PROTOCOL_FILE, 'utf8')
+    : '';
   if (process.argv.includes('--check')) {
     if (have !== want) {
-      console.error(`${PYTHON_PROTOCOL_FILE} is stale: run node --import tsx scripts/genPythonProtocol.ts`);
+      console.error(
+        `${PYTHON_PROTOCOL_FILE} is stale: run node --import tsx scripts/genPythonProtocol.ts`,
+      );
       process.exit(1);
     }
   } else if (have !== want) {

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the two Python environments the tests run the PyTorch engine under, in .cache/venvs/:
 #   torch2  torch 2.13.0 (CPU build, pip's copy on this machine) + the test oracles from PyPI
-#           (torchinfo, transformers, accelerate), on the `python3` first on PATH (3.11)
+#           (torchinfo, transformers, accelerate) + the Python dev tools scripts/lint.js runs
+#           (ruff, mypy), on the `python3` first on PATH (3.11)
 #   torch1  Debian's torch 1.13 + torchvision 0.14 (python3-torch, for /usr/bin/python3) with
 #           torchinfo added, through a venv that sees the system packages
 # The engine itself needs none of these packages: they are references for the tests.
@@ -12,7 +13,7 @@
 set -euo pipefail
 
 TORCH2_PINS=(torch==2.13.0)
-ORACLE_PINS=(torchinfo==1.8.0 transformers==5.25.0 accelerate==1.16.0)
+ORACLE_PINS=(torchinfo==1.8.0 transformers==5.25.0 accelerate==1.16.0 ruff==0.17.6 mypy==2.4.1)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venvs="${MODEL_LENS_VENVS:-$repo_root/.cache/venvs}"

@@ -43,14 +43,22 @@ const INTEGRATION_FILES = new Set([
   'test/tfjsEngine.test.ts',
   'test/trainingTfjs.test.ts',
 ]);
-const isIntegration = (f) => INTEGRATION_FILES.has(f.split(path.sep).join('/')) || f.endsWith('.integration.test.ts');
+const isIntegration = (f) =>
+  INTEGRATION_FILES.has(f.split(path.sep).join('/')) || f.endsWith('.integration.test.ts');
 
 function run(title, cmd, args, opts = {}) {
   console.log(`\n=== ${title}: ${[cmd, ...args].join(' ')}`);
   const started = Date.now();
-  const r = spawnSync(cmd, args, { cwd: ROOT, env, stdio: opts.capture ? ['ignore', 'inherit', 'pipe'] : 'inherit', encoding: 'utf8' });
+  const r = spawnSync(cmd, args, {
+    cwd: ROOT,
+    env,
+    stdio: opts.capture ? ['ignore', 'inherit', 'pipe'] : 'inherit',
+    encoding: 'utf8',
+  });
   if (opts.capture && r.stderr) process.stderr.write(r.stderr);
-  console.log(`=== ${title}: exit ${r.status ?? r.signal} in ${((Date.now() - started) / 1000).toFixed(1)} s`);
+  console.log(
+    `=== ${title}: exit ${r.status ?? r.signal} in ${((Date.now() - started) / 1000).toFixed(1)} s`,
+  );
   return r;
 }
 
@@ -164,7 +172,9 @@ function testFiles(dir) {
 }
 
 function pythonTests(title, py) {
-  const r = run(title, py, ['-m', 'unittest', 'discover', '-s', 'python/tests', '-t', 'python'], { capture: true });
+  const r = run(title, py, ['-m', 'unittest', 'discover', '-s', 'python/tests', '-t', 'python'], {
+    capture: true,
+  });
   const err = r.stderr ?? '';
   const ran = Number((err.match(/^Ran (\d+) tests?/m) ?? [])[1] ?? 0);
   const bad = err.match(/^FAILED \((.*)\)/m);
@@ -205,7 +215,10 @@ function torchPythons() {
   const found = [];
   for (const p of candidates) {
     try {
-      const version = execFileSync(p, ['-c', 'import torch; print(torch.__version__)'], { env, encoding: 'utf8' }).trim();
+      const version = execFileSync(p, ['-c', 'import torch; print(torch.__version__)'], {
+        env,
+        encoding: 'utf8',
+      }).trim();
       found.push({ path: p, version });
     } catch {
       console.log(`(no torch at ${p})`);
@@ -215,7 +228,10 @@ function torchPythons() {
     // A developer machine without the venvs: whatever the engine's own discovery would use.
     for (const p of ['python3', '/usr/bin/python3', 'python']) {
       try {
-        const version = execFileSync(p, ['-c', 'import torch; print(torch.__version__)'], { env, encoding: 'utf8' }).trim();
+        const version = execFileSync(p, ['-c', 'import torch; print(torch.__version__)'], {
+          env,
+          encoding: 'utf8',
+        }).trim();
         found.push({ path: p, version });
         break;
       } catch {
@@ -252,17 +268,28 @@ for (const stage of stages) {
       failures.push('typecheck');
       failed += 1;
     }
+    // Prettier, typescript-eslint, ruff and mypy over the paths scripts/lint.js lists.
+    const lint = run('lint', process.execPath, [path.join(ROOT, 'scripts', 'lint.js')]);
+    if (lint.status !== 0) {
+      failures.push('lint');
+      failed += 1;
+    }
   } else if (stage === 'node') {
     env.MODEL_LENS_TEST_PYTHONS = testPythons()
       .map((p) => p.path)
       .join(path.delimiter);
     const all = testFiles('test');
-    nodeTests('node unit tests', all.filter((f) => !isIntegration(f)));
+    nodeTests(
+      'node unit tests',
+      all.filter((f) => !isIntegration(f)),
+    );
     nodeTests('node integration tests (engines)', all.filter(isIntegration));
   } else if (stage === 'python') {
     const found = testPythons();
     if (found.length === 0) {
-      console.error('No Python with torch found: run scripts/setup-python.sh (or set MODEL_LENS_TEST_PYTHONS).');
+      console.error(
+        'No Python with torch found: run scripts/setup-python.sh (or set MODEL_LENS_TEST_PYTHONS).',
+      );
       failures.push('python');
       failed += 1;
       continue;
@@ -288,5 +315,7 @@ console.log('');
 if (failures.length) console.log(`failed stages: ${failures.join(', ')}`);
 if (flaky.length) console.log(`flaky (failed once, passed on retry): ${flaky.join('; ')}`);
 const flakyNote = flaky.length ? `, ${flaky.length} flaky` : '';
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}${flakyNote}`);
+console.log(
+  `${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}${flakyNote}`,
+);
 process.exit(failed > 0 || failures.length > 0 ? 1 : 0);

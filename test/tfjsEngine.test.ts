@@ -34,7 +34,7 @@ const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tfjs');
 const IRIS = path.join(ROOT, 'examples', 'iris_mlp.ts');
 const CNN = path.join(ROOT, 'examples', 'small_cnn.ts');
 const REQUEST_TIMEOUT_MS = 60_000;
-/** Time for notifications already on the wire to be delivered. */
+/** After train/stop: time for the run's last progress notification to arrive. */
 const SETTLE_MS = 150;
 
 /**
@@ -221,10 +221,11 @@ describe('iris MLP (4→10→3)', () => {
     const r = await load(IRIS);
     const events: HookEvent[] = [];
     const sub = client.onNotification(hookEventNotification, (e) => events.push(e));
+    // Hook events are sent during the forward pass, before its response, and arrive in order:
+    // each request's answer means its events are already here.
     try {
       const fwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'hidden', kind: 'forward', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 3 });
-      await sleep(SETTLE_MS);
       const mine = events.filter((e) => e.hookId === fwd.hookId);
       assert.equal(mine.length, 3);
       assert.deepEqual(mine[0].tensor.shape, [1, 10]);
@@ -234,7 +235,6 @@ describe('iris MLP (4→10→3)', () => {
 
       const pre = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'forwardPre', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1 });
-      await sleep(SETTLE_MS);
       const inputsSeen = events.filter((e) => e.hookId === pre.hookId);
       assert.equal(inputsSeen.length, 1);
       // The output layer's input is the hidden layer's relu output.
@@ -243,7 +243,6 @@ describe('iris MLP (4→10→3)', () => {
 
       const bwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'backward', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1, backward: true });
-      await sleep(SETTLE_MS);
       const grads = events.filter((e) => e.hookId === bwd.hookId);
       assert.equal(grads.length, 1);
       assert.deepEqual(grads[0].tensor.shape, [1, 3]);
@@ -255,7 +254,6 @@ describe('iris MLP (4→10→3)', () => {
       assert.equal(d.remaining, 0);
       const before = events.length;
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 2, backward: true });
-      await sleep(SETTLE_MS);
       assert.equal(events.length, before, 'no hook events after detach');
       const err = await rejection(client.request(hookAttachRequest, { modelId: r.modelId, path: 'nope', kind: 'forward' }));
       assert.equal(err.kind, 'unknownPath');

@@ -121,7 +121,6 @@ def run_summary(lm, inputs, input_specs, warnings):
             m.training = t
 
     lm.last_outputs = kept
-    lm.last_inputs = list(inputs)
     named = named_tensors(lm)
     index = named.index()
 

@@ -236,12 +236,12 @@ class Server:
 
     def train_start(self, params):
         self._need_trust()
-        from .run_mode import start_run
+        from .training.run import start_run
 
         return start_run(self, params)
 
     def train_stop(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         run = find_run(self, params)
         if not run.active():
@@ -252,7 +252,7 @@ class Server:
         return {"stopped": True}
 
     def train_diagnose(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         return find_run(self, params).diagnosis()
 

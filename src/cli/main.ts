@@ -36,7 +36,7 @@ const USAGE = `Usage:
   model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
   model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
-  model-lens system [--json]
+  model-lens system [--python PATH] [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
 SHAPE is comma- or x-separated, e.g. --input 1,3,224,224 (repeat --input for several inputs).
@@ -45,8 +45,8 @@ Options:
   --model NAME       class, instance or export to use when the file defines several
   --input SHAPE      input shape (default: the file's example input, else inferred)
   --json             machine-readable output on stdout
-  --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
-                     python that can import torch)
+  --python PATH      Python interpreter for .py files and system (default: first of python3,
+                     /usr/bin/python3, python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  per-request limit (default 120)
   --steps N          profile: timed steps (default ${DEFAULT_PROFILE_STEPS})
@@ -267,7 +267,7 @@ export async function main(argv: string[]): Promise<number> {
         await profileCommand(resolveModelFile(rest[0]), opts);
         return EXIT_OK;
       case 'system':
-        await systemCommand(opts.json);
+        await systemCommand({ json: opts.json, python: opts.python });
         return EXIT_OK;
       default:
         throw new UsageError(`unknown command ${command}`);

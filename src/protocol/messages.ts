@@ -10,6 +10,7 @@ import type {
   HookKind,
   InputSpec,
   MemoryInfo,
+  TorchInfo,
   ModelCandidate,
   ModuleNode,
   ModuleTiming,
@@ -395,6 +396,8 @@ export interface SystemInfoResult {
   /** Why `gpus` is empty (no driver, nvidia-smi failing), when it is. */
   gpuError?: string;
   memory: MemoryInfo;
+  /** PyTorch engine: torch's own view of CUDA (version, build, is_available, devices). */
+  torch?: TorchInfo;
 }
 
 /** Facts about the engine's machine and its own memory use. */

@@ -325,6 +325,38 @@ export interface GpuInfo {
   mig?: boolean;
 }
 
+/** One CUDA device as torch sees it (`torch.cuda.get_device_properties`, allocator figures). */
+export interface TorchDevice {
+  index: number;
+  name: string | null;
+  totalBytes: number | null;
+  computeCapability: string | null;
+  /** `torch.cuda.memory_allocated(i)`: 0 until CUDA is initialised. */
+  allocatedBytes: number;
+  /** `torch.cuda.memory_reserved(i)`: what the caching allocator holds from the driver. */
+  reservedBytes: number;
+}
+
+/** torch's own view of CUDA, next to nvidia-smi's: the first check when "my GPU is not used". */
+export interface TorchInfo {
+  /** `torch.__version__` */
+  version: string;
+  /** `torch.version.cuda`: the CUDA the wheel was built with; null for a CPU-only build. */
+  cudaBuild: string | null;
+  /** `torch.version.hip` on ROCm builds. */
+  hipBuild?: string | null;
+  cudnnVersion?: number | null;
+  /** `torch.cuda.is_available()` */
+  cudaAvailable: boolean;
+  /** `torch.cuda.device_count()` when CUDA is available, else 0. */
+  deviceCount: number;
+  devices: TorchDevice[];
+  /** Whether this engine process has initialised CUDA (a context exists), when available. */
+  cudaInitialized?: boolean;
+  /** Why `cudaAvailable` is false: a CPU-only build, or torch's own warning about the driver. */
+  cudaUnavailableReason?: string;
+}
+
 export interface TrainProgressStats {
   /** Optimizer steps taken so far (tfjs: batches). */
   step: number;

@@ -3,9 +3,10 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfTypes from '@tensorflow/tfjs';
-import type { InputSpec, ModelCandidate, SourceLocation } from '../../protocol/types';
+import type { DType, InputSpec, ModelCandidate, SourceLocation } from '../../protocol/types';
 import type { Tf } from './backend';
 import { EngineFailure, fail, messageOf } from './engineError';
+import { checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { importUserFile, readSourceLines, SCRIPT_EXTENSIONS, userCodeFailure } from './userCode';
 
 /** Exports with a meaning of their own, never model candidates. */
@@ -146,6 +147,28 @@ export function resolveInputs(
   exports: Record<string, unknown>,
   requested: number[][] | undefined,
   example: tfTypes.Tensor[] | undefined,
+  dtypes?: (DType | null)[],
+): InputSpec[] {
+  const specs = resolveShapes(model, exports, requested, example);
+  const ranges = idRanges(model);
+  if (dtypes && dtypes.length !== specs.length) {
+    fail('shapeMismatch', `The model has ${specs.length} input(s) but ${dtypes.length} dtype(s) were given`, {
+      expected: `${specs.length} dtypes`,
+      got: `${dtypes.length}`,
+    });
+  }
+  return specs.map((spec, i) => {
+    const asked = dtypes?.[i];
+    const withDtype = asked ? { ...spec, dtype: checkDtype(asked, `input ${i}`) } : spec;
+    return describeIds(withDtype, ranges[i]);
+  });
+}
+
+function resolveShapes(
+  model: tfTypes.LayersModel,
+  exports: Record<string, unknown>,
+  requested: number[][] | undefined,
+  example: tfTypes.Tensor[] | undefined,
 ): InputSpec[] {
   const modelShapes = model.inputs.map((t) => t.shape);
   if (requested) {
@@ -199,6 +222,7 @@ export async function loadModelFile(
   fileParam: string,
   modelName: string | undefined,
   inputShapes: number[][] | undefined,
+  inputDtypes?: (DType | null)[],
 ): Promise<LoadedModel & { file: string }> {
   const file = path.resolve(fileParam);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
@@ -214,7 +238,7 @@ export async function loadModelFile(
       return fail('userCodeError', `${file}: could not load the LayersModel: ${messageOf(err)}`, { location: { file, line: 1 } });
     }
     const candidates: ModelCandidate[] = [{ name: path.basename(file), kind: 'file', location: { file, line: 1 } }];
-    return { file, model, name: model.name, candidates, exports: {}, inputs: resolveInputs(model, {}, inputShapes, undefined), warnings: [] };
+    return { file, model, name: model.name, candidates, exports: {}, inputs: resolveInputs(model, {}, inputShapes, undefined, inputDtypes), warnings: [] };
   }
   if (!SCRIPT_EXTENSIONS.includes(ext)) {
     fail('unsupported', `Cannot load ${ext || 'extension-less'} files as TF.js models: ${file}`, {
@@ -258,7 +282,7 @@ export async function loadModelFile(
   const model = await build(file, exports, chosen);
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
-  const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example);
+  const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example, inputDtypes);
   if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
     warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
   }

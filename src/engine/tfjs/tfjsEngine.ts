@@ -31,12 +31,13 @@ import type {
   TrainStartResult,
 } from '../../protocol/messages';
 import { PROTOCOL_VERSION } from '../../protocol/types';
-import type { EngineInfo } from '../../protocol/types';
+import type { DType, EngineInfo, InputSpec } from '../../protocol/types';
 import { getTf, selectBackend } from './backend';
 import type { Tf } from './backend';
 import { addCallListener, tensorsOf } from './callInterceptor';
 import { fail } from './engineError';
 import { HookManager } from './hooks';
+import { checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
 import { loadModelFile } from './modelLoader';
 import { forwardBackward, makeInputs, predict, predictNamingLayer } from './modelSession';
@@ -148,8 +149,8 @@ export class TfjsEngine {
     return s;
   }
 
-  private async makeSession(file: string, model: string | undefined, inputShapes?: number[][]) {
-    const loaded = await loadModelFile(this.tf, file, model, inputShapes);
+  private async makeSession(file: string, model: string | undefined, inputShapes?: number[][], inputDtypes?: (DType | null)[]) {
+    const loaded = await loadModelFile(this.tf, file, model, inputShapes, inputDtypes);
     const id = `m${this.nextModel++}`;
     const s: ModelSession = {
       id,
@@ -159,6 +160,7 @@ export class TfjsEngine {
       model: loaded.model,
       index: buildLayerIndex(loaded.model),
       inputs: loaded.inputs,
+      idRanges: idRanges(loaded.model),
       example: loaded.example,
       exports: loaded.exports,
       candidates: loaded.candidates,
@@ -181,7 +183,7 @@ export class TfjsEngine {
   async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
-    const { s, loaded } = await this.makeSession(p.file, p.model, p.inputShapes);
+    const { s, loaded } = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
     // A shape that does not fit is reported now, naming the layer, not at the first summary.
     this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s)));
     // "Loading again replaces the previous model."
@@ -210,7 +212,7 @@ export class TfjsEngine {
 
   summary(p: SummaryParams): SummaryResult {
     const s = this.session(p);
-    const specs = p.inputShapes ? p.inputShapes.map((shape, i) => ({ shape, dtype: s.model.inputs[i]?.dtype ?? 'float32', source: 'request' as const })) : s.inputs;
+    const specs = summarySpecs(s, p);
     const { rows, totals } = runSummary(this.tf, s, specs);
     return { rows, totals, inputs: specs, warnings: [] };
   }
@@ -367,6 +369,27 @@ export class TfjsEngine {
   }
 }
 
+
+/** The load-time inputs, with this request's shapes and dtypes where it gives them. */
+function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
+  if (!p.inputShapes && !p.inputDtypes) return s.inputs;
+  const n = p.inputShapes?.length ?? p.inputDtypes?.length ?? 0;
+  if (n !== s.inputs.length) {
+    fail('shapeMismatch', `The model has ${s.inputs.length} input(s) but ${n} were given`, {
+      expected: `${s.inputs.length} inputs`,
+      got: `${n}`,
+    });
+  }
+  return s.inputs.map((spec, i) => {
+    const dtype = p.inputDtypes?.[i];
+    const next: InputSpec = {
+      shape: p.inputShapes?.[i] ?? spec.shape,
+      dtype: dtype ? checkDtype(dtype, `input ${i}`) : spec.dtype,
+      source: 'request',
+    };
+    return describeIds(next, s.idRanges[i]);
+  });
+}
 
 /**
  * TF.js layers carry no creation site; a layer given an explicit name is found by that name

@@ -48,7 +48,7 @@ function concrete(shape: (number | null)[], batch: number): number[] {
 export async function loadAndCheck(params: ModelLoadParams): Promise<Checked> {
   const e = await engine();
   const load = await e.loadModel(params);
-  const summary = e.summary({ modelId: load.modelId });
+  const summary = await e.summary({ modelId: load.modelId });
   const rows = Object.fromEntries(summary.rows.map((r) => [r.path, r]));
   const s = sessionOf(e, load.modelId);
   const model = s.model as tfTypes.LayersModel;
@@ -78,7 +78,7 @@ export async function loadAndCheck(params: ModelLoadParams): Promise<Checked> {
       assert.ok(matches(want as number[], got as number[]), `${p}: ${JSON.stringify(got)} vs tfjs ${JSON.stringify(want)}`);
     }
   }
-  const fwd = e.forward({ modelId: load.modelId });
+  const fwd = await e.forward({ modelId: load.modelId });
   const tf = e.tf;
   const predicted = tf.tidy(() => {
     const xs = summary.inputs.map((spec) => tf.zeros(spec.shape, spec.dtype as tfTypes.DataType));

@@ -25,7 +25,7 @@ describe('embedding inputs', () => {
   test('the synthesized ids are whole numbers in [0, inputDim)', async () => {
     const e = await engine();
     const r = await e.loadModel({ file: file('sentiment.ts'), model: 'cnn' });
-    const x = e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 }, stats: true });
+    const x = await e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 }, stats: true });
     assert.ok((x.stats?.min ?? -1) >= 0 && (x.stats?.max ?? Infinity) < 10000, JSON.stringify(x.stats));
     const s = sessionOf(e, r.modelId);
     const values = e.tf.tidy(() => makeInputs(e.tf, s)[0].dataSync() as Float32Array).slice();
@@ -52,9 +52,9 @@ describe('embedding inputs', () => {
     const e = await engine();
     const r = await e.loadModel({ file: file('sentiment.ts'), model: 'cnn', inputShapes: [[2, 100]], inputDtypes: ['int32'] });
     assert.deepEqual([r.inputs[0].shape, r.inputs[0].dtype], [[2, 100], 'int32']);
-    const x = e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 } });
+    const x = await e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 } });
     assert.equal(x.tensor.dtype, 'int32');
-    const s = e.summary({ modelId: r.modelId, inputDtypes: ['float32'] });
+    const s = await e.summary({ modelId: r.modelId, inputDtypes: ['float32'] });
     assert.equal(s.inputs[0].dtype, 'float32');
     await assert.rejects(
       e.loadModel({ file: file('sentiment.ts'), model: 'cnn', inputDtypes: ['int64'] }),

@@ -24,6 +24,8 @@ export interface ModelSession {
   candidates: ModelCandidate[];
   location?: SourceLocation;
   device: string;
+  /** Weight shards a model.json lists that are not on disk (its weights are placeholders). */
+  weightsMissing: string[];
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {

@@ -1,6 +1,7 @@
 // Every protocol request of the TF.js engine, independent of the transport (main.ts wires it to
 // JSON-RPC over stdio; tests and benches can drive it in-process).
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { collectSystemReport } from '../../system/systemReport';
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
@@ -40,9 +41,13 @@ import { HookManager } from './hooks';
 import { checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
 import { loadModelFile } from './modelLoader';
+import type { LoadedGraph, LoadedModel } from './modelLoader';
 import { forwardBackward, makeInputs, predict, predictNamingLayer } from './modelSession';
 import type { ModelSession } from './modelSession';
-import { runProfile } from './profiler';
+import { graphInputs, graphParameterInfos, newGraphSession } from './graphModel';
+import type { GraphSession } from './graphModel';
+import { attachGraphHook, graphForward, graphInspect, graphProfile, graphSummary, graphUnsupported } from './graphRun';
+import { PROFILE_DEFAULT_STEPS, PROFILE_DEFAULT_WARMUP, PROFILE_MAX_STEPS, runProfile } from './profiler';
 import { runSummary } from './summary';
 import { tensorInfo, tensorStats } from './tensorFacts';
 import { startTrainRun, stopTrainRun } from './training';
@@ -63,6 +68,7 @@ export class TfjsEngine {
   private trusted = false;
   private info: EngineInfo | null = null;
   private readonly models = new Map<string, ModelSession>();
+  private readonly graphs = new Map<string, GraphSession>();
   private readonly runs = new Map<string, TrainRun>();
   private activeRun: TrainRun | null = null;
   private nextModel = 1;
@@ -149,9 +155,17 @@ export class TfjsEngine {
     return s;
   }
 
-  private async makeSession(file: string, model: string | undefined, inputShapes?: number[][], inputDtypes?: (DType | null)[]) {
+  private async makeSession(
+    file: string,
+    model: string | undefined,
+    inputShapes?: number[][],
+    inputDtypes?: (DType | null)[],
+  ): Promise<{ graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }> {
     const loaded = await loadModelFile(this.tf, file, model, inputShapes, inputDtypes);
     const id = `m${this.nextModel++}`;
+    if (loaded.kind === 'graph') {
+      return { graph: newGraphSession(id, loaded, this.device, inputShapes, inputDtypes), loaded };
+    }
     const s: ModelSession = {
       id,
       file: loaded.file,
@@ -166,10 +180,31 @@ export class TfjsEngine {
       candidates: loaded.candidates,
       location: loaded.location,
       device: this.device,
+      weightsMissing: loaded.weightsMissing,
     };
     if (s.location) s.index.modules[0].source = { creation: s.location };
     addCreationLines(s);
     return { s, loaded };
+  }
+
+  /** The graph-model session `ref` names, if it names one. */
+  private graph(ref: { modelId?: string }): GraphSession | undefined {
+    this.requireInit();
+    return ref.modelId ? this.graphs.get(ref.modelId) : undefined;
+  }
+
+  /** "Loading again replaces the previous model" (a model being trained stays). */
+  private replaceModels(): void {
+    for (const old of [...this.models.values()]) {
+      if (this.activeRun?.session === old) continue;
+      this.hooks.detachModel(old.id);
+      this.models.delete(old.id);
+    }
+    for (const old of [...this.graphs.values()]) {
+      this.hooks.detachModel(old.id);
+      old.model.dispose();
+      this.graphs.delete(old.id);
+    }
   }
 
   private requireTrust(): void {
@@ -183,15 +218,20 @@ export class TfjsEngine {
   async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
-    const { s, loaded } = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
+    const made = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
+    if ('graph' in made) {
+      const g = made.graph;
+      // A graph that cannot run is reported now, not at the first summary.
+      if (!g.weightsMissing.length) await graphForward(this.tf, g, 1);
+      this.replaceModels();
+      this.graphs.set(g.id, g);
+      const candidates = [{ name: path.basename(g.file), kind: 'file' as const, location: { file: g.file, line: 1 } }];
+      return { modelId: g.id, file: g.file, name: g.name, type: g.type, candidates, inputs: g.inputs, warnings: made.loaded.warnings };
+    }
+    const { s, loaded } = made;
     // A shape that does not fit is reported now, naming the layer, not at the first summary.
     this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s)));
-    // "Loading again replaces the previous model."
-    for (const old of [...this.models.values()]) {
-      if (this.activeRun?.session === old) continue;
-      this.hooks.detachModel(old.id);
-      this.models.delete(old.id);
-    }
+    this.replaceModels();
     this.models.set(s.id, s);
     return {
       modelId: s.id,
@@ -206,20 +246,32 @@ export class TfjsEngine {
   }
 
   tree(p: ModelRef): ModelTreeResult {
+    const g = this.graph(p);
+    if (g) return { modules: g.index.modules, ...graphParameterInfos(g) };
     const s = this.session(p);
     return { modules: s.index.modules, ...parameterInfos(s.index, s.device) };
   }
 
-  summary(p: SummaryParams): SummaryResult {
+  async summary(p: SummaryParams): Promise<SummaryResult> {
+    const g = this.graph(p);
+    if (g) {
+      const specs = p.inputShapes || p.inputDtypes ? graphInputs(g.model, p.inputShapes ?? g.inputs.map((i) => i.shape), p.inputDtypes) : g.inputs;
+      return graphSummary(this.tf, g, specs);
+    }
     const s = this.session(p);
     const specs = summarySpecs(s, p);
     const { rows, totals } = runSummary(this.tf, s, specs);
     return { rows, totals, inputs: specs, warnings: [] };
   }
 
-  forward(p: ForwardParams): ForwardResult {
-    const s = this.session(p);
+  async forward(p: ForwardParams): Promise<ForwardResult> {
     const steps = Math.max(1, Math.min(FORWARD_MAX_STEPS, p.steps ?? 1));
+    const g = this.graph(p);
+    if (g) {
+      if (p.backward) graphUnsupported('A backward pass', g);
+      return { steps, ...(await graphForward(this.tf, g, steps)) };
+    }
+    const s = this.session(p);
     let outputShapes: number[][] = [];
     const start = performance.now();
     for (let i = 0; i < steps; i++) {
@@ -232,7 +284,9 @@ export class TfjsEngine {
     return { steps, outputShapes, stepMs: (performance.now() - start) / steps };
   }
 
-  inspect(p: TensorInspectParams): TensorInspectResult {
+  async inspect(p: TensorInspectParams): Promise<TensorInspectResult> {
+    const g = this.graph(p);
+    if (g) return graphInspect(this.tf, g, p);
     const s = this.session(p);
     const bins = p.histogramBins;
     const t = p.target;
@@ -289,10 +343,17 @@ export class TfjsEngine {
   }
 
   profile(p: ProfileParams): Promise<ProfileResult> {
+    const g = this.graph(p);
+    if (g) {
+      const steps = Math.max(1, Math.min(PROFILE_MAX_STEPS, p.steps ?? PROFILE_DEFAULT_STEPS));
+      return graphProfile(this.tf, g, p, steps, Math.max(0, p.warmup ?? PROFILE_DEFAULT_WARMUP));
+    }
     return runProfile(this.tf, this.session(p), p);
   }
 
   attachHook(p: HookAttachParams): HookAttachResult {
+    const g = this.graph(p);
+    if (g) return { hookId: attachGraphHook(this.hooks, g, p) };
     const s = this.session(p);
     return { hookId: this.hooks.attach(s, p) };
   }
@@ -305,7 +366,9 @@ export class TfjsEngine {
     this.requireTrust();
     this.requireInit();
     if (this.activeRun) fail('badRequest', `Run ${this.activeRun.id} is still training; stop it first`);
-    const { s } = await this.makeSession(p.file, p.model);
+    const made = await this.makeSession(p.file, p.model);
+    if ('graph' in made) return graphUnsupported('Training', made.graph);
+    const { s } = made;
     this.models.set(s.id, s);
     const id = `r${this.nextRun++}`;
     const run = startTrainRun(
@@ -366,6 +429,8 @@ export class TfjsEngine {
     }
     this.hooks.detach({ all: true });
     this.models.clear();
+    for (const g of this.graphs.values()) g.model.dispose();
+    this.graphs.clear();
   }
 }
 

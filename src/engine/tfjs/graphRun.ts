@@ -10,6 +10,7 @@ import { fail, messageOf } from './engineError';
 import { graphMacs, makeGraphInputs } from './graphModel';
 import type { HookManager } from './hooks';
 import type { GraphSession } from './graphModel';
+import { requireWeights } from './modelJson';
 import { median, OpTotals, TRACE_PID, TRACE_TID, traceKernels, writeTrace } from './kernelTrace';
 import type { KernelRecord, TraceEvent } from './kernelTrace';
 import { elementSize, numelOf, tensorInfo, tensorStats } from './tensorFacts';
@@ -22,15 +23,6 @@ export function graphUnsupported(what: string, s: { file: string }): never {
     location: { file: s.file, line: 1 },
     hint: 'A graph model is frozen inference code; load the Keras/tfjs layers model to train it or see gradients.',
   });
-}
-
-function requireWeights(s: GraphSession, what: string): void {
-  if (s.weightsMissing.length) {
-    fail('fileNotFound', `${what} needs the weights of ${s.file}, and ${s.weightsMissing.join(', ')} is missing`, {
-      location: { file: s.file, line: 1 },
-      hint: 'Put the weight shards listed in weightsManifest next to model.json.',
-    });
-  }
 }
 
 export interface NodeOutputs {

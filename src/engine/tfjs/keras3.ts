@@ -8,6 +8,13 @@ import { fail } from './engineError';
 type Json = unknown;
 type Obj = Record<string, Json>;
 
+/** Keras 3 class names tfjs knows by their Keras 2 name. */
+const CLASS_RENAMES: Record<string, string> = {
+  OrthogonalInitializer: 'Orthogonal',
+  IdentityInitializer: 'Identity',
+  Functional: 'Model',
+};
+
 const isObj = (v: Json): v is Obj => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Keras 3 marks: its version, the wrapped-object keys, `batch_shape` or a DTypePolicy. */
@@ -57,7 +64,8 @@ function convert(file: string, v: Json): Json {
     if (v.class_name === 'DTypePolicy' || v.class_name === 'Policy') {
       return isObj(v.config) && typeof v.config.name === 'string' ? v.config.name : 'float32';
     }
-    const out: Obj = { class_name: v.class_name, config: convert(file, v.config) };
+    const cls = String(v.class_name);
+    const out: Obj = { class_name: CLASS_RENAMES[cls] ?? cls, config: convert(file, v.config) };
     if ('name' in v) out.name = v.name;
     if (Array.isArray(v.inbound_nodes)) {
       const layer = String((isObj(v.config) && v.config.name) ?? v.name ?? '?');
@@ -71,6 +79,9 @@ function convert(file: string, v: Json): Json {
     const name = k === 'batch_shape' ? 'batch_input_shape' : k;
     if ((k === 'input_layers' || k === 'output_layers') && Array.isArray(x) && typeof x[0] === 'string') {
       out[name] = [x];
+    } else if (k === 'output_layers' && isObj(x)) {
+      // Keras 3 names the outputs of a model built with a dict; tfjs keeps their order.
+      out[name] = Object.values(x);
     } else if (k === 'inbound_nodes' && Array.isArray(x)) {
       out[name] = x.map((n) => inboundNode(file, String(v.name ?? '?'), n));
     } else {

@@ -160,3 +160,13 @@ export function missingWeightsWarning(file: string, missing: string[]): string {
     'Structure, shapes and parameter counts come from the topology; running needs the weight files.'
   );
 }
+
+/** Running, profiling and reading values need the real weights; structure does not. */
+export function requireWeights(s: { file: string; weightsMissing: string[] }, what: string): void {
+  if (!s.weightsMissing.length) return;
+  const names = s.weightsMissing.map((m) => path.basename(m)).join(', ');
+  fail('fileNotFound', `${what} needs the weights of ${s.file}, and ${names} ${s.weightsMissing.length === 1 ? 'is' : 'are'} missing`, {
+    location: { file: s.file, line: 1 },
+    hint: `Put the weight files listed in weightsManifest next to ${path.basename(s.file)}.`,
+  });
+}

@@ -41,7 +41,10 @@ export interface LoadedGraph {
 
 /** First line of a tfjs message, without the model config some of them append. */
 export function shortMessage(err: unknown): string {
-  const line = messageOf(err).split('\n')[0].replace(/[{[].{120,}$/s, '…');
+  const line = messageOf(err)
+    .split('\n')[0]
+    .replace(/ This may be due to.*$/, '')
+    .replace(/[{[].{120,}$/s, '…');
   return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}…` : line;
 }
 

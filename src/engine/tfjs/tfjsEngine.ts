@@ -40,6 +40,7 @@ import { fail } from './engineError';
 import { HookManager } from './hooks';
 import { checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
+import { requireWeights } from './modelJson';
 import { loadModelFile } from './modelLoader';
 import type { LoadedGraph, LoadedModel } from './modelLoader';
 import { forwardBackward, makeInputs, predict, predictNamingLayer } from './modelSession';
@@ -56,6 +57,7 @@ import type { TrainRun } from './training';
 
 export const ENGINE_VERSION = '0.1.0';
 export const FORWARD_MAX_STEPS = 1000;
+const WEIGHTS_MISSING_SUMMARY = 'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
 
 export interface EngineEvents {
   hookEvent(e: HookEvent): void;
@@ -261,7 +263,8 @@ export class TfjsEngine {
     const s = this.session(p);
     const specs = summarySpecs(s, p);
     const { rows, totals } = runSummary(this.tf, s, specs);
-    return { rows, totals, inputs: specs, warnings: [] };
+    const warnings = s.weightsMissing.length ? [WEIGHTS_MISSING_SUMMARY] : [];
+    return { rows, totals, inputs: specs, warnings };
   }
 
   async forward(p: ForwardParams): Promise<ForwardResult> {
@@ -272,6 +275,7 @@ export class TfjsEngine {
       return { steps, ...(await graphForward(this.tf, g, steps)) };
     }
     const s = this.session(p);
+    requireWeights(s, 'Running the model');
     let outputShapes: number[][] = [];
     const start = performance.now();
     for (let i = 0; i < steps; i++) {
@@ -297,6 +301,7 @@ export class TfjsEngine {
           candidates: s.index.weights.filter((e) => e.isBuffer === (t.kind === 'buffer')).map((e) => e.name),
         });
       }
+      if (p.stats) requireWeights(s, 'Reading weight values');
       const v = w.variable.read();
       const info = tensorInfo(v.shape, v.dtype, s.device, v, w.isBuffer ? false : w.requiresGrad);
       return { name: w.name, tensor: info, ...(p.stats ? tensorStats(v, bins) : {}) };
@@ -312,6 +317,7 @@ export class TfjsEngine {
       return res!;
     }
     const out = t as { kind: 'output'; path: string; index?: number };
+    requireWeights(s, 'Reading outputs');
     const layer = s.index.layerAt.get(out.path);
     if (!layer) fail('unknownPath', `No module at path '${out.path}'`, { layer: out.path, candidates: s.index.modules.map((m) => m.path) });
     const isRoot = layer === (s.model as unknown as tfTypes.layers.Layer);
@@ -348,7 +354,9 @@ export class TfjsEngine {
       const steps = Math.max(1, Math.min(PROFILE_MAX_STEPS, p.steps ?? PROFILE_DEFAULT_STEPS));
       return graphProfile(this.tf, g, p, steps, Math.max(0, p.warmup ?? PROFILE_DEFAULT_WARMUP));
     }
-    return runProfile(this.tf, this.session(p), p);
+    const s = this.session(p);
+    requireWeights(s, 'Profiling');
+    return runProfile(this.tf, s, p);
   }
 
   attachHook(p: HookAttachParams): HookAttachResult {

@@ -217,6 +217,9 @@ export interface SummaryRow {
   output?: TensorInfo;
   /** Own-or-total following torchinfo: totals for containers, own for leaves. */
   params: number;
+  /** Parameters of this module alone and of its whole subtree (both, for every row). */
+  ownParams?: number;
+  totalParams?: number;
   trainableParams: number;
   /** Multiply-accumulates by torchinfo's rule for leaf layers; 0 where it has none. */
   macs: number;
@@ -238,6 +241,11 @@ export interface SummaryTotals {
   /** torchinfo "Forward/backward pass size": output bytes of leaves, ×2. */
   forwardBackwardBytes: number;
   totalBytes: number;
+  /**
+   * The framework's own count where it differs from ours (tfjs's countParams() includes the
+   * BatchNorm moving statistics we list as buffers), with the sentence that says so.
+   */
+  frameworkCounts?: { params: number; nonTrainableParams: number; note: string };
 }
 
 /** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */

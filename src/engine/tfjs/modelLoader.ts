@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { DType, InputSpec, ModelCandidate, SourceLocation } from '../../protocol/types';
 import type { Tf } from './backend';
+import { namingFailedLayer } from './applyTracker';
 import { EngineFailure, fail, messageOf } from './engineError';
 import { checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { missingWeightsWarning, readModelJson } from './modelJson';
@@ -277,7 +278,7 @@ export async function loadModelFile(
       hint: `Use one of ${SCRIPT_EXTENSIONS.join(' ')} or a model.json.`,
     });
   }
-  const exports = importUserFile(file, tf);
+  const exports = await namingFailedLayer(tf, () => importUserFile(file, tf));
   const candidates = findCandidates(file, exports);
   let chosen: ModelCandidate | undefined;
   if (modelName) {
@@ -311,7 +312,7 @@ export async function loadModelFile(
       });
     }
   }
-  const model = await build(file, exports, chosen);
+  const model = await namingFailedLayer(tf, () => build(file, exports, chosen));
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
   const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example, inputDtypes);

@@ -157,6 +157,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         type: m.type,
         depth: m.depth,
         params: m.totalParams,
+        ownParams: m.ownParams,
         trainableParams: m.trainableParams,
         outputShape: row?.outputShape ?? null,
         output: outputFacts(row?.output),

@@ -227,6 +227,9 @@ export interface SummaryRow {
   output?: TensorInfo;
   /** Own-or-total following torchinfo: totals for containers, own for leaves. */
   params: number;
+  /** Parameters of this module alone and of its whole subtree (both, for every row). */
+  ownParams?: number;
+  totalParams?: number;
   trainableParams: number;
   /**
    * Multiply-accumulates of one forward pass, every call counted. A leaf follows torchinfo 1.8's
@@ -259,6 +262,11 @@ export interface SummaryTotals {
    * are not in it (torchinfo leaves them out too); they are reported in `bufferBytes`.
    */
   totalBytes: number;
+  /**
+   * The framework's own count where it differs from ours (tfjs's countParams() includes the
+   * BatchNorm moving statistics we list as buffers), with the sentence that says so.
+   */
+  frameworkCounts?: { params: number; nonTrainableParams: number; note: string };
 }
 
 /** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */

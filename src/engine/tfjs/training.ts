@@ -83,6 +83,9 @@ export function startTrainRun(
   let totalEpochs: number | null = params.epochs ?? null;
   let pending: [number, number][] = [];
   let lastSent = 0;
+  /** Warnings not yet sent; the first non-finite loss adds one (as the PyTorch engine does). */
+  let unsent: string[] = [];
+  let nanStep: number | null = null;
 
   const progress = (state: TrainProgress['state'], extra: Partial<TrainProgress> = {}): void => {
     run.state = state;
@@ -103,7 +106,9 @@ export function startTrainRun(
       gradEnabled: true,
       modelId: s.id,
       ...extra,
+      ...(unsent.length || extra.warnings ? { warnings: [...unsent, ...(extra.warnings ?? [])] } : {}),
     });
+    unsent = [];
     pending = [];
     lastSent = performance.now();
   };
@@ -120,7 +125,14 @@ export function startTrainRun(
       const loss = logs?.loss;
       if (typeof loss === 'number') pending.push([run.step, loss]);
       if (run.stopRequested) model.stopTraining = true;
-      if (performance.now() - lastSent >= TRAIN_PROGRESS_INTERVAL_MS) progress('running');
+      if (typeof loss === 'number' && !Number.isFinite(loss) && nanStep === null) {
+        nanStep = run.step;
+        unsent.push(
+          `The loss became ${loss} at step ${run.step}; the model's weights are probably ruined from there on ` +
+            '(check the learning rate, the inputs and log/divide operations).',
+        );
+        progress('running');
+      } else if (performance.now() - lastSent >= TRAIN_PROGRESS_INTERVAL_MS) progress('running');
     },
   });
 

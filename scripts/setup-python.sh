@@ -24,9 +24,9 @@ make_torch2() {
   stamp="${stamp// /_}"
   [ -f "$stamp" ] && return 0
   local py="${MODEL_LENS_TORCH2_BASE_PYTHON:-python3}"
-  log "torch2: $py -m venv $dir; pip install ${TORCH2_PINS[*]}, then ${ORACLE_PINS[*]}"
-  rm -rf "$dir"
-  "$py" -m venv "$dir"
+  log "torch2: venv $dir (made with $py if missing); pip install ${TORCH2_PINS[*]}, then ${ORACLE_PINS[*]}"
+  # An existing venv is topped up, not rebuilt: pip leaves what is already at its pin alone.
+  [ -x "$dir/bin/pip" ] || "$py" -m venv "$dir"
   "$dir/bin/pip" install -q --disable-pip-version-check "${TORCH2_PINS[@]}"
   "$dir/bin/pip" install -q --disable-pip-version-check "${TORCH2_PINS[@]}" "${ORACLE_PINS[@]}"
   "$dir/bin/python" -c 'import torch, torchinfo, transformers; print("torch", torch.__version__)' >&2

@@ -42,14 +42,15 @@ const MYPY_STRICT_PATHS = [
   'python/model_lens_engine/protocol_types.py',
 ];
 /**
- * Python checked by plain mypy (annotations where there are some, obvious errors everywhere),
- * its imports not followed: torch is not analysed. Widen as modules get clean.
+ * The whole engine under plain mypy (annotations where there are some, obvious errors
+ * everywhere), torch and torchvision not analysed, less the modules that still fail (their
+ * feature-detection fallbacks assign None to a class). Shrink the list as they get clean.
  */
-const MYPY_PATHS = [
-  'python/model_lens_engine/output.py',
-  'python/model_lens_engine/rpc.py',
-  'python/model_lens_engine/training/counters.py',
-  'python/model_lens_engine/training/diagnosis.py',
+const MYPY_PATHS = ['python/model_lens_engine'];
+const MYPY_NOT_YET = [
+  'python/model_lens_engine/profiling.py',
+  'python/model_lens_engine/tensors.py',
+  'python/model_lens_engine/training/instrument.py',
 ];
 
 /**
@@ -108,7 +109,9 @@ if (!fs.existsSync(LINT_PYTHON)) {
   const formatArgs = fix ? [] : ['--check'];
   run('ruff format', LINT_PYTHON, [...ruff, 'format', ...ruffCache, ...formatArgs, ...PY_PATHS]);
   run('mypy --strict', LINT_PYTHON, [...mypy, '--strict', ...MYPY_STRICT_PATHS]);
-  run('mypy', LINT_PYTHON, [...mypy, '--follow-imports=skip', ...MYPY_PATHS]);
+  const notYet = MYPY_NOT_YET.flatMap((p) => ['--exclude', `^${p.replace(/\./g, '\\.')}$`]);
+  const skipTorch = ['--follow-imports=skip', '--ignore-missing-imports'];
+  run('mypy', LINT_PYTHON, [...mypy, ...skipTorch, ...notYet, ...MYPY_PATHS]);
 }
 
 process.exit(failed ? 1 : 0);

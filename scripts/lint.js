@@ -37,9 +37,20 @@ const PY_PATHS = [
   'python/tests/test_protocol.py',
 ];
 /** Python type-checked by mypy --strict. */
-const MYPY_PATHS = [
+const MYPY_STRICT_PATHS = [
   'python/model_lens_engine/protocol.py',
   'python/model_lens_engine/protocol_types.py',
+];
+/**
+ * The whole engine under plain mypy (annotations where there are some, obvious errors
+ * everywhere), torch and torchvision not analysed, less the modules that still fail (their
+ * feature-detection fallbacks assign None to a class). Shrink the list as they get clean.
+ */
+const MYPY_PATHS = ['python/model_lens_engine'];
+const MYPY_NOT_YET = [
+  'python/model_lens_engine/profiling.py',
+  'python/model_lens_engine/tensors.py',
+  'python/model_lens_engine/training/instrument.py',
 ];
 
 /**
@@ -89,10 +100,18 @@ if (!fs.existsSync(LINT_PYTHON)) {
   console.log(`--- no ${LINT_PYTHON}: run scripts/setup-python.sh (it installs ruff and mypy)`);
   failed += 1;
 } else {
+  // Caches under .cache/ (ignored by git) rather than in the repository root.
   const ruff = ['-m', 'ruff'];
-  run('ruff check', LINT_PYTHON, [...ruff, 'check', ...(fix ? ['--fix'] : []), ...PY_PATHS]);
-  run('ruff format', LINT_PYTHON, [...ruff, 'format', ...(fix ? [] : ['--check']), ...PY_PATHS]);
-  run('mypy', LINT_PYTHON, ['-m', 'mypy', '--strict', ...MYPY_PATHS]);
+  const ruffCache = ['--cache-dir', path.join('.cache', 'ruff')];
+  const mypy = ['-m', 'mypy', '--cache-dir', path.join('.cache', 'mypy')];
+  const fixArgs = fix ? ['--fix'] : [];
+  run('ruff check', LINT_PYTHON, [...ruff, 'check', ...ruffCache, ...fixArgs, ...PY_PATHS]);
+  const formatArgs = fix ? [] : ['--check'];
+  run('ruff format', LINT_PYTHON, [...ruff, 'format', ...ruffCache, ...formatArgs, ...PY_PATHS]);
+  run('mypy --strict', LINT_PYTHON, [...mypy, '--strict', ...MYPY_STRICT_PATHS]);
+  const notYet = MYPY_NOT_YET.flatMap((p) => ['--exclude', `^${p.replace(/\./g, '\\.')}$`]);
+  const skipTorch = ['--follow-imports=skip', '--ignore-missing-imports'];
+  run('mypy', LINT_PYTHON, [...mypy, ...skipTorch, ...notYet, ...MYPY_PATHS]);
 }
 
 process.exit(failed ? 1 : 0);

@@ -32,16 +32,22 @@ const failures = [];
 const flaky = [];
 
 /**
- * Node test files that start engine processes (integration); the rest are unit tests. A file
- * named `*.integration.test.ts` is integration too — the convention new files should follow.
+ * Node test files that run an engine (a process, or the TF.js engine in-process) or a framework
+ * (torch, tfjs) are integration tests; the rest are unit tests. A file named
+ * `*.integration.test.ts` is integration too — the convention new files should follow.
  */
 const INTEGRATION_FILES = new Set([
   'test/cli.test.ts',
   'test/cliRun.test.ts',
   'test/conformance.test.ts',
+  'test/systemTorch.test.ts',
   'test/tfjsDiagnosis.test.ts',
   'test/tfjsEngine.test.ts',
+  'test/tfjsGraphModels.test.ts',
+  'test/tfjsModelJson.test.ts',
+  'test/tfjsModels.test.ts',
   'test/trainingTfjs.test.ts',
+  'test/wasmGradients.test.ts',
 ]);
 const isIntegration = (f) =>
   INTEGRATION_FILES.has(f.split(path.sep).join('/')) || f.endsWith('.integration.test.ts');

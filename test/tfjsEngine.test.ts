@@ -39,8 +39,8 @@ const REQUEST_TIMEOUT_MS = 60_000;
 const SETTLE_MS = 150;
 
 /**
- * Bundles the engine exactly as esbuild.js does (same entry, externals and format) so these tests
- * always run the current sources even while other parts of `npm run build` are mid-edit.
+ * Bundles the engine with esbuild.js's own configuration so these tests always run the current
+ * sources even while other parts of `npm run build` are mid-edit.
  */
 function newestSource(dir: string): number {
   let newest = 0;
@@ -58,23 +58,12 @@ function buildEngine(): void {
   // Other suites may be starting dist/engine.js right now: rewrite it only when it is stale.
   if (wasmOk && fs.existsSync(bundle) && fs.statSync(bundle).mtimeMs >= sources) return;
   const esbuild = require('esbuild') as typeof import('esbuild');
-  esbuild.buildSync({
-    absWorkingDir: ROOT,
-    bundle: true,
-    sourcemap: 'linked',
-    logLevel: 'warning',
-    legalComments: 'none',
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    external: ['vscode', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'esbuild'],
-    entryPoints: { engine: 'src/engine/main.ts' },
-    outdir: path.join(ROOT, 'dist'),
-  });
-  const from = path.join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
-  const to = path.join(ROOT, 'dist', 'wasm');
-  fs.mkdirSync(to, { recursive: true });
-  for (const f of fs.readdirSync(from)) if (f.endsWith('.wasm')) fs.copyFileSync(path.join(from, f), path.join(to, f));
+  const config = require(path.join(ROOT, 'esbuild.js')) as {
+    engineBuild(): import('esbuild').BuildOptions;
+    copyWasm(): void;
+  };
+  esbuild.buildSync(config.engineBuild());
+  config.copyWasm();
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));

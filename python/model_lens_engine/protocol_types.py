@@ -87,6 +87,8 @@ class InitializeResult(TypedDict):
 
 class _SummaryRowOptional(TypedDict, total=False):
     output: Dict[str, object]  # TensorInfo
+    ownParams: int
+    totalParams: int
     note: str
 
 
@@ -104,7 +106,17 @@ class SummaryRow(_SummaryRowOptional):
     ran: bool
 
 
-class SummaryTotals(TypedDict):
+class FrameworkCounts(TypedDict):
+    params: int
+    nonTrainableParams: int
+    note: str
+
+
+class _SummaryTotalsOptional(TypedDict, total=False):
+    frameworkCounts: FrameworkCounts
+
+
+class SummaryTotals(_SummaryTotalsOptional):
     params: int
     trainableParams: int
     nonTrainableParams: int

@@ -278,11 +278,15 @@ export interface TrainStopParams {
   runId: string;
 }
 
+export interface TrainStopResult {
+  stopped: boolean;
+}
+
 /**
  * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
  * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
  */
-export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
+export const trainStopRequest = new RequestType<TrainStopParams, TrainStopResult, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {
   runId: string;

@@ -266,7 +266,13 @@ export interface SummaryTotals {
    * The framework's own count where it differs from ours (tfjs's countParams() includes the
    * BatchNorm moving statistics we list as buffers), with the sentence that says so.
    */
-  frameworkCounts?: { params: number; nonTrainableParams: number; note: string };
+  frameworkCounts?: FrameworkCounts;
+}
+
+export interface FrameworkCounts {
+  params: number;
+  nonTrainableParams: number;
+  note: string;
 }
 
 /** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */

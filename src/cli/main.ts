@@ -13,7 +13,7 @@ import {
   type ModelTreeResult,
   type SummaryResult,
 } from '../protocol/messages';
-import type { TensorInfo } from '../protocol/types';
+import type { InputRequest, TensorInfo } from '../protocol/types';
 import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
@@ -28,17 +28,20 @@ const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
-  model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
+  model-lens inspect FILE [--model NAME] [--input INPUT]... [--json]
+  model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
   model-lens system [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
-SHAPE is comma- or x-separated, e.g. --input 1,3,224,224 (repeat --input for several inputs).
+INPUT is [NAME=]SHAPE[:DTYPE]: SHAPE comma- or x-separated, e.g. --input 1,3,224,224; DTYPE
+float32 (default; int64 for a model whose first layer is an Embedding), int64, float16, bool...;
+NAME passes it as that keyword argument of forward(). Repeat --input for several inputs, e.g.
+--input input_ids=1,128:int64 --input attention_mask=1,128:int64.
 
 Options:
   --model NAME       class, instance or export to use when the file defines several
-  --input SHAPE      input shape (default: the file's example input, else inferred)
+  --input INPUT      an input (default: the file's example input, else inferred)
   --json             machine-readable output on stdout
   --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
                      python that can import torch)
@@ -84,6 +87,44 @@ export function parseShape(text: string): number[] {
     throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
   }
   return dims;
+}
+
+const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const INPUT_DTYPE = /^[a-z]+[0-9]*$/;
+
+/** `[NAME=]SHAPE[:DTYPE]`, e.g. `input_ids=1,128:int64`. */
+export function parseInput(text: string): InputRequest {
+  let rest = text.trim();
+  let name: string | undefined;
+  const eq = rest.indexOf('=');
+  if (eq >= 0) {
+    name = rest.slice(0, eq).trim();
+    rest = rest.slice(eq + 1);
+    if (!INPUT_NAME.test(name)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
+    }
+  }
+  let dtype: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon >= 0) {
+    dtype = rest.slice(colon + 1).trim().toLowerCase();
+    rest = rest.slice(0, colon);
+    if (!INPUT_DTYPE.test(dtype)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
+    }
+  }
+  const input: InputRequest = { shape: parseShape(rest) };
+  if (dtype) input.dtype = dtype;
+  if (name) input.name = name;
+  return input;
+}
+
+/** Load params for --input flags: plain shapes for every engine, `inputs` when a dtype or name is given. */
+export function inputParams(flags: string[] | undefined): { inputShapes?: number[][]; inputs?: InputRequest[] } {
+  if (!flags?.length) return {};
+  const inputs = flags.map(parseInput);
+  const plain = inputs.every((i) => i.dtype === undefined && i.name === undefined);
+  return plain ? { inputShapes: inputs.map((i) => i.shape) } : { inputShapes: inputs.map((i) => i.shape), inputs };
 }
 
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
@@ -138,7 +179,7 @@ function requestTimeout(opts: Options): number | undefined {
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
   const loaded = await client.request(
     modelLoadRequest,
-    { file, model: opts.model, inputShapes: opts.input?.map(parseShape) },
+    { file, model: opts.model, ...inputParams(opts.input) },
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {

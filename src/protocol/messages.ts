@@ -8,6 +8,7 @@ import type {
   GpuInfo,
   Histogram,
   HookKind,
+  InputRequest,
   InputSpec,
   MemoryInfo,
   ModelCandidate,
@@ -59,6 +60,8 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
+  /** Inputs with dtype and keyword name; wins over `inputShapes` (PyTorch engine). */
+  inputs?: InputRequest[];
 }
 
 export interface ModelLoadResult {
@@ -96,6 +99,8 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
+  /** Overrides the load-time inputs with dtype and keyword name (PyTorch engine). */
+  inputs?: InputRequest[];
 }
 
 export interface SummaryResult {

@@ -1,0 +1,87 @@
+"""torchinfo (1.8.0, from PyPI) as the oracle: torchinfo.summary and the engine's summary pass on
+the same torchvision classification models and the same input, compared on parameters, trainable
+parameters, mult-adds, "Forward/backward pass size" bytes, and every layer's output shape and
+mult-adds by module path.
+
+Runs only on interpreters with torchvision (scripts/test.js: torch1 = Debian torch 1.13 +
+torchvision 0.14, vision2 = torch 2.14.1 + torchvision 0.29.1). Inputs are small (64×64) where
+the architecture allows: torchinfo's figures scale with the input, and the comparison is exact at
+any size. ViT needs its 224×224 and inception_v3 its 299×299.
+"""
+
+import os
+import sys
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import torch  # noqa: E402
+import torchinfo  # noqa: E402
+import torchvision  # noqa: E402
+
+from in_process import rows_by_path, summary  # noqa: E402
+
+SMALL = (1, 3, 64, 64)
+# Every model here exists in torchvision 0.14 and 0.29; built with random weights (never
+# downloaded), compared at the input size after its name.
+ZOO = [
+    ("resnet18", SMALL), ("resnet34", SMALL), ("resnet50", SMALL), ("resnext50_32x4d", SMALL),
+    ("wide_resnet50_2", SMALL), ("alexnet", SMALL), ("squeezenet1_0", SMALL), ("squeezenet1_1", SMALL),
+    ("densenet121", SMALL), ("mobilenet_v2", SMALL), ("mobilenet_v3_small", SMALL),
+    ("mobilenet_v3_large", SMALL), ("mnasnet0_5", SMALL), ("mnasnet1_0", SMALL),
+    ("shufflenet_v2_x0_5", SMALL), ("shufflenet_v2_x1_0", SMALL), ("efficientnet_b0", SMALL),
+    ("efficientnet_b1", SMALL), ("efficientnet_v2_s", SMALL), ("regnet_x_400mf", SMALL),
+    ("regnet_y_400mf", SMALL), ("regnet_x_800mf", SMALL), ("regnet_y_800mf", SMALL),
+    ("regnet_y_1_6gf", SMALL), ("convnext_tiny", SMALL), ("swin_t", SMALL), ("vgg11", SMALL),
+    ("googlenet", SMALL), ("vit_b_32", (1, 3, 224, 224)), ("vit_b_16", (1, 3, 224, 224)),
+    ("inception_v3", (1, 3, 299, 299)),
+]
+BUILD_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
+              "inception_v3": {"aux_logits": False, "init_weights": False}}
+
+
+def compare(test, model, x):
+    model.eval()
+    ti = torchinfo.summary(model, input_data=[x], verbose=0, device="cpu", mode="eval")
+    ours = summary(model, (x,))
+    t = ours["totals"]
+    test.assertEqual(t["params"], ti.total_params, "params")
+    test.assertEqual(t["trainableParams"], ti.trainable_params, "trainable params")
+    test.assertEqual(t["macs"], ti.total_mult_adds, "mult-adds")
+    test.assertEqual(t["forwardBackwardBytes"], ti.total_output_bytes, "forward/backward bytes")
+    path_of = {}
+    for p, m in model.named_modules():
+        path_of.setdefault(id(m), p)
+    rows = rows_by_path(ours)
+    last = {}
+    macs = {}
+    for li in ti.summary_list:
+        p = path_of.get(id(li.module))
+        if p is None:
+            continue
+        last[p] = li
+        if li.is_leaf_layer:
+            macs[p] = macs.get(p, 0) + li.macs
+    test.assertGreater(len(last), 10)
+    for p, li in last.items():
+        shape = rows[p]["outputShape"]
+        if shape and isinstance(shape[0], list):
+            shape = shape[0]
+        test.assertEqual(shape, li.output_size, "output shape of %s" % (p or "(root)"))
+    for p, n in macs.items():
+        test.assertEqual(rows[p]["macs"], n, "mult-adds of %s" % p)
+    return ours
+
+
+class TorchvisionOracleTest(unittest.TestCase):
+    def test_zoo_matches_torchinfo(self):
+        self.assertGreaterEqual(len(ZOO), 30)
+        for name, size in ZOO:
+            with self.subTest(model=name):
+                torch.manual_seed(0)
+                model = getattr(torchvision.models, name)(**BUILD_ARGS.get(name, {}))
+                compare(self, model, torch.randn(*size))
+
+
+if __name__ == "__main__":
+    unittest.main()

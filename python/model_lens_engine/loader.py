@@ -2,6 +2,7 @@
 an input for it, and turning what user code raises into protocol errors."""
 
 import ast
+import contextlib
 import inspect
 import os
 import re
@@ -87,6 +88,7 @@ class LoadedModel:
         self.last_outputs = {}
         self.last_inputs = []
         self.wrapper = None
+        self.meta = False
 
 
 def _class_location(cls):
@@ -332,9 +334,62 @@ def materialize_lazy(lm):
                        "with input %s." % (lm.name, ", ".join(str(list(t.shape)) for t in lm.inputs)))
 
 
-def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_device=False):
+META_NEEDS = ("torch.device as a context manager (torch 2.0 and later), which builds every module "
+              "of the file on the meta device; this torch is %s")
+
+
+def meta_supported():
+    return hasattr(torch.device, "__enter__")
+
+
+def device_scope(meta):
+    """torch.device("meta") as the default device while user code builds its model: parameters
+    get shapes and no memory, even for a module-level `model = LlamaForCausalLM(config)`."""
+    return torch.device("meta") if meta else contextlib.nullcontext()
+
+
+def _out_of_memory(e):
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+        "can't allocate memory" in str(e) or "not enough memory" in str(e)))
+
+
+class _OutOfMemory(Exception):
+    """Building the model ran out of host memory: load() tries again on the meta device."""
+
+    def __init__(self, exc, scope, what):
+        super().__init__(str(exc))
+        self.fault = _user_exception(exc, scope, what)
+
+
+def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_device=False, device=None):
     """`input_requests`: [(shape, dtype or None, keyword name or None)] (inputs.requests_of), or
-    plain shapes."""
+    plain shapes. `device="meta"` builds the model with no weight memory (torch 2.x); a model
+    whose weights do not fit in memory is built on the meta device without being asked."""
+    if device not in (None, "meta"):
+        from .errors import bad_request
+
+        raise bad_request("device must be \"meta\" or absent, got %r" % (device,))
+    meta = device == "meta"
+    path = os.path.abspath(path)
+    if meta and not meta_supported():
+        raise user_fault("unsupported", "--device meta needs " + META_NEEDS % torch.__version__,
+                         got=torch.__version__, expected="torch 2.x")
+    try:
+        return _load(path, wanted, input_requests, engine_device, move_to_device, meta)
+    except _OutOfMemory as oom:
+        if not meta_supported():
+            raise oom.fault
+        import gc
+
+        gc.collect()
+        lm = _load(path, wanted, input_requests, engine_device, move_to_device, True)
+        lm.warnings.insert(0, "%s did not fit in memory (%s); it was built on the meta device "
+                              "instead: shapes, parameters and mult-adds without weights or values."
+                           % (os.path.basename(path), str(oom).split("\n")[0]))
+        return lm
+
+
+def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise user_fault("fileNotFound", "No such file: %s" % path, location=None, got=path)
@@ -367,12 +422,14 @@ def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_de
     sys.modules[modname] = user_module
     recorder = CreationRecorder(scope)
     try:
-        with recorder:
+        with recorder, device_scope(meta):
             exec(code, user_module.__dict__)
     except BaseException as e:  # noqa: B902 - SystemExit and KeyboardInterrupt from user code too
         sys.modules.pop(modname, None)
         if isinstance(e, KeyboardInterrupt):
             raise
+        if not meta and _out_of_memory(e):
+            raise _OutOfMemory(e, scope, "importing %s" % os.path.basename(path))
         raise _user_exception(e, scope, "importing %s" % os.path.basename(path))
 
     classes, instances = find_candidates(user_module, modname, tree, path)
@@ -401,19 +458,22 @@ def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_de
                 hint="Give the arguments defaults, or add a module-level instance such as `model = %s(...)`." % cand["name"],
             )
         try:
-            with recorder:
+            with recorder, device_scope(meta):
                 obj = obj()
         except BaseException as e:  # noqa: B902
             if isinstance(e, KeyboardInterrupt):
                 raise
+            if not meta and _out_of_memory(e):
+                raise _OutOfMemory(e, scope, "building %s()" % cand["name"])
             raise _user_exception(e, scope, "building %s()" % cand["name"])
         if not isinstance(obj, nn.Module):
             raise user_fault("noModel", "%s() did not return an nn.Module" % cand["name"], location=cand.get("location"))
     module, wrapper = unwrap(obj)
     lm.wrapper = wrapper
+    lm.meta = meta
     if wrapper:
         lm.warnings.append(WRAPPER_NOTES[wrapper] % cand["name"])
-    if move_to_device:
+    if move_to_device and not meta:
         module.to(engine_device)
     lm.module = module
     lm.device = _pick_device(module, engine_device)

@@ -268,7 +268,7 @@ class Server:
         from .inputs import requests_of
 
         lm = loader.load(file, params.get("model"), requests_of(params), self.device,
-                         move_to_device=self.device != "cpu")
+                         move_to_device=self.device != "cpu", device=params.get("device"))
         if self.lm is not None:
             self.hooks.detach(all_hooks=True)
             self.lm = None
@@ -286,6 +286,8 @@ class Server:
         }
         if lm.location:
             result["location"] = lm.location
+        if lm.meta:
+            result["meta"] = True
         for w in lm.warnings:
             self.log("warn", w)
         return result
@@ -409,6 +411,9 @@ class Server:
             raise bad_request("target.kind must be parameter, buffer, output or input")
         named = named_tensors(lm)
         result = {"name": name, "tensor": tensor_info(t, name, named)}
+        if params.get("stats") and t.device.type == "meta":
+            raise user_fault("unsupported", "%s is a meta tensor (the model was built on the meta "
+                             "device): it has a shape but no values for statistics." % name)
         if params.get("stats"):
             result["stats"] = tensor_stats(t)
             result["histogram"] = histogram(t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS)
@@ -418,6 +423,9 @@ class Server:
 
     def profile_run(self, params):
         lm = self._model(params)
+        if lm.meta:
+            raise user_fault("unsupported", "%s is built on the meta device (no weights, no values): "
+                             "there is nothing to time. Profile it on a real device." % lm.name)
         import torch
         from . import profiling as P
         from .summary import _tensors_of, forward_inputs_or_fail

@@ -10,7 +10,7 @@ import torch.nn as nn
 from . import flops
 from .counting import counts, effective, is_leaf, is_scripted, owned_params, type_name
 from .inputs import call
-from .loader import classify_forward_error
+from .loader import classify_forward_error, device_scope
 from .tensors import tensor_info
 from .tree import canonical_paths, named_tensors
 
@@ -244,7 +244,8 @@ def run_summary(lm, inputs, input_specs, warnings):
             if counter is not None:
                 handles.append(m.register_forward_pre_hook(make_pre(id(m))))
         root.eval()
-        with full_module_path(root) as grad_on[0], (counter if counter is not None else contextlib.nullcontext()):
+        with full_module_path(root) as grad_on[0], device_scope(getattr(lm, "meta", False)), \
+                (counter if counter is not None else contextlib.nullcontext()):
             if counter is not None and is_scripted(root):
                 counter.enter(id(root))
             try:

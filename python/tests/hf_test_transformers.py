@@ -111,6 +111,25 @@ class HuggingFaceTest(unittest.TestCase):
         # T5 shares one embedding between encoder, decoder and the input: one Parameter.
         self.assertIn("encoder.embed_tokens.weight", params["shared.weight"]["aliases"])
 
+    def test_meta_device_allocates_no_weights(self):
+        # The file builds `model = LlamaForCausalLM(config)` at import; under device "meta" the
+        # engine imports it inside torch.device("meta"): same tree and counts, no weight memory.
+        e = self.engine
+        r = e.request("model/load", {"file": fx("meta_llama_model.py"), "device": "meta"})
+        self.assertTrue(r["meta"])
+        tree = e.request("model/tree", {"modelId": r["modelId"]})
+        self.assertTrue(all(p["tensor"]["device"] == "meta" for p in tree["parameters"]))
+        self.assertTrue(all("storage" not in p["tensor"] for p in tree["parameters"]))
+        s = e.request("model/summary", {"modelId": r["modelId"]})
+        model = fixture_model("meta_llama_model.py").model
+        self.assertEqual(s["totals"]["params"], torch_count(model))
+        rows = {row["path"]: row for row in s["rows"]}
+        self.assertEqual(rows["lm_head"]["outputShape"], [1, 8, 256])
+        cpu = e.request("model/load", {"file": fx("meta_llama_model.py")})
+        s_cpu = e.request("model/summary", {"modelId": cpu["modelId"]})
+        self.assertEqual(s["totals"]["executedMacs"], s_cpu["totals"]["executedMacs"])
+        self.assertEqual(s["totals"]["macs"], s_cpu["totals"]["macs"])
+
     def test_vit(self):
         r, tree, s, rows, model = self.inspect_and_profile("hf_vit_model.py", "ViTForImageClassification")
         self.assertEqual(rows["classifier"]["outputShape"], [1, 10])

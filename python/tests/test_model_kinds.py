@@ -182,6 +182,34 @@ class ModelKindsTest(unittest.TestCase):
         self.assertIn("int65", str(cm.exception))
 
 
+class MetaDeviceTest(unittest.TestCase):
+    """Weights that do not fit: built on the meta device where torch can (torch.device as a
+    context manager, torch 2.x); on 1.13 the allocation error names the layer's file and line."""
+
+    def test_weights_that_do_not_fit_are_built_on_meta(self):
+        e = EngineProcess()
+        try:
+            if hasattr(torch.device, "__enter__"):
+                r = e.request("model/load", {"file": fx("huge_model.py")})
+                self.assertTrue(r["meta"])
+                self.assertIn("did not fit in memory", r["warnings"][0])
+                self.assertEqual(r["inputs"][0]["shape"], [1, 400_000])
+                s = e.request("model/summary", {"modelId": r["modelId"]})
+                self.assertEqual(s["totals"]["params"], 400_000 * 400_000 + 400_000)
+                self.assertEqual(s["totals"]["executedMacs"], 400_000 * 400_000)
+                self.assertEqual({row["path"]: row for row in s["rows"]}["fc"]["outputShape"], [1, 400_000])
+                with self.assertRaises(RpcError) as cm:
+                    e.request("profile/run", {"modelId": r["modelId"], "steps": 1})
+                self.assertEqual(cm.exception.kind, "unsupported")
+            else:
+                with self.assertRaises(RpcError) as cm:
+                    e.request("model/load", {"file": fx("huge_model.py")})
+                self.assertIn("can't allocate memory", str(cm.exception))
+                self.assertEqual(cm.exception.data["location"]["line"], 9)
+        finally:
+            e.close()
+
+
 class CompiledModelTest(unittest.TestCase):
     """torch.compile exists from torch 2.0; on 1.13 the fixture cannot be built, which the
     other test says in the engine's words."""

@@ -36,6 +36,10 @@ ZOO = [
     ("googlenet", SMALL), ("vit_b_32", (1, 3, 224, 224)), ("vit_b_16", (1, 3, 224, 224)),
     ("inception_v3", (1, 3, 299, 299)),
 ]
+# torchvision's documented GFLOPS (its model docs' multiply-add counts of the ops that run) for the
+# models compared here at their documented input size: the executed count must be within 1%.
+DOCUMENTED_GMACS = {"vit_b_16": 17.56, "vit_b_32": 4.41, "inception_v3": 5.71}
+DOCUMENTED_TOLERANCE = 0.01
 BUILD_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
               "inception_v3": {"aux_logits": False, "init_weights": False}}
 
@@ -80,7 +84,11 @@ class TorchvisionOracleTest(unittest.TestCase):
             with self.subTest(model=name):
                 torch.manual_seed(0)
                 model = getattr(torchvision.models, name)(**BUILD_ARGS.get(name, {}))
-                compare(self, model, torch.randn(*size))
+                ours = compare(self, model, torch.randn(*size))
+                if name in DOCUMENTED_GMACS:
+                    got = ours["totals"]["executedMacs"] / 1e9
+                    self.assertLess(abs(got / DOCUMENTED_GMACS[name] - 1), DOCUMENTED_TOLERANCE,
+                                    "%s executed %.3f G vs documented %.2f" % (name, got, DOCUMENTED_GMACS[name]))
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input INPUT]... [--json]
+  model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--json]
   model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
   model-lens system [--json]
@@ -42,6 +42,8 @@ NAME passes it as that keyword argument of forward(). Repeat --input for several
 Options:
   --model NAME       class, instance or export to use when the file defines several
   --input INPUT      an input (default: the file's example input, else inferred)
+  --device meta      inspect: build the model on torch's meta device (torch 2.x): shapes, params
+                     and mult-adds with no weight memory (automatic when the weights do not fit)
   --json             machine-readable output on stdout
   --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
                      python that can import torch)
@@ -57,6 +59,7 @@ class UsageError extends Error {}
 const OPTIONS = {
   model: { type: 'string' },
   input: { type: 'string', multiple: true },
+  device: { type: 'string' },
   json: { type: 'boolean', default: false },
   python: { type: 'string' },
   backend: { type: 'string' },
@@ -71,6 +74,7 @@ const OPTIONS = {
 interface Options {
   model?: string;
   input?: string[];
+  device?: string;
   json: boolean;
   python?: string;
   backend?: string;
@@ -127,6 +131,12 @@ export function inputParams(flags: string[] | undefined): { inputShapes?: number
   return plain ? { inputShapes: inputs.map((i) => i.shape) } : { inputShapes: inputs.map((i) => i.shape), inputs };
 }
 
+function deviceParam(device: string | undefined): { device?: 'meta' } {
+  if (device === undefined) return {};
+  if (device !== 'meta') throw new UsageError(`--device ${device}: the one device option is meta (use --backend for cpu/cuda)`);
+  return { device: 'meta' };
+}
+
 function positiveInt(flag: string, text: string | undefined, fallback: number): number {
   if (text === undefined) return fallback;
   const n = Number(text);
@@ -179,7 +189,7 @@ function requestTimeout(opts: Options): number | undefined {
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
   const loaded = await client.request(
     modelLoadRequest,
-    { file, model: opts.model, ...inputParams(opts.input) },
+    { file, model: opts.model, ...inputParams(opts.input), ...deviceParam(opts.device) },
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {

@@ -62,6 +62,11 @@ export interface ModelLoadParams {
   inputShapes?: number[][];
   /** Inputs with dtype and keyword name; wins over `inputShapes` (PyTorch engine). */
   inputs?: InputRequest[];
+  /**
+   * "meta": build the model on torch's meta device (torch 2.x): shapes, parameters and mult-adds
+   * with no weight memory. The PyTorch engine also falls back to it when the weights do not fit.
+   */
+  device?: 'meta';
 }
 
 export interface ModelLoadResult {
@@ -77,6 +82,8 @@ export interface ModelLoadResult {
   /** Things the user should know that are not errors (e.g. an inferred input shape). */
   warnings: string[];
   location?: SourceLocation;
+  /** Built on the meta device: no weights, no values (asked for, or the weights did not fit). */
+  meta?: boolean;
 }
 
 /** Import (never run as `__main__`) a model file and build the chosen model. */

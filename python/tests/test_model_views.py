@@ -124,6 +124,10 @@ class SummaryTest(unittest.TestCase):
         self.assertEqual(round(s["totals"]["macs"] / 1e6, 2), 148.57)
         self.assertEqual(s["totals"]["paramBytes"], 11_689_512 * 4)
         self.assertEqual(s["totals"]["inputBytes"], 3 * 64 * 64 * 4)
+        # torchinfo's "Forward/backward pass size (MB)": 3.25 (2 × the output bytes of layers
+        # with parameters); the bytes of every leaf output are a separate figure.
+        self.assertEqual(round(s["totals"]["forwardBackwardBytes"] / 1e6, 2), 3.25)
+        self.assertGreater(s["totals"]["leafOutputBytes"], s["totals"]["forwardBackwardBytes"] / 2)
         rows = {r["path"]: r for r in s["rows"]}
         self.assertEqual(rows["conv1"]["outputShape"], [1, 64, 32, 32])
         # conv1: 64·3·7·7 weights × 32·32 positions

@@ -214,7 +214,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
   return {
     engine: client.info.kind,
     backend: client.info.backend,
-    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs },
+    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs, ...(loaded.meta ? { meta: true } : {}) },
     modules: tree.modules.map((m) => {
       const row = rows.get(m.path);
       return {
@@ -227,6 +227,8 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         output: outputFacts(row?.output),
         aliases: m.aliases,
         macs: row?.macs ?? 0,
+        ...(row?.executedMacs !== undefined ? { executedMacs: row.executedMacs } : {}),
+        ...(row?.outputType ? { outputType: row.outputType } : {}),
         training: m.training,
         ran: row?.ran ?? false,
         ...(row?.note ? { note: row.note } : {}),

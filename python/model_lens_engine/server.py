@@ -266,8 +266,11 @@ class Server:
         if not isinstance(file, str) or not file:
             raise bad_request("model/load needs `file`")
         # A failed load leaves the previous model (and its hooks) as they were.
-        lm = loader.load(file, params.get("model"), params.get("inputShapes"), self.device,
-                         move_to_device=self.device != "cpu")
+        from .counting import type_name
+        from .inputs import requests_of
+
+        lm = loader.load(file, params.get("model"), requests_of(params), self.device,
+                         move_to_device=self.device != "cpu", device=params.get("device"))
         if self.lm is not None:
             self.hooks.detach(all_hooks=True)
             self.lm = None
@@ -278,13 +281,15 @@ class Server:
             "modelId": lm.model_id,
             "file": lm.file,
             "name": lm.name,
-            "type": type(lm.module).__name__,
+            "type": type_name(lm.module),
             "candidates": lm.candidates,
             "inputs": lm.input_specs,
             "warnings": lm.warnings,
         }
         if lm.location:
             result["location"] = lm.location
+        if lm.meta:
+            result["meta"] = True
         for w in lm.warnings:
             self.log("warn", w)
         return result
@@ -295,28 +300,27 @@ class Server:
 
         return build_tree(lm)
 
-    def _inputs_for(self, lm, shapes):
-        if shapes:
-            from .loader import check_shapes, make_inputs
-            import torch
+    def _inputs_for(self, lm, params):
+        from .inputs import from_request, requests_of
 
-            check_shapes(shapes)
-            tensors = make_inputs(shapes, [torch.float32] * len(shapes), lm.device)
-            return tensors, [{"shape": list(s), "dtype": "float32", "source": "request"} for s in shapes]
+        requests = requests_of(params)
+        if requests:
+            return from_request(lm.module, requests, lm.device)
         return lm.inputs, lm.input_specs
 
     def model_summary(self, params):
         lm = self._model(params)
         from .summary import run_summary
 
-        inputs, specs = self._inputs_for(lm, params.get("inputShapes"))
+        inputs, specs = self._inputs_for(lm, params)
         return run_summary(lm, inputs, specs, list(lm.warnings))
 
     def _call(self, lm, inputs, paths, what):
+        from .inputs import call
         from .loader import classify_forward_error
 
         try:
-            return lm.module(*inputs)
+            return call(lm.module, inputs)
         except BaseException as e:  # noqa: B902
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -409,6 +413,9 @@ class Server:
             raise bad_request("target.kind must be parameter, buffer, output or input")
         named = named_tensors(lm)
         result = {"name": name, "tensor": tensor_info(t, name, named)}
+        if params.get("stats") and t.device.type == "meta":
+            raise user_fault("unsupported", "%s is a meta tensor (the model was built on the meta "
+                             "device): it has a shape but no values for statistics." % name)
         if params.get("stats"):
             result["stats"] = tensor_stats(t)
             result["histogram"] = histogram(t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS)
@@ -418,6 +425,9 @@ class Server:
 
     def profile_run(self, params):
         lm = self._model(params)
+        if lm.meta:
+            raise user_fault("unsupported", "%s is built on the meta device (no weights, no values): "
+                             "there is nothing to time. Profile it on a real device." % lm.name)
         import torch
         from . import profiling as P
         from .summary import _tensors_of, forward_inputs_or_fail

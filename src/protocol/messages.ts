@@ -9,6 +9,7 @@ import type {
   GpuInfo,
   Histogram,
   HookKind,
+  InputRequest,
   InputSpec,
   MemoryInfo,
   TorchInfo,
@@ -63,6 +64,13 @@ export interface ModelLoadParams {
   inputShapes?: number[][];
   /** One dtype per model input (`--input 1,100:int32`); null or omitted: the model's own. */
   inputDtypes?: (DType | null)[];
+  /** Inputs with dtype and keyword name; wins over `inputShapes` (PyTorch engine). */
+  inputs?: InputRequest[];
+  /**
+   * "meta": build the model on torch's meta device (torch 2.x): shapes, parameters and mult-adds
+   * with no weight memory. The PyTorch engine also falls back to it when the weights do not fit.
+   */
+  device?: 'meta';
 }
 
 export interface ModelLoadResult {
@@ -78,6 +86,8 @@ export interface ModelLoadResult {
   /** Things the user should know that are not errors (e.g. an inferred input shape). */
   warnings: string[];
   location?: SourceLocation;
+  /** Built on the meta device: no weights, no values (asked for, or the weights did not fit). */
+  meta?: boolean;
 }
 
 /**
@@ -108,6 +118,8 @@ export interface SummaryParams extends ModelRef {
   inputShapes?: number[][];
   /** Overrides the load-time input dtypes for this summary (null: keep). */
   inputDtypes?: (DType | null)[];
+  /** Overrides the load-time inputs with dtype and keyword name (PyTorch engine). */
+  inputs?: InputRequest[];
 }
 
 export interface SummaryResult {

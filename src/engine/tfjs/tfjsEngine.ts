@@ -220,9 +220,10 @@ export class TfjsEngine {
     }
   }
 
-  async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
+  async loadModel(params: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
+    const p = withPositionalInputs(params);
     // Loading never runs the model (src/protocol/messages.ts): a shape that does not fit a layer
     // fails the first request that runs it, naming the layer.
     const made = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
@@ -255,7 +256,8 @@ export class TfjsEngine {
     return { modules: s.index.modules, ...parameterInfos(s.index, s.device) };
   }
 
-  async summary(p: SummaryParams): Promise<SummaryResult> {
+  async summary(params: SummaryParams): Promise<SummaryResult> {
+    const p = withPositionalInputs(params);
     const g = this.graph(p);
     if (g) {
       const specs = p.inputShapes || p.inputDtypes ? graphInputs(g.model, p.inputShapes ?? g.inputs.map((i) => i.shape), p.inputDtypes) : g.inputs;
@@ -455,6 +457,25 @@ export class TfjsEngine {
   }
 }
 
+
+/**
+ * `inputs` (`--input SHAPE:DTYPE`, the form both engines take) as this engine's positional
+ * shapes and dtypes. A TF.js model's inputs are positional: a keyword name is refused.
+ */
+function withPositionalInputs<T extends SummaryParams | ModelLoadParams>(p: T): T {
+  if (!p.inputs?.length) return p;
+  const named = p.inputs.find((i) => i.name !== undefined);
+  if (named) {
+    fail('badRequest', `--input ${named.name}=...: a TF.js model takes its inputs in order, not by name`, {
+      got: named.name,
+    });
+  }
+  return {
+    ...p,
+    inputShapes: p.inputs.map((i) => i.shape),
+    inputDtypes: p.inputs.map((i) => i.dtype ?? null),
+  };
+}
 
 /** The load-time inputs, with this request's shapes and dtypes where it gives them. */
 function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {

@@ -326,6 +326,19 @@ class TrainingTest(unittest.TestCase):
         self.assertIn("fc1 (Linear)", errors[0])
         self.assertEqual(diag["device"], "meta")
 
+    def test_script_environment_is_pythons(self):
+        # Issue #10: the caller's cwd (the engine's, EXAMPLES), the script's folder as
+        # sys.path[0], and the main thread, where signal.signal works.
+        path = os.path.join(FIXTURES, "train_environment.py")
+        run_id, ps = self.run_to_end(path)
+        self.assertEqual((ps[-1]["state"], ps[-1]["step"]), ("done", 3), ps[-1])
+        out = "".join(o["text"] for o in self.engine.notes("output") if o.get("runId") == run_id)
+        got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.assertEqual(got, {"cwd": EXAMPLES, "path0": FIXTURES, "main": "True",
+                               "signals": "1"})
+        # The engine is as it was: its cwd, and requests still answered.
+        self.assertIn("memory", self.engine.request("system/info"))
+
     def test_bad_requests(self):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/start", {"file": os.path.join(FIXTURES, "nope.py")})

@@ -339,6 +339,43 @@ class TrainingTest(unittest.TestCase):
         # The engine is as it was: its cwd, and requests still answered.
         self.assertIn("memory", self.engine.request("system/info"))
 
+    def test_trained_model_is_the_one_the_optimizer_steps(self):
+        # Issue #10: a backward() demo on another model before any optimizer is not the run.
+        path = os.path.join(FIXTURES, "train_after_demo.py")
+        run_id, ps = self.run_to_end(path)
+        final = ps[-1]
+        self.assertEqual((final["state"], final["step"]), ("done", 20), final)
+        tree = self.engine.request("model/tree", {"modelId": final["modelId"]})
+        self.assertEqual(tree["modules"][0]["type"], "Sequential")
+        curve = self.curve(ps)
+        self.assertEqual([s for s, _ in curve], list(range(1, 21)))
+        out = "".join(o["text"] for o in self.engine.notes("output") if o.get("runId") == run_id)
+        first = float(out.split("first loss ")[1].split()[0])
+        self.assertAlmostEqual(curve[0][1], first, places=5)
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        self.assertEqual(diag["batchSize"], 32)
+
+    def test_forward_called_directly_is_timed_and_named(self):
+        path = os.path.join(EXAMPLES, "linear_forward_direct.py")
+        run_id, ps = self.run_to_end(path)
+        final = ps[-1]
+        self.assertEqual((final["state"], final["step"]), ("done", 30), final)
+        # The model, not its first layer (the first module whose __call__ ran).
+        tree = self.engine.request("model/tree", {"modelId": final["modelId"]})
+        self.assertEqual(tree["modules"][0]["type"], "Regressor")
+        warnings = [w for p in ps for w in p.get("warnings", [])]
+        direct = [w for w in warnings if "forward() directly" in w]
+        self.assertEqual(len(direct), 1, warnings)
+        self.assertIn("linear_forward_direct.py:%d" % line_of(path, "pred = model.forward(x)"),
+                      direct[0])
+        self.assertIn("skips the module's hooks", direct[0])
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        self.assertEqual(diag["batchSize"], 128)
+        # Four 256-wide Linear layers on 128 rows against an MSE of 128 numbers: the forward
+        # is most of what is not backward or the optimizer.
+        b = diag["breakdown"]
+        self.assertGreater(b["forwardMs"], b["otherMs"], b)
+
     def test_bad_requests(self):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/start", {"file": os.path.join(FIXTURES, "nope.py")})

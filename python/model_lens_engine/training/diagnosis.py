@@ -26,7 +26,7 @@ def diagnose(c, run_id, device, now):
         wall = c.t_last_step - snap[0]
         step_s = wall / n
         data = (c.t_data - snap[1]) / n
-        fwd_n = c.fwd_steps - snap[5]
+        fwd_n = n if c.fwd_every_step else c.fwd_steps - snap[5]
         fwd = (c.t_fwd - snap[2]) / fwd_n if fwd_n > 0 else 0.0
         bwd = (c.t_bwd - snap[3]) / n
         opt = (c.t_opt - snap[4]) / n

@@ -161,13 +161,24 @@ class LossQueue:
     def __init__(self):
         self.pending = collections.deque(maxlen=MAX_PENDING_LOSSES)
         self.nan_step = None
+        # Until the script creates an optimizer, losses are held back: those before it are an
+        # autograd demonstration, dropped by discard(). A script that never makes one (a manual
+        # update loop) gets its losses with the final progress.
+        self.held = True
+
+    def discard(self):
+        """The first optimizer exists: what came before is not the training."""
+        self.pending.clear()
+        self.held = False
 
     def append(self, step, t):
         # A CPU loss is read now, which costs less than keeping hundreds of tensors alive. The
         # deque needs no lock.
         self.pending.append((step, _item(t) if t.is_cpu else t.detach()))
 
-    def points(self, warn):
+    def points(self, warn, final=False):
+        if self.held and not final:
+            return []
         q = self.pending
         pend = [q.popleft() for _ in range(len(q))]
         if not pend:

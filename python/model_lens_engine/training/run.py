@@ -357,7 +357,7 @@ class TrainingRun:
             error = self.error
             new_warn = self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)
-        loss = self.losses.points(self.warn)
+        loss = self.losses.points(self.warn, final)
         with self.lock:  # a NaN warning from these very points goes out with them
             new_warn = new_warn + self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)

@@ -123,8 +123,13 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(items[0]["source"]["file"], IRIS)
         self.assertEqual(items[0]["count"], 3)  # epochs 0, 100, 200
         text = " ".join(f["message"] for f in diag["findings"])
-        self.assertIn("`loss.item()` at iris_train.py:%d forces a device sync every 100 steps" % line, text)
+        self.assertIn("loss.item() at iris_train.py:%d forces a device sync every 100 steps" % line, text)
+        self.assertNotIn("`", text)  # shown as plain text, in the panel and the CLI
         self.assertIn("cost nothing on CPU", text)
+        # One clock: the final rate covers the same steps (2 to the last) as stepMs.
+        self.assertAlmostEqual(final["stepsPerSec"] * diag["stepMs"] / 1e3, 1.0, places=6)
+        self.assertAlmostEqual(diag["opsPerStep"] * diag["avgOpUs"] / 1e3, diag["stepMs"],
+                               places=6)
         b = diag["breakdown"]
         self.assertGreater(b["forwardMs"], 0)
         self.assertGreater(b["backwardMs"], 0)
@@ -314,6 +319,9 @@ class TrainingTest(unittest.TestCase):
         diag = e.request("train/diagnose", {"runId": run_id})
         self.assertEqual(diag["batchSize"], 8)
         self.assertGreater(diag["breakdown"]["dataMs"], 0)
+        text = " ".join(f["message"] for f in diag["findings"])
+        self.assertIn("DataLoader: 2 workers, pin_memory=False, 800 rows.", text)
+        self.assertNotIn("pin_memory=True", text)  # a CPU run: pinning copies nothing
 
     def test_model_and_batch_on_different_devices(self):
         # 'meta' stands in for a GPU: torch 1.13 runs meta and CPU tensors together without
@@ -376,6 +384,17 @@ class TrainingTest(unittest.TestCase):
         b = diag["breakdown"]
         self.assertGreater(b["forwardMs"], b["otherMs"], b)
 
+    def test_printing_a_parameter_is_a_sync(self):
+        path = os.path.join(FIXTURES, "train_prints_parameter.py")
+        run_id, ps = self.run_to_end(path)
+        self.assertEqual(ps[-1]["state"], "done")
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        prints = [s for s in diag["syncs"] if s["kind"] == "print"]
+        self.assertEqual([(s["count"], s["source"]["line"]) for s in prints],
+                         [(1, line_of(path, "print(model.bias)"))], diag["syncs"])
+        text = " ".join(f["message"] for f in diag["findings"])
+        self.assertIn("1 sync point and 0 host↔device copies", text)
+
     def test_bad_requests(self):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/start", {"file": os.path.join(FIXTURES, "nope.py")})
@@ -383,6 +402,11 @@ class TrainingTest(unittest.TestCase):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/stop", {"runId": "r999"})
         self.assertEqual(cm.exception.kind, "notLoaded")
+        # Issue #10: epochs on a script was silently ignored (1000 epochs ran).
+        with self.assertRaises(RpcError) as cm:
+            self.engine.request("train/start", {"file": IRIS, "epochs": 5})
+        self.assertEqual(cm.exception.kind, "badRequest")
+        self.assertIn("reads its own arguments", str(cm.exception))
 
 
 class UntrustedTrainingTest(unittest.TestCase):

@@ -16,7 +16,14 @@ import {
   type TrainProgress,
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
-import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
+import {
+  epochsDone,
+  formatDuration,
+  formatLoss,
+  formatRate,
+  isFinalState,
+  progressText,
+} from '../client/trainingText';
 
 export const RUN_EXIT_DONE = 0;
 export const RUN_EXIT_FAILED = 1;
@@ -39,11 +46,13 @@ const RUN_HELP = `Usage:
 ${RUN_USAGE}
 
 Runs FILE's training in its engine: a PyTorch script as __main__ (ARGS become sys.argv[1:]),
-or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script's output is shown
-as it prints; progress goes to stderr. Ctrl-C stops the run (exit 130).
+or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script runs in the
+current directory, as \`python FILE\` would. Its output is shown as it prints; progress goes
+to stderr. Ctrl-C stops the run (exit 130).
 
 Options:
-  --epochs N         tfjs: override the epochs of the train export / fit
+  --epochs N         tfjs only: override the epochs of the train export / fit. A .py script
+                     reads its own arguments: pass them after -- (--epochs on a .py is an error)
   --model NAME       tfjs: the export that builds the model, when the file has several
   --json             print {runId, state, steps, epochs, loss, diagnosis} on stdout at the end
                      (the script's stdout then goes to stderr)
@@ -91,6 +100,12 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   if (values.help) return 'help';
   if (positionals.length === 0) throw new RunUsageError('missing FILE');
   if (positionals.length > 1) throw new RunUsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (values.epochs !== undefined && positionals[0].endsWith('.py')) {
+    throw new RunUsageError(
+      `--epochs applies to a TF.js train export; ${positionals[0]} reads its own arguments: ` +
+        `pass them after --, e.g. -- --epochs ${values.epochs}`,
+    );
+  }
   return {
     file: positionals[0],
     epochs: values.epochs === undefined ? undefined : positiveInt('epochs', values.epochs),
@@ -150,8 +165,13 @@ export class RunRecord {
       runId: this.runId ?? null,
       state: this.state,
       steps: this.last?.step ?? 0,
-      epochs: this.last?.epoch ?? null,
+      // Completed epochs, as `steps` counts completed steps.
+      epochs: this.last ? epochsDone(this.last) : null,
       totalEpochs: this.last?.totalEpochs ?? null,
+      // As last seen: model.train()/eval(), torch.is_grad_enabled() at its forward, the lr.
+      training: this.last?.training ?? null,
+      gradEnabled: this.last?.gradEnabled ?? null,
+      lr: this.last?.lr ?? null,
       seconds: Number(this.seconds.toFixed(3)),
       loss: this.loss,
       diagnosis: this.diagnosis ?? null,
@@ -184,12 +204,15 @@ export function formatRunSummary(r: RunRecord): string {
   const p = r.last;
   const lines: string[] = [];
   const steps = p?.step ?? 0;
-  const epochs = p?.epoch ?? null;
-  // The engine's own rate leaves out the start (imports, model build) that `seconds` includes.
-  const perSec = p?.stepsPerSec ?? (steps > 0 && r.seconds > 0 ? steps / r.seconds : null);
-  const rate = perSec ? ` (${formatRate(perSec)})` : '';
+  const epochs = p ? epochsDone(p) : null;
+  const d = r.diagnosis;
+  const epochText = epochs !== null ? `, ${plural(epochs, 'epoch')}` : '';
+  // The CLI's clock covers the engine's start and the script's imports; per-step figures come
+  // from the engine's clock (the Diagnosis line), so say which is which.
+  let rate = '';
+  if (!d && p?.stepsPerSec) rate = ` (${formatRate(p.stepsPerSec)})`;
   lines.push(
-    `Training ${r.state}: ${steps} step${steps === 1 ? '' : 's'}${epochs !== null ? `, ${epochs} epoch${epochs === 1 ? '' : 's'}` : ''} in ${formatDuration(r.seconds)}${rate}`,
+    `Training ${r.state}: ${plural(steps, 'step')}${epochText} in ${formatDuration(r.seconds)} wall, start-up included${rate}`,
   );
   if (r.loss.length) {
     let min = r.loss[0];
@@ -198,10 +221,18 @@ export function formatRunSummary(r: RunRecord): string {
   } else {
     lines.push('Loss: none reported');
   }
+  const mode = modeText(p);
+  if (mode) lines.push(`Model as last seen: ${mode}`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
-  const d = r.diagnosis;
   if (d) {
-    const facts = [`${d.steps} steps on ${d.device}`, `${d.stepMs.toFixed(2)} ms/step`];
+    const facts = [`${d.steps} steps on ${d.device}`];
+    if (d.steps >= 2 && d.stepMs > 0) {
+      facts.push(
+        `${d.stepMs.toFixed(2)} ms/step (${formatRate(1000 / d.stepMs)}), wall clock, mean of steps 2–${d.steps} (step 1 is warm-up)`,
+      );
+    } else if (d.stepMs > 0) {
+      facts.push(`${d.stepMs.toFixed(2)} ms for its one step, start-up included`);
+    }
     if (d.batchSize !== null) facts.push(`batch ${d.batchSize}`);
     lines.push(`Diagnosis: ${facts.join(', ')}`);
     if (d.breakdown) {
@@ -214,6 +245,20 @@ export function formatRunSummary(r: RunRecord): string {
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
   return lines.join('\n');
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** "eval mode, grad off, lr 0.1": what the engine saw last (parts it knows). */
+export function modeText(p: TrainProgress | undefined): string {
+  if (!p) return '';
+  const parts: string[] = [];
+  if (p.training !== undefined) parts.push(p.training ? 'train mode' : 'eval mode');
+  if (p.gradEnabled !== undefined) parts.push(p.gradEnabled ? 'grad on' : 'grad off');
+  if (p.lr !== undefined && p.lr !== null) parts.push(`lr ${p.lr}`);
+  return parts.join(', ');
 }
 
 // ---- the command -----------------------------------------------------------------------------
@@ -320,7 +365,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   try {
     client = await EngineClient.start({
       kind: engineKindForFile(file),
-      cwd: path.dirname(file),
+      // The caller's directory, as `python FILE` would: relative paths in the script (a saved
+      // model.pth, a data folder) mean what its user expects.
+      cwd: process.cwd(),
       python: opts.python,
       backend: opts.backend,
       // The CLI runs what its user points it at, like `python train.py` would.

@@ -28,11 +28,13 @@ class Counters:
         self.d2h = [0, 0]
         # (kind, file, line) -> [count, seconds waited, function, first step, last step]
         self.syncs = {}
-        # The sampled op count: steps sampled, ops in them, seconds inside those ops.
+        # The sampled op count: steps sampled, ops in them.
         self.op_steps = 0
         self.op_count = 0
-        self.op_seconds = 0.0
         self.batch_size = None
+        # The DataLoader the script iterated last: {"workers", "pinMemory", "persistent", "rows"}
+        # (rows None when the dataset has no len()).
+        self.loader = None
         self.device_findings = []
 
     def take_snapshot(self, now):

@@ -39,6 +39,8 @@ DEVICE_CHECK_CALLS = 20
 _perf = time.perf_counter
 _Tensor = torch.Tensor
 _TORCH_DIR = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+# torch's files through which printing a tensor or a parameter reaches Tensor.__repr__.
+_PRINT_FILES = (os.sep + "_tensor.py", os.sep + "parameter.py")
 
 try:
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -48,19 +50,27 @@ except ImportError:  # torch < 1.13
 if TorchDispatchMode is not None:
 
     class _OpCounter(TorchDispatchMode):
+        """Counts the ops of one step (not their time: see diagnosis.py's avgOpUs)."""
+
         def __init__(self):
             super().__init__()
             self.ops = 0
-            self.seconds = 0.0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            t0 = _perf()
-            out = func(*args, **kwargs) if kwargs else func(*args)
-            self.seconds += _perf() - t0
             self.ops += 1
-            return out
+            return func(*args, **kwargs) if kwargs else func(*args)
 else:
     _OpCounter = None
+
+
+def _loader_facts(loader):
+    try:
+        rows = len(loader.dataset)
+    except Exception:  # an IterableDataset without len()
+        rows = None
+    return {"workers": int(getattr(loader, "num_workers", 0) or 0),
+            "pinMemory": bool(getattr(loader, "pin_memory", False)),
+            "persistent": bool(getattr(loader, "persistent_workers", False)), "rows": rows}
 
 
 class Instrumentation:
@@ -213,11 +223,17 @@ class Instrumentation:
         orig_iter = dl.DataLoader.__iter__
 
         def dl_iter(loader):
+            if get_ident() != tid:
+                return orig_iter(loader)
+            # Starting an iterator starts the workers (again each epoch unless they persist):
+            # that time is data loading too.
+            t0 = _perf()
             it = orig_iter(loader)
-            if get_ident() == tid:
-                epochs.on_loader_iter(loader, it)
-                if inst._mp_iter_cls is not None and isinstance(it, inst._mp_iter_cls):
-                    inst.mp_iters.add(it)
+            c.t_data += _perf() - t0
+            c.loader = _loader_facts(loader)
+            epochs.on_loader_iter(loader, it)
+            if inst._mp_iter_cls is not None and isinstance(it, inst._mp_iter_cls):
+                inst.mp_iters.add(it)
             return it
         self.patcher.patch(dl.DataLoader, "__iter__", dl_iter)
         orig_next = dl._BaseDataLoaderIter.__next__
@@ -400,7 +416,6 @@ class Instrumentation:
         c = self.c
         c.op_steps += 1
         c.op_count += oc.ops
-        c.op_seconds += oc.seconds
 
     # ---- the trained model --------------------------------------------------------------
 
@@ -599,9 +614,10 @@ class Instrumentation:
     def _note_sync(self, kind, frame, seconds):
         f = frame
         # torch's own bookkeeping (an optimizer reading its step count) is not the user's sync;
-        # torch/_tensor.py is where print(tensor) and f-strings come in.
-        if self._file_kind(f.f_code.co_filename) == 3 and not f.f_code.co_filename.endswith(
-                "_tensor.py"):
+        # torch/_tensor.py is where print(tensor) and f-strings come in, nn/parameter.py where
+        # print(parameter) does.
+        fn = f.f_code.co_filename
+        if self._file_kind(fn) == 3 and not fn.endswith(_PRINT_FILES):
             return
         while f is not None:
             u = self._file_kind(f.f_code.co_filename)

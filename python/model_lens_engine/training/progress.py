@@ -225,8 +225,12 @@ class RateWindow:
     def __init__(self):
         self.hist = []
 
-    def rate(self, c):
+    def rate(self, c, final=False):
+        """Steps per second now; at the end, over the same steps as the diagnosis's stepMs (2 to
+        the last, step 1 being warm-up), so the two figures agree."""
         steps = c.steps
+        if final and c.snap is not None and steps >= 2 and c.t_last_step is not None:
+            return (steps - 1) / max(c.t_last_step - c.snap[0], 1e-9)
         now = time.monotonic()
         self.hist.append((now, steps))
         while len(self.hist) > 2 and now - self.hist[1][0] >= RATE_WINDOW_S:

@@ -363,7 +363,7 @@ class TrainingRun:
             self._sent_warnings = len(self.warnings)
         c = self.counters
         steps = c.steps
-        rate = self.rates.rate(c)
+        rate = self.rates.rate(c, final)
         epoch, total_epochs, total_steps = self.epochs.epochs()
         if final and state == "done" and total_epochs is not None:
             epoch = total_epochs
@@ -413,6 +413,9 @@ def start_run(server, params):
     file = params.get("file")
     if not isinstance(file, str) or not file:
         raise bad_request("train/start needs `file`")
+    if params.get("epochs") is not None:
+        raise bad_request("train/start `epochs` applies to a TF.js train export; a PyTorch "
+                          "script reads its own arguments (`args`)", got=params.get("epochs"))
     args = params.get("args") or []
     if not isinstance(args, list):
         raise bad_request("train/start `args` must be a list of strings")

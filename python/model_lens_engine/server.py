@@ -7,7 +7,9 @@ prints are forwarded as `output` notifications.
 
 import io
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
 
@@ -29,6 +31,9 @@ from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
 RUN_BUSY_METHODS = (P.MODEL_SUMMARY, P.MODEL_FORWARD, P.PROFILE_RUN, P.TENSOR_INSPECT)
+# While a training script runs on the main thread, the request thread checks this often whether
+# the script has ended.
+MAIN_JOB_POLL_S = 0.05
 
 
 def _major(v):
@@ -50,6 +55,8 @@ class Server:
         self.current_id = None
         self.running = True
         self.run = None
+        # A job a handler leaves for the main thread (a training script), run after its response.
+        self.main_job = None
         self.handlers = {
             P.ENGINE_INITIALIZE: self.initialize,
             P.ENGINE_SHUTDOWN: self.shutdown,
@@ -75,21 +82,63 @@ class Server:
     def serve(self):
         while self.running:
             kind, msg = self.conn.incoming.get()
-            if kind == "eof":
+            if not self._dispatch(kind, msg):
                 break
-            if kind == "framingError":
-                self.log("error", "Protocol framing error: %s" % msg)
-                continue
-            if not isinstance(msg, dict):
-                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
-                continue
-            method = msg.get("method")
-            if method is None:
-                continue  # a response to something we never ask; nothing to do
-            if "id" not in msg:
-                continue  # notifications from the client ($/setTrace, exit...) need no answer
-            self.handle(msg["id"], method, msg.get("params"))
+            # The request thread may have accepted the next run while this one was ending.
+            while self.main_job is not None and self.running:
+                job, self.main_job = self.main_job, None
+                self._run_on_main(job)
         self._stop_output()
+
+    def _dispatch(self, kind, msg):
+        """Handles one incoming item; False at the end of the input stream."""
+        if kind == "eof":
+            return False
+        if kind == "framingError":
+            self.log("error", "Protocol framing error: %s" % msg)
+            return True
+        if not isinstance(msg, dict):
+            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
+            return True
+        method = msg.get("method")
+        if method is None:
+            return True  # a response to something we never ask; nothing to do
+        if "id" not in msg:
+            return True  # notifications from the client ($/setTrace, exit...) need no answer
+        self.handle(msg["id"], method, msg.get("params"))
+        return True
+
+    def _run_on_main(self, job):
+        """Runs `job(request_thread_id)` (a training script, handed over by a handler as
+        `main_job` after its response went out) on the main thread, where Python code expects to
+        run (signal.signal works only there), while another thread serves requests."""
+        done = threading.Event()
+        ready = threading.Event()
+        ident = []
+
+        def serve_meanwhile():
+            ident.append(threading.get_ident())
+            ready.set()
+            while not done.is_set() and self.running:
+                try:
+                    kind, msg = self.conn.incoming.get(timeout=MAIN_JOB_POLL_S)
+                except queue.Empty:
+                    continue
+                if not self._dispatch(kind, msg):
+                    # The client is gone: end the job, then the engine (main() exits).
+                    self.running = False
+                    if self.run is not None and self.run.active():
+                        self.run.stop()
+                    return
+
+        t = threading.Thread(target=serve_meanwhile, name="model-lens-requests", daemon=True)
+        t.start()
+        ready.wait()
+        try:
+            job(ident[0])
+        finally:
+            done.set()
+            t.join()
 
     def _stop_output(self):
         try:

@@ -49,6 +49,15 @@ class Context:
         self.stream = None
         self.artifacts = {}
         self.nvml = Nvml.open()
+        # Compute processes before any engine starts: inside a container NVML may report pids of
+        # another namespace, and then the engine is the process that appeared.
+        self.baseline_pids = set()
+        if self.nvml is not None:
+            try:
+                for i in range(self.nvml.m.nvmlDeviceGetCount()):
+                    self.baseline_pids.update(p["pid"] for p in self.nvml.device(i)["processes"])
+            except Exception:
+                pass
         smi = nvidia_smi_path()
         reasons = []
         if torch.version.cuda is None:
@@ -85,6 +94,7 @@ class Context:
                 env[mod] = None
         if self.gpu:
             env["devices"] = [t.cuda.get_device_name(i) for i in range(t.cuda.device_count())]
+            env["cudnn"] = t.backends.cudnn.version()
         return env
 
     def close(self):
@@ -105,12 +115,18 @@ def main(argv=None):
     deadline = time.monotonic() + args.budget_s
     ctx = Context(args)
     log = lambda m: print(m, file=sys.stderr, flush=True)  # noqa: E731
-    log("gpu-check: torch %s, %s" % (ctx.torch.__version__, "GPU: %s" % ctx.torch.cuda.get_device_name(0) if ctx.gpu else ctx.no_gpu_reason))
+    # Device names from NVML, not torch: this process must not hold a CUDA context before the
+    # memory checks count the engine's.
+    log("gpu-check: torch %s, %s" % (ctx.torch.__version__, "CUDA %s" % ctx.torch.version.cuda if ctx.gpu else ctx.no_gpu_reason))
     checks = (checks_system.SECTION_1 + checks_system.SECTION_2 + checks_compute.SECTION_3 + checks_compute.SECTION_4
               + checks_runtime.SECTION_5 + checks_runtime.SECTION_6 + checks_system.SECTION_1_END)
     if args.only:
         wanted = [w.strip() for w in args.only.split(",") if w.strip()]
         checks = [c for c in checks if any(c.id == w or c.id.startswith(w + ".") for w in wanted)]
+    if ctx.gpu:
+        # On the GPU machine its checks come first; the CPU stand-ins use what time is left, and
+        # the sampler stream (joined by 1.5) ends the run.
+        checks = sorted(checks, key=lambda c: (c.id == "1.5", not c.gpu))
     try:
         if ctx.gpu and any(c.id == "1.5" for c in checks):
             # Runs in the background while the other checks load the GPU.

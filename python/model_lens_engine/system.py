@@ -4,6 +4,7 @@ when "my GPU is not used"."""
 
 import os
 import platform
+import re
 import warnings
 
 MIB = 1024 * 1024
@@ -72,6 +73,14 @@ def _try(fn, default=None):
         return default
 
 
+def _driver_version():
+    """The NVIDIA kernel driver's version as nvidia-smi prints it, from the driver's own /proc file
+    (torch has no call for it): "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15 ..."."""
+    text = _read("/proc/driver/nvidia/version") or ""
+    m = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
+
+
 def _context_device():
     """The device whose CUDA context this process already holds, else None. Asking another device
     for its free memory (mem_get_info) would create a context there: hundreds of MiB on every GPU
@@ -89,6 +98,7 @@ def gpu_info():
     if not _try(torch.cuda.is_available, False):
         return []
     current = _context_device()
+    driver = _driver_version()
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
@@ -105,7 +115,7 @@ def gpu_info():
             "utilizationPct": _try(lambda: float(torch.cuda.utilization(i))),
             "temperatureC": _try(lambda: float(temperature(i))) if temperature else None,
             "computeCapability": "%d.%d" % (props.major, props.minor),
-            "driverVersion": None,
+            "driverVersion": driver,
             "cudaVersion": torch.version.cuda,
         })
     return out

@@ -14,7 +14,7 @@ import torch
 from tests.engine_process import REPO
 
 SCRIPT = os.path.join(REPO, "scripts", "gpu-check.py")
-XML_FIXTURE = os.path.join(REPO, "test", "fixtures", "nvidia-smi", "recorded", "q-x-h100.xml")
+XML_FIXTURE = os.path.join(REPO, "test", "fixtures", "nvidia-smi", "xml", "q-x-h100.xml")
 # The quick checks: everything but the resnet50/GPT-2 timing comparisons, plus 3.1's call counts
 # on a two-layer GPT-2 (where transformers is installed).
 QUICK = "1,2,3.1,4,5,6"
@@ -103,6 +103,39 @@ class GpuCheckBudgetTest(unittest.TestCase):
         for c in doc["checks"]:
             self.assertRegex(c["reason"], r"^time budget spent \(--budget-s\); needs about \d+ s$")
         self.assertEqual(proc.returncode, 0)
+
+
+class FakeNvidiaSmiTest(unittest.TestCase):
+    """The script's nvidia-smi side against test/fixtures/nvidia-smi's fake `h100` executable: the
+    XML report through PATH, and the sampler's -lms stream with the sampler's own arguments."""
+
+    def setUp(self):
+        sys.path.insert(0, os.path.join(REPO, "scripts"))
+        self.path = os.environ["PATH"]
+        os.environ["PATH"] = os.path.join(REPO, "test", "fixtures", "nvidia-smi", "bin", "h100") + os.pathsep + self.path
+
+    def tearDown(self):
+        os.environ["PATH"] = self.path
+
+    def test_xml_report_and_stream(self):
+        from gpucheck.truth import SamplerStream, nvidia_smi_xml
+
+        raw, doc = nvidia_smi_xml()
+        self.assertTrue(raw.startswith("<?xml"))
+        self.assertEqual(doc["gpus"][0]["name"], "NVIDIA H100 80GB HBM3")
+        s = SamplerStream(REPO, 2.5).start().join(30)
+        self.assertIsNone(s.error)
+        # The sampler's fields, as src/system/nvidiaSmiParse.ts lists them, at its 1 s interval.
+        self.assertIn("--query-gpu=index,name,uuid,memory.total,memory.used", " ".join(s.args))
+        self.assertEqual(s.args[-2:], ["-lms", "1000"])
+        rows = s.rows()
+        self.assertGreaterEqual(len(rows), 2)
+        self.assertEqual(len(rows), len(s.lines))
+        self.assertEqual([r["name"] for _, r in rows], ["NVIDIA H100 80GB HBM3"] * len(rows))
+        # The fake adds 16 MiB per tick: consecutive ticks, none lost.
+        used = [int(r["memory.used"]) for _, r in rows]
+        self.assertEqual(used, [1234 + 16 * i for i in range(len(used))])
+        self.assertIsNotNone(s.cpu_s)
 
 
 class NvidiaSmiXmlTest(unittest.TestCase):

@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 
 from .engine import RpcError
 from .report import Check
@@ -12,7 +11,7 @@ OOM_SLACK_MIB = 64.0
 HOOK_OVERHEAD_MAX = 1.10
 HOOK_EVENTS_MIN = 3
 # (steps, batch repeat of the 150 iris rows, hidden width): a run of a few seconds on each device.
-HOOK_RUN = {"cpu": (2000, 1, 32), "cuda": (3000, 64, 512)}
+HOOK_RUN = {"cpu": (1000, 1, 32), "cuda": (3000, 64, 512)}
 HISTOGRAM_EVERY_STEPS = 50
 
 
@@ -83,7 +82,10 @@ def check_oom(ctx, out):
     out.expect("Traceback" not in msg, "the message is a stack dump")
     after = _still_answers(eng, out, "OOM")["torch"]["devices"][0]
     out.measured.update(allocatedBeforeMiB=before["allocatedBytes"] / MIB, allocatedAfterMiB=after["allocatedBytes"] / MIB)
-    out.close(after["allocatedBytes"] / MIB, before["allocatedBytes"] / MIB, 0.0, "allocated after the OOM vs before", abs_tol=OOM_SLACK_MIB)
+    # The failed allocation never happened; what could stay is the forward's tensors held by the
+    # exception's frames. (The previous model may have been replaced and freed: only growth counts.)
+    grown = (after["allocatedBytes"] - before["allocatedBytes"]) / MIB
+    out.expect(grown <= OOM_SLACK_MIB, "%.0f MiB more allocated after the OOM than before" % grown)
     # And it still runs a model on the GPU.
     iris = os.path.join(ctx.repo, "examples", "iris_mlp.py")
     mid = eng.request("model/load", {"file": iris})["modelId"]
@@ -121,7 +123,10 @@ def _hooked_run(ctx, out, dev):
         out.expect(all(isinstance(st.get(k), (int, float)) and math.isfinite(st[k]) for k in ("mean", "std", "min", "max")),
                    "hook stats not finite numbers: %r" % st)
         h = ev.get("histogram")
-        out.expect(h is not None and sum(h["counts"]) == 150 * repeat * hidden, "hook histogram %r" % (h and h.get("counts")))
+        numel = 150 * repeat * hidden
+        # A big tensor's histogram may be counted over a sample and scaled to numel.
+        out.expect(h is not None and abs(sum(h["counts"]) - numel) <= 0.01 * numel,
+                   "hook histogram sums to %r, tensor has %d values" % (h and sum(h["counts"]), numel))
     out.expect(len(hists) >= 2, "%d train/histograms notifications" % len(hists))
     if hists:
         grads = [p for p in hists[-1]["params"] if p.get("grad")]
@@ -144,7 +149,7 @@ SECTION_5 = [
     Check("5.3", "errors", "real CUDA OOM: names the layer, memory released, engine still runs models", check_oom, gpu=True, cost_s=15),
 ]
 SECTION_6 = [
-    Check("6.1", "hooks", "CPU training: hook events + histograms arrive with stats; overhead measured", check_hooks_cpu, cost_s=60),
+    Check("6.1", "hooks", "CPU training: hook events + histograms arrive with stats; overhead measured", check_hooks_cpu, cost_s=20),
     Check("6.2", "hooks", "CUDA training: hook stats on the device, overhead of one live hook ≤ 1.10×", check_hooks_cuda,
-          gpu=True, timing=True, cost_s=60),
+          gpu=True, timing=True, cost_s=30),
 ]

@@ -160,6 +160,19 @@ def check_sampler_stream(ctx, out):
         out.measured["gpu0UsedMiB"] = {"min": min(used), "max": max(used)}
 
 
+def engine_process_mib(ctx, eng, device=0):
+    """NVML's per-process memory of the engine: by pid, or -- inside a container whose pids NVML
+    does not share -- the one compute process that was not there before the script started."""
+    procs = ctx.nvml.device(device)["processes"]
+    for p in procs:
+        if p["pid"] == eng.pid:
+            return p["usedMiB"], "pid"
+    new = [p for p in procs if p["pid"] not in ctx.baseline_pids]
+    if len(new) == 1:
+        return new[0]["usedMiB"], "only new process (NVML pid %d, engine pid %d: another pid namespace)" % (new[0]["pid"], eng.pid)
+    return None, "not found among %r" % [p["pid"] for p in procs]
+
+
 def check_memory_three_ways(ctx, out):
     """Allocator figures (engine) vs mem_get_info (engine's torch) vs NVML per-process, around a
     forward and a backward on a model of known size."""
@@ -176,15 +189,17 @@ def check_memory_three_ways(ctx, out):
     def snap(name):
         info = eng.request("system/info")
         dev = info["torch"]["devices"][0]
-        nv_proc = ctx.nvml.process_used_mib(0, eng.pid)
+        nv_proc, matched = engine_process_mib(ctx, eng)
         dev_nv = ctx.nvml.device(0)
         smi = nvidia_smi_xml()[1]["gpus"][0]
         smi_proc = next((p["usedMiB"] for p in smi["processes"] if p["pid"] == eng.pid), None)
+        if smi_proc is None and matched != "pid":
+            smi_proc = next((p["usedMiB"] for p in smi["processes"] if p["pid"] not in ctx.baseline_pids), None)
         phases[name] = {
             "allocatedMiB": dev["allocatedBytes"] / MIB, "reservedMiB": dev["reservedBytes"] / MIB,
             "engineUsedMiB(mem_get_info)": info["gpus"][0]["memoryUsedMiB"],
-            "nvmlProcessMiB": nv_proc, "nvidiaSmiProcessMiB": smi_proc, "nvmlDeviceUsedMiB": dev_nv["memoryUsedMiB"],
-            "otherProcesses": [p for p in dev_nv["processes"] if p["pid"] != eng.pid],
+            "nvmlProcessMiB": nv_proc, "engineProcessMatchedBy": matched, "nvidiaSmiProcessMiB": smi_proc, "nvmlDeviceUsedMiB": dev_nv["memoryUsedMiB"],
+            "allProcesses": dev_nv["processes"],
         }
         return phases[name]
 
@@ -218,7 +233,7 @@ def check_memory_three_ways(ctx, out):
 
 
 SECTION_1 = [
-    Check("1.1", "system", "system/info torch view = torch's own answers", check_torch_view, cost_s=5),
+    Check("1.1", "system", "system/info torch view = torch's own answers", check_torch_view, cost_s=10),
     Check("1.2", "system", "system/info GPUs vs nvidia-smi -q -x (name, memory, driver, CUDA)", check_info_vs_smi, gpu=True, cost_s=15),
     Check("1.3", "system", "system/info GPUs vs NVML (compute capability, utilization, no stray contexts)", check_info_vs_nvml, gpu=True, cost_s=5),
     Check("1.4", "system", "model-lens system --json (TypeScript parser) vs nvidia-smi / NVML", check_sampler_cli, gpu=True, cost_s=15),

@@ -120,12 +120,6 @@ class Nvml:
         v = self.m.nvmlSystemGetCudaDriverVersion()
         return "%d.%d" % (v // 1000, (v % 1000) // 10)
 
-    def process_used_mib(self, i, pid):
-        for p in self.device(i)["processes"]:
-            if p["pid"] == pid:
-                return p["usedMiB"]
-        return None
-
 
 def sampler_args(repo):
     """The GPU sampler's `--query-gpu` fields and interval, read from its TypeScript source."""
@@ -178,8 +172,9 @@ class SamplerStream:
             proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
             stop = threading.Timer(self.seconds, lambda: self._stop(proc))
             stop.start()
-            for line in proc.stdout:
-                self.lines.append((time.monotonic() - t0, line.rstrip("\n")))
+            with proc.stdout:
+                for line in proc.stdout:
+                    self.lines.append((time.monotonic() - t0, line.rstrip("\n")))
             proc.wait()
             stop.cancel()
             self.wall_s = time.monotonic() - t0

@@ -232,6 +232,38 @@ def check_memory_three_ways(ctx, out):
     out.expect(after_fwd["reservedMiB"] >= after_load["reservedMiB"], "reserved shrank after a forward")
 
 
+def check_memory_in_training(ctx, out):
+    """Mid-run, a model trained with Adam holds weights + gradients + two moments: the engine's
+    allocator figures must show it, and NVML must see it in the engine's process."""
+    if ctx.nvml is None:
+        raise Skip("pynvml (nvidia-ml-py) cannot be imported: no per-process ground truth")
+    # The engine that has not touched CUDA yet (the script picks its device itself), so nothing
+    # it held before the run can be freed during it.
+    eng = ctx.engine("cpu")
+    before = eng.request("system/info")["torch"]["devices"][0]
+    nv_before, matched = engine_process_mib(ctx, eng)
+    path = ctx.work.adam_train(MEM_WIDTH, MEM_LAYERS, MEM_BATCH, 10 ** 7, "cuda")
+    params_mib = MEM_LAYERS * (MEM_WIDTH * MEM_WIDTH + MEM_WIDTH) * 4 / MIB
+    run_id = eng.start_run(path, [])
+    try:
+        eng.wait_for(lambda: any(p["step"] >= 5 for p in eng.progress(run_id)), 60)
+        dev = eng.request("system/info")["torch"]["devices"][0]
+        nv_during, matched = engine_process_mib(ctx, eng)
+    finally:
+        eng.request("train/stop", {"runId": run_id})
+    grown = (dev["allocatedBytes"] - before["allocatedBytes"]) / MIB
+    out.measured.update(paramsMiB=params_mib, allocatedGrowthMiB=grown, reservedMiB=dev["reservedBytes"] / MIB,
+                        nvmlProcessMiB={"before": nv_before, "during": nv_during, "matchedBy": matched})
+    # Weights, gradients, exp_avg, exp_avg_sq: 4× the parameters, plus activations of one batch.
+    activations_mib = MEM_LAYERS * MEM_BATCH * MEM_WIDTH * 4 / MIB
+    out.expect(4 * params_mib - ALLOCATOR_SLACK_MIB <= grown <= 4 * params_mib + 2 * activations_mib + ALLOCATOR_SLACK_MIB,
+               "allocated grew %.0f MiB during Adam training of %.0f MiB of parameters (expected about 4×)" % (grown, params_mib))
+    out.expect(dev["reservedBytes"] >= dev["allocatedBytes"], "reserved < allocated during the run")
+    if nv_during is not None:
+        out.expect(nv_during - dev["reservedBytes"] / MIB <= CONTEXT_MIB_MAX and nv_during >= dev["reservedBytes"] / MIB,
+                   "NVML per-process %.0f MiB vs reserved %.0f MiB" % (nv_during, dev["reservedBytes"] / MIB))
+
+
 SECTION_1 = [
     Check("1.1", "system", "system/info torch view = torch's own answers", check_torch_view, cost_s=10),
     Check("1.2", "system", "system/info GPUs vs nvidia-smi -q -x (name, memory, driver, CUDA)", check_info_vs_smi, gpu=True, cost_s=15),
@@ -243,4 +275,5 @@ SECTION_1_END = [
 ]
 SECTION_2 = [
     Check("2.1", "memory", "allocated/reserved vs mem_get_info vs NVML per-process, load/forward/step", check_memory_three_ways, gpu=True, cost_s=20),
+    Check("2.2", "memory", "mid-run Adam training: allocated ≈ 4× parameters; NVML per-process ≥ reserved", check_memory_in_training, gpu=True, cost_s=20),
 ]

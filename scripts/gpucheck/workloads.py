@@ -101,6 +101,20 @@ model = nn.Sequential(*[nn.Linear({width}, {width}) for _ in range({layers})])
 example_input = torch.randn({batch}, {width})
 '''
 
+ADAM_TRAIN = '''"""{layers} Linear({width}, {width}) layers trained with Adam on {device} until stopped: weights,
+gradients and Adam's two moments are 4x the parameters' memory."""
+import torch
+import torch.nn as nn
+
+model = nn.Sequential(*[nn.Linear({width}, {width}) for _ in range({layers})]).to("{device}")
+opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+x = torch.randn({batch}, {width}, device="{device}")
+for step in range({steps}):
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step()
+'''
+
 RESNET50_MODEL = '''import torch
 from torchvision.models import resnet50
 
@@ -158,6 +172,9 @@ class Workloads:
     def mlp_model(self, width, layers, batch):
         return self.write("mlp_model.py", MLP_MODEL.format(
             width=width, layers=layers, batch=batch, param_mib=layers * (width * width + width) * 4 / 2**20))
+
+    def adam_train(self, width, layers, batch, steps, device):
+        return self.write("adam_train.py", ADAM_TRAIN.format(width=width, layers=layers, batch=batch, steps=steps, device=device))
 
     def resnet50_model(self, batch, size):
         return self.write("resnet50_model.py", RESNET50_MODEL.format(batch=batch, size=size))

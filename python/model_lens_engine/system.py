@@ -159,7 +159,8 @@ def torch_info():
     if cuda_build and cudnn is not None:
         out["cudnnVersion"] = _try(cudnn.version)
     if not available:
-        out["cudaUnavailableReason"] = _cuda_unavailable_reason(torch, cuda_build, hip_build, caught)
+        reason = _cuda_unavailable_reason(torch, cuda_build, hip_build, caught)
+        out["cudaUnavailableReason"] = reason
         return out
     count = _try(torch.cuda.device_count, 0)
     out["deviceCount"] = count
@@ -167,15 +168,19 @@ def torch_info():
     out["cudaInitialized"] = initialised
     for i in range(count):
         props = _try(lambda: torch.cuda.get_device_properties(i))
+        known = props is not None
         device = {
             "index": i,
-            "name": props.name if props is not None else _try(lambda: torch.cuda.get_device_name(i)),
-            "totalBytes": props.total_memory if props is not None else None,
-            "computeCapability": "%d.%d" % (props.major, props.minor) if props is not None else None,
+            "name": props.name if known else _try(lambda: torch.cuda.get_device_name(i)),
+            "totalBytes": props.total_memory if known else None,
+            "computeCapability": "%d.%d" % (props.major, props.minor) if known else None,
+            "allocatedBytes": 0,
+            "reservedBytes": 0,
         }
-        # Before CUDA is initialised the allocator holds nothing: 0, and asking creates no context.
-        device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0) if initialised else 0
-        device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0) if initialised else 0
+        # Before CUDA is initialised the allocator holds nothing, and asking creates no context.
+        if initialised:
+            device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0)
+            device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0)
         out["devices"].append(device)
     return out
 

@@ -27,8 +27,14 @@ def run_script(*args):
         out = os.path.join(tmp, "report.json")
         # No GPU for the script wherever the test runs: a CUDA torch sees none with this.
         env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", CUDA_VISIBLE_DEVICES="")
-        r = subprocess.run([sys.executable, SCRIPT, "--out", out] + list(args), cwd=REPO, env=env,
-                           capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
+        r = subprocess.run(
+            [sys.executable, SCRIPT, "--out", out] + list(args),
+            cwd=REPO,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=RUN_TIMEOUT_S,
+        )
         with open(out, encoding="utf-8") as f:
             return r, json.load(f)
 
@@ -49,16 +55,42 @@ class GpuCheckWithoutGpuTest(unittest.TestCase):
         self.assertEqual(doc["environment"]["torch"], torch.__version__)
         self.assertEqual(doc["environment"]["torchCuda"], torch.version.cuda)
         ids = [c["id"] for c in doc["checks"]]
-        self.assertEqual(ids, ["1.1", "1.2", "1.3", "1.4", "2.1", "2.2", "3.1", "4.1", "4.2", "5.1", "5.2", "5.3", "6.1", "6.2", "1.5"])
+        self.assertEqual(
+            ids,
+            [
+                "1.1",
+                "1.2",
+                "1.3",
+                "1.4",
+                "2.1",
+                "2.2",
+                "3.1",
+                "4.1",
+                "4.2",
+                "5.1",
+                "5.2",
+                "5.3",
+                "6.1",
+                "6.2",
+                "1.5",
+            ],
+        )
         for c in doc["checks"]:
             self.assertLessEqual(ROW_KEYS, set(c), c["id"])
             self.assertIn(c["status"], ("PASS", "FAIL", "SKIP"))
-        counts = {s: sum(1 for c in doc["checks"] if c["status"] == s) for s in ("PASS", "FAIL", "SKIP")}
+        counts = {
+            s: sum(1 for c in doc["checks"] if c["status"] == s) for s in ("PASS", "FAIL", "SKIP")
+        }
         self.assertEqual(doc["counts"], counts)
         # The table and the summary on stdout say the same.
         for c in doc["checks"]:
-            self.assertRegex(self.proc.stdout, r"(?m)^%s\s+%s\s" % (c["status"], c["id"].replace(".", r"\.")))
-        self.assertIn("%d PASS, %d FAIL, %d SKIP" % (counts["PASS"], counts["FAIL"], counts["SKIP"]), self.proc.stdout)
+            self.assertRegex(
+                self.proc.stdout, r"(?m)^%s\s+%s\s" % (c["status"], c["id"].replace(".", r"\."))
+            )
+        self.assertIn(
+            "%d PASS, %d FAIL, %d SKIP" % (counts["PASS"], counts["FAIL"], counts["SKIP"]),
+            self.proc.stdout,
+        )
         self.assertEqual(self.proc.returncode, 1 if counts["FAIL"] else 0, self.proc.stderr[-2000:])
 
     def test_every_gpu_check_is_skip_with_the_reason(self):
@@ -78,9 +110,13 @@ class GpuCheckWithoutGpuTest(unittest.TestCase):
         for cid, c in cpu.items():
             if cid == "3.1" and not has("transformers"):
                 self.assertEqual(c["status"], "SKIP")
-                self.assertEqual(c["reason"], "transformers is not installed in %s" % sys.executable)
+                self.assertEqual(
+                    c["reason"], "transformers is not installed in %s" % sys.executable
+                )
                 continue
-            self.assertEqual(c["status"], "PASS", "%s: %s\n%s" % (cid, c.get("reason"), c.get("traceback", "")))
+            self.assertEqual(
+                c["status"], "PASS", "%s: %s\n%s" % (cid, c.get("reason"), c.get("traceback", ""))
+            )
         # What they measured is in the report.
         self.assertEqual(cpu["1.1"]["measured"]["torch"]["version"], torch.__version__)
         self.assertEqual(cpu["5.1"]["measured"]["layer"], "head")
@@ -99,7 +135,10 @@ class GpuCheckWithoutGpuTest(unittest.TestCase):
 class GpuCheckBudgetTest(unittest.TestCase):
     def test_a_spent_budget_skips_instead_of_passing(self):
         proc, doc = run_script("--only", "1.1,4.1", "--budget-s", "0")
-        self.assertEqual([(c["id"], c["status"], c["ran"]) for c in doc["checks"]], [("1.1", "SKIP", False), ("4.1", "SKIP", False)])
+        self.assertEqual(
+            [(c["id"], c["status"], c["ran"]) for c in doc["checks"]],
+            [("1.1", "SKIP", False), ("4.1", "SKIP", False)],
+        )
         for c in doc["checks"]:
             self.assertRegex(c["reason"], r"^time budget spent \(--budget-s\); needs about \d+ s$")
         self.assertEqual(proc.returncode, 0)
@@ -112,7 +151,11 @@ class FakeNvidiaSmiTest(unittest.TestCase):
     def setUp(self):
         sys.path.insert(0, os.path.join(REPO, "scripts"))
         self.path = os.environ["PATH"]
-        os.environ["PATH"] = os.path.join(REPO, "test", "fixtures", "nvidia-smi", "bin", "h100") + os.pathsep + self.path
+        os.environ["PATH"] = (
+            os.path.join(REPO, "test", "fixtures", "nvidia-smi", "bin", "h100")
+            + os.pathsep
+            + self.path
+        )
 
     def tearDown(self):
         os.environ["PATH"] = self.path
@@ -147,12 +190,22 @@ class NvidiaSmiXmlTest(unittest.TestCase):
 
         with open(XML_FIXTURE, encoding="utf-8") as f:
             doc = parse_nvidia_smi_xml(f.read())
-        self.assertEqual((doc["driverVersion"], doc["cudaVersion"], doc["attachedGpus"]), ("550.54.15", "12.4", 1))
+        self.assertEqual(
+            (doc["driverVersion"], doc["cudaVersion"], doc["attachedGpus"]),
+            ("550.54.15", "12.4", 1),
+        )
         g = doc["gpus"][0]
-        self.assertEqual((g["name"], g["busId"], g["migMode"]), ("NVIDIA H100 80GB HBM3", "00000000:18:00.0", "Disabled"))
-        self.assertEqual((g["memoryTotalMiB"], g["memoryReservedMiB"], g["memoryUsedMiB"], g["utilizationPct"]),
-                         (81559.0, 328.0, 1234.0, 87.0))
-        self.assertEqual(g["processes"], [{"pid": 4242, "name": "/usr/bin/python3", "usedMiB": 1224.0}])
+        self.assertEqual(
+            (g["name"], g["busId"], g["migMode"]),
+            ("NVIDIA H100 80GB HBM3", "00000000:18:00.0", "Disabled"),
+        )
+        self.assertEqual(
+            (g["memoryTotalMiB"], g["memoryReservedMiB"], g["memoryUsedMiB"], g["utilizationPct"]),
+            (81559.0, 328.0, 1234.0, 87.0),
+        )
+        self.assertEqual(
+            g["processes"], [{"pid": 4242, "name": "/usr/bin/python3", "usedMiB": 1224.0}]
+        )
 
 
 if __name__ == "__main__":

@@ -164,7 +164,13 @@ def main(argv=None):
         if ctx.gpu and any(c.id == "1.5" for c in checks):
             # Runs in the background while the other checks load the GPU.
             ctx.stream = SamplerStream(REPO, args.stream_s).start()
-        results = run_checks(checks, ctx, deadline, log)
+        results = run_checks(
+            checks,
+            ctx,
+            deadline,
+            log,
+            lambda rows: write_json(args.out, report_document(rows, ctx, started, args, False)),
+        )
         doc = report_document(results, ctx, started, args)
     finally:
         ctx.close()

@@ -51,6 +51,7 @@ class GpuCheckWithoutGpuTest(unittest.TestCase):
     def test_report_shape(self):
         doc = self.doc
         self.assertEqual(doc["reportVersion"], 1)
+        self.assertIs(doc["complete"], True)
         self.assertIs(doc["gpu"], False)
         self.assertEqual(doc["environment"]["torch"], torch.__version__)
         self.assertEqual(doc["environment"]["torchCuda"], torch.version.cuda)

@@ -11,6 +11,8 @@ sys.path.insert(0, os.path.join(REPO, "python"))
 from tests.engine_process import EngineProcess, RpcError  # noqa: E402
 
 TERMINAL = ("done", "stopped", "failed")
+# One request may not eat the whole budget: a hung engine fails its check and the run goes on.
+REQUEST_TIMEOUT_S = 90
 RUN_TIMEOUT_S = 120
 
 
@@ -34,6 +36,9 @@ class Engine(EngineProcess):
                 "backend": backend,
             },
         )
+
+    def request(self, method, params=None, timeout=REQUEST_TIMEOUT_S):
+        return super().request(method, params, timeout)
 
     @property
     def pid(self):

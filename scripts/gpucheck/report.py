@@ -56,7 +56,7 @@ class Check:
         self.cost_s = cost_s
 
 
-def run_checks(checks, ctx, deadline, log):
+def run_checks(checks, ctx, deadline, log, on_row=None):
     results = []
     for c in checks:
         t0 = time.monotonic()
@@ -107,11 +107,13 @@ def run_checks(checks, ctx, deadline, log):
                 row["notes"] = out.notes
         row["seconds"] = round(time.monotonic() - t0, 2)
         results.append(row)
+        if on_row is not None:
+            on_row(results)
         log("  %s %s" % (row["status"], row.get("reason", "")))
     return results
 
 
-def report_document(results, ctx, started, args):
+def report_document(results, ctx, started, args, complete=True):
     counts = {s: sum(1 for r in results if r["status"] == s) for s in (PASS, FAIL, SKIP)}
     return {
         "reportVersion": REPORT_VERSION,
@@ -127,6 +129,8 @@ def report_document(results, ctx, started, args):
         "gpu": ctx.gpu,
         "noGpuReason": None if ctx.gpu else ctx.no_gpu_reason,
         "counts": counts,
+        # False in the copy written after each check: a run killed from outside keeps what it did.
+        "complete": complete,
         "checks": results,
     }
 

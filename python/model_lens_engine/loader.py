@@ -90,7 +90,6 @@ class LoadedModel:
         self.scope = None
         self.device = None
         self.last_outputs = {}
-        self.last_inputs = []
 
 
 def _class_location(cls):

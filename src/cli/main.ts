@@ -15,14 +15,19 @@ import {
 } from '../protocol/messages';
 import type { TensorInfo } from '../protocol/types';
 import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 
-/** Exit codes promised in the README. */
-export const EXIT_OK = 0;
-export const EXIT_MODEL_FAILED = 1;
-export const EXIT_USAGE = 2;
-const EXIT_INTERRUPTED = 130;
 
 const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
@@ -48,8 +53,6 @@ Options:
   --trace OUT.json   profile: write a Chrome trace that Perfetto opens
 
 Exit codes: 0 ok, 1 the model failed (the message names file, line, layer), 2 bad usage.`;
-
-class UsageError extends Error {}
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -86,23 +89,6 @@ export function parseShape(text: string): number[] {
   return dims;
 }
 
-function positiveInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
-}
-
-function resolveModelFile(file: string | undefined): string {
-  if (!file) throw new UsageError('missing FILE');
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    // Not a usage error: the user named a file, it just is not there. Same code as a model failure.
-    throw new EngineError(`${file}: no such file`, 0, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
-}
-
 async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
   const client = await EngineClient.start({
     kind: engineKindForFile(file),
@@ -132,7 +118,7 @@ async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) 
 }
 
 function requestTimeout(opts: Options): number | undefined {
-  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout, 0) * 1000;
+  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout) * 1000;
 }
 
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
@@ -171,6 +157,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         type: m.type,
         depth: m.depth,
         params: m.totalParams,
+        ownParams: m.ownParams,
         trainableParams: m.trainableParams,
         outputShape: row?.outputShape ?? null,
         output: outputFacts(row?.output),
@@ -205,7 +192,7 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
 }
 
 async function profileCommand(file: string, opts: Options): Promise<void> {
-  const steps = positiveInt('steps', opts.steps, DEFAULT_PROFILE_STEPS);
+  const steps = opts.steps === undefined ? DEFAULT_PROFILE_STEPS : positiveInt('steps', opts.steps);
   if (opts.mode && opts.mode !== 'forward' && opts.mode !== 'train') {
     throw new UsageError(`--mode ${opts.mode}: expected forward or train`);
   }
@@ -255,7 +242,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'run') return runCommand(argv.slice(1), cliVersion());
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = asUsageError(() => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }));
   } catch (err) {
     process.stderr.write(`model-lens: ${(err as Error).message}\n\n${USAGE}\n`);
     return EXIT_USAGE;
@@ -293,10 +280,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return EXIT_MODEL_FAILED;
+      return EXIT_FAILED;
     }
     process.stderr.write(`model-lens: internal error: ${(err as Error).stack ?? err}\n`);
-    return EXIT_MODEL_FAILED;
+    return EXIT_FAILED;
   }
 }
 
@@ -308,7 +295,7 @@ export function run(): void {
     },
     (err) => {
       process.stderr.write(`model-lens: ${err}\n`);
-      process.exitCode = EXIT_MODEL_FAILED;
+      process.exitCode = EXIT_FAILED;
     },
   );
 }

@@ -69,6 +69,7 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     `Total params: ${formatCount(t.params)}`,
     `Trainable params: ${formatCount(t.trainableParams)}`,
     `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
+    ...(t.frameworkCounts ? [`(${t.frameworkCounts.note})`] : []),
     formatMacs(t.macs),
     rule,
     `Input size (MB): ${mb(t.inputBytes)}`,

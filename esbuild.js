@@ -65,9 +65,17 @@ function copyWasm() {
   }
 }
 
+/** uPlot's stylesheet: the webviews link it from dist/webview (the CSP allows only our files). */
+function copyChartCss() {
+  const to = path.join(dist, 'webview');
+  fs.mkdirSync(to, { recursive: true });
+  fs.copyFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), path.join(to, 'uPlot.min.css'));
+}
+
 async function main() {
   fs.mkdirSync(dist, { recursive: true });
   copyWasm();
+  copyChartCss();
   const active = builds.filter((b) => Object.keys(b.entryPoints).length > 0 || b.entryPoints.length > 0);
   if (watch) {
     for (const b of active) await (await esbuild.context(b)).watch();

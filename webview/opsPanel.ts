@@ -1,7 +1,7 @@
 // Model Lens: Ops — where the time of one step goes, per op and per module.
 import type { ProfileResult } from '../src/protocol/messages';
 import type { OpStat } from '../src/protocol/types';
-import { bar } from './charts';
+import { bar } from './meter';
 import { formatCount, formatShape } from '../src/shared/format';
 import { formatMs, h } from './dom';
 import { app, post, savedState, saveState, startPanel } from './host';

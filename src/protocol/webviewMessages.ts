@@ -110,6 +110,8 @@ export interface TrainingPanelState {
   /** Decimated for drawing; `pointCount` is how many the run holds. */
   loss: [number, number][];
   pointCount: number;
+  /** Validation loss [step, value], decimated like `loss`; empty when none was reported. */
+  evalLoss: [number, number][];
   lastLoss: number | null;
   minLoss: [number, number] | null;
   error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
@@ -124,6 +126,8 @@ export interface TrainingPanelState {
   } | null;
   /** The latest `train/histograms`: per-parameter weight and gradient summaries at `step`. */
   histograms: { step: number; params: ParameterHistogram[]; omitted: number } | null;
+  /** The latest snapshots, oldest first (the last one is `histograms`), for the offset view. */
+  histogramHistory: { step: number; params: ParameterHistogram[] }[];
 }
 
 // ---- Hooks panel state (src/extension/hookStore.ts → webview/hooksPanel.ts) ------------------
@@ -143,6 +147,8 @@ export interface HookView {
   history: { call: number; mean: number | null; std: number | null }[];
   latest?: TensorStats;
   histogram?: Histogram;
+  /** The latest histograms, oldest first, for the offset view (the last one is `histogram`). */
+  histograms?: { call: number; step?: number; histogram: Histogram }[];
   /** Events whose tensor held a NaN / an Inf, and the first call where one was seen. */
   nanEvents: number;
   infEvents: number;

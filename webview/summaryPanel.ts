@@ -41,24 +41,27 @@ function render(state: SummaryState | null): void {
     root.replaceChildren(header, inputs, h('p', { class: 'muted' }, 'The summary has not run yet (or failed: see the notification).'));
     return;
   }
-  const rows = s.rows.map((r) =>
-    h(
-      'tr',
-      {
-        'data-path': r.path,
-        class: r.ran ? '' : 'not-run',
-        tabindex: 0,
-        title: r.note ?? '',
-        onclick: () => post({ type: 'revealModule', path: r.path }),
-        onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && post({ type: 'revealModule', path: r.path }),
-      },
-      h('td', { class: 'layer' }, indent(r.depth), h('span', { class: 'type' }, r.type), r.path ? h('span', { class: 'path' }, ` (${r.path})`) : ` (${state.modelName})`),
-      h('td', { class: 'shape' }, r.ran ? formatShape(r.outputShape) : '--'),
-      h('td', { class: 'num' }, !r.isLeaf && r.params === 0 ? '--' : formatCount(r.params)),
-      h('td', { class: 'num' }, r.macs ? formatCount(r.macs) : '--'),
-      h('td', { class: 'note' }, [r.aliases.length ? `also at ${r.aliases.join(', ')}` : '', r.note ?? ''].filter(Boolean).join(' · ')),
-    ),
-  );
+  const rows: HTMLElement[] = [];
+  for (const r of s.rows) {
+    rows.push(
+      h(
+        'tr',
+        {
+          'data-path': r.path,
+          class: r.ran ? '' : 'not-run',
+          tabindex: 0,
+          onclick: () => post({ type: 'revealModule', path: r.path }),
+          onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && post({ type: 'revealModule', path: r.path }),
+        },
+        h('td', { class: 'layer' }, indent(r.depth), h('span', { class: 'type' }, r.type), r.path ? h('span', { class: 'path' }, ` (${r.path})`) : ` (${state.modelName})`),
+        h('td', { class: 'shape' }, r.ran ? formatShape(r.outputShape) : '--'),
+        h('td', { class: 'num' }, !r.isLeaf && r.params === 0 ? '--' : formatCount(r.params)),
+        h('td', { class: 'num' }, r.macs ? formatCount(r.macs) : '--'),
+        h('td', { class: 'note' }, [r.aliases.length ? `shared: also at ${r.aliases.join(', ')}` : '', r.note ?? ''].filter(Boolean).join(' · ')),
+      ),
+    );
+  }
+  insertAliasRows(s.rows, rows);
   const table = h(
     'table',
     { id: 'summary-table', class: 'grid' },
@@ -84,6 +87,41 @@ function render(state: SummaryState | null): void {
   );
   const warnings = s.warnings.length ? h('ul', { class: 'warnings' }, ...s.warnings.map((w) => h('li', null, w))) : null;
   root.replaceChildren(header, inputs, warnings ?? '', table, totals);
+}
+
+/**
+ * A shared module is one row, under its first name; its other names (`layers.2` when
+ * `layers[2] is layers[0]`) get a row of their own at the end of their parent's members, so
+ * the table lists every registered name, each labelled with its own path.
+ */
+function insertAliasRows(summary: SummaryResult['rows'], rows: HTMLElement[]): void {
+  const inserts: { after: number; row: HTMLElement }[] = [];
+  summary.forEach((r) => {
+    for (const alias of r.aliases) {
+      const parent = alias.includes('.') ? alias.slice(0, alias.lastIndexOf('.')) : '';
+      const parentIndex = summary.findIndex((x) => x.path === parent);
+      if (parentIndex < 0) continue;
+      // The parent's subtree ends at the first later row that is not deeper than the parent.
+      let end = parentIndex;
+      while (end + 1 < summary.length && summary[end + 1].depth > summary[parentIndex].depth) end++;
+      const depth = summary[parentIndex].depth + 1;
+      inserts.push({
+        after: end,
+        row: h(
+          'tr',
+          { 'data-alias': alias, class: 'alias', tabindex: 0, onclick: () => post({ type: 'revealModule', path: r.path }) },
+          h('td', { class: 'layer' }, indent(depth), h('span', { class: 'type' }, r.type), h('span', { class: 'path' }, ` (${alias})`)),
+          h('td', { class: 'shape' }, '='),
+          h('td', { class: 'num' }, '--'),
+          h('td', { class: 'num' }, '--'),
+          h('td', { class: 'note' }, `same module as ${r.path}: counted there`),
+        ),
+      });
+    }
+  });
+  // Insert from the end so earlier indices stay valid; equal positions keep their order.
+  inserts.sort((a, b) => b.after - a.after);
+  for (const { after, row } of inserts) rows.splice(after + 1, 0, row);
 }
 
 function indent(depth: number): HTMLElement {

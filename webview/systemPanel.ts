@@ -54,7 +54,7 @@ function renderCpu(s: SystemState): void {
 }
 
 function gpuStatusText(s: SystemState): string {
-  if (s.gpuStatus.state === 'unavailable') return `No NVIDIA GPU data: ${s.gpuStatus.reason ?? 'nvidia-smi is not answering'}.`;
+  if (s.gpuStatus.state === 'unavailable') return `No NVIDIA GPU data: ${(s.gpuStatus.reason ?? 'nvidia-smi is not answering').replace(/\.$/, '')}.`;
   if (s.gpuStatus.state === 'starting' || s.gpuStatus.state === 'idle') return 'Waiting for nvidia-smi…';
   return 'nvidia-smi reported no GPU.';
 }
@@ -64,7 +64,7 @@ function renderGpus(s: SystemState): void {
     sections.gpus.replaceChildren(h('h2', null, 'GPUs'), h('p', { class: 'muted', id: 'gpu-none' }, gpuStatusText(s)));
     return;
   }
-  const stale = s.gpuStatus.state === 'unavailable' ? h('p', { class: 'warning' }, `GPU data unavailable (${s.gpuStatus.reason ?? 'nvidia-smi stopped answering'}); showing the last figures.`) : null;
+  const stale = s.gpuStatus.state === 'unavailable' ? h('p', { class: 'warning' }, `GPU data unavailable: ${(s.gpuStatus.reason ?? 'nvidia-smi stopped answering').replace(/\.$/, '')}. Showing the last figures.`) : null;
   const rows = s.gpus.map((g) =>
     h(
       'tr',

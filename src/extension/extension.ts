@@ -75,6 +75,7 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
     { dispose: () => void sampler.dispose() },
     vscode.languages.registerCodeLensProvider(CODELENS_SELECTOR, new ModelCodeLensProvider()),
     vscode.workspace.onDidSaveTextDocument((doc) => s.onDidSave(doc)),
+    vscode.window.onDidChangeActiveTextEditor(() => s.describeViews()),
     vscode.workspace.onDidGrantWorkspaceTrust(() => s.setMessage(undefined)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('modelLens.pythonPath')) void engines.restart('pytorch');

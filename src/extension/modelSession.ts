@@ -16,7 +16,7 @@ import type { HookView } from '../protocol/webviewMessages';
 import { HookStore } from './hookStore';
 import { engineModules } from './lazyModules';
 import { ModelState } from './modelState';
-import type { ModelSource, ModulesProvider, TensorsProvider } from './moduleTree';
+import { isAlias, type ModelSource, type ModuleElement, type ModulesProvider, type TensorsProvider } from './moduleTree';
 import type { Panels } from './panels';
 import type { WebviewMessage } from '../protocol/webviewMessages';
 import type { PanelKind } from './webviewMessages';
@@ -33,7 +33,7 @@ const USER_ERROR_KINDS = new Set(['syntaxError', 'importError', 'noModel', 'ambi
 export interface SessionViews {
   modules: ModulesProvider;
   tensors: TensorsProvider;
-  modulesView: vscode.TreeView<ModuleNode>;
+  modulesView: vscode.TreeView<ModuleElement>;
   tensorsView: vscode.TreeView<unknown>;
 }
 
@@ -84,8 +84,8 @@ export class ModelSession implements ModelSource, vscode.Disposable {
   attachViews(views: SessionViews): void {
     this.views = views;
     this.subscriptions.push(
-      views.modulesView.onDidExpandElement((e) => views.modules.expanded.add(e.element.path)),
-      views.modulesView.onDidCollapseElement((e) => views.modules.expanded.delete(e.element.path)),
+      views.modulesView.onDidExpandElement((e) => !isAlias(e.element) && views.modules.expanded.add(e.element.path)),
+      views.modulesView.onDidCollapseElement((e) => !isAlias(e.element) && views.modules.expanded.delete(e.element.path)),
     );
   }
 
@@ -119,7 +119,7 @@ export class ModelSession implements ModelSource, vscode.Disposable {
     this.inFlight = cts;
     this.target = target;
     const token = cts.token;
-    const previousSelection = this.views?.modulesView.selection.map((n) => n.path) ?? [];
+    const previousSelection = this.views?.modulesView.selection.flatMap((n) => (isAlias(n) ? [] : [n.path])) ?? [];
     const label = path.basename(target.file);
     this.setStatus(`$(sync~spin) Model Lens: loading ${label}`, target.file);
     try {
@@ -145,6 +145,7 @@ export class ModelSession implements ModelSource, vscode.Disposable {
         for (const w of load.warnings) this.output.appendLine(`[${kind}] ${load.name}: ${w}`);
         this.views?.modules.refresh();
         this.views?.tensors.refresh();
+        this.describeViews();
         this.restoreSelection(previousSelection);
         await this.reattachHooks(client, model, oldHooks);
         this.setStatus(`$(symbol-class) ${load.name} · ${formatCount(tree.modules[0]?.totalParams ?? 0)} params`, target.file, kind);
@@ -173,7 +174,11 @@ export class ModelSession implements ModelSource, vscode.Disposable {
         this.setMessage(`${firstLine(err instanceof Error ? err.message : String(err))} (showing the last successful load)`, true);
       }
       if (this.model?.file === target.file) this.setStatus(`$(warning) ${this.model.load.name}`, target.file, this.model.kind);
-      else if (kind === 'untrusted') this.setStatus(`$(shield) Model Lens: trust the workspace to inspect ${label}`, target.file);
+      else if (kind === 'untrusted') {
+        // Short: in Restricted Mode the status bar is already crowded; the tooltip says the rest.
+        this.setStatus('$(shield) Model Lens', target.file);
+        this.status.tooltip = `Trust the workspace to inspect ${label}: Model Lens runs model code.`;
+      }
       else this.setStatus(`$(warning) Model Lens: ${label} failed`, target.file);
       return undefined;
     } finally {
@@ -228,6 +233,24 @@ export class ModelSession implements ModelSource, vscode.Disposable {
     this.setMessage(undefined);
     this.views?.modules.refresh();
     this.views?.tensors.refresh();
+    this.describeViews();
+  }
+
+  /**
+   * The views' title says which file they show, and says so louder when the active editor is
+   * another model file (inspecting runs its code, so switching is the user's call, not a focus's).
+   */
+  describeViews(): void {
+    if (!this.views) return;
+    const model = this.model;
+    let text: string | undefined;
+    if (model) {
+      text = path.basename(model.file);
+      const active = this.activeTarget();
+      if (active && path.resolve(active.file) !== path.resolve(model.file)) text += ` — not ${path.basename(active.file)}`;
+    }
+    this.views.modulesView.description = text;
+    this.views.tensorsView.description = text;
   }
 
   /** The run is over: later hooks name the model again. */

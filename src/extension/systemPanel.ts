@@ -9,6 +9,7 @@ import type { Disposable } from '../system/gpuSampler';
 import type { GpuProcess } from '../system/nvidiaSmiParse';
 import type { EngineManager } from './engineManager';
 import { activeEngineProcess } from './gpuStatusBar';
+import { collectCpuFacts } from './cpuFacts';
 import { engineModules } from './lazyModules';
 import { SYSTEM_HISTORY_SAMPLES, cpuLoadPct, gpuRows, memorySection } from './systemModel';
 import type { MemorySection, SystemPanelPatch, SystemPanelState } from '../protocol/webviewMessages';
@@ -25,6 +26,8 @@ export const TORCH_MEMORY_POLL_MS = 2_000;
 const TORCH_MEMORY_TIMEOUT_MS = 30 * 60_000;
 /** CPU load refresh, independent of the GPU stream (which a machine without a GPU lacks). */
 export const CPU_LOAD_INTERVAL_MS = 2_000;
+/** The first load figure comes sooner, so the panel does not open on "Load —". */
+const CPU_LOAD_FIRST_MS = 300;
 
 
 export class SystemPanel implements vscode.Disposable {
@@ -34,6 +37,7 @@ export class SystemPanel implements vscode.Disposable {
   private cpuError: string | undefined;
   private cpuLoading: Promise<void> | undefined;
   private lastCpuTimes: CpuTimes | undefined;
+  private lastCpuLoad: number | null = null;
   private processes: GpuProcess[] | undefined;
   private torch: MemoryInfo | undefined;
   private torchPid: number | undefined;
@@ -106,6 +110,7 @@ export class SystemPanel implements vscode.Disposable {
     this.timers.push(
       setInterval(() => this.refreshCpuLoad(), CPU_LOAD_INTERVAL_MS),
       setInterval(() => void this.pollTorch(), TORCH_MEMORY_POLL_MS),
+      setTimeout(() => this.refreshCpuLoad(), CPU_LOAD_FIRST_MS),
     );
     void this.pollTorch();
   }
@@ -125,14 +130,13 @@ export class SystemPanel implements vscode.Disposable {
   private async loadCpu(): Promise<void> {
     this.cpuLoading ??= (async () => {
       try {
-        // systeminformation is loaded on first use: activate() stays cheap.
-        const report = require('../system/systemReport') as typeof import('../system/systemReport');
-        this.cpu = await report.collectCpuInfo();
+        this.cpu = await collectCpuFacts();
         this.cpuError = undefined;
       } catch (err) {
         this.cpuError = err instanceof Error ? err.message : String(err);
         this.cpuLoading = undefined;
       }
+      if (this.cpu && this.lastCpuLoad !== null) this.cpu = { ...this.cpu, loadPct: this.lastCpuLoad };
       this.post({ cpu: this.cpu, cpuError: this.cpuError });
     })();
     return this.cpuLoading;
@@ -142,6 +146,7 @@ export class SystemPanel implements vscode.Disposable {
     const now = os.cpus();
     const load = this.lastCpuTimes ? cpuLoadPct(this.lastCpuTimes, now) : null;
     this.lastCpuTimes = now;
+    if (load !== null) this.lastCpuLoad = Math.round(load);
     if (this.cpu && load !== null) {
       this.cpu = { ...this.cpu, loadPct: Math.round(load) };
       this.post({ cpu: this.cpu });

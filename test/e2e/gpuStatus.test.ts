@@ -106,11 +106,14 @@ describe('GPU status bar and System panel in a real VS Code', { timeout: SUITE_T
         const said = await frame.locator('#gpu-none').innerText();
         assert.match(said, /No NVIDIA GPU data: nvidia-smi is not on PATH/);
         const memory = await frame.locator('#memory-message').innerText();
-        assert.match(memory, /No NVIDIA GPU .*no CUDA memory to break down/);
+        assert.match(memory, /^No NVIDIA GPU, so there is no CUDA memory to break down: nvidia-smi is not on PATH/);
+        assert.doesNotMatch(`${said} ${memory}`, /\)\)/, 'no nested parentheses');
         await frame.locator('#cpu-facts').waitFor({ state: 'visible' });
         const cpu = await frame.locator('#cpu-facts').innerText();
         // The host's own logical CPU count, from node, must appear as the panel's thread count.
         assert.match(cpu, new RegExp(`Logical threads\\s+${os.cpus().length}\\b`));
+        // The load is measured within a second of opening, not left at "—" (it was on Linux).
+        await wb.waitFor('the CPU load', async () => frame.locator('#cpu-facts').innerText(), (t) => /Load\s+\d+ %/.test(t));
       });
       const log = outputChannelLog(session.server.userDataDir);
       assert.match(log, /\[gpu\] GPU monitor unavailable: nvidia-smi is not on PATH/);

@@ -26,6 +26,8 @@ let passed = 0;
 let failed = 0;
 let skipped = 0;
 const failures = [];
+/** e2e files that failed once and passed on their second run. */
+const flaky = [];
 
 function run(title, cmd, args, opts = {}) {
   console.log(`\n=== ${title}: ${[cmd, ...args].join(' ')}`);
@@ -178,28 +180,38 @@ for (const stage of stages) {
     if (files.length === 0) continue;
     const setup = path.join(ROOT, 'scripts', 'e2e', 'setup.sh');
     if (fs.existsSync(setup)) {
+      // setup.sh installs code-server into .cache/ (no root); system packages it only checks, and
+      // exits 3 naming them: a developer's machine without Chromium skips the stage, CI fails.
       const r = run('e2e setup', 'bash', [setup]);
+      if (r.status === 3 && !process.env.CI) {
+        console.log(`\nSKIPPED the e2e stage (${files.length} files): see the missing packages above; .ci/run installs them.`);
+        skipped += files.length;
+        continue;
+      }
       if (r.status !== 0) {
         failures.push('e2e setup');
         failed += 1;
         continue;
       }
     }
-    // A real browser driving a real VS Code on a small, busy machine has timing flakes that
-    // unit tests do not: a failed e2e stage is run once more, and the log says so. A scenario
-    // has to fail twice to fail the run.
-    const before = { passed, failed, skipped, failures: failures.length };
-    nodeTests('e2e tests', files);
-    if (failures.length > before.failures) {
-      console.log(`\n=== e2e tests failed (${failed - before.failed} failed); running the e2e stage once more`);
+    // A real browser driving a real VS Code on a small, busy machine has timing flakes that unit
+    // tests do not. A failed file runs once more; one that then passes is reported as flaky in
+    // the summary (never silently as a pass), one that fails twice fails the run.
+    for (const file of files) {
+      const before = { passed, failed, skipped, failures: failures.length };
+      nodeTests(`e2e ${path.basename(file)}`, [file]);
+      if (failures.length === before.failures) continue;
+      console.log(`\n=== ${file} failed; running it once more`);
       ({ passed, failed, skipped } = before);
       failures.length = before.failures;
-      nodeTests('e2e tests (second attempt)', files);
+      nodeTests(`e2e ${path.basename(file)} (second attempt)`, [file]);
+      if (failures.length === before.failures) flaky.push(file);
     }
   }
 }
 
 console.log('');
 if (failures.length) console.log(`failed stages: ${failures.join(', ')}`);
-console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}`);
+if (flaky.length) console.log(`FLAKY (failed once, passed on the second run): ${flaky.join(', ')}`);
+console.log(`${passed} passed, ${failed} failed${skipped ? `, ${skipped} skipped` : ''}${flaky.length ? `, ${flaky.length} flaky` : ''}`);
 process.exit(failed > 0 || failures.length > 0 ? 1 : 0);

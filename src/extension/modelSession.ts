@@ -638,7 +638,15 @@ function firstLine(s: string): string {
   return s.split('\n', 1)[0];
 }
 
+/**
+ * Opens a source line in the code's editor group: the group already showing the file, else one
+ * showing any text editor. A click in a panel (Ops, Training) would otherwise open the file in the
+ * panel's own group, on top of the panel the user clicked in.
+ */
 async function openLocation(loc: SourceLocation): Promise<void> {
   const pos = new vscode.Position(Math.max(0, loc.line - 1), Math.max(0, (loc.column ?? 1) - 1));
-  await vscode.window.showTextDocument(vscode.Uri.file(loc.file), { selection: new vscode.Range(pos, pos), preview: true });
+  const editors = vscode.window.visibleTextEditors;
+  const viewColumn =
+    editors.find((e) => e.document.uri.fsPath === loc.file)?.viewColumn ?? editors.find((e) => e.viewColumn !== undefined)?.viewColumn ?? vscode.ViewColumn.One;
+  await vscode.window.showTextDocument(vscode.Uri.file(loc.file), { selection: new vscode.Range(pos, pos), preview: true, viewColumn });
 }

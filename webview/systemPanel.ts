@@ -138,7 +138,8 @@ function gpuChart(index: number): Chart {
           pct: { range: [0, 100] },
         },
         axes: [
-          xAxis(theme),
+          // Time ticks take two lines (time, then the date under the first tick).
+          xAxis(theme, undefined, { size: 44 }),
           axis(theme, { scale: 'mem', label: 'memory (GiB)', labelSize: 18, size: 50 }),
           axis(theme, { scale: 'pct', label: 'utilization (%)', labelSize: 18, side: 1, size: 50, grid: { show: false } }),
         ],

@@ -4,12 +4,9 @@ import { HistogramChart, MeanStdChart, RidgeChart } from './charts';
 import { formatCount, formatShape } from '../src/shared/format';
 import { formatNumber, h } from './dom';
 import { app, post, startPanel } from './host';
-import type { HookView } from '../src/protocol/webviewMessages';
+import type { HooksPanelState, HookView, PanelPatches } from '../src/protocol/webviewMessages';
 
-interface HooksState {
-  modelName?: string;
-  hooks: HookView[];
-}
+type HooksState = HooksPanelState;
 
 const cards = new Map<string, HTMLElement>();
 let list: HTMLElement | undefined;
@@ -29,7 +26,7 @@ function render(state: HooksState | null): void {
   for (const hook of hooks) upsert(hook);
 }
 
-function patch(p: { hooks: HookView[] }): void {
+function patch(p: PanelPatches['hooks']): void {
   if (!list) render({ hooks: [] });
   for (const hook of p.hooks) upsert(hook);
 }
@@ -124,4 +121,4 @@ function cardText(hook: HookView): HTMLElement[] {
   return out;
 }
 
-startPanel<HooksState, { hooks: HookView[] }>({ render, patch });
+startPanel<HooksState, PanelPatches['hooks']>({ render, patch });

@@ -3,15 +3,9 @@ import { formatBytes, formatCount, formatShape } from '../src/shared/format';
 import { h } from './dom';
 import { app, post, startPanel } from './host';
 import type { SummaryResult } from '../src/protocol/messages';
-import type { InputSpec } from '../src/protocol/types';
+import type { SummaryPanelState } from '../src/protocol/webviewMessages';
 
-interface SummaryState {
-  modelName: string;
-  file: string;
-  kind: string;
-  inputs: InputSpec[];
-  summary?: SummaryResult;
-}
+type SummaryState = SummaryPanelState;
 
 function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(2);

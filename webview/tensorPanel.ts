@@ -1,5 +1,5 @@
 // Model Lens: Tensor — shape, strides, contiguity and where the elements sit in memory.
-import type { TensorInspectResult } from '../src/protocol/messages';
+import type { TensorPanelState } from '../src/protocol/webviewMessages';
 import type { TensorInfo } from '../src/protocol/types';
 import { HistogramChart } from './charts';
 import { formatBytes, formatCount, formatShape } from '../src/shared/format';
@@ -7,7 +7,7 @@ import { formatNumber, h } from './dom';
 import { app, startPanel } from './host';
 import { MAX_LAYOUT_ELEMENTS, tensorLayout } from './memoryLayout';
 
-type TensorState = TensorInspectResult & { modelName: string };
+type TensorState = TensorPanelState;
 
 function render(state: TensorState | null): void {
   const root = app();

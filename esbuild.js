@@ -14,9 +14,9 @@ const nodeExternals = [
   'vscode',
   '@tensorflow/tfjs-node',
   '@tensorflow/tfjs-node-gpu',
-  // esbuild is a native binary: the engine uses it at run time to transpile TypeScript model files.
-  'esbuild',
 ];
+// Model files are transpiled by sucrase (pure JavaScript, bundled into dist/engine.js), so no
+// native esbuild binary ships: .ts models load on every platform from one package.
 
 const common = {
   bundle: true,

@@ -51,15 +51,18 @@ function render(state: SummaryState | null): void {
         h('td', { class: 'shape' }, r.ran ? formatShape(r.outputShape) : '--'),
         h('td', { class: 'num' }, !r.isLeaf && r.params === 0 ? '--' : formatCount(r.params)),
         h('td', { class: 'num' }, r.macs ? formatCount(r.macs) : '--'),
-        h('td', { class: 'note' }, [r.aliases.length ? `shared: also at ${r.aliases.join(', ')}` : '', r.note ?? ''].filter(Boolean).join(' · ')),
       ),
     );
+    // A note is a sentence: it gets a row of its own under its module, spanning the table, so a
+    // long one wraps instead of pushing the table past the panel's edge.
+    const note = [r.aliases.length ? `shared: also at ${r.aliases.join(', ')}` : '', r.note ?? ''].filter(Boolean).join(' · ');
+    if (note) rows.push(noteRow(r.depth, note));
   }
   insertAliasRows(s.rows, rows);
   const table = h(
     'table',
     { id: 'summary-table', class: 'grid' },
-    h('thead', null, h('tr', null, h('th', null, 'Layer (type)'), h('th', null, 'Output shape'), h('th', { class: 'num' }, 'Param #'), h('th', { class: 'num' }, 'Mult-adds'), h('th', null, ''))),
+    h('thead', null, h('tr', null, h('th', null, 'Layer (type)'), h('th', null, 'Output shape'), h('th', { class: 'num' }, 'Param #'), h('th', { class: 'num' }, 'Mult-adds'))),
     h('tbody', null, ...rows),
   );
   const t = s.totals;
@@ -89,7 +92,7 @@ function render(state: SummaryState | null): void {
  * the table lists every registered name, each labelled with its own path.
  */
 function insertAliasRows(summary: SummaryResult['rows'], rows: HTMLElement[]): void {
-  const inserts: { after: number; row: HTMLElement }[] = [];
+  const inserts: { after: number; row: HTMLElement; note: HTMLElement }[] = [];
   summary.forEach((r) => {
     for (const alias of r.aliases) {
       const parent = alias.includes('.') ? alias.slice(0, alias.lastIndexOf('.')) : '';
@@ -108,14 +111,24 @@ function insertAliasRows(summary: SummaryResult['rows'], rows: HTMLElement[]): v
           h('td', { class: 'shape' }, '='),
           h('td', { class: 'num' }, '--'),
           h('td', { class: 'num' }, '--'),
-          h('td', { class: 'note' }, `same module as ${r.path}: counted there`),
         ),
+        note: noteRow(depth, `same module as ${r.path}: counted there`),
       });
     }
   });
-  // Insert from the end so earlier indices stay valid; equal positions keep their order.
-  inserts.sort((a, b) => b.after - a.after);
-  for (const { after, row } of inserts) rows.splice(after + 1, 0, row);
+  // `after` counts summary rows; rows[] also holds note rows, so place by the row element.
+  const rowOf = (i: number) => rows.findIndex((tr) => tr.dataset.path === summary[i].path);
+  for (const { after, row, note } of inserts.reverse()) {
+    let at = rowOf(after) + 1;
+    while (at < rows.length && rows[at].classList.contains('note-row')) at++;
+    rows.splice(at, 0, row, note);
+  }
+}
+
+function noteRow(depth: number, text: string): HTMLElement {
+  const td = h('td', { class: 'note', colspan: 4 }, text);
+  td.style.paddingLeft = `${1 + depth * 1.2}em`;
+  return h('tr', { class: 'note-row' }, td);
 }
 
 function indent(depth: number): HTMLElement {

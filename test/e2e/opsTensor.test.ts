@@ -131,4 +131,42 @@ describe('Ops and Tensor panels in a real VS Code', { timeout: SUITE_TIMEOUT_MS 
       assert.match(await frame.locator('#view').innerText(), /view\(\) would fail/);
     });
   });
+
+  it('lists a shared module under each of its names, in the tree and the summary', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
+    assert.ok(session);
+    const wb = session.wb;
+    await wb.step('inspect-shared', async () => {
+      await wb.runCommand('View: Close All Editors');
+      await wb.openFile('shared.py');
+      await wb.runCommand('Model Lens: Inspect Current File');
+      await wb.showContainer('Model Lens');
+      await wb.treeRow('Module layers', 'Modules').waitFor({ state: 'visible', timeout: INSPECT_TIMEOUT_MS });
+      // The views' title names the file they show.
+      await wb.pane('Modules').locator('.pane-header', { hasText: 'shared.py' }).waitFor({ state: 'visible' });
+    }, INSPECT_TIMEOUT_MS + 10_000);
+
+    await wb.step('tree-aliases', async () => {
+      await wb.treeRow('Module layers', 'Modules').click();
+      await wb.page.keyboard.press('ArrowRight');
+      // torch lists layers[2] once, as layers.0; the tree names it as well, as a shared row.
+      const alias = wb.treeRow('Module layers.2, shared with layers.0', 'Modules');
+      await alias.waitFor({ state: 'visible' });
+      assert.match(await alias.innerText(), /= layers\.0 \(shared\)/);
+      // What matters first: output shape, then parameters, then the type.
+      assert.match(await wb.treeRow('Module layers.1', 'Modules').innerText(), /\[1, 8\] · 72 params · Block/);
+    });
+
+    await wb.step('summary-aliases', async () => {
+      await wb.runCommand('Model Lens: Show Summary');
+      const frame = await wb.webviewFrameWith('tr[data-alias="layers.2"]');
+      assert.match(await frame.locator('tr[data-alias="layers.2"]').innerText(), /Block \(layers\.2\)/);
+      // Notes have a row of their own under their module, so long ones wrap inside the table.
+      assert.match(await frame.locator('tr[data-alias="layers.2"] + tr.note-row').innerText(), /same module as layers\.0/);
+      const fits = await frame.locator('#summary-table').evaluate((t) => t.scrollWidth <= (t.parentElement?.clientWidth ?? 0) + 1);
+      assert.ok(fits, 'the summary table fits the panel');
+      // It sits after layers.1's subtree, where torch registered it, and before head.
+      const order = await frame.locator('tbody tr[data-path], tbody tr[data-alias]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-path') ?? tr.getAttribute('data-alias')));
+      assert.deepEqual(order, ['', 'layers', 'layers.0', 'layers.0.lin', 'layers.1', 'layers.1.lin', 'layers.2', 'head']);
+    });
+  });
 });

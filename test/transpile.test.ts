@@ -51,12 +51,28 @@ function runWithTypeScript(entry: string): Record<string, unknown> {
     const m = { exports: {} as Record<string, unknown> };
     cache.set(file, m);
     if (file.endsWith('.json')) return (m.exports = JSON.parse(fs.readFileSync(file, 'utf8')));
-    const out = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
-      compilerOptions: { module: ts.ModuleKind.CommonJS, target: ts.ScriptTarget.ES2022, esModuleInterop: true },
-      fileName: file,
-    }).outputText.replace(/\bimport\.meta\.url\b/g, JSON.stringify(`file://${file}`));
-    const req = (id: string) => load(require.resolve(path.resolve(path.dirname(file), id), { paths: [] }).replace(/\.js$/, '.ts'));
-    new Function('exports', 'require', 'module', out)(m.exports, (id: string) => (id.startsWith('.') ? req(id.endsWith('.json') ? id : `${id}.ts`) : require(id)), m);
+    const out = ts
+      .transpileModule(fs.readFileSync(file, 'utf8'), {
+        compilerOptions: {
+          module: ts.ModuleKind.CommonJS,
+          target: ts.ScriptTarget.ES2022,
+          esModuleInterop: true,
+        },
+        fileName: file,
+      })
+      .outputText.replace(/\bimport\.meta\.url\b/g, JSON.stringify(`file://${file}`));
+    const req = (id: string) =>
+      load(
+        require
+          .resolve(path.resolve(path.dirname(file), id), { paths: [] })
+          .replace(/\.js$/, '.ts'),
+      );
+    new Function('exports', 'require', 'module', out)(
+      m.exports,
+      (id: string) =>
+        id.startsWith('.') ? req(id.endsWith('.json') ? id : `${id}.ts`) : require(id),
+      m,
+    );
     return m.exports;
   };
   return load(entry);
@@ -77,7 +93,12 @@ describe('model files transpiled in pure JavaScript', () => {
     assert.equal((ours.build as () => string)(), 'Dense(10) in mode Train');
     assert.equal(ours.units, theirs.units);
     assert.equal(ours.where, entry);
-    assert.deepEqual(Object.keys(ours).sort(), Object.keys(theirs).filter((k) => k !== '__esModule').sort());
+    assert.deepEqual(
+      Object.keys(ours).sort(),
+      Object.keys(theirs)
+        .filter((k) => k !== '__esModule')
+        .sort(),
+    );
   });
 
   it("maps a throw in an imported file to that file's line", () => {
@@ -92,24 +113,38 @@ describe('model files transpiled in pure JavaScript', () => {
     const inner = frames[frames.length - 1];
     assert.equal(inner?.file, path.join(dir, 'layers.ts'));
     assert.equal(inner?.line, 7);
-    assert.ok(frames.some((f) => f.file === path.join(dir, 'model.ts') && f.line === 11), JSON.stringify(frames));
+    assert.ok(
+      frames.some((f) => f.file === path.join(dir, 'model.ts') && f.line === 11),
+      JSON.stringify(frames),
+    );
   });
 
   it('names the file and line of a local import that does not exist', () => {
     assert.throws(
       () => transpileModelFile(path.join(dir, 'broken.ts')),
-      (err: unknown) => err instanceof TranspileError && err.kind === 'importError' && err.location?.line === 1 && /Could not resolve "\.\/missing"/.test(err.message),
+      (err: unknown) =>
+        err instanceof TranspileError &&
+        err.kind === 'importError' &&
+        err.location?.line === 1 &&
+        /Could not resolve "\.\/missing"/.test(err.message),
     );
   });
 
   it('puts a syntax error at its line and column, as TypeScript counts them', () => {
     const file = path.join(dir, 'syntax.ts');
     fs.writeFileSync(file, 'const a = 1;\nconst b = (;\n');
-    const tsDiag = ts.transpileModule(fs.readFileSync(file, 'utf8'), { reportDiagnostics: true, fileName: file }).diagnostics?.[0];
+    const tsDiag = ts.transpileModule(fs.readFileSync(file, 'utf8'), {
+      reportDiagnostics: true,
+      fileName: file,
+    }).diagnostics?.[0];
     const tsPos = tsDiag?.file?.getLineAndCharacterOfPosition(tsDiag.start ?? 0);
     assert.throws(
       () => transpileModelFile(file),
-      (err: unknown) => err instanceof TranspileError && err.kind === 'syntaxError' && err.location?.line === (tsPos?.line ?? -1) + 1 && err.location?.column === (tsPos?.character ?? -1) + 1,
+      (err: unknown) =>
+        err instanceof TranspileError &&
+        err.kind === 'syntaxError' &&
+        err.location?.line === (tsPos?.line ?? -1) + 1 &&
+        err.location?.column === (tsPos?.character ?? -1) + 1,
     );
   });
 });

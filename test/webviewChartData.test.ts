@@ -4,16 +4,22 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { binCenters, binEdges, emaSmooth, ridgeGrid } from '../webview/chartData';
 
-test('emaSmooth is TensorBoard\'s debiased EMA', () => {
+test("emaSmooth is TensorBoard's debiased EMA", () => {
   // TensorBoard (vz_line_chart2/line-chart.ts, resmoothDataset): last = last*w + (1-w)*v;
   // smoothed = last / (1 - w^n). Worked by hand for w = 0.5 over 1, 2, 3:
   // n=1: last 0.5, /0.5 = 1; n=2: last 1.25, /0.75 = 5/3; n=3: last 2.125, /0.875 = 17/7.
   const got = emaSmooth([1, 2, 3], 0.5);
-  assert.deepEqual(got.map((v) => Number(v!.toFixed(12))), [1, Number((5 / 3).toFixed(12)), Number((17 / 7).toFixed(12))]);
+  assert.deepEqual(
+    got.map((v) => Number(v!.toFixed(12))),
+    [1, Number((5 / 3).toFixed(12)), Number((17 / 7).toFixed(12))],
+  );
 });
 
 test('emaSmooth leaves a constant curve alone, weight 0 is the raw curve, gaps pass through', () => {
-  assert.deepEqual(emaSmooth([2, 2, 2, 2], 0.9).map((v) => Number(v!.toFixed(9))), [2, 2, 2, 2]);
+  assert.deepEqual(
+    emaSmooth([2, 2, 2, 2], 0.9).map((v) => Number(v!.toFixed(9))),
+    [2, 2, 2, 2],
+  );
   assert.deepEqual(emaSmooth([3, 1, 4], 0), [3, 1, 4]);
   const withGap = emaSmooth([1, null, Number.NaN, 1], 0.6);
   assert.equal(withGap[1], null);

@@ -43,7 +43,10 @@ export const RIDGE_GRID_POINTS = 64;
  * range. Each ridge is scaled to a height of 1: the view compares shapes and ranges, and one
  * tall spike (a ReLU's zeros) would otherwise flatten every other ridge.
  */
-export function ridgeGrid(hists: readonly Histogram[], points = RIDGE_GRID_POINTS): { x: number[]; ys: number[][] } {
+export function ridgeGrid(
+  hists: readonly Histogram[],
+  points = RIDGE_GRID_POINTS,
+): { x: number[]; ys: number[][] } {
   if (!hists.length) return { x: [], ys: [] };
   let lo = Math.min(...hists.map((h) => h.min));
   let hi = Math.max(...hists.map((h) => h.max));

@@ -26,7 +26,10 @@ export class HistogramChart {
         height: SMALL_CHART_HEIGHT_PX,
         legend: { show: true, live: true },
         cursor: { drag: { x: true, y: false }, points: { show: false } },
-        scales: { x: { time: false, range: () => this.xRange() }, y: { range: (_u, _lo, hi) => [0, Math.max(1, hi)] } },
+        scales: {
+          x: { time: false, range: () => this.xRange() },
+          y: { range: (_u, _lo, hi) => [0, Math.max(1, hi)] },
+        },
         axes: [xAxis(theme, label), axis(theme, { size: 50 })],
         series: [
           { label: 'bin', value: (_u, _v, _s, i) => (i === null ? '--' : this.binLabel(i)) },
@@ -112,7 +115,10 @@ export class RidgeChart {
         const ridges: uPlot.Series[] = this.items.map((item, k) => ({
           label: item.label,
           // Older ridges fade; the latest has the accent colour.
-          stroke: k === n - 1 ? theme.series[0] : withAlpha(theme.series[0], 0.35 + (0.5 * k) / Math.max(1, n - 1)),
+          stroke:
+            k === n - 1
+              ? theme.series[0]
+              : withAlpha(theme.series[0], 0.35 + (0.5 * k) / Math.max(1, n - 1)),
           fill: withAlpha(theme.background, 0.85),
           fillTo: () => this.offset(k),
           width: k === n - 1 ? 1.5 : 1,
@@ -125,7 +131,10 @@ export class RidgeChart {
           // The legend would list every ridge; the axis label and the hover title say enough.
           legend: { show: false },
           cursor: { drag: { x: true, y: false }, points: { show: false } },
-          scales: { x: { time: false }, y: { range: (_u, _lo, hi) => [0, Math.max(1, hi) + 0.05] } },
+          scales: {
+            x: { time: false },
+            y: { range: (_u, _lo, hi) => [0, Math.max(1, hi) + 0.05] },
+          },
           axes: [
             xAxis(theme, `${label} — oldest at the back, latest in front`),
             // Ridge heights are relative; the left axis names the moments instead of counts.
@@ -176,9 +185,27 @@ export class MeanStdChart {
         bands: [{ series: [2, 3], fill: withAlpha(theme.series[0], 0.2) }],
         series: [
           { label: xLabel },
-          { label: 'mean', stroke: theme.series[0], width: 1.5, value: (_u, v) => formatNumber(v), points: { size: 5 } },
-          { label: '+std', stroke: withAlpha(theme.series[0], 0.4), width: 1, value: (_u, v) => formatNumber(v), points: { show: false } },
-          { label: '−std', stroke: withAlpha(theme.series[0], 0.4), width: 1, value: (_u, v) => formatNumber(v), points: { show: false } },
+          {
+            label: 'mean',
+            stroke: theme.series[0],
+            width: 1.5,
+            value: (_u, v) => formatNumber(v),
+            points: { size: 5 },
+          },
+          {
+            label: '+std',
+            stroke: withAlpha(theme.series[0], 0.4),
+            width: 1,
+            value: (_u, v) => formatNumber(v),
+            points: { show: false },
+          },
+          {
+            label: '−std',
+            stroke: withAlpha(theme.series[0], 0.4),
+            width: 1,
+            value: (_u, v) => formatNumber(v),
+            points: { show: false },
+          },
         ],
       }),
     });

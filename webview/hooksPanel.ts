@@ -14,15 +14,28 @@ let list: HTMLElement | undefined;
 function render(state: HooksState | null): void {
   const root = app();
   cards.clear();
-  for (const c of cardCharts.values()) for (const chart of [c.meanStd, c.histogram, c.ridges]) chart?.chart.dispose();
+  for (const c of cardCharts.values())
+    for (const chart of [c.meanStd, c.histogram, c.ridges]) chart?.chart.dispose();
   cardCharts.clear();
   list = h('div', { id: 'hooks' });
   root.replaceChildren(
-    h('header', null, h('h1', null, `Hooks${state?.modelName ? `: ${state.modelName}` : ''}`), h('span', { class: 'muted' }, 'Run a forward pass (Model Lens: Run Forward Pass) or train to see events.')),
+    h(
+      'header',
+      null,
+      h('h1', null, `Hooks${state?.modelName ? `: ${state.modelName}` : ''}`),
+      h(
+        'span',
+        { class: 'muted' },
+        'Run a forward pass (Model Lens: Run Forward Pass) or train to see events.',
+      ),
+    ),
     list,
   );
   const hooks = state?.hooks ?? [];
-  if (!hooks.length) list.append(h('p', { class: 'muted empty' }, 'No hooks. Attach one from a module in the Modules view.'));
+  if (!hooks.length)
+    list.append(
+      h('p', { class: 'muted empty' }, 'No hooks. Attach one from a module in the Modules view.'),
+    );
   for (const hook of hooks) upsert(hook);
 }
 
@@ -44,7 +57,12 @@ function upsert(hook: HookView): void {
   list?.querySelector('.empty')?.remove();
   let card = cards.get(hook.hookId);
   if (!card) {
-    card = h('section', { class: 'hook', 'data-hook-path': hook.path, 'data-hook-kind': hook.kind, 'data-hook-id': hook.hookId });
+    card = h('section', {
+      class: 'hook',
+      'data-hook-path': hook.path,
+      'data-hook-kind': hook.kind,
+      'data-hook-id': hook.hookId,
+    });
     cards.set(hook.hookId, card);
     cardCharts.set(hook.hookId, { box: h('div', { class: 'charts' }) });
     list?.append(card);
@@ -87,7 +105,14 @@ function updateCharts(hook: HookView, c: CardCharts): void {
     const items = snaps.map((s) => ({ label: momentLabel(s), histogram: s.histogram }));
     if (!c.ridges) {
       const el = h('div', { class: 'ridge-chart' });
-      c.box.append(h('figure', { class: 'wide' }, el, h('figcaption', null, 'histograms over time (offset view)')));
+      c.box.append(
+        h(
+          'figure',
+          { class: 'wide' },
+          el,
+          h('figcaption', null, 'histograms over time (offset view)'),
+        ),
+      );
       c.ridges = new RidgeChart(el, items, `${name} values`);
     } else c.ridges.set(items);
   }
@@ -102,20 +127,38 @@ function cardText(hook: HookView): HTMLElement[] {
       h('strong', { class: 'mono' }, hook.path || '(root)'),
       h('span', { class: 'badge' }, hook.kind),
       hook.attached ? '' : h('span', { class: 'badge muted' }, 'detached'),
-      h('span', { class: 'muted' }, hook.shape ? `${formatShape(hook.shape)} ${hook.dtype ?? ''}` : 'no events yet'),
+      h(
+        'span',
+        { class: 'muted' },
+        hook.shape ? `${formatShape(hook.shape)} ${hook.dtype ?? ''}` : 'no events yet',
+      ),
       h('span', { class: 'spacer' }),
       h('span', null, 'events: ', h('span', { class: 'event-count' }, String(hook.events))),
-      hook.attached ? h('button', { type: 'button', onclick: () => post({ type: 'detachHook', hookId: hook.hookId }) }, 'Detach') : '',
+      hook.attached
+        ? h(
+            'button',
+            { type: 'button', onclick: () => post({ type: 'detachHook', hookId: hook.hookId }) },
+            'Detach',
+          )
+        : '',
     ),
   ];
   if (hook.nanEvents || hook.infEvents) {
     out.push(
-      h('p', { class: 'warning', role: 'alert' }, `⚠ ${hook.nanEvents ? `NaN in ${formatCount(hook.nanEvents)} event(s)` : ''}${hook.nanEvents && hook.infEvents ? ', ' : ''}${hook.infEvents ? `Inf in ${formatCount(hook.infEvents)} event(s)` : ''}; first at call ${hook.firstNonFiniteCall}`),
+      h(
+        'p',
+        { class: 'warning', role: 'alert' },
+        `⚠ ${hook.nanEvents ? `NaN in ${formatCount(hook.nanEvents)} event(s)` : ''}${hook.nanEvents && hook.infEvents ? ', ' : ''}${hook.infEvents ? `Inf in ${formatCount(hook.infEvents)} event(s)` : ''}; first at call ${hook.firstNonFiniteCall}`,
+      ),
     );
   }
   if (s) {
     out.push(
-      h('p', { class: 'stats' }, `call ${formatCount(hook.lastCall)}${hook.step !== undefined ? ` · step ${hook.step}` : ''} · mean ${formatNumber(s.mean)} · std ${formatNumber(s.std)} · min ${formatNumber(s.min)} · max ${formatNumber(s.max)}`),
+      h(
+        'p',
+        { class: 'stats' },
+        `call ${formatCount(hook.lastCall)}${hook.step !== undefined ? ` · step ${hook.step}` : ''} · mean ${formatNumber(s.mean)} · std ${formatNumber(s.std)} · min ${formatNumber(s.min)} · max ${formatNumber(s.max)}`,
+      ),
     );
   }
   return out;

@@ -64,7 +64,11 @@ export function axis(theme: ChartTheme, extra: uPlot.Axis = {}): uPlot.Axis {
 
 /** The x axis: tick labels and the axis label close together. */
 export function xAxis(theme: ChartTheme, label?: string, extra: uPlot.Axis = {}): uPlot.Axis {
-  return axis(theme, { size: 30, ...(label ? { label, labelSize: 16, labelGap: 0 } : {}), ...extra });
+  return axis(theme, {
+    size: 30,
+    ...(label ? { label, labelSize: 16, labelGap: 0 } : {}),
+    ...extra,
+  });
 }
 
 /** Height of a chart in CSS pixels; the width follows its container. */
@@ -109,7 +113,8 @@ export class Chart {
     if (!u) return null;
     const xs = u.data[0];
     const { min, max } = u.scales.x;
-    if (!xs.length || min === undefined || max === undefined || min === null || max === null) return null;
+    if (!xs.length || min === undefined || max === undefined || min === null || max === null)
+      return null;
     const lo = xs[0];
     const hi = xs[xs.length - 1];
     return min > lo || max < hi ? { min, max } : null;

@@ -23,16 +23,30 @@ function render(state: SummaryState | null): void {
     null,
     h('h1', null, state.modelName),
     h('span', { class: 'muted' }, `${state.file} · ${state.kind}`),
-    h('button', { type: 'button', id: 'copy', disabled: !s, onclick: () => post({ type: 'copySummary' }) }, 'Copy as text'),
+    h(
+      'button',
+      { type: 'button', id: 'copy', disabled: !s, onclick: () => post({ type: 'copySummary' }) },
+      'Copy as text',
+    ),
   );
   const inputs = h(
     'p',
     { id: 'inputs' },
     'Input: ',
-    ...state.inputs.map((i, n) => h('span', { class: 'input', title: i.note ?? i.source }, `${n ? ', ' : ''}${formatShape(i.shape)} ${i.dtype} (${i.source})`)),
+    ...state.inputs.map((i, n) =>
+      h(
+        'span',
+        { class: 'input', title: i.note ?? i.source },
+        `${n ? ', ' : ''}${formatShape(i.shape)} ${i.dtype} (${i.source})`,
+      ),
+    ),
   );
   if (!s) {
-    root.replaceChildren(header, inputs, h('p', { class: 'muted' }, 'The summary has not run yet (or failed: see the notification).'));
+    root.replaceChildren(
+      header,
+      inputs,
+      h('p', { class: 'muted' }, 'The summary has not run yet (or failed: see the notification).'),
+    );
     return;
   }
   const rows: HTMLElement[] = [];
@@ -45,9 +59,16 @@ function render(state: SummaryState | null): void {
           class: r.ran ? '' : 'not-run',
           tabindex: 0,
           onclick: () => post({ type: 'revealModule', path: r.path }),
-          onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && post({ type: 'revealModule', path: r.path }),
+          onkeydown: (e: Event) =>
+            (e as KeyboardEvent).key === 'Enter' && post({ type: 'revealModule', path: r.path }),
         },
-        h('td', { class: 'layer' }, indent(r.depth), h('span', { class: 'type' }, r.type), r.path ? h('span', { class: 'path' }, ` (${r.path})`) : ` (${state.modelName})`),
+        h(
+          'td',
+          { class: 'layer' },
+          indent(r.depth),
+          h('span', { class: 'type' }, r.type),
+          r.path ? h('span', { class: 'path' }, ` (${r.path})`) : ` (${state.modelName})`,
+        ),
         h('td', { class: 'shape' }, r.ran ? formatShape(r.outputShape) : '--'),
         h('td', { class: 'num' }, !r.isLeaf && r.params === 0 ? '--' : formatCount(r.params)),
         h('td', { class: 'num' }, r.macs ? formatCount(r.macs) : '--'),
@@ -55,18 +76,34 @@ function render(state: SummaryState | null): void {
     );
     // A note is a sentence: it gets a row of its own under its module, spanning the table, so a
     // long one wraps instead of pushing the table past the panel's edge.
-    const note = [r.aliases.length ? `shared: also at ${r.aliases.join(', ')}` : '', r.note ?? ''].filter(Boolean).join(' · ');
+    const note = [r.aliases.length ? `shared: also at ${r.aliases.join(', ')}` : '', r.note ?? '']
+      .filter(Boolean)
+      .join(' · ');
     if (note) rows.push(noteRow(r.depth, note));
   }
   insertAliasRows(s.rows, rows);
   const table = h(
     'table',
     { id: 'summary-table', class: 'grid' },
-    h('thead', null, h('tr', null, h('th', null, 'Layer (type)'), h('th', null, 'Output shape'), h('th', { class: 'num' }, 'Param #'), h('th', { class: 'num' }, 'Mult-adds'))),
+    h(
+      'thead',
+      null,
+      h(
+        'tr',
+        null,
+        h('th', null, 'Layer (type)'),
+        h('th', null, 'Output shape'),
+        h('th', { class: 'num' }, 'Param #'),
+        h('th', { class: 'num' }, 'Mult-adds'),
+      ),
+    ),
     h('tbody', null, ...rows),
   );
   const t = s.totals;
-  const macs = t.macs >= 1e9 ? `Total mult-adds (G): ${(t.macs / 1e9).toFixed(2)}` : `Total mult-adds (M): ${(t.macs / 1e6).toFixed(2)}`;
+  const macs =
+    t.macs >= 1e9
+      ? `Total mult-adds (G): ${(t.macs / 1e9).toFixed(2)}`
+      : `Total mult-adds (M): ${(t.macs / 1e6).toFixed(2)}`;
   const totals = h(
     'div',
     { id: 'totals' },
@@ -82,7 +119,9 @@ function render(state: SummaryState | null): void {
       `Estimated Total Size (MB): ${mb(t.totalBytes)}`,
     ].map((line) => h('div', null, line)),
   );
-  const warnings = s.warnings.length ? h('ul', { class: 'warnings' }, ...s.warnings.map((w) => h('li', null, w))) : null;
+  const warnings = s.warnings.length
+    ? h('ul', { class: 'warnings' }, ...s.warnings.map((w) => h('li', null, w)))
+    : null;
   root.replaceChildren(header, inputs, warnings ?? '', table, totals);
 }
 
@@ -106,8 +145,19 @@ function insertAliasRows(summary: SummaryResult['rows'], rows: HTMLElement[]): v
         after: end,
         row: h(
           'tr',
-          { 'data-alias': alias, class: 'alias', tabindex: 0, onclick: () => post({ type: 'revealModule', path: r.path }) },
-          h('td', { class: 'layer' }, indent(depth), h('span', { class: 'type' }, r.type), h('span', { class: 'path' }, ` (${alias})`)),
+          {
+            'data-alias': alias,
+            class: 'alias',
+            tabindex: 0,
+            onclick: () => post({ type: 'revealModule', path: r.path }),
+          },
+          h(
+            'td',
+            { class: 'layer' },
+            indent(depth),
+            h('span', { class: 'type' }, r.type),
+            h('span', { class: 'path' }, ` (${alias})`),
+          ),
           h('td', { class: 'shape' }, '='),
           h('td', { class: 'num' }, '--'),
           h('td', { class: 'num' }, '--'),

@@ -5,7 +5,13 @@ import { h } from './dom';
 import { axis, Chart, xAxis, CHART_HEIGHT_PX, withAlpha, type uPlot } from './plot';
 import { app, startPanel } from './host';
 import type { CpuInfo, GpuInfo } from '../src/protocol/types';
-import type { GpuRow, GpuSample, SystemPanelPatch, SystemPanelState, SystemSample } from '../src/protocol/webviewMessages';
+import type {
+  GpuRow,
+  GpuSample,
+  SystemPanelPatch,
+  SystemPanelState,
+  SystemSample,
+} from '../src/protocol/webviewMessages';
 
 type SystemState = SystemPanelState;
 type SystemPatch = SystemPanelPatch;
@@ -31,7 +37,15 @@ function gib(mib: number | null | undefined): string {
 }
 
 function facts(rows: Array<[string, string]>, id: string): HTMLTableElement {
-  return h('table', { class: 'grid facts', id }, h('tbody', null, ...rows.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v)))));
+  return h(
+    'table',
+    { class: 'grid facts', id },
+    h(
+      'tbody',
+      null,
+      ...rows.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))),
+    ),
+  );
 }
 
 function renderCpu(s: SystemState): void {
@@ -49,32 +63,58 @@ function renderCpu(s: SystemState): void {
         ],
         'cpu-facts',
       )
-    : h('p', { class: s.cpuError ? 'error' : 'muted' }, s.cpuError ? `CPU facts unavailable: ${s.cpuError}` : 'Reading CPU facts…');
+    : h(
+        'p',
+        { class: s.cpuError ? 'error' : 'muted' },
+        s.cpuError ? `CPU facts unavailable: ${s.cpuError}` : 'Reading CPU facts…',
+      );
   sections.cpu.replaceChildren(h('h2', null, 'CPU'), body);
 }
 
 function gpuStatusText(s: SystemState): string {
-  if (s.gpuStatus.state === 'unavailable') return `No NVIDIA GPU data: ${(s.gpuStatus.reason ?? 'nvidia-smi is not answering').replace(/\.$/, '')}.`;
-  if (s.gpuStatus.state === 'starting' || s.gpuStatus.state === 'idle') return 'Waiting for nvidia-smi…';
+  if (s.gpuStatus.state === 'unavailable')
+    return `No NVIDIA GPU data: ${(s.gpuStatus.reason ?? 'nvidia-smi is not answering').replace(/\.$/, '')}.`;
+  if (s.gpuStatus.state === 'starting' || s.gpuStatus.state === 'idle')
+    return 'Waiting for nvidia-smi…';
   return 'nvidia-smi reported no GPU.';
 }
 
 function renderGpus(s: SystemState): void {
   if (s.gpus.length === 0) {
-    sections.gpus.replaceChildren(h('h2', null, 'GPUs'), h('p', { class: 'muted', id: 'gpu-none' }, gpuStatusText(s)));
+    sections.gpus.replaceChildren(
+      h('h2', null, 'GPUs'),
+      h('p', { class: 'muted', id: 'gpu-none' }, gpuStatusText(s)),
+    );
     return;
   }
-  const stale = s.gpuStatus.state === 'unavailable' ? h('p', { class: 'warning' }, `GPU data unavailable: ${(s.gpuStatus.reason ?? 'nvidia-smi stopped answering').replace(/\.$/, '')}. Showing the last figures.`) : null;
+  const stale =
+    s.gpuStatus.state === 'unavailable'
+      ? h(
+          'p',
+          { class: 'warning' },
+          `GPU data unavailable: ${(s.gpuStatus.reason ?? 'nvidia-smi stopped answering').replace(/\.$/, '')}. Showing the last figures.`,
+        )
+      : null;
   const rows = s.gpus.map((g) =>
     h(
       'tr',
       { 'data-gpu': g.index },
       h('td', { class: 'num' }, g.index),
       h('td', { class: 'gpu-name' }, g.name),
-      h('td', null, g.computeCapability ? `${g.computeCapability}${g.architecture ? ` (${g.architecture})` : ''}` : '—'),
+      h(
+        'td',
+        null,
+        g.computeCapability
+          ? `${g.computeCapability}${g.architecture ? ` (${g.architecture})` : ''}`
+          : '—',
+      ),
       h('td', { class: 'num' }, gib(g.memoryTotalMiB)),
       h('td', { class: 'num' }, `${gib(g.memoryUsedMiB)}`),
-      h('td', { class: 'num' }, g.utilizationPct === null ? (g.mig ? 'MIG' : '—') : `${Math.round(g.utilizationPct)} %`),
+      h(
+        'td',
+        { class: 'num' },
+        g.utilizationPct === null ? (g.mig ? 'MIG' : '—') : `${Math.round(g.utilizationPct)} %`,
+      ),
       h('td', { class: 'num' }, dash(g.temperatureC, ' °C')),
       h('td', null, dash(g.driverVersion)),
       h('td', null, dash(g.cudaVersion)),
@@ -92,7 +132,17 @@ function renderGpus(s: SystemState): void {
         h(
           'tr',
           null,
-          ...['#', 'Name', 'Compute capability', 'VRAM', 'Used', 'Util', 'Temp', 'Driver', 'CUDA'].map((t, i) => h('th', { class: i === 0 || (i >= 3 && i <= 6) ? 'num' : undefined }, t)),
+          ...[
+            '#',
+            'Name',
+            'Compute capability',
+            'VRAM',
+            'Used',
+            'Util',
+            'Temp',
+            'Driver',
+            'CUDA',
+          ].map((t, i) => h('th', { class: i === 0 || (i >= 3 && i <= 6) ? 'num' : undefined }, t)),
         ),
       ),
       h('tbody', null, ...rows),
@@ -141,7 +191,14 @@ function gpuChart(index: number): Chart {
           // Time ticks take two lines (time, then the date under the first tick).
           xAxis(theme, undefined, { size: 44 }),
           axis(theme, { scale: 'mem', label: 'memory (GiB)', labelSize: 18, size: 50 }),
-          axis(theme, { scale: 'pct', label: 'utilization (%)', labelSize: 18, side: 1, size: 50, grid: { show: false } }),
+          axis(theme, {
+            scale: 'pct',
+            label: 'utilization (%)',
+            labelSize: 18,
+            side: 1,
+            size: 50,
+            grid: { show: false },
+          }),
         ],
         series: [
           {},
@@ -169,7 +226,9 @@ function gpuChart(index: number): Chart {
 }
 
 function renderChart(s: SystemState): void {
-  const indices = [...new Set(s.samples.flatMap((p) => p.gpus.map((g) => g.index)))].sort((a, b) => a - b);
+  const indices = [...new Set(s.samples.flatMap((p) => p.gpus.map((g) => g.index)))].sort(
+    (a, b) => a - b,
+  );
   if (indices.length === 0) {
     for (const c of gpuCharts.values()) c.dispose();
     gpuCharts.clear();
@@ -188,11 +247,22 @@ function renderChart(s: SystemState): void {
   const minutes = Math.round((s.historyCapacity * SAMPLE_INTERVAL_S) / 60);
   sections.chart.replaceChildren(
     h('h2', null, 'GPU memory and utilization'),
-    h('p', { class: 'muted' }, `The last ${minutes} minutes, one sample per second. Drag to zoom, double-click to reset.`),
+    h(
+      'p',
+      { class: 'muted' },
+      `The last ${minutes} minutes, one sample per second. Drag to zoom, double-click to reset.`,
+    ),
     h(
       'div',
       { class: 'charts' },
-      ...indices.map((i) => h('figure', { class: 'system-figure wide', 'data-gpu': i }, gpuCharts.get(i)!.element, h('figcaption', null, `GPU ${i}`))),
+      ...indices.map((i) =>
+        h(
+          'figure',
+          { class: 'system-figure wide', 'data-gpu': i },
+          gpuCharts.get(i)!.element,
+          h('figcaption', null, `GPU ${i}`),
+        ),
+      ),
     ),
   );
   // A chart built while detached measured no width; now it is in the page.
@@ -203,10 +273,21 @@ function renderMemory(s: SystemState): void {
   const m = s.memory;
   const title = h('h2', null, 'GPU memory, three ways');
   if (!m.figures) {
-    sections.memory.replaceChildren(title, h('p', { class: 'muted', id: 'memory-message' }, m.message ?? ''));
+    sections.memory.replaceChildren(
+      title,
+      h('p', { class: 'muted', id: 'memory-message' }, m.message ?? ''),
+    );
     return;
   }
-  const rows = m.figures.map((f) => h('tr', { 'data-figure': f.key }, h('th', { scope: 'row' }, f.label), h('td', { class: 'num' }, f.bytes === null ? '—' : formatBytes(f.bytes)), h('td', { class: 'note' }, f.explanation)));
+  const rows = m.figures.map((f) =>
+    h(
+      'tr',
+      { 'data-figure': f.key },
+      h('th', { scope: 'row' }, f.label),
+      h('td', { class: 'num' }, f.bytes === null ? '—' : formatBytes(f.bytes)),
+      h('td', { class: 'note' }, f.explanation),
+    ),
+  );
   if (m.processBytes !== undefined) {
     rows.splice(
       2,
@@ -216,12 +297,24 @@ function renderMemory(s: SystemState): void {
         { 'data-figure': 'process' },
         h('th', { scope: 'row' }, 'This process'),
         h('td', { class: 'num' }, m.processBytes === null ? '—' : formatBytes(m.processBytes)),
-        h('td', { class: 'note' }, m.processBytes === null ? 'nvidia-smi did not attribute memory to the engine process (MIG or WDDM, or not yet sampled).' : `What nvidia-smi counts for the engine process (pid ${m.engine?.pid ?? '?'}) alone: PyTorch's pool plus the CUDA context.`),
+        h(
+          'td',
+          { class: 'note' },
+          m.processBytes === null
+            ? 'nvidia-smi did not attribute memory to the engine process (MIG or WDDM, or not yet sampled).'
+            : `What nvidia-smi counts for the engine process (pid ${m.engine?.pid ?? '?'}) alone: PyTorch's pool plus the CUDA context.`,
+        ),
       ),
     );
   }
-  const where = m.engine ? `${m.engine.kind} engine, pid ${m.engine.pid}${m.gpuIndex !== undefined ? `, GPU ${m.gpuIndex}` : ''}` : '';
-  sections.memory.replaceChildren(title, h('p', { class: 'muted' }, where), h('table', { class: 'grid memory-three', id: 'memory-table' }, h('tbody', null, ...rows)));
+  const where = m.engine
+    ? `${m.engine.kind} engine, pid ${m.engine.pid}${m.gpuIndex !== undefined ? `, GPU ${m.gpuIndex}` : ''}`
+    : '';
+  sections.memory.replaceChildren(
+    title,
+    h('p', { class: 'muted' }, where),
+    h('table', { class: 'grid memory-three', id: 'memory-table' }, h('tbody', null, ...rows)),
+  );
 }
 
 function render(next: SystemState | null): void {
@@ -236,7 +329,13 @@ function render(next: SystemState | null): void {
   renderChart(state);
   renderMemory(state);
   if (root.firstElementChild?.tagName !== 'HEADER') {
-    root.replaceChildren(h('header', null, h('h1', null, 'System')), sections.gpus, sections.chart, sections.memory, sections.cpu);
+    root.replaceChildren(
+      h('header', null, h('h1', null, 'System')),
+      sections.gpus,
+      sections.chart,
+      sections.memory,
+      sections.cpu,
+    );
   }
 }
 

@@ -23,7 +23,11 @@ interface ViewPrefs {
 const MAX_SMOOTHING = 0.99;
 const DEFAULT_SMOOTHING = 0.6;
 
-let prefs: ViewPrefs = { logScale: false, smoothing: DEFAULT_SMOOTHING, ...savedState<ViewPrefs>() };
+let prefs: ViewPrefs = {
+  logScale: false,
+  smoothing: DEFAULT_SMOOTHING,
+  ...savedState<ViewPrefs>(),
+};
 let current: TrainingState | null = null;
 
 function setPrefs(next: Partial<ViewPrefs>): void {
@@ -37,13 +41,17 @@ function lossData(s: TrainingState): uPlot.AlignedData {
   for (const [step, v] of s.loss) byStep.set(step, [v, null]);
   for (const [step, v] of s.evalLoss) byStep.set(step, [byStep.get(step)?.[0] ?? null, v]);
   const steps = [...byStep.keys()].sort((a, b) => a - b);
-  const usable = (v: number | null | undefined) => (v === null || v === undefined || !Number.isFinite(v) || (prefs.logScale && v <= 0) ? null : v);
+  const usable = (v: number | null | undefined) =>
+    v === null || v === undefined || !Number.isFinite(v) || (prefs.logScale && v <= 0) ? null : v;
   const train = steps.map((k) => usable(byStep.get(k)![0]));
   const evalv = steps.map((k) => usable(byStep.get(k)![1]));
   // Smooth each series over its own points, not over the gaps the other series leaves.
   const smooth = (vs: (number | null)[]) => {
     const idx = vs.flatMap((v, i) => (v === null ? [] : [i]));
-    const sm = emaSmooth(idx.map((i) => vs[i]), prefs.smoothing);
+    const sm = emaSmooth(
+      idx.map((i) => vs[i]),
+      prefs.smoothing,
+    );
     const out: (number | null)[] = vs.map(() => null);
     idx.forEach((i, j) => (out[i] = sm[j]));
     return out;
@@ -81,10 +89,40 @@ function lossFigure(state: TrainingState): HTMLElement {
           ],
           series: [
             { label: 'step', value: (_u, x) => (x === null ? '--' : String(x)) },
-            { label: 'train', stroke: raw(theme.series[0]), width: 1, value: v, spanGaps: true, points: { show: false } },
-            { label: 'train (smoothed)', stroke: theme.series[0], width: 2, value: v, spanGaps: true, points: { show: false } },
-            { label: 'eval', stroke: raw(theme.series[1]), width: 1, value: v, show: hasEval, spanGaps: true, points: { show: hasEval } },
-            { label: 'eval (smoothed)', stroke: theme.series[1], width: 2, value: v, show: hasEval, spanGaps: true, points: { show: false } },
+            {
+              label: 'train',
+              stroke: raw(theme.series[0]),
+              width: 1,
+              value: v,
+              spanGaps: true,
+              points: { show: false },
+            },
+            {
+              label: 'train (smoothed)',
+              stroke: theme.series[0],
+              width: 2,
+              value: v,
+              spanGaps: true,
+              points: { show: false },
+            },
+            {
+              label: 'eval',
+              stroke: raw(theme.series[1]),
+              width: 1,
+              value: v,
+              show: hasEval,
+              spanGaps: true,
+              points: { show: hasEval },
+            },
+            {
+              label: 'eval (smoothed)',
+              stroke: theme.series[1],
+              width: 2,
+              value: v,
+              show: hasEval,
+              spanGaps: true,
+              points: { show: false },
+            },
           ],
         };
       },
@@ -95,7 +133,8 @@ function lossFigure(state: TrainingState): HTMLElement {
   lossBox.setAttribute('role', 'img');
   lossBox.setAttribute('aria-label', `loss curve, ${state.pointCount} points`);
   if (!state.loss.length) {
-    lossBox.dataset.empty = state.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
+    lossBox.dataset.empty =
+      state.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
   } else delete lossBox.dataset.empty;
   return lossBox;
 }
@@ -136,20 +175,33 @@ function lossControls(): HTMLElement {
 }
 
 function lossCaption(s: TrainingState): string {
-  if (!s.loss.length) return s.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
+  if (!s.loss.length)
+    return s.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
   const drawn = s.loss.length < s.pointCount ? ` (${s.loss.length} drawn)` : '';
   const evals = s.evalLoss.length ? ` · ${s.evalLoss.length} eval points` : '';
   return `loss per step · ${s.pointCount} point${s.pointCount === 1 ? '' : 's'}${drawn}${evals}`;
 }
 
 function formatStep(v: number): string {
-  return v >= 1e6 ? `${(v / 1e6).toFixed(v % 1e6 === 0 ? 0 : 1)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(v % 1e3 === 0 ? 0 : 1)}k` : String(v);
+  return v >= 1e6
+    ? `${(v / 1e6).toFixed(v % 1e6 === 0 ? 0 : 1)}M`
+    : v >= 1e4
+      ? `${(v / 1e3).toFixed(v % 1e3 === 0 ? 0 : 1)}k`
+      : String(v);
 }
 
 function sourceLink(where: string | undefined, index: number | undefined): HTMLElement | string {
   if (!where) return '';
   if (index === undefined) return h('span', { class: 'mono' }, where);
-  return h('a', { href: '#', class: 'mono source-link', onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })) }, where);
+  return h(
+    'a',
+    {
+      href: '#',
+      class: 'mono source-link',
+      onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })),
+    },
+    where,
+  );
 }
 
 const STATE_TEXT: Record<TrainingState['state'], string> = {
@@ -160,25 +212,48 @@ const STATE_TEXT: Record<TrainingState['state'], string> = {
   failed: 'failed',
 };
 
+function lowest(min: [number, number] | null): string {
+  return min ? ` (lowest ${formatNumber(min[1])} at step ${min[0]})` : '';
+}
+
 function factsTable(s: TrainingState): HTMLElement {
   const rows: [string, Node | string][] = [
     ['Step', `${s.step}${s.totalSteps ? ` of ${s.totalSteps}` : ''}`],
     ['Epoch', s.epoch === null ? '--' : `${s.epoch}${s.totalEpochs ? ` of ${s.totalEpochs}` : ''}`],
     ['Elapsed', s.elapsed],
-    ['Loss', s.lastLoss === null ? '--' : `${formatNumber(s.lastLoss)}${s.minLoss ? ` (lowest ${formatNumber(s.minLoss[1])} at step ${s.minLoss[0]})` : ''}`],
+    ['Loss', s.lastLoss === null ? '--' : `${formatNumber(s.lastLoss)}${lowest(s.minLoss)}`],
     ['Learning rate', s.lr === null ? 'unknown' : formatNumber(s.lr)],
     ['Mode', s.training === null ? 'unknown' : s.training ? 'train' : 'eval (model.eval())'],
-    ['Gradients', s.gradEnabled === null ? 'unknown' : s.gradEnabled ? 'enabled' : 'disabled (no_grad)'],
+    [
+      'Gradients',
+      s.gradEnabled === null ? 'unknown' : s.gradEnabled ? 'enabled' : 'disabled (no_grad)',
+    ],
     ['Engine', `${s.engine}${s.runId ? ` · run ${s.runId}` : ''}`],
   ];
-  return h('table', { class: 'facts', id: 'training-facts' }, h('tbody', null, ...rows.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { 'data-fact': k }, v)))));
+  return h(
+    'table',
+    { class: 'facts', id: 'training-facts' },
+    h(
+      'tbody',
+      null,
+      ...rows.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { 'data-fact': k }, v))),
+    ),
+  );
 }
 
 function diagnosisSection(s: TrainingState): HTMLElement {
   const d = s.diagnosis;
   const section = h('section', { id: 'diagnosis' }, h('h2', null, 'Diagnosis'));
   if (!d) {
-    section.append(h('p', { class: 'muted' }, s.state === 'running' || s.state === 'starting' ? 'Measured while the run goes; the first figures come after a few steps.' : `The ${s.engine} engine gives no diagnosis for this run.`));
+    section.append(
+      h(
+        'p',
+        { class: 'muted' },
+        s.state === 'running' || s.state === 'starting'
+          ? 'Measured while the run goes; the first figures come after a few steps.'
+          : `The ${s.engine} engine gives no diagnosis for this run.`,
+      ),
+    );
     return section;
   }
   const facts = [`${d.steps} steps on ${d.device}`, `${formatNumber(d.stepMs)} ms per step`];
@@ -198,7 +273,19 @@ function diagnosisSection(s: TrainingState): HTMLElement {
       h(
         'table',
         { class: 'facts breakdown' },
-        h('tbody', null, ...parts.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { class: 'num' }, `${formatNumber(v)} ms`), h('td', null, bar(v / total, `${((100 * v) / total).toFixed(0)}% of the step`))))),
+        h(
+          'tbody',
+          null,
+          ...parts.map(([k, v]) =>
+            h(
+              'tr',
+              null,
+              h('th', null, k),
+              h('td', { class: 'num' }, `${formatNumber(v)} ms`),
+              h('td', null, bar(v / total, `${((100 * v) / total).toFixed(0)}% of the step`)),
+            ),
+          ),
+        ),
       ),
     );
   }
@@ -235,8 +322,16 @@ function summaryCells(v: ValueSummary | undefined): HTMLElement[] {
     h(
       'td',
       { class: 'num', title: `${v.histogram.counts.length} bins${sampled}` },
-      s.mean === null ? '--' : `${formatNumber(s.mean)} ± ${s.std === null ? '--' : formatNumber(s.std)}`,
-      bad ? h('span', { class: 'warning', 'data-nonfinite': bad }, ` ⚠ ${s.nanCount} NaN, ${s.infCount} Inf`) : '',
+      s.mean === null
+        ? '--'
+        : `${formatNumber(s.mean)} ± ${s.std === null ? '--' : formatNumber(s.std)}`,
+      bad
+        ? h(
+            'span',
+            { class: 'warning', 'data-nonfinite': bad },
+            ` ⚠ ${s.nanCount} NaN, ${s.infCount} Inf`,
+          )
+        : '',
     ),
     h('td', { class: 'num muted' }, `${formatNumber(s.min)} … ${formatNumber(s.max)}`),
   ];
@@ -264,29 +359,57 @@ function paramSeries(s: TrainingState, name: string) {
   });
   return {
     weights: snaps.map(({ step, p }) => ({ label: `step ${step}`, histogram: p.weight.histogram })),
-    grads: snaps.flatMap(({ step, p }) => (p.grad ? [{ label: `step ${step}`, histogram: p.grad.histogram }] : [])),
-    means: snaps.map(({ step, p }) => ({ x: step, mean: p.weight.stats.mean, std: p.weight.stats.std })),
+    grads: snaps.flatMap(({ step, p }) =>
+      p.grad ? [{ label: `step ${step}`, histogram: p.grad.histogram }] : [],
+    ),
+    means: snaps.map(({ step, p }) => ({
+      x: step,
+      mean: p.weight.stats.mean,
+      std: p.weight.stats.std,
+    })),
   };
 }
 
 function paramChartsFor(s: TrainingState, name: string): HTMLElement {
   const series = paramSeries(s, name);
-  if (paramCharts && paramCharts.param === name && (paramCharts.grads !== null) === series.grads.length > 0) {
+  if (
+    paramCharts &&
+    paramCharts.param === name &&
+    (paramCharts.grads !== null) === series.grads.length > 0
+  ) {
     paramCharts.weights.set(series.weights);
     paramCharts.grads?.set(series.grads);
     paramCharts.means.set(series.means);
     return paramCharts.box;
   }
-  for (const c of [paramCharts?.weights, paramCharts?.grads, paramCharts?.means]) c?.chart.dispose();
+  for (const c of [paramCharts?.weights, paramCharts?.grads, paramCharts?.means])
+    c?.chart.dispose();
   const wEl = h('div', { class: 'ridge-chart', id: 'weights-over-time' });
   const gEl = h('div', { class: 'ridge-chart', id: 'grads-over-time' });
   const mEl = h('div', { class: 'mean-std-chart', id: 'weight-mean-std' });
   const box = h(
     'div',
     { class: 'charts' },
-    h('figure', { class: 'wide' }, wEl, h('figcaption', null, `${name}: weights over steps (offset view)`)),
-    series.grads.length ? h('figure', { class: 'wide' }, gEl, h('figcaption', null, `${name}: gradient over steps (offset view)`)) : '',
-    h('figure', { class: 'wide' }, mEl, h('figcaption', null, `${name}: weight mean ± std per snapshot`)),
+    h(
+      'figure',
+      { class: 'wide' },
+      wEl,
+      h('figcaption', null, `${name}: weights over steps (offset view)`),
+    ),
+    series.grads.length
+      ? h(
+          'figure',
+          { class: 'wide' },
+          gEl,
+          h('figcaption', null, `${name}: gradient over steps (offset view)`),
+        )
+      : '',
+    h(
+      'figure',
+      { class: 'wide' },
+      mEl,
+      h('figcaption', null, `${name}: weight mean ± std per snapshot`),
+    ),
   );
   paramCharts = {
     param: name,
@@ -330,11 +453,28 @@ function histogramsSection(s: TrainingState): HTMLElement | null {
       h(
         'thead',
         null,
-        h('tr', null, ...['parameter', 'shape', 'weight mean ± std', 'weight range', 'grad mean ± std', 'grad range'].map((t) => h('th', null, t))),
+        h(
+          'tr',
+          null,
+          ...[
+            'parameter',
+            'shape',
+            'weight mean ± std',
+            'weight range',
+            'grad mean ± std',
+            'grad range',
+          ].map((t) => h('th', null, t)),
+        ),
       ),
       h('tbody', null, ...hs.params.map(row)),
     ),
-    hs.omitted ? h('p', { class: 'muted' }, `${hs.omitted} more parameters not shown (the engine sends at most ${hs.params.length}).`) : '',
+    hs.omitted
+      ? h(
+          'p',
+          { class: 'muted' },
+          `${hs.omitted} more parameters not shown (the engine sends at most ${hs.params.length}).`,
+        )
+      : '',
     chosen ? paramChartsFor(s, chosen) : '',
   );
 }
@@ -343,10 +483,21 @@ function render(state: TrainingState | null): void {
   current = state;
   const root = app();
   if (!state) {
-    root.replaceChildren(h('header', null, h('h1', null, 'Training')), h('p', { class: 'muted' }, 'No run yet. Open a training script and run "Model Lens: Run Training".'));
+    root.replaceChildren(
+      h('header', null, h('h1', null, 'Training')),
+      h(
+        'p',
+        { class: 'muted' },
+        'No run yet. Open a training script and run "Model Lens: Run Training".',
+      ),
+    );
     return;
   }
-  const stateBadge = h('span', { class: `badge state-${state.state}`, id: 'training-state', 'data-state': state.state }, STATE_TEXT[state.state]);
+  const stateBadge = h(
+    'span',
+    { class: `badge state-${state.state}`, id: 'training-state', 'data-state': state.state },
+    STATE_TEXT[state.state],
+  );
   const out: (HTMLElement | SVGElement)[] = [
     h(
       'header',
@@ -355,13 +506,30 @@ function render(state: TrainingState | null): void {
       stateBadge,
       h('span', { class: 'spacer' }),
       state.state === 'running' || state.state === 'starting'
-        ? h('button', { type: 'button', id: 'stop-training', onclick: () => post({ type: 'stopTraining' }) }, 'Stop')
+        ? h(
+            'button',
+            { type: 'button', id: 'stop-training', onclick: () => post({ type: 'stopTraining' }) },
+            'Stop',
+          )
         : '',
       h('button', { type: 'button', onclick: () => post({ type: 'showLog' }) }, 'Show Output'),
     ),
-    h('p', { id: 'training-progress' }, state.fraction !== null ? bar(state.fraction, `${Math.floor(state.fraction * 100)}%`) : '', state.fraction !== null ? ' ' : '', state.progress),
+    h(
+      'p',
+      { id: 'training-progress' },
+      state.fraction !== null ? bar(state.fraction, `${Math.floor(state.fraction * 100)}%`) : '',
+      state.fraction !== null ? ' ' : '',
+      state.progress,
+    ),
   ];
-  if (state.state === 'stopped') out.push(h('p', { class: 'muted' }, `Stopped at step ${state.step}; the curve below is the run so far.`));
+  if (state.state === 'stopped')
+    out.push(
+      h(
+        'p',
+        { class: 'muted' },
+        `Stopped at step ${state.step}; the curve below is the run so far.`,
+      ),
+    );
   if (state.error) {
     out.push(
       h(
@@ -369,7 +537,9 @@ function render(state: TrainingState | null): void {
         { id: 'training-error', class: 'warn' },
         h('h2', null, 'Failed'),
         h('p', { class: 'error' }, state.error.message),
-        state.error.where ? h('p', null, 'At ', sourceLink(state.error.where, state.error.sourceIndex)) : '',
+        state.error.where
+          ? h('p', null, 'At ', sourceLink(state.error.where, state.error.sourceIndex))
+          : '',
         state.error.hint ? h('p', { class: 'muted' }, state.error.hint) : '',
       ),
     );

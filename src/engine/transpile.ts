@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { transform, type Transform } from 'sucrase';
 import type { SourceLocation } from '../protocol/types';
 
-/** Extensions run as scripts; anything else a local import names (.json, .node) node loads itself. */
+/** Extensions run as scripts; other local imports (.json, .node) node loads itself. */
 const SCRIPT_EXTENSIONS = ['.ts', '.tsx', '.mts', '.cts', '.js', '.jsx', '.mjs', '.cjs'];
 /** A model with more local files than this is not a model file: stop before a runaway walk. */
 const MAX_LOCAL_FILES = 500;
@@ -51,12 +51,15 @@ function isFile(p: string): boolean {
   }
 }
 
-/** Node's resolution for a relative path, plus the TypeScript habit of importing `./x.js` for x.ts. */
+/** Node's resolution of a relative path, plus TypeScript's `./x.js` meaning x.ts. */
 export function resolveLocal(fromFile: string, specifier: string): string | undefined {
   const base = path.resolve(path.dirname(fromFile), specifier);
   const candidates = [base, ...SCRIPT_EXTENSIONS.map((e) => base + e), base + '.json'];
   const js = /\.([cm]?)js$/.exec(base);
-  if (js) candidates.push(...['.ts', '.tsx'].map((e) => base.slice(0, -js[0].length) + (js[1] ? `.${js[1]}ts` : e)));
+  if (js)
+    candidates.push(
+      ...['.ts', '.tsx'].map((e) => base.slice(0, -js[0].length) + (js[1] ? `.${js[1]}ts` : e)),
+    );
   candidates.push(...SCRIPT_EXTENSIONS.map((e) => path.join(base, `index${e}`)));
   return candidates.find(isFile);
 }
@@ -85,8 +88,15 @@ function transpileOne(file: string): Transpiled {
     // sucrase's loc: line and column both 1-based.
     const loc = (err as { loc?: { line: number; column: number } }).loc;
     const location = loc ? { file, line: loc.line, column: loc.column } : { file, line: 1 };
-    const text = err instanceof Error ? err.message.replace(/^Error transforming [^:]*: /, '').replace(/ \(\d+:\d+\)$/, '') : String(err);
-    throw new TranspileError(`${file}:${location.line}${loc ? `:${location.column}` : ''}: ${text}`, 'syntaxError', location);
+    const text =
+      err instanceof Error
+        ? err.message.replace(/^Error transforming [^:]*: /, '').replace(/ \(\d+:\d+\)$/, '')
+        : String(err);
+    throw new TranspileError(
+      `${file}:${location.line}${loc ? `:${location.column}` : ''}: ${text}`,
+      'syntaxError',
+      location,
+    );
   }
 }
 
@@ -97,26 +107,38 @@ function lineAt(text: string, index: number): number {
   return line;
 }
 
-/** The entry file and every local script it reaches, each transpiled, its local requires made absolute. */
+/** The entry and every local script it reaches, transpiled, local requires made absolute. */
 function collect(entry: string): Transpiled[] {
   const seen = new Map<string, Transpiled>();
   const queue = [path.resolve(entry)];
   while (queue.length) {
     const file = queue.shift()!;
     if (seen.has(file)) continue;
-    if (seen.size >= MAX_LOCAL_FILES) throw new TranspileError(`${entry}: imports more than ${MAX_LOCAL_FILES} local files`, 'importError', { file: entry, line: 1 });
+    if (seen.size >= MAX_LOCAL_FILES)
+      throw new TranspileError(
+        `${entry}: imports more than ${MAX_LOCAL_FILES} local files`,
+        'importError',
+        { file: entry, line: 1 },
+      );
     const t = transpileOne(file);
-    t.code = t.code.replace(LOCAL_REQUIRE_RE, (match: string, _q: string, spec: string, offset: number) => {
-      const target = resolveLocal(file, spec);
-      if (!target) {
-        const line = lineAt(t.code, offset);
-        throw new TranspileError(`${file}:${line}: Could not resolve "${spec}"`, 'importError', { file, line });
-      }
-      // Same length of line: only this call changes, and it stays on its line.
-      if (!SCRIPT_EXTENSIONS.includes(path.extname(target).toLowerCase())) return `require(${JSON.stringify(target)})`;
-      queue.push(target);
-      return `__modelLensRequire(${JSON.stringify(target)})`;
-    });
+    t.code = t.code.replace(
+      LOCAL_REQUIRE_RE,
+      (match: string, _q: string, spec: string, offset: number) => {
+        const target = resolveLocal(file, spec);
+        if (!target) {
+          const line = lineAt(t.code, offset);
+          throw new TranspileError(`${file}:${line}: Could not resolve "${spec}"`, 'importError', {
+            file,
+            line,
+          });
+        }
+        // Same length of line: only this call changes, and it stays on its line.
+        if (!SCRIPT_EXTENSIONS.includes(path.extname(target).toLowerCase()))
+          return `require(${JSON.stringify(target)})`;
+        queue.push(target);
+        return `__modelLensRequire(${JSON.stringify(target)})`;
+      },
+    );
     seen.set(file, t);
   }
   return [...seen.values()];
@@ -129,16 +151,22 @@ function collect(entry: string): Transpiled[] {
  */
 export function transpileModelFile(entry: string): TranspiledModule {
   const files = collect(entry);
-  const lines: string[] = [
-    'var __modelLensFiles = {}, __modelLensCache = {}; function __modelLensRequire(f) { var c = __modelLensCache[f]; ' +
-      'if (c) return c.exports; var m = __modelLensCache[f] = { exports: {} }; ' +
-      '__modelLensFiles[f].call(m.exports, m.exports, require, m, f, require("path").dirname(f)); return m.exports; }',
-  ];
+  // The loader is one line: the files' sections start at known lines below it.
+  const loader = [
+    'var __modelLensFiles = {}, __modelLensCache = {};',
+    'function __modelLensRequire(f) {',
+    'var c = __modelLensCache[f]; if (c) return c.exports;',
+    'var m = __modelLensCache[f] = { exports: {} };',
+    '__modelLensFiles[f].call(m.exports, m.exports, require, m, f, require("path").dirname(f));',
+    'return m.exports; }',
+  ].join(' ');
+  const lines: string[] = [loader];
   const sections: object[] = [];
   for (const t of files) {
     const url = pathToFileURL(t.file).href;
     lines.push(
-      `__modelLensFiles[${JSON.stringify(t.file)}] = function (exports, require, module, __filename, __dirname) { ` +
+      `__modelLensFiles[${JSON.stringify(t.file)}] = ` +
+        'function (exports, require, module, __filename, __dirname) { ' +
         `var __modelLensImportMetaUrl = ${JSON.stringify(url)};`,
     );
     sections.push({ offset: { line: lines.length, column: 0 }, map: t.map });

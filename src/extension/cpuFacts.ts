@@ -49,7 +49,9 @@ function readText(file: string): Promise<string | null> {
 
 function sysctl(key: string): Promise<string | null> {
   return new Promise((resolve) => {
-    execFile('sysctl', ['-n', key], { timeout: SYSCTL_TIMEOUT_MS }, (err, stdout) => resolve(err ? null : stdout.trim() || null));
+    execFile('sysctl', ['-n', key], { timeout: SYSCTL_TIMEOUT_MS }, (err, stdout) =>
+      resolve(err ? null : stdout.trim() || null),
+    );
   });
 }
 

@@ -8,7 +8,17 @@ import type { EngineManager } from './engineManager';
 import { isEngineError } from './errors';
 
 /** User errors the engine places in a file: worth a squiggle, not just a notification. */
-const USER_ERROR_KINDS = new Set(['syntaxError', 'importError', 'noModel', 'ambiguousModel', 'constructorArgs', 'shapeMismatch', 'deviceMismatch', 'userCodeError', 'userExit']);
+const USER_ERROR_KINDS = new Set([
+  'syntaxError',
+  'importError',
+  'noModel',
+  'ambiguousModel',
+  'constructorArgs',
+  'shapeMismatch',
+  'deviceMismatch',
+  'userCodeError',
+  'userExit',
+]);
 /** How long a save's error stays in the status bar (the squiggle stays until fixed). */
 const SAVE_ERROR_STATUS_MS = 8_000;
 
@@ -31,24 +41,38 @@ export class ErrorReporter {
   report(err: unknown, file: string | undefined, quiet = false, fallbackKind?: EngineKind): void {
     const message = err instanceof Error ? err.message : String(err);
     const data: EngineErrorData = isEngineError(err) ? err.data : { kind: 'internal' };
-    const engineKind: EngineKind | undefined = file ? (file.endsWith('.py') ? 'pytorch' : 'tfjs') : fallbackKind;
+    const engineKind: EngineKind | undefined = file
+      ? file.endsWith('.py')
+        ? 'pytorch'
+        : 'tfjs'
+      : fallbackKind;
     this.output.appendLine(`[error] ${data.kind}: ${message}`);
     switch (data.kind) {
       case 'cancelled':
         return;
       case 'untrusted':
         void vscode.window
-          .showWarningMessage('Model Lens runs your model code, so it only works in a trusted workspace.', 'Manage Workspace Trust')
+          .showWarningMessage(
+            'Model Lens runs your model code, so it only works in a trusted workspace.',
+            'Manage Workspace Trust',
+          )
           .then((c) => c && vscode.commands.executeCommand('workbench.trust.manage'));
         return;
       case 'runtimeMissing': {
-        this.setViewMessage(`The ${engineKind ?? ''} engine cannot start here: see the notification or "Model Lens: Show Engine Log".`);
+        this.setViewMessage(
+          `The ${engineKind ?? ''} engine cannot start here: ` +
+            'see the notification or "Model Lens: Show Engine Log".',
+        );
         // One actionable message per distinct problem; saves do not repeat it.
         if (quiet && this.lastEnvironmentMessage === message) return;
         this.lastEnvironmentMessage = message;
         const actions = engineKind === 'pytorch' ? ['Open Settings', 'Show Log'] : ['Show Log'];
         void vscode.window.showErrorMessage(`Model Lens: ${message}`, ...actions).then((c) => {
-          if (c === 'Open Settings') void vscode.commands.executeCommand('workbench.action.openSettings', 'modelLens.pythonPath');
+          if (c === 'Open Settings')
+            void vscode.commands.executeCommand(
+              'workbench.action.openSettings',
+              'modelLens.pythonPath',
+            );
           if (c === 'Show Log') this.output.show(true);
         });
         return;
@@ -61,7 +85,10 @@ export class ErrorReporter {
     if (loc && USER_ERROR_KINDS.has(data.kind)) this.addDiagnostic(loc, message, data);
     if (quiet && loc && USER_ERROR_KINDS.has(data.kind)) {
       // On save the squiggle is the message; a popup on every save would be noise.
-      vscode.window.setStatusBarMessage(`$(error) Model Lens: ${firstLine(message)}`, SAVE_ERROR_STATUS_MS);
+      vscode.window.setStatusBarMessage(
+        `$(error) Model Lens: ${firstLine(message)}`,
+        SAVE_ERROR_STATUS_MS,
+      );
       return;
     }
     const text = `Model Lens: ${message}${data.hint ? ` ${data.hint}` : ''}`;
@@ -76,15 +103,33 @@ export class ErrorReporter {
     const line = Math.max(0, loc.line - 1);
     const col = Math.max(0, (loc.column ?? 1) - 1);
     const range = new vscode.Range(line, col, line, Number.MAX_SAFE_INTEGER);
-    const details = [data.layer && `layer ${data.layer}`, data.expected && `expected ${data.expected}`, data.got && `got ${data.got}`, data.hint]
+    const details = [
+      data.layer && `layer ${data.layer}`,
+      data.expected && `expected ${data.expected}`,
+      data.got && `got ${data.got}`,
+      data.hint,
+    ]
       .filter(Boolean)
       .join('; ');
-    const diag = new vscode.Diagnostic(range, details ? `${message}\n${details}` : message, vscode.DiagnosticSeverity.Error);
+    const diag = new vscode.Diagnostic(
+      range,
+      details ? `${message}\n${details}` : message,
+      vscode.DiagnosticSeverity.Error,
+    );
     diag.source = 'Model Lens';
     diag.code = data.kind;
     diag.relatedInformation = (data.userStack ?? [])
       .filter((f) => f !== loc)
-      .map((f) => new vscode.DiagnosticRelatedInformation(new vscode.Location(vscode.Uri.file(f.file), new vscode.Position(Math.max(0, f.line - 1), 0)), `called from ${f.function ?? 'here'}`));
+      .map(
+        (f) =>
+          new vscode.DiagnosticRelatedInformation(
+            new vscode.Location(
+              vscode.Uri.file(f.file),
+              new vscode.Position(Math.max(0, f.line - 1), 0),
+            ),
+            `called from ${f.function ?? 'here'}`,
+          ),
+      );
     const uri = vscode.Uri.file(loc.file);
     this.diagnostics.set(uri, [...(this.diagnostics.get(uri) ?? []), diag]);
   }
@@ -106,5 +151,9 @@ export async function openLocation(loc: SourceLocation): Promise<void> {
     editors.find((e) => e.document.uri.fsPath === loc.file)?.viewColumn ??
     editors.find((e) => e.viewColumn !== undefined)?.viewColumn ??
     vscode.ViewColumn.One;
-  await vscode.window.showTextDocument(vscode.Uri.file(loc.file), { selection: new vscode.Range(pos, pos), preview: true, viewColumn });
+  await vscode.window.showTextDocument(vscode.Uri.file(loc.file), {
+    selection: new vscode.Range(pos, pos),
+    preview: true,
+    viewColumn,
+  });
 }

@@ -59,7 +59,9 @@ export class HooksController implements vscode.Disposable {
     const client = this.host.client();
     const supported = client.info.capabilities?.hooks ?? [];
     if (!supported.includes(kind)) {
-      void vscode.window.showWarningMessage(`Model Lens: the ${model.kind} engine has no ${kind} hooks (it supports: ${supported.join(', ') || 'none'}).`);
+      void vscode.window.showWarningMessage(
+        `Model Lens: the ${model.kind} engine has no ${kind} hooks (it supports: ${supported.join(', ') || 'none'}).`,
+      );
       return;
     }
     try {
@@ -73,12 +75,16 @@ export class HooksController implements vscode.Disposable {
 
   /** Detaches the hooks on one module, or all of them. */
   async detach(modulePath?: string): Promise<void> {
-    const hooks = modulePath === undefined ? this.store.attached() : this.store.attachedOn(modulePath);
+    const hooks =
+      modulePath === undefined ? this.store.attached() : this.store.attachedOn(modulePath);
     const client = this.host.modelClient;
     try {
       if (client?.alive) {
-        if (modulePath === undefined) await client.request(protocol().hookDetachRequest, { all: true });
-        else for (const h of hooks) await client.request(protocol().hookDetachRequest, { hookId: h.hookId });
+        if (modulePath === undefined)
+          await client.request(protocol().hookDetachRequest, { all: true });
+        else
+          for (const h of hooks)
+            await client.request(protocol().hookDetachRequest, { hookId: h.hookId });
       }
     } catch (err) {
       this.errors.report(err, this.host.model?.file);
@@ -94,7 +100,8 @@ export class HooksController implements vscode.Disposable {
     const hook = this.store.get(hookId);
     if (!hook?.attached) return;
     try {
-      if (this.host.modelClient?.alive) await this.host.modelClient.request(protocol().hookDetachRequest, { hookId: hook.hookId });
+      if (this.host.modelClient?.alive)
+        await this.host.modelClient.request(protocol().hookDetachRequest, { hookId: hook.hookId });
     } catch (err) {
       this.errors.report(err, this.host.model?.file);
     }
@@ -120,7 +127,9 @@ export class HooksController implements vscode.Disposable {
         await this.attachOne(client, model, h.path, h.kind, h);
       } catch (err) {
         this.store.detach([h.hookId]);
-        this.output.appendLine(`[${model.kind}] could not re-attach the ${h.kind} hook on ${h.path}: ${(err as Error).message}`);
+        this.output.appendLine(
+          `[${model.kind}] could not re-attach the ${h.kind} hook on ${h.path}: ${(err as Error).message}`,
+        );
       }
     }
     if (old.length) this.post();
@@ -145,8 +154,16 @@ export class HooksController implements vscode.Disposable {
     this.panels.show('hooks', this.state());
   }
 
-  private async attachOne(client: EngineClient, model: ModelState, modulePath: string, kind: HookKind, reuse?: HookView): Promise<void> {
-    const intervalMs = vscode.workspace.getConfiguration('modelLens').get<number>('hookIntervalMs', DEFAULT_HOOK_INTERVAL_MS);
+  private async attachOne(
+    client: EngineClient,
+    model: ModelState,
+    modulePath: string,
+    kind: HookKind,
+    reuse?: HookView,
+  ): Promise<void> {
+    const intervalMs = vscode.workspace
+      .getConfiguration('modelLens')
+      .get<number>('hookIntervalMs', DEFAULT_HOOK_INTERVAL_MS);
     const { hookId } = await client.request(protocol().hookAttachRequest, {
       // hook/attach without modelId means the model of the active training run.
       modelId: model.modelId === this.host.trainingModelId ? undefined : model.modelId,

@@ -2,7 +2,13 @@
 // System): creates each panel, keeps its typed state and replays it when the page (re)loads,
 // validates every message a page sends with one validator, and routes the valid ones.
 import * as vscode from 'vscode';
-import type { HostMessage, PanelKind, PanelPatches, PanelStates, WebviewMessage } from '../protocol/webviewMessages';
+import type {
+  HostMessage,
+  PanelKind,
+  PanelPatches,
+  PanelStates,
+  WebviewMessage,
+} from '../protocol/webviewMessages';
 import { validateWebviewMessage } from './webviewMessages';
 import { webviewHtml } from './webviewHtml';
 
@@ -83,7 +89,11 @@ export class PanelHost implements vscode.Disposable {
   }
 
   /** Sends part of a panel's data; `state` (when given) already includes it. */
-  patch<K extends keyof PanelPatches>(kind: K, patch: PanelPatches[K], state?: PanelStates[K]): void {
+  patch<K extends keyof PanelPatches>(
+    kind: K,
+    patch: PanelPatches[K],
+    state?: PanelStates[K],
+  ): void {
     if (state !== undefined) this.states.set(kind, state);
     const panel = this.open.get(kind);
     if (panel?.visible) this.post(panel, { type: 'patch', state: patch });
@@ -91,7 +101,8 @@ export class PanelHost implements vscode.Disposable {
 
   setEngineState(crashed: boolean, message?: string): void {
     this.engineBanner = { crashed, message };
-    for (const panel of this.open.values()) this.post(panel, { type: 'engine', ...this.engineBanner });
+    for (const panel of this.open.values())
+      this.post(panel, { type: 'engine', ...this.engineBanner });
   }
 
   dispose(): void {
@@ -109,13 +120,23 @@ export class PanelHost implements vscode.Disposable {
     const spec = SPECS[kind];
     const media = vscode.Uri.joinPath(this.extensionUri, 'media');
     const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
-    const besideGroup = [...this.open.entries()].find(([k, p]) => SPECS[k].column === 'beside' && p.viewColumn)?.[1].viewColumn;
-    const viewColumn = spec.column === 'active' ? vscode.ViewColumn.Active : (besideGroup ?? vscode.ViewColumn.Beside);
-    const panel = vscode.window.createWebviewPanel(`modelLens.${kind}`, spec.title, { viewColumn, preserveFocus }, {
-      enableScripts: true,
-      localResourceRoots: [media, dist],
-      enableFindWidget: true,
-    });
+    const besideGroup = [...this.open.entries()].find(
+      ([k, p]) => SPECS[k].column === 'beside' && p.viewColumn,
+    )?.[1].viewColumn;
+    const viewColumn =
+      spec.column === 'active'
+        ? vscode.ViewColumn.Active
+        : (besideGroup ?? vscode.ViewColumn.Beside);
+    const panel = vscode.window.createWebviewPanel(
+      `modelLens.${kind}`,
+      spec.title,
+      { viewColumn, preserveFocus },
+      {
+        enableScripts: true,
+        localResourceRoots: [media, dist],
+        enableFindWidget: true,
+      },
+    );
     panel.iconPath = vscode.Uri.joinPath(media, 'modelLens.svg');
     panel.webview.html = webviewHtml(panel.webview, this.extensionUri, kind, spec.title);
     panel.webview.onDidReceiveMessage((raw: unknown) => {
@@ -128,7 +149,10 @@ export class PanelHost implements vscode.Disposable {
         case 'ready': {
           this.post(panel, { type: 'engine', ...this.engineBanner });
           const provider = this.providers.get(kind);
-          this.post(panel, { type: 'state', state: provider ? provider() : (this.states.get(kind) ?? null) });
+          this.post(panel, {
+            type: 'state',
+            state: provider ? provider() : (this.states.get(kind) ?? null),
+          });
           return;
         }
         case 'showLog':
@@ -141,7 +165,9 @@ export class PanelHost implements vscode.Disposable {
           this.handlers.get(kind)?.(v.message);
       }
     });
-    panel.onDidChangeViewState((e) => this.visibility.fire({ kind, visible: e.webviewPanel.visible }));
+    panel.onDidChangeViewState((e) =>
+      this.visibility.fire({ kind, visible: e.webviewPanel.visible }),
+    );
     panel.onDidDispose(() => {
       if (this.open.get(kind) !== panel) return;
       this.open.delete(kind);

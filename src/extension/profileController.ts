@@ -36,17 +36,35 @@ export class ProfileController {
     const model = await this.host.ensureModel(target);
     if (!model) return undefined;
     const client = this.host.client();
-    const trace = traceFile ?? (client.info.capabilities?.trace ? path.join(os.tmpdir(), `model-lens-trace-${process.pid}-${model.kind}.json`) : undefined);
+    const trace =
+      traceFile ??
+      (client.info.capabilities?.trace
+        ? path.join(os.tmpdir(), `model-lens-trace-${process.pid}-${model.kind}.json`)
+        : undefined);
     this.host.setBusy(`$(sync~spin) Model Lens: profiling ${model.load.name}`, model);
     try {
       const result = await vscode.window.withProgress(
-        { location: vscode.ProgressLocation.Notification, title: `Model Lens: profiling ${model.load.name}`, cancellable: true },
-        (_, token) => client.request(protocol().profileRunRequest, { modelId: model.modelId, traceFile: trace }, { token }),
+        {
+          location: vscode.ProgressLocation.Notification,
+          title: `Model Lens: profiling ${model.load.name}`,
+          cancellable: true,
+        },
+        (_, token) =>
+          client.request(
+            protocol().profileRunRequest,
+            { modelId: model.modelId, traceFile: trace },
+            { token },
+          ),
       );
       this.last = { model, result };
       for (const w of result.warnings) this.output.appendLine(`[${model.kind}] profile: ${w}`);
       await vscode.commands.executeCommand('setContext', 'modelLens.hasProfile', true);
-      this.panels.show('ops', { modelName: model.load.name, kind: model.kind, profile: result, canExport: Boolean(result.traceFile) });
+      this.panels.show('ops', {
+        modelName: model.load.name,
+        kind: model.kind,
+        profile: result,
+        canExport: Boolean(result.traceFile),
+      });
       return result;
     } catch (err) {
       this.errors.report(err, model.file);
@@ -59,9 +77,16 @@ export class ProfileController {
   async exportTrace(): Promise<void> {
     const model = this.host.model;
     const defaultUri = vscode.Uri.file(
-      path.join(vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir(), `${model?.load.name ?? 'model'}-trace.json`),
+      path.join(
+        vscode.workspace.workspaceFolders?.[0]?.uri.fsPath ?? os.homedir(),
+        `${model?.load.name ?? 'model'}-trace.json`,
+      ),
     );
-    const dest = await vscode.window.showSaveDialog({ defaultUri, filters: { 'Chrome trace': ['json'] }, title: 'Export Trace' });
+    const dest = await vscode.window.showSaveDialog({
+      defaultUri,
+      filters: { 'Chrome trace': ['json'] },
+      title: 'Export Trace',
+    });
     if (!dest) return;
     const existing = this.last?.result.traceFile;
     if (existing && fs.existsSync(existing) && this.last?.model === model) {
@@ -69,7 +94,10 @@ export class ProfileController {
     } else {
       const result = await this.profile(undefined, dest.fsPath);
       if (!result?.traceFile) {
-        if (result) void vscode.window.showWarningMessage(`Model Lens: the ${this.host.model?.kind} engine cannot write traces.`);
+        if (result)
+          void vscode.window.showWarningMessage(
+            `Model Lens: the ${this.host.model?.kind} engine cannot write traces.`,
+          );
         return;
       }
     }

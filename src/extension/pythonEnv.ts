@@ -31,7 +31,10 @@ export async function activePythonInterpreter(resource?: vscode.Uri): Promise<st
  * when the first PyTorch engine starts (that start asked the API anyway), so Model Lens activating
  * never activates the Python extension.
  */
-export function watchInterpreter(engines: EngineManager, onChange: (resource: vscode.Uri | undefined) => void): vscode.Disposable {
+export function watchInterpreter(
+  engines: EngineManager,
+  onChange: (resource: vscode.Uri | undefined) => void,
+): vscode.Disposable {
   let subscription: vscode.Disposable | undefined;
   let subscribing = false;
   const started = engines.onDidStart(({ kind }) => {

@@ -305,6 +305,8 @@ export interface TrainProgress extends TrainProgressStats {
   state: 'starting' | 'running' | 'done' | 'stopped' | 'failed';
   /** Loss values since the previous notification: [step, value] pairs (sampled). */
   loss: [number, number][];
+  /** Validation loss since the previous notification, [step, value], when the run reports one. */
+  evalLoss?: [number, number][];
   lr?: number | null;
   /** Training mode and grad state as last seen. */
   training?: boolean;

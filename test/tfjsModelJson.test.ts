@@ -86,6 +86,19 @@ describe('Keras exports', () => {
     // keras.io: "Total params: 1,392,097".
     assert.equal(summary.totals.params, 1392097);
     assert.deepEqual(rows.lstm_1.outputShape, [2, 32]);
+    // By name, in any order (`--input tags=2,12 --input title=2,7 --input body=2,9`).
+    const e = await engine();
+    const named = [
+      { name: 'tags', shape: [2, 12] },
+      { name: 'title', shape: [2, 7] },
+      { name: 'body', shape: [2, 9] },
+    ];
+    const r = await e.loadModel(Object.assign({ file }, { inputs: named }));
+    assert.deepEqual(r.inputs.map((i) => i.shape), [[2, 7], [2, 9], [2, 12]]);
+    await assert.rejects(
+      e.loadModel(Object.assign({ file }, { inputs: [named[0], { name: 'subject', shape: [2, 7] }, named[2]] })),
+      /no value given for input 'title'/,
+    );
   });
 
   test('a Keras 3 layer tfjs does not have: says Keras 3 and what to do, in one line', async () => {

@@ -6,11 +6,14 @@ import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
 import type * as tfTypes from '@tensorflow/tfjs';
 import { EngineFailure } from '../src/engine/tfjs/engineError';
+import type { InputAsk } from '../src/engine/tfjs/inputSynthesis';
 import { makeInputs } from '../src/engine/tfjs/modelSession';
 import { engine, loadAndCheck, MODELS, sessionOf } from './tfjsModelHarness';
 
 const ROOT = path.resolve(__dirname, '..');
 const file = (name: string): string => path.join(MODELS, name);
+/** Request params with `inputs` ([NAME=]SHAPE[:DTYPE] from the CLI), which this engine reads. */
+const withInputs = <P extends object>(p: P, inputs: InputAsk[]): P => ({ ...p, inputs });
 
 describe('embedding inputs', () => {
   test('sentiment CNN: ids below inputDim, conv1d figures as tfjs has them', async () => {
@@ -50,17 +53,18 @@ describe('embedding inputs', () => {
     );
   });
 
-  test('a dtype asked for is used; one tfjs has not is refused by name', async () => {
+  test('--input 2,100:int32 (`inputs` with a dtype) is used; a dtype tfjs has not is refused', async () => {
     const e = await engine();
-    const r = await e.loadModel({ file: file('sentiment.ts'), model: 'cnn', inputShapes: [[2, 100]], inputDtypes: ['int32'] });
+    const cnn = { file: file('sentiment.ts'), model: 'cnn' };
+    const r = await e.loadModel(withInputs(cnn, [{ shape: [2, 100], dtype: 'int32' }]));
     assert.deepEqual([r.inputs[0].shape, r.inputs[0].dtype], [[2, 100], 'int32']);
     const x = await e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 } });
     assert.equal(x.tensor.dtype, 'int32');
-    const s = await e.summary({ modelId: r.modelId, inputDtypes: ['float32'] });
-    assert.equal(s.inputs[0].dtype, 'float32');
+    const s = await e.summary(withInputs({ modelId: r.modelId }, [{ shape: [3, 100], dtype: 'float32' }]));
+    assert.deepEqual([s.inputs[0].shape, s.inputs[0].dtype], [[3, 100], 'float32']);
     await assert.rejects(
-      e.loadModel({ file: file('sentiment.ts'), model: 'cnn', inputDtypes: ['int64'] }),
-      (err: unknown) => err instanceof EngineFailure && /dtype 'int64'/.test(err.message),
+      e.loadModel(withInputs(cnn, [{ shape: [1, 100], dtype: 'int64' }])),
+      (err: unknown) => err instanceof EngineFailure && /dtype 'int64' is not one TF\.js has/.test(err.message),
     );
   });
 });

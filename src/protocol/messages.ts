@@ -4,7 +4,6 @@ import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type {
   BufferInfo,
   CpuInfo,
-  DType,
   EngineInfo,
   GpuInfo,
   Histogram,
@@ -60,8 +59,6 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
-  /** One dtype per model input (`--input 1,100:int32`); null or omitted: the model's own. */
-  inputDtypes?: (DType | null)[];
 }
 
 export interface ModelLoadResult {
@@ -99,8 +96,6 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
-  /** Overrides the load-time input dtypes for this summary (null: keep). */
-  inputDtypes?: (DType | null)[];
 }
 
 export interface SummaryResult {

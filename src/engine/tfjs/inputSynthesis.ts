@@ -88,3 +88,40 @@ export function synthesize(tf: Tf, spec: InputSpec, range: IdRange | undefined):
   if (dtype === 'float32') return tf.randomNormal(spec.shape, 0, 1, 'float32', INPUT_SEED);
   return tf.zeros(spec.shape, dtype);
 }
+
+/**
+ * One input as a request asks for it: `inputs` of model/load and model/summary (the CLI's
+ * `--input [NAME=]SHAPE[:DTYPE]`). Read structurally so this engine needs nothing beyond
+ * `inputShapes` from a client that does not send it.
+ */
+export interface InputAsk {
+  shape: number[];
+  dtype?: string;
+  name?: string;
+}
+
+/** `inputs` of a request, ordered as the model's inputs when they are named. */
+export function askedInputs(params: object, inputNames: string[], file: string): { shapes?: number[][]; dtypes?: (DType | null)[] } {
+  const asked = (params as { inputs?: InputAsk[] }).inputs;
+  const shapes = (params as { inputShapes?: number[][] }).inputShapes;
+  if (!asked?.length) return { shapes };
+  let ordered = asked;
+  if (asked.some((a) => a.name)) {
+    const bare = (n: string): string => n.replace(/:\d+$/, '');
+    ordered = inputNames.map((n) => {
+      const hit = asked.find((a) => a.name && bare(a.name) === bare(n));
+      if (!hit) {
+        return fail('badRequest', `${file}: no value given for input '${bare(n)}'`, {
+          expected: inputNames.map(bare).join(', '),
+          got: asked.map((a) => a.name ?? '(positional)').join(', '),
+        });
+      }
+      return hit;
+    });
+    const unknown = asked.filter((a) => a.name && !inputNames.some((n) => bare(n) === bare(a.name!)));
+    if (unknown.length) {
+      fail('badRequest', `${file} has no input named '${unknown[0].name}'`, { candidates: inputNames.map(bare) });
+    }
+  }
+  return { shapes: ordered.map((a) => a.shape), dtypes: ordered.map((a) => a.dtype ?? null) };
+}

@@ -7,7 +7,7 @@ import type { DType, InputSpec, ModelCandidate, SourceLocation } from '../../pro
 import type { Tf } from './backend';
 import { namingFailedLayer } from './applyTracker';
 import { EngineFailure, fail, messageOf } from './engineError';
-import { checkDtype, describeIds, idRanges } from './inputSynthesis';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { missingWeightsWarning, readModelJson } from './modelJson';
 import { importUserFile, readSourceLines, SCRIPT_EXTENSIONS, userCodeFailure } from './userCode';
 
@@ -49,12 +49,7 @@ export function shortMessage(err: unknown): string {
   return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}…` : line;
 }
 
-async function loadModelJsonFile(
-  tf: Tf,
-  file: string,
-  inputShapes: number[][] | undefined,
-  inputDtypes: (DType | null)[] | undefined,
-): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
+async function loadModelJsonFile(tf: Tf, file: string, params: object): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const mj = readModelJson(file);
   const warnings = [...mj.warnings];
   if (mj.weightsMissing.length) warnings.push(missingWeightsWarning(file, mj.weightsMissing));
@@ -90,7 +85,7 @@ async function loadModelJsonFile(
     name: model.name,
     candidates,
     exports: {},
-    inputs: resolveInputs(model, {}, inputShapes, undefined, inputDtypes),
+    inputs: requestedInputs(model, {}, undefined, params, file),
     warnings,
     weightsMissing: mj.weightsMissing,
   };
@@ -243,6 +238,18 @@ function resolveShapes(
   }));
 }
 
+/** The inputs a request asks for (shapes, dtypes, names), else the file's or the model's own. */
+function requestedInputs(
+  model: tfTypes.LayersModel,
+  exports: Record<string, unknown>,
+  example: tfTypes.Tensor[] | undefined,
+  params: object,
+  file: string,
+): InputSpec[] {
+  const { shapes, dtypes } = askedInputs(params, model.inputNames, file);
+  return resolveInputs(model, exports, shapes, shapes ? undefined : example, dtypes);
+}
+
 async function exampleTensors(tf: Tf, exports: Record<string, unknown>, file: string): Promise<tfTypes.Tensor[] | undefined> {
   let v = exports.exampleInput;
   if (v === undefined) return undefined;
@@ -264,15 +271,14 @@ export async function loadModelFile(
   tf: Tf,
   fileParam: string,
   modelName: string | undefined,
-  inputShapes: number[][] | undefined,
-  inputDtypes?: (DType | null)[],
+  params: object = {},
 ): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const file = path.resolve(fileParam);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
     fail('fileNotFound', `No such model file: ${file}`, { hint: 'Give a .js, .mjs, .ts file or a model.json.' });
   }
   const ext = path.extname(file).toLowerCase();
-  if (ext === '.json') return loadModelJsonFile(tf, file, inputShapes, inputDtypes);
+  if (ext === '.json') return loadModelJsonFile(tf, file, params);
   if (!SCRIPT_EXTENSIONS.includes(ext)) {
     fail('unsupported', `Cannot load ${ext || 'extension-less'} files as TF.js models: ${file}`, {
       hint: `Use one of ${SCRIPT_EXTENSIONS.join(' ')} or a model.json.`,
@@ -315,7 +321,7 @@ export async function loadModelFile(
   const model = await namingFailedLayer(tf, () => build(file, exports, chosen));
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
-  const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example, inputDtypes);
+  const inputs = requestedInputs(model, exports, example, params, file);
   if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
     warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
   }

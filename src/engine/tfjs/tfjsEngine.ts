@@ -32,13 +32,13 @@ import type {
   TrainStartResult,
 } from '../../protocol/messages';
 import { PROTOCOL_VERSION } from '../../protocol/types';
-import type { DType, EngineInfo, InputSpec } from '../../protocol/types';
+import type { EngineInfo, InputSpec } from '../../protocol/types';
 import { getTf, selectBackend } from './backend';
 import type { Tf } from './backend';
 import { addCallListener, tensorsOf } from './callInterceptor';
 import { fail } from './engineError';
 import { HookManager } from './hooks';
-import { checkDtype, describeIds, idRanges } from './inputSynthesis';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
 import { requireWeights } from './modelJson';
 import { loadModelFile } from './modelLoader';
@@ -160,13 +160,13 @@ export class TfjsEngine {
   private async makeSession(
     file: string,
     model: string | undefined,
-    inputShapes?: number[][],
-    inputDtypes?: (DType | null)[],
+    params: object = {},
   ): Promise<{ graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }> {
-    const loaded = await loadModelFile(this.tf, file, model, inputShapes, inputDtypes);
+    const loaded = await loadModelFile(this.tf, file, model, params);
     const id = `m${this.nextModel++}`;
     if (loaded.kind === 'graph') {
-      return { graph: newGraphSession(id, loaded, this.device, inputShapes, inputDtypes), loaded };
+      const { shapes, dtypes } = askedInputs(params, loaded.model.inputs.map((i) => i.name), loaded.file);
+      return { graph: newGraphSession(id, loaded, this.device, shapes, dtypes), loaded };
     }
     const s: ModelSession = {
       id,
@@ -220,7 +220,7 @@ export class TfjsEngine {
   async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
-    const made = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
+    const made = await this.makeSession(p.file, p.model, p);
     if ('graph' in made) {
       const g = made.graph;
       // A graph that cannot run is reported now, not at the first summary.
@@ -257,7 +257,8 @@ export class TfjsEngine {
   async summary(p: SummaryParams): Promise<SummaryResult> {
     const g = this.graph(p);
     if (g) {
-      const specs = p.inputShapes || p.inputDtypes ? graphInputs(g.model, p.inputShapes ?? g.inputs.map((i) => i.shape), p.inputDtypes) : g.inputs;
+      const { shapes, dtypes } = askedInputs(p, g.model.inputs.map((i) => i.name), g.file);
+      const specs = shapes || dtypes ? graphInputs(g.model, shapes ?? g.inputs.map((i) => i.shape), dtypes) : g.inputs;
       return graphSummary(this.tf, g, specs);
     }
     const s = this.session(p);
@@ -445,8 +446,9 @@ export class TfjsEngine {
 
 /** The load-time inputs, with this request's shapes and dtypes where it gives them. */
 function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
-  if (!p.inputShapes && !p.inputDtypes) return s.inputs;
-  const n = p.inputShapes?.length ?? p.inputDtypes?.length ?? 0;
+  const asked = askedInputs(p, s.model.inputNames, s.file);
+  if (!asked.shapes && !asked.dtypes) return s.inputs;
+  const n = asked.shapes?.length ?? asked.dtypes?.length ?? 0;
   if (n !== s.inputs.length) {
     fail('shapeMismatch', `The model has ${s.inputs.length} input(s) but ${n} were given`, {
       expected: `${s.inputs.length} inputs`,
@@ -454,9 +456,9 @@ function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
     });
   }
   return s.inputs.map((spec, i) => {
-    const dtype = p.inputDtypes?.[i];
+    const dtype = asked.dtypes?.[i];
     const next: InputSpec = {
-      shape: p.inputShapes?.[i] ?? spec.shape,
+      shape: asked.shapes?.[i] ?? spec.shape,
       dtype: dtype ? checkDtype(dtype, `input ${i}`) : spec.dtype,
       source: 'request',
     };

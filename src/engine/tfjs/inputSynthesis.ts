@@ -44,7 +44,11 @@ function idRangeOf(t: tfTypes.SymbolicTensor, depth = 0): IdRange | undefined {
     if (r && (!best || r.high < best.high)) best = r;
   };
   for (const { layer, slot } of consumersOf(t)) {
-    const l = layer as unknown as { inputDim?: number; inputs?: tfTypes.SymbolicTensor[]; layers?: Layer[] };
+    const l = layer as unknown as {
+      inputDim?: number;
+      inputs?: tfTypes.SymbolicTensor[];
+      layers?: Layer[];
+    };
     if (layer.getClassName() === 'Embedding' && typeof l.inputDim === 'number') {
       keep({ high: l.inputDim, layer: layer.name });
     } else if (Array.isArray(l.layers) && Array.isArray(l.inputs) && l.inputs[slot] && depth < 8) {
@@ -61,16 +65,21 @@ export function idRanges(model: tfTypes.LayersModel): (IdRange | undefined)[] {
 /** Notes the id range on the spec so the user sees why the input holds integers. */
 export function describeIds(spec: InputSpec, range: IdRange | undefined): InputSpec {
   if (!range) return spec;
-  const ids = `integer ids in [0, ${range.high}) for ${range.layer} (Embedding, inputDim ${range.high})`;
+  const ids =
+    `integer ids in [0, ${range.high}) for ${range.layer} ` + `(Embedding, inputDim ${range.high})`;
   return { ...spec, note: spec.note ? `${spec.note}; ${ids}` : ids };
 }
 
 export function checkDtype(dtype: string, what: string): DType {
   if (!INPUT_DTYPES.includes(dtype)) {
-    fail('badRequest', `${what}: dtype '${dtype}' is not one TF.js has; use ${INPUT_DTYPES.join(', ')}`, {
-      expected: INPUT_DTYPES.join(' | '),
-      got: dtype,
-    });
+    fail(
+      'badRequest',
+      `${what}: dtype '${dtype}' is not one TF.js has; use ${INPUT_DTYPES.join(', ')}`,
+      {
+        expected: INPUT_DTYPES.join(' | '),
+        got: dtype,
+      },
+    );
   }
   return dtype;
 }
@@ -101,7 +110,11 @@ export interface InputAsk {
 }
 
 /** `inputs` of a request, ordered as the model's inputs when they are named. */
-export function askedInputs(params: object, inputNames: string[], file: string): { shapes?: number[][]; dtypes?: (DType | null)[] } {
+export function askedInputs(
+  params: object,
+  inputNames: string[],
+  file: string,
+): { shapes?: number[][]; dtypes?: (DType | null)[] } {
   const asked = (params as { inputs?: InputAsk[] }).inputs;
   const shapes = (params as { inputShapes?: number[][] }).inputShapes;
   if (!asked?.length) return { shapes };
@@ -118,9 +131,13 @@ export function askedInputs(params: object, inputNames: string[], file: string):
       }
       return hit;
     });
-    const unknown = asked.filter((a) => a.name && !inputNames.some((n) => bare(n) === bare(a.name!)));
+    const unknown = asked.filter(
+      (a) => a.name && !inputNames.some((n) => bare(n) === bare(a.name!)),
+    );
     if (unknown.length) {
-      fail('badRequest', `${file} has no input named '${unknown[0].name}'`, { candidates: inputNames.map(bare) });
+      fail('badRequest', `${file} has no input named '${unknown[0].name}'`, {
+        candidates: inputNames.map(bare),
+      });
     }
   }
   return { shapes: ordered.map((a) => a.shape), dtypes: ordered.map((a) => a.dtype ?? null) };

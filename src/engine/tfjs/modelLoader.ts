@@ -49,7 +49,11 @@ export function shortMessage(err: unknown): string {
   return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}…` : line;
 }
 
-async function loadModelJsonFile(tf: Tf, file: string, params: object): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
+async function loadModelJsonFile(
+  tf: Tf,
+  file: string,
+  params: object,
+): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const mj = readModelJson(file);
   const warnings = [...mj.warnings];
   if (mj.weightsMissing.length) warnings.push(missingWeightsWarning(file, mj.weightsMissing));
@@ -59,7 +63,9 @@ async function loadModelJsonFile(tf: Tf, file: string, params: object): Promise<
     try {
       model = await tf.loadGraphModel(tf.io.fromMemory(mj.artifacts));
     } catch (err) {
-      return fail('userCodeError', `${file}: tfjs could not load this graph model: ${shortMessage(err)}`, { location });
+      const why = shortMessage(err);
+      const msg = `${file}: tfjs could not load this graph model: ${why}`;
+      return fail('userCodeError', msg, { location });
     }
     const topology = mj.artifacts.modelTopology as LoadedGraph['topology'];
     return { kind: 'graph', file, model, topology, weightsMissing: mj.weightsMissing, warnings };
@@ -70,12 +76,18 @@ async function loadModelJsonFile(tf: Tf, file: string, params: object): Promise<
   } catch (err) {
     if (err instanceof EngineFailure) throw err;
     if (mj.warnings.some((w) => /Keras 3/.test(w))) {
-      return fail('unsupported', `${file} is a Keras 3 export that tfjs ${tf.version?.tfjs ?? ''} cannot read even translated: ${shortMessage(err)}`, {
+      const tfjs = `tfjs ${tf.version?.tfjs ?? ''}`.trim();
+      const why = shortMessage(err);
+      const msg = `${file} is a Keras 3 export that ${tfjs} cannot read even translated: ${why}`;
+      return fail('unsupported', msg, {
         location,
-        hint: 'Save the model with tf_keras (Keras 2), e.g. TF_USE_LEGACY_KERAS=1, then run tensorflowjs_converter again.',
+        hint:
+          'Save the model with tf_keras (Keras 2), e.g. TF_USE_LEGACY_KERAS=1, then run ' +
+          'tensorflowjs_converter again.',
       });
     }
-    return fail('userCodeError', `${file}: could not load the layers model: ${shortMessage(err)}`, { location });
+    const why = shortMessage(err);
+    return fail('userCodeError', `${file}: could not load the layers model: ${why}`, { location });
   }
   const candidates: ModelCandidate[] = [{ name: path.basename(file), kind: 'file', location }];
   return {
@@ -190,7 +202,8 @@ export function resolveInputs(
   const specs = resolveShapes(model, exports, requested, example);
   const ranges = idRanges(model);
   if (dtypes && dtypes.length !== specs.length) {
-    fail('shapeMismatch', `The model has ${specs.length} input(s) but ${dtypes.length} dtype(s) were given`, {
+    const n = `${specs.length} input(s) but ${dtypes.length} dtype(s)`;
+    fail('shapeMismatch', `The model has ${n} were given`, {
       expected: `${specs.length} dtypes`,
       got: `${dtypes.length}`,
     });
@@ -325,5 +338,17 @@ export async function loadModelFile(
   if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
     warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
   }
-  return { kind: 'layers', file, model, name: chosen.name, candidates, exports, inputs, warnings, location: chosen.location, example, weightsMissing: [] };
+  return {
+    kind: 'layers',
+    file,
+    model,
+    name: chosen.name,
+    candidates,
+    exports,
+    inputs,
+    warnings,
+    location: chosen.location,
+    example,
+    weightsMissing: [],
+  };
 }

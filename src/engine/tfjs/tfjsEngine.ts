@@ -47,8 +47,20 @@ import { forwardBackward, makeInputs, predict, predictNamingLayer } from './mode
 import type { ModelSession } from './modelSession';
 import { graphInputs, graphParameterInfos, newGraphSession } from './graphModel';
 import type { GraphSession } from './graphModel';
-import { attachGraphHook, graphForward, graphInspect, graphProfile, graphSummary, graphUnsupported } from './graphRun';
-import { PROFILE_DEFAULT_STEPS, PROFILE_DEFAULT_WARMUP, PROFILE_MAX_STEPS, runProfile } from './profiler';
+import {
+  attachGraphHook,
+  graphForward,
+  graphInspect,
+  graphProfile,
+  graphSummary,
+  graphUnsupported,
+} from './graphRun';
+import {
+  PROFILE_DEFAULT_STEPS,
+  PROFILE_DEFAULT_WARMUP,
+  PROFILE_MAX_STEPS,
+  runProfile,
+} from './profiler';
 import { runSummary } from './summary';
 import { tensorInfo, tensorStats } from './tensorFacts';
 import { startTrainRun, stopTrainRun } from './training';
@@ -57,7 +69,8 @@ import type { TrainRun } from './training';
 
 export const ENGINE_VERSION = '0.1.0';
 export const FORWARD_MAX_STEPS = 1000;
-const WEIGHTS_MISSING_SUMMARY = 'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
+const WEIGHTS_MISSING_SUMMARY =
+  'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
 
 export interface EngineEvents {
   hookEvent(e: HookEvent): void;
@@ -161,11 +174,14 @@ export class TfjsEngine {
     file: string,
     model: string | undefined,
     params: object = {},
-  ): Promise<{ graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }> {
+  ): Promise<
+    { graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }
+  > {
     const loaded = await loadModelFile(this.tf, file, model, params);
     const id = `m${this.nextModel++}`;
     if (loaded.kind === 'graph') {
-      const { shapes, dtypes } = askedInputs(params, loaded.model.inputs.map((i) => i.name), loaded.file);
+      const names = loaded.model.inputs.map((i) => i.name);
+      const { shapes, dtypes } = askedInputs(params, names, loaded.file);
       return { graph: newGraphSession(id, loaded, this.device, shapes, dtypes), loaded };
     }
     const s: ModelSession = {
@@ -227,8 +243,16 @@ export class TfjsEngine {
       if (!g.weightsMissing.length) await graphForward(this.tf, g, 1);
       this.replaceModels();
       this.graphs.set(g.id, g);
-      const candidates = [{ name: path.basename(g.file), kind: 'file' as const, location: { file: g.file, line: 1 } }];
-      return { modelId: g.id, file: g.file, name: g.name, type: g.type, candidates, inputs: g.inputs, warnings: made.loaded.warnings };
+      const location = { file: g.file, line: 1 };
+      return {
+        modelId: g.id,
+        file: g.file,
+        name: g.name,
+        type: g.type,
+        candidates: [{ name: path.basename(g.file), kind: 'file', location }],
+        inputs: g.inputs,
+        warnings: made.loaded.warnings,
+      };
     }
     const { s, loaded } = made;
     // A shape that does not fit is reported now, naming the layer, not at the first summary.
@@ -258,7 +282,8 @@ export class TfjsEngine {
     const g = this.graph(p);
     if (g) {
       const { shapes, dtypes } = askedInputs(p, g.model.inputs.map((i) => i.name), g.file);
-      const specs = shapes || dtypes ? graphInputs(g.model, shapes ?? g.inputs.map((i) => i.shape), dtypes) : g.inputs;
+      const asked = shapes ?? g.inputs.map((i) => i.shape);
+      const specs = shapes || dtypes ? graphInputs(g.model, asked, dtypes) : g.inputs;
       return graphSummary(this.tf, g, specs);
     }
     const s = this.session(p);

@@ -63,19 +63,34 @@ function activationName(layer: Layer | undefined): string | null {
 
 const FUSABLE: Record<string, string> = { relu: 'Relu', relu6: 'Relu6' };
 
+export interface GraphOptions {
+  /** Take int32 input (as MoveNet takes pixel values) and Cast it to float32 first. */
+  int32Input?: boolean;
+}
+
 /** The graph model of `model` (a Sequential of the layer types below) with its weight shard. */
 export function graphModelArtifacts(
   model: tf.Sequential,
+  options: GraphOptions = {},
   scope = model.name,
 ): { json: object; weights: Buffer } {
   const w = new Writer();
   const inShape = model.inputs[0].shape;
+  const inType = options.int32Input ? 'DT_INT32' : 'DT_FLOAT';
   w.nodes.push({
     name: 'input_1',
     op: 'Placeholder',
-    attr: { dtype: F, shape: { shape: dims(inShape) } },
+    attr: { dtype: { type: inType }, shape: { shape: dims(inShape) } },
   });
   let x = 'input_1';
+  if (options.int32Input) {
+    x = w.op(`StatefulPartitionedCall/${scope}/Cast`, 'Cast', [x], {
+      T: undefined,
+      SrcT: { type: 'DT_INT32' },
+      DstT: F,
+      Truncate: { b: false },
+    });
+  }
   const layers = model.layers;
   for (let i = 0; i < layers.length; i++) {
     const layer = layers[i];
@@ -177,7 +192,7 @@ export function graphModelArtifacts(
     generatedBy: '2.15.0',
     convertedBy: 'Model Lens test/graphModelWriter.ts (tfjs-converter layout)',
     signature: {
-      inputs: { 'input_1:0': { name: 'input_1:0', dtype: 'DT_FLOAT', tensorShape: dims(inShape) } },
+      inputs: { 'input_1:0': { name: 'input_1:0', dtype: inType, tensorShape: dims(inShape) } },
       outputs: {
         'Identity:0': { name: 'Identity:0', dtype: 'DT_FLOAT', tensorShape: dims(outShape) },
       },
@@ -197,8 +212,12 @@ export function graphModelArtifacts(
 }
 
 /** Writes model.json + group1-shard1of1.bin into `dir`; returns the model.json path. */
-export function writeGraphModel(model: tf.Sequential, dir: string): string {
-  const { json, weights } = graphModelArtifacts(model);
+export function writeGraphModel(
+  model: tf.Sequential,
+  dir: string,
+  options: GraphOptions = {},
+): string {
+  const { json, weights } = graphModelArtifacts(model, options);
   fs.mkdirSync(dir, { recursive: true });
   fs.writeFileSync(path.join(dir, 'group1-shard1of1.bin'), weights);
   const file = path.join(dir, 'model.json');

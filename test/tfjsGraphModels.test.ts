@@ -216,4 +216,33 @@ describe('graph models', () => {
     );
     assert.ok(Math.abs((out.stats?.max ?? 0) - want) < 1e-6);
   });
+
+  test('int32 input (as MoveNet takes pixels): declared dtype fed, Cast op in the tree', async () => {
+    const file = writeGraphModel(mnist, path.join(dir, 'mnistInt'), { int32Input: true });
+    const r = await e.loadModel({ file });
+    assert.deepEqual(
+      r.inputs.map((i) => [i.shape, i.dtype]),
+      [[[1, 28, 28, 1], 'int32']],
+    );
+    const s = await e.summary({ modelId: r.modelId, inputShapes: [[2, 28, 28, 1]] });
+    const cast = s.rows.find((row) => row.type === 'Cast')!;
+    assert.deepEqual(cast.outputShape, [2, 28, 28, 1]);
+    assert.equal(s.totals.params, mnist.countParams());
+    const x = await e.inspect({ modelId: r.modelId, target: { kind: 'input', index: 0 } });
+    assert.equal(x.tensor.dtype, 'int32');
+  });
+
+  test('an op tfjs does not have: one line naming the graph model and the op', async () => {
+    const bad = path.join(dir, 'badOp');
+    fs.cpSync(path.dirname(mnistFile), bad, { recursive: true });
+    const json = JSON.parse(fs.readFileSync(path.join(bad, 'model.json'), 'utf8'));
+    const pool = json.modelTopology.node.find((n: { op: string }) => n.op === 'MaxPool');
+    pool.op = 'FractionalMaxPool';
+    fs.writeFileSync(path.join(bad, 'model.json'), JSON.stringify(json));
+    await rejects(
+      e.loadModel({ file: path.join(bad, 'model.json') }),
+      'userCodeError',
+      /graph model.*FractionalMaxPool/,
+    );
+  });
 });

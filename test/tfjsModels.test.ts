@@ -183,4 +183,14 @@ describe('nested models and BatchNorm', () => {
     assert.equal(rows.inner.ran, true);
     assert.equal(rows.inner.macs, 4 * 3 + 3 + 3 * 2 + 2);
   });
+
+  test('a layer called twice (Keras guide’s shared LSTM): counted once, its MACs twice', async () => {
+    const { rows, summary, model } = await loadAndCheck({ file: file('sharedLstm.ts') });
+    const lstm = 4 * (256 * 64 + 64 * 64 + 64);
+    assert.equal(model.countParams(), lstm + 129);
+    assert.equal(summary.totals.params, lstm + 129);
+    // torchinfo lists every call: 2 calls × batch 1 × 280 steps.
+    assert.equal(rows.shared_lstm.macs, lstm * 280 * 2);
+    assert.deepEqual(rows.merged.outputShape, [1, 128]);
+  });
 });

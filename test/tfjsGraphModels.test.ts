@@ -114,6 +114,8 @@ describe('graph models', () => {
     // torchinfo's conv rule: (kernel + bias) × output positions.
     assert.equal(rows[`${scope}.conv1.Relu6`].macs, (3 * 3 * 3 * 8 + 8) * 64 * 64);
     assert.equal(s.totals.params, rows[''].params);
+    const conv1 = rows[`${scope}.conv1`];
+    assert.deepEqual([conv1.ownParams, conv1.totalParams], [0, 3 * 3 * 3 * 8 + 8]);
     const out = await e.inspect({
       modelId: r.modelId,
       target: { kind: 'output', path: '' },

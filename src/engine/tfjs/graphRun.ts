@@ -186,6 +186,8 @@ export async function graphSummary(
       isLeaf: m.isLeaf,
       outputShape: sh ? (sh.length === 1 ? sh[0] : sh) : null,
       params: m.isLeaf ? m.ownParams : m.totalParams,
+      ownParams: m.ownParams,
+      totalParams: m.totalParams,
       trainableParams: 0,
       macs: m.isLeaf ? (macs.get(m.path) ?? 0) : subtreeMacs,
       paramBytes: paramBytesOf(m.isLeaf ? (x) => x === m.path : inside(m.path), false),

@@ -247,4 +247,23 @@ describe('graph models', () => {
       /graph model.*FractionalMaxPool/,
     );
   });
+
+  test('without its weight shard: structure and counts, running refused naming the file', async () => {
+    const topo = path.join(dir, 'mnistTopologyOnly');
+    fs.mkdirSync(topo);
+    fs.copyFileSync(mnistFile, path.join(topo, 'model.json'));
+    const r = await e.loadModel({ file: path.join(topo, 'model.json') });
+    assert.ok(
+      r.warnings.some((w) => /Weights missing: group1-shard1of1\.bin/.test(w)),
+      r.warnings.join(),
+    );
+    assert.equal(e.tree({ modelId: r.modelId }).modules[0].totalParams, mnist.countParams());
+    const s = await e.summary({ modelId: r.modelId });
+    assert.deepEqual(s.rows[0].outputShape, [1, 10]);
+    await rejects(
+      e.forward({ modelId: r.modelId }),
+      'fileNotFound',
+      /group1-shard1of1\.bin is missing/,
+    );
+  });
 });

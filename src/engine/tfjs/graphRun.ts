@@ -136,27 +136,49 @@ function lastNodeIn(idx: GraphSession['index'], scope: string): string | undefin
   return last;
 }
 
+interface SignatureJson {
+  outputs?: Record<string, { tensorShape?: { dim?: { size?: string | number }[] } }>;
+}
+
+/** Output shapes the graph's signature declares (unknown dims as 1); [] where it has none. */
+function declaredOutputShapes(s: GraphSession): number[][] {
+  const sig = s.model.modelSignature as SignatureJson | undefined;
+  const declared = Object.values(sig?.outputs ?? {});
+  return s.model.outputs.map((o, i) => {
+    const dims = declared[i]?.tensorShape?.dim;
+    if (dims) return dims.map((d) => Math.max(1, Number(d.size ?? -1)));
+    return (o.shape ?? []).map((d) => (d < 0 ? 1 : d));
+  });
+}
+
 export async function graphSummary(
   tf: Tf,
   s: GraphSession,
   specs: InputSpec[],
 ): Promise<SummaryResult> {
-  const r = await runGraph(tf, s, 'all', specs);
   const shapes = new Map<string, number[][]>();
   const bytes = new Map<string, number>();
-  for (const [name, ts] of r.nodes) {
-    shapes.set(
-      name,
-      ts.map((t) => [...t.shape]),
-    );
-    bytes.set(
-      name,
-      ts.reduce((a, t) => a + t.size * elementSize(t.dtype), 0),
-    );
+  // Placeholder weights (zeros) break shape constants such as Reshape's: without the weight
+  // files only the structure is shown, and the outputs the signature declares.
+  const missing = s.weightsMissing.length > 0;
+  let outShapes = declaredOutputShapes(s);
+  let outDtype: string = s.model.outputs[0]?.dtype ?? 'float32';
+  if (!missing) {
+    const r = await runGraph(tf, s, 'all', specs);
+    for (const [name, ts] of r.nodes) {
+      shapes.set(
+        name,
+        ts.map((t) => [...t.shape]),
+      );
+      bytes.set(
+        name,
+        ts.reduce((a, t) => a + t.size * elementSize(t.dtype), 0),
+      );
+    }
+    outShapes = r.outputs.map((t) => [...t.shape]);
+    outDtype = r.outputs[0]?.dtype ?? 'float32';
+    disposeAll(r);
   }
-  const outShapes = r.outputs.map((t) => [...t.shape]);
-  const outDtype = r.outputs[0]?.dtype ?? 'float32';
-  disposeAll(r);
   const idx = s.index;
   const macs = new Map<string, number>();
   let leafOutputBytes = 0;
@@ -194,7 +216,10 @@ export async function graphSummary(
       aliases: [],
       ran,
     };
-    if (!ran) row.note = 'not executed for these outputs';
+    if (!ran)
+      row.note = missing
+        ? 'not run: the weight files are missing'
+        : 'not executed for these outputs';
     if (m.path === '' && outShapes[0]) row.output = tensorInfo(outShapes[0], outDtype, s.device);
     return row;
   });
@@ -217,10 +242,12 @@ export async function graphSummary(
   const warnings = [
     `${GRAPH_FORMAT}: constants are not trainable, so every parameter counts as non-trainable.`,
   ];
-  if (s.weightsMissing.length)
+  if (missing) {
     warnings.push(
-      'Weights are missing: shapes and counts are from the topology, values are zeros.',
+      'Weights are missing: the graph was not run, so output shapes and multiply-adds are unknown; ' +
+        'the counts come from the weights manifest.',
     );
+  }
   return { rows, totals, inputs: specs, warnings };
 }
 

@@ -35,7 +35,7 @@ const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tfjs');
 const IRIS = path.join(ROOT, 'examples', 'iris_mlp.ts');
 const CNN = path.join(ROOT, 'examples', 'small_cnn.ts');
 const REQUEST_TIMEOUT_MS = 60_000;
-/** Time for notifications already on the wire to be delivered. */
+/** After train/stop: time for the run's last progress notification to arrive. */
 const SETTLE_MS = 150;
 
 /**
@@ -183,6 +183,16 @@ describe('iris MLP (4→10→3)', () => {
     assert.deepEqual(counts, [50, 0, 83]);
   });
 
+  test('an input shape that does not fit names the layer, expected and got', async () => {
+    // model/load never runs the model: the first request that does fails.
+    const r = await load(IRIS, { inputShapes: [[1, 5]] });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
+    assert.equal(err.kind, 'shapeMismatch');
+    assert.match(err.layer ?? '', /hidden/);
+    assert.match(err.expected ?? '', /4/);
+    assert.match(err.got ?? '', /1,5/);
+  });
+
   test('tensor/inspect: a layer output (relu ≥ 0), the root output and the input', async () => {
     const r = await load(IRIS);
     const o = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'output', path: 'hidden' }, stats: true });
@@ -198,10 +208,11 @@ describe('iris MLP (4→10→3)', () => {
     const r = await load(IRIS);
     const events: HookEvent[] = [];
     const sub = client.onNotification(hookEventNotification, (e) => events.push(e));
+    // Hook events are sent during the forward pass, before its response, and arrive in order:
+    // each request's answer means its events are already here.
     try {
       const pre = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'forwardPre', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1 });
-      await sleep(SETTLE_MS);
       const inputsSeen = events.filter((e) => e.hookId === pre.hookId);
       assert.equal(inputsSeen.length, 1);
       // The output layer's input is the hidden layer's relu output.
@@ -210,7 +221,6 @@ describe('iris MLP (4→10→3)', () => {
 
       const bwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'backward', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1, backward: true });
-      await sleep(SETTLE_MS);
       const grads = events.filter((e) => e.hookId === bwd.hookId);
       assert.equal(grads.length, 1);
       assert.deepEqual(grads[0].tensor.shape, [1, 3]);
@@ -222,7 +232,6 @@ describe('iris MLP (4→10→3)', () => {
       assert.equal(d.remaining, 0);
       const before = events.length;
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 2, backward: true });
-      await sleep(SETTLE_MS);
       assert.equal(events.length, before, 'no hook events after detach');
       const err = await rejection(client.request(hookAttachRequest, { modelId: r.modelId, path: 'nope', kind: 'forward' }));
       assert.equal(err.kind, 'unknownPath');
@@ -413,7 +422,8 @@ describe('bad input', () => {
 
   test('a custom layer that throws in call(): message, its line and the layer', async () => {
     const file = path.join(FIXTURES, 'customLayerThrows.ts');
-    const err = await rejection(load(file));
+    const r = await load(file);
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'userCodeError');
     assert.match(err.message, /Scale wants 3 features, got 5/);
     assert.equal(err.layer, 'scale');
@@ -437,7 +447,9 @@ describe('bad input', () => {
       [1, 3, 8],
       [1, 5, 8],
     ];
-    const err = await rejection(load(file, { model: 'variableLength', inputShapes }));
+    // model/load never runs the model: the first request that does fails.
+    const r = await load(file, { model: 'variableLength', inputShapes });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'shapeMismatch');
     assert.equal(err.layer, 'joined');
     assert.match(err.message, /\(1,5,4\) does not match the shape of the rest \(1,3,4\)/);

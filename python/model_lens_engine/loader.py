@@ -90,7 +90,6 @@ class LoadedModel:
         self.scope = None
         self.device = None
         self.last_outputs = {}
-        self.last_inputs = []
 
 
 def _class_location(cls):
@@ -472,6 +471,7 @@ _DEVICE_PATTERNS = (
     "should be the same",  # Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor) should be the same
     "must be on the same device",
     "is on a different device",
+    "is not on the expected device",  # torch 2.x: "Tensor on device meta is not on the expected device cpu!"
 )
 _SHAPE_PATTERNS = (
     "shapes cannot be multiplied",

@@ -121,12 +121,13 @@ def run_summary(lm, inputs, input_specs, warnings):
             m.training = t
 
     lm.last_outputs = kept
-    lm.last_inputs = list(inputs)
     named = named_tensors(lm)
     index = named.index()
 
     rows = []
     ran_ids = set(records)
+    leaf_ids = {id(m) for _, m in modules if len(m._modules) == 0}
+    leaf_macs_of = {mid: r["macs"] for mid, r in records.items() if mid in leaf_ids}
     for path, m in modules:
         mid = id(m)
         leaf = len(m._modules) == 0
@@ -150,7 +151,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             "outputShape": None,
             "params": params,
             "trainableParams": tparams,
-            "macs": r["macs"] if r else 0,
+            # A container shows the sum over the leaves below it (src/protocol/types.ts SummaryRow.macs).
+            "macs": (r["macs"] if r else 0) if leaf else sum(
+                leaf_macs_of.get(id(x), 0) for x in m.modules()),
             "paramBytes": pbytes,
             "aliases": [],
             "ran": r is not None,
@@ -178,7 +181,6 @@ def run_summary(lm, inputs, input_specs, warnings):
     param_bytes = sum(p.numel() * p.element_size() for p in uniq_params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in uniq_bufs)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs)
-    leaf_ids = {id(m) for _, m in modules if len(m._modules) == 0}
     fb = 2 * sum(r["outBytes"] for mid, r in records.items() if mid in leaf_ids)
     macs = sum(r["macs"] for mid, r in records.items() if mid in leaf_ids)
     totals = {

@@ -10,6 +10,7 @@ import type {
   HookKind,
   InputSpec,
   MemoryInfo,
+  TorchInfo,
   ModelCandidate,
   ModuleNode,
   ModuleTiming,
@@ -76,7 +77,13 @@ export interface ModelLoadResult {
   location?: SourceLocation;
 }
 
-/** Import (never run as `__main__`) a model file and build the chosen model. */
+/**
+ * Import (never run as `__main__`) a model file and build the chosen model. Loading never runs
+ * the model's forward: it rejects only inputs that contradict what the model declares (the number
+ * of inputs, their rank). An input shape that does not fit a layer fails the first request that
+ * runs the model (model/summary, model/forward, profile/run) with kind `shapeMismatch`, naming
+ * the layer in `layer`; the loaded model stays usable with other shapes.
+ */
 export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
 
 export interface ModelRef {
@@ -193,7 +200,10 @@ export interface HookAttachResult {
   hookId: string;
 }
 
-/** Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call. */
+/**
+ * Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call.
+ * The root ("") only where `capabilities.rootHooks`; elsewhere it fails with kind `unsupported`.
+ */
 export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
 
 export interface HookDetachParams {
@@ -243,14 +253,14 @@ export interface TrainStartParams {
   args?: string[];
   /** tfjs: override epochs of the `train` export / fit. */
   epochs?: number;
-  /** Send `train/histograms` after every N-th optimizer step and at the end; 0 disables. */
+  /**
+   * Send `train/histograms` after every N-th optimizer step and at the end; 0 disables
+   * (default DEFAULT_HISTOGRAM_EVERY_STEPS). Only engines with `capabilities.histograms` send them.
+   */
   histogramEverySteps?: number;
-  /** ...but no sooner than this after the previous one (default 2000 ms), so tiny fast models stay cheap. */
+  /** ...but no sooner than this after the previous one (DEFAULT_HISTOGRAM_MIN_INTERVAL_MS), so tiny fast models stay cheap. */
   histogramMinIntervalMs?: number;
 }
-
-/** Default of `TrainStartParams.histogramEverySteps`. */
-export const DEFAULT_HISTOGRAM_EVERY_STEPS = 100;
 
 export interface TrainStartResult {
   runId: string;
@@ -263,7 +273,10 @@ export interface TrainStopParams {
   runId: string;
 }
 
-/** Stop a run; the response comes when it has stopped. */
+/**
+ * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
+ * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
+ */
 export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {
@@ -383,6 +396,8 @@ export interface SystemInfoResult {
   /** Why `gpus` is empty (no driver, nvidia-smi failing), when it is. */
   gpuError?: string;
   memory: MemoryInfo;
+  /** PyTorch engine: torch's own view of CUDA (version, build, is_available, devices). */
+  torch?: TorchInfo;
 }
 
 /** Facts about the engine's machine and its own memory use. */

@@ -9,11 +9,11 @@ import { addCallListener, tensorsOf } from './callInterceptor';
 import type { CallOutput } from './callInterceptor';
 import { fail } from './engineError';
 import type { ModelSession } from './modelSession';
-import { DEFAULT_HISTOGRAM_BINS, rowMajorStrides, tensorStats } from './tensorFacts';
+import { DEFAULT_HISTOGRAM_BINS, HOOK_STATS_INTERVAL_MS } from '../../protocol/defaults';
+import { HOOK_KINDS } from '../../protocol/types';
+import { rowMajorStrides, tensorStats } from './tensorFacts';
 
 /** Default minimum time between two events of one hook. */
-export const HOOK_STATS_INTERVAL_MS = 250;
-const HOOK_KINDS: HookKind[] = ['forward', 'forwardPre', 'backward'];
 
 interface Hook {
   id: string;
@@ -39,7 +39,7 @@ export class HookManager {
   ) {}
 
   attach(s: ModelSession, p: HookAttachParams): string {
-    if (!HOOK_KINDS.includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+    if (!(HOOK_KINDS as readonly string[]).includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
     const layer = s.index.layerAt.get(p.path);
     if (!layer) {
       fail('unknownPath', `No module at path '${p.path}' in ${s.name}`, {

@@ -61,7 +61,8 @@ const RECURRENT = /^(LSTM|GRU|SimpleRNN|RNN)$/;
 /**
  * torchinfo: Linear = params × output rows; Conv = params × batch × output positions;
  * nn.LSTM/GRU/RNN = params × batch × time steps (its rule for `weight_*`/`bias_*` parameters
- * takes the first two dims of the [B, T, H] output, which are those of the [B, T, F] input).
+ * takes the first two dims of the [B, T, H] output, which are those of the [B, T, F] input);
+ * any other layer with parameters (BatchNormalization, Embedding...) = params × batch.
  */
 export function macsOf(
   layer: Layer,
@@ -74,7 +75,7 @@ export function macsOf(
   if (RECURRENT.test(type)) {
     return inShape && inShape.length >= 2 ? ownParams * inShape[0] * inShape[1] : 0;
   }
-  if (!/Dense|Conv/.test(type)) return 0;
+  if (!/Dense|Conv/.test(type)) return ownParams * (outShape[0] ?? 1);
   const axis = /Conv/.test(type) ? channelAxis(layer, outShape.length) : outShape.length - 1;
   const positions = outShape.reduce((a, d, i) => (i === axis ? a : a * d), 1);
   return ownParams * positions;
@@ -202,7 +203,7 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     bufferBytes,
     inputBytes,
     forwardBackwardBytes,
-    totalBytes: inputBytes + forwardBackwardBytes + paramBytes + bufferBytes,
+    totalBytes: inputBytes + forwardBackwardBytes + paramBytes,
   };
   const counts = frameworkCounts(s, totals);
   if (counts) totals.frameworkCounts = counts;

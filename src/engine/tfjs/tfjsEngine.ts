@@ -31,6 +31,7 @@ import type {
   TrainStartParams,
   TrainStartResult,
 } from '../../protocol/messages';
+import { TRAIN_STOP_TIMEOUT_MS } from '../../protocol/defaults';
 import { PROTOCOL_VERSION } from '../../protocol/types';
 import type { EngineInfo, InputSpec } from '../../protocol/types';
 import { getTf, selectBackend } from './backend';
@@ -140,7 +141,9 @@ export class TfjsEngine {
         profile: true,
         trace: true,
         hooks: ['forward', 'forwardPre', 'backward'],
+        rootHooks: false,
         train: true,
+        histograms: false,
         strides: 'rowMajor',
         backwardTimings: true,
       },
@@ -236,11 +239,11 @@ export class TfjsEngine {
   async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
+    // Loading never runs the model (src/protocol/messages.ts): a shape that does not fit a layer
+    // fails the first request that runs it, naming the layer.
     const made = await this.makeSession(p.file, p.model, p);
     if ('graph' in made) {
       const g = made.graph;
-      // A graph that cannot run is reported now, not at the first summary.
-      if (!g.weightsMissing.length) await graphForward(this.tf, g, 1);
       this.replaceModels();
       this.graphs.set(g.id, g);
       const location = { file: g.file, line: 1 };
@@ -255,8 +258,6 @@ export class TfjsEngine {
       };
     }
     const { s, loaded } = made;
-    // A shape that does not fit is reported now, naming the layer, not at the first summary.
-    this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s)));
     this.replaceModels();
     this.models.set(s.id, s);
     return {
@@ -288,7 +289,15 @@ export class TfjsEngine {
     }
     const s = this.session(p);
     const specs = summarySpecs(s, p);
-    const { rows, totals } = runSummary(this.tf, s, specs);
+    let result;
+    try {
+      result = runSummary(this.tf, s, specs);
+    } catch (err) {
+      // Run once more with the layers named, so a shape that does not fit says where.
+      this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s, specs)));
+      throw err;
+    }
+    const { rows, totals } = result;
     const warnings = s.weightsMissing.length ? [WEIGHTS_MISSING_SUMMARY] : [];
     return { rows, totals, inputs: specs, warnings };
   }
@@ -308,7 +317,7 @@ export class TfjsEngine {
       this.tf.tidy(() => {
         const xs = makeInputs(this.tf, s);
         if (p.backward) forwardBackward(this.tf, s, xs, (outs) => (outputShapes = outs.map((o) => [...o.shape])));
-        else outputShapes = predict(s, xs).map((t) => [...t.shape]);
+        else outputShapes = predictNamingLayer(s, xs).map((t) => [...t.shape]);
       });
     }
     return { steps, outputShapes, stepMs: (performance.now() - start) / steps };
@@ -421,14 +430,18 @@ export class TfjsEngine {
   async stopTrain(p: { runId: string }): Promise<{ stopped: boolean }> {
     const run = this.runs.get(p.runId);
     if (!run) fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
-    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: true };
-    return { stopped: await stopTrainRun(run) };
+    // `stopped` says whether this request ended the run (src/protocol/messages.ts trainStopRequest).
+    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: false };
+    if (!(await stopTrainRun(run))) {
+      fail('timeout', `Run ${run.id} did not stop within ${TRAIN_STOP_TIMEOUT_MS / 1000} s`);
+    }
+    return { stopped: true };
   }
 
   diagnose(p: { runId: string }): TrainDiagnosis {
     const run = this.runs.get(p.runId);
     if (!run) {
-      fail('unknownPath', `No training run '${p.runId}' to diagnose`, {
+      fail('notLoaded', `No training run '${p.runId}' to diagnose`, {
         candidates: [...this.runs.keys()],
         hint: 'Use the runId that train/start returned.',
       });

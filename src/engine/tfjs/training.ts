@@ -3,6 +3,7 @@
 // request (model.stopTraining) survives fit resetting it at the start of each call.
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
+import { TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS } from '../../protocol/defaults';
 import type { TrainDiagnosis, TrainProgress, TrainStartParams } from '../../protocol/messages';
 import type { Tf } from './backend';
 import { RunDiagnostics } from './diagnosis';
@@ -10,12 +11,8 @@ import { EngineFailure, fail, messageOf } from './engineError';
 import type { ModelSession } from './modelSession';
 import { userCodeFailure } from './userCode';
 
-/** Minimum time between two train/progress notifications. */
-export const TRAIN_PROGRESS_INTERVAL_MS = 250;
 /** Loss points per notification; denser histories are sampled evenly. */
 export const TRAIN_LOSS_MAX_POINTS = 200;
-/** How long train/stop waits for a run to notice the stop. */
-export const TRAIN_STOP_TIMEOUT_MS = 15_000;
 const DEFAULT_FIT_BATCH_SIZE = 32;
 
 type FitArgs = tfTypes.ModelFitArgs;

@@ -4,7 +4,6 @@ import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type {
   BufferInfo,
   CpuInfo,
-  DType,
   EngineInfo,
   GpuInfo,
   Histogram,
@@ -62,9 +61,10 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
-  /** One dtype per model input (`--input 1,100:int32`); null or omitted: the model's own. */
-  inputDtypes?: (DType | null)[];
-  /** Inputs with dtype and keyword name; wins over `inputShapes` (PyTorch engine). */
+  /**
+   * Inputs with dtype and keyword name; wins over `inputShapes`. Names are keyword arguments of
+   * forward() (PyTorch); a TF.js model's inputs are matched by its input names.
+   */
   inputs?: InputRequest[];
   /**
    * "meta": build the model on torch's meta device (torch 2.x): shapes, parameters and mult-adds
@@ -116,9 +116,7 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
-  /** Overrides the load-time input dtypes for this summary (null: keep). */
-  inputDtypes?: (DType | null)[];
-  /** Overrides the load-time inputs with dtype and keyword name (PyTorch engine). */
+  /** Overrides the load-time inputs with dtype and keyword name (both engines). */
   inputs?: InputRequest[];
 }
 

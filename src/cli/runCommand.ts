@@ -17,6 +17,17 @@ import {
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
 import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
+import {
+  DISTRIBUTED_HELP,
+  DISTRIBUTED_USAGE,
+  DistributedUsageError,
+  checkDistributedFile,
+  formatRanksSummary,
+  ranksText,
+  takeDistributedArgs,
+  withRankPrefix,
+} from './distributedRun';
+import type { DistributedLaunch } from '../protocol/messages';
 
 export const RUN_EXIT_DONE = 0;
 export const RUN_EXIT_FAILED = 1;
@@ -33,7 +44,7 @@ export const FINAL_DIAGNOSIS_WAIT_MS = 10_000;
 const BAR_WIDTH_CHARS = 24;
 const DEFAULT_TTY_COLUMNS = 100;
 
-export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]`;
+export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]\n${DISTRIBUTED_USAGE}`;
 
 const RUN_HELP = `Usage:
 ${RUN_USAGE}
@@ -50,6 +61,8 @@ Options:
   --python PATH      Python interpreter for .py files
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  limit for starting the run (import and model build; default 120)
+
+${DISTRIBUTED_HELP}
 
 Exit codes: 0 done, 1 the run failed (the message names file and line), 2 bad usage, 130 stopped with Ctrl-C.`;
 
@@ -74,6 +87,7 @@ export interface RunOptions {
   backend?: string;
   timeoutMs?: number;
   args: string[];
+  distributed?: DistributedLaunch;
 }
 
 /** Splits `run` arguments at the first `--`: before are ours, after go to the script untouched. */
@@ -156,6 +170,8 @@ export class RunRecord {
       loss: this.loss,
       diagnosis: this.diagnosis ?? null,
       ...(this.last?.error ? { error: this.last.error } : {}),
+      ...(this.last?.ranks ? { ranks: this.last.ranks, worldSize: this.last.worldSize ?? null } : {}),
+      ...(this.last?.lossSpread ? { lossSpread: this.last.lossSpread } : {}),
       warnings: this.warnings,
     };
   }
@@ -168,7 +184,7 @@ export class RunRecord {
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
   if (p.state === 'starting' && p.step === 0) return 'starting…';
-  const text = progressText(p, loss);
+  const text = progressText(p, loss) + ranksText(p);
   let bar = '';
   if (p.totalSteps) {
     const frac = Math.max(0, Math.min(1, p.step / p.totalSteps));
@@ -210,6 +226,7 @@ export function formatRunSummary(r: RunRecord): string {
         `  per step: data ${b.dataMs.toFixed(2)} ms, forward ${b.forwardMs.toFixed(2)} ms, backward ${b.backwardMs.toFixed(2)} ms, optimizer ${b.optimizerMs.toFixed(2)} ms, other ${b.otherMs.toFixed(2)} ms`,
       );
     }
+    lines.push(...formatRanksSummary(d, p));
     if (!d.findings.length) lines.push('  no findings');
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
@@ -237,7 +254,7 @@ class ProgressDisplay {
       this.shown = true;
     } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastPlainAt = Date.now();
-      this.stream.write(`progress: ${progressText(p, loss)}\n`);
+      this.stream.write(`progress: ${progressText(p, loss)}${ranksText(p)}\n`);
     }
   }
 
@@ -266,9 +283,14 @@ function resolveFile(file: string): string {
 export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
   let opts: RunOptions | 'help';
   try {
-    opts = parseRunArgs(argv);
+    const taken = takeDistributedArgs(argv);
+    opts = parseRunArgs(taken.argv);
+    if (opts !== 'help') {
+      checkDistributedFile(opts.file, taken.distributed);
+      opts.distributed = taken.distributed;
+    }
   } catch (err) {
-    if (!(err instanceof RunUsageError)) throw err;
+    if (!(err instanceof RunUsageError) && !(err instanceof DistributedUsageError)) throw err;
     process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
     return RUN_EXIT_USAGE;
   }
@@ -302,6 +324,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   let settle: (() => void) | undefined;
   const ended = new Promise<void>((resolve) => (settle = resolve));
   let diagnosisFinal = false;
+  const rankLineStart = new Map<number, boolean>();
 
   // Signals are handled from the start: Ctrl-C during `import torch` must not orphan the engine.
   const onSignal = (): void => {
@@ -334,7 +357,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     client.onNotification(outputNotification, (o) => {
       if (o.runId && record.runId && o.runId !== record.runId) return;
-      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, o.text);
+      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, withRankPrefix(o, rankLineStart));
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
@@ -367,7 +390,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     const start = client.request(
       trainStartRequest,
-      { file, model: opts.model, args: opts.args, epochs: opts.epochs },
+      { file, model: opts.model, args: opts.args, epochs: opts.epochs, distributed: opts.distributed },
       { timeoutMs: opts.timeoutMs },
     );
     const raced = await Promise.race([start, ended.then(() => null)]);

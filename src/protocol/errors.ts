@@ -36,6 +36,8 @@ export type EngineErrorKind =
   | 'badRequest'
   | 'timeout'
   | 'engineCrashed'
+  /** torch.distributed.run failed before every rank reported (a bad launcher option, a rendezvous timeout). */
+  | 'launcherFailed'
   | 'cancelled'
   | 'internal';
 
@@ -53,4 +55,6 @@ export interface EngineErrorData {
   userStack?: SourceLocation[];
   /** A single actionable hint. */
   hint?: string;
+  /** Distributed runs: the rank whose failure ended the job. */
+  rank?: number;
 }

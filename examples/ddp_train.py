@@ -28,6 +28,7 @@ parser.add_argument("--slow-rank", type=int, default=-1)
 parser.add_argument("--slow-ms", type=float, default=20.0)
 parser.add_argument("--fail-rank", type=int, default=-1)
 parser.add_argument("--fail-step", type=int, default=5)
+parser.add_argument("--step-times", action="store_true", help="rank 0 prints its step times (bench/)")
 opts = parser.parse_args()
 
 dist.init_process_group("gloo")
@@ -66,6 +67,7 @@ optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 loss_fn = nn.MSELoss()
 
 step = 0
+step_ends = [time.perf_counter()]
 for x, y in loader:
     step += 1
     if rank == opts.fail_rank and step == opts.fail_step:
@@ -74,7 +76,9 @@ for x, y in loader:
     loss = loss_fn(model(x), y)
     loss.backward()
     optimizer.step()
-    if rank == 0:
+    if opts.step_times:
+        step_ends.append(time.perf_counter())
+    elif rank == 0:
         print("step %d loss %r" % (step, loss.item()), flush=True)
     if step >= opts.steps:
         break
@@ -84,3 +88,5 @@ dist.barrier()
 dist.destroy_process_group()
 if rank == 0:
     print("done: %d steps on %d ranks" % (step, world))
+    if opts.step_times:
+        print("step times ms: %s" % " ".join("%.4f" % ((b - a) * 1e3) for a, b in zip(step_ends, step_ends[1:])))

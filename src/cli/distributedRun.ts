@@ -13,6 +13,17 @@ export const DISTRIBUTED_HELP = `Distributed (PyTorch; every rank instrumented, 
   --torchrun "OPTIONS"   any other torchrun options, e.g. "--nnodes 2 --node-rank 0
                          --rdzv-backend c10d --rdzv-endpoint HOST:PORT"`;
 
+/**
+ * Ctrl-C waits this long for every rank to stop and report before the engine (and with it the
+ * launcher) is shut down: a rank blocked in a collective stops only when its peers have exited.
+ */
+export const DISTRIBUTED_STOP_WAIT_MS = 10_000;
+
+/** How long Ctrl-C waits for the run to stop: `single` for a one-process run. */
+export function stopWaitMs(distributed: DistributedLaunch | undefined, single: number): number {
+  return distributed ? DISTRIBUTED_STOP_WAIT_MS : single;
+}
+
 /** The most ranks one node may start (a typo guard, not a torch limit). */
 export const MAX_NPROC_PER_NODE = 256;
 

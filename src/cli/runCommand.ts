@@ -24,6 +24,7 @@ import {
   checkDistributedFile,
   formatRanksSummary,
   ranksText,
+  stopWaitMs,
   takeDistributedArgs,
   withRankPrefix,
 } from './distributedRun';
@@ -399,7 +400,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       const late = await Promise.race([start.catch(() => null), delay(STOP_WAIT_MS).then(() => null)]);
       if (late) {
         record.runId = late.runId;
-        await stopRun(engine, late.runId);
+        await stopRun(engine, late.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       }
       return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
     }
@@ -409,7 +410,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     await Promise.race([ended, engineGone]);
     if (interrupted && !isFinalState(record.state)) {
-      await stopRun(engine, started.runId);
+      await stopRun(engine, started.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
@@ -424,9 +425,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   }
 }
 
-async function stopRun(client: EngineClient, runId: string): Promise<void> {
+async function stopRun(client: EngineClient, runId: string, waitMs = STOP_WAIT_MS): Promise<void> {
   try {
-    await Promise.race([client.request(trainStopRequest, { runId }), delay(STOP_WAIT_MS)]);
+    await Promise.race([client.request(trainStopRequest, { runId }), delay(waitMs)]);
   } catch {
     // The engine is shut down right after; a failed stop changes nothing for the user.
   }

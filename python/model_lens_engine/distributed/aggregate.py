@@ -15,7 +15,7 @@ from ..errors import location
 # A rank whose busy time per step (step time less time waiting in collectives) exceeds the
 # median of the others by this fraction and by MIN_STRAGGLER_MS is named a straggler.
 STRAGGLER_FRACTION = 0.15
-MIN_STRAGGLER_MS = 1.0
+MIN_STRAGGLER_MS = 2.0
 # Loss values kept per rank for the spread (the latest steps only).
 MAX_SPREAD_STEPS = 64
 PHASES = (("dataMs", "data"), ("forwardMs", "forward"), ("backwardMs", "backward"),
@@ -41,8 +41,13 @@ class RankView:
 class JobView:
     def __init__(self, world_size=None):
         self.world_size = world_size
+        # The ranks this launch started (LOCAL_WORLD_SIZE): with several nodes, each node's
+        # engine sees its own ranks only.
+        self.local_size = None
         self.ranks = {}
         self._failures = 0
+        # Failures counted when a stop was asked for: later ones are how the ranks stopped.
+        self.stopped_after = None
 
     def rank(self, r):
         v = self.ranks.get(r)
@@ -61,6 +66,9 @@ class JobView:
             ws = params.get("worldSize")
             if isinstance(ws, int) and ws > 0:
                 self.world_size = ws
+            lws = params.get("localWorldSize")
+            if isinstance(lws, int) and lws > 0:
+                self.local_size = lws
         elif method == "train/progress":
             v.progress = params
             v.state = params.get("state", v.state)
@@ -90,18 +98,27 @@ class JobView:
 
     # ---- the job's state -------------------------------------------------------------------
 
+    def stop_requested(self):
+        if self.stopped_after is None:
+            self.stopped_after = self._failures
+
     def first_failure(self):
-        failed = [v for v in self.ranks.values() if v.failed_at is not None]
+        """The rank whose failure ended the job (failures after a stop was asked for are not)."""
+        failed = [v for v in self.ranks.values() if v.failed_at is not None
+                  and (self.stopped_after is None or v.failed_at <= self.stopped_after)]
         return min(failed, key=lambda v: v.failed_at) if failed else None
 
+    def expected(self):
+        return self.local_size or self.world_size or 0
+
     def all_ended(self):
-        n = self.world_size or 0
+        n = self.expected()
         return n > 0 and len(self.ranks) >= n and all(v.state in FINAL_STATES for v in self.ranks.values())
 
     def loss_spread(self):
         """{step, min, max} over ranks at the latest step every rank reported a loss for."""
         views = list(self.ranks.values())
-        if not views or (self.world_size and len(views) < self.world_size):
+        if not views or len(views) < self.expected():
             return None
         common = set(views[0].losses)
         for v in views[1:]:
@@ -141,9 +158,19 @@ class JobView:
             p["warnings"] = warnings
         return p
 
+    def rank_state(self, v):
+        """A rank whose collective failed because another rank had failed first was stopped by
+        that failure; only the first failed rank is `failed`."""
+        if v.state != "failed":
+            return v.state
+        if self.stopped_after is not None and v.failed_at is not None and v.failed_at > self.stopped_after:
+            return "stopped"
+        first = self.first_failure()
+        return "stopped" if first is not None and first is not v else "failed"
+
     def _rank_progress(self, v):
         last = max(v.losses) if v.losses else None
-        out = {"rank": v.rank, "state": v.state, "step": (v.progress or {}).get("step", 0),
+        out = {"rank": v.rank, "state": self.rank_state(v), "step": (v.progress or {}).get("step", 0),
                "loss": v.losses[last] if last is not None else None}
         if v.stats and v.stats.get("stepMs"):
             out["stepMs"] = v.stats["stepMs"]
@@ -176,7 +203,7 @@ class JobView:
                 item["source"] = location(c["file"], c["line"], c.get("function"))
             colls.append(item)
         out = {
-            "rank": v.rank, "state": v.state, "steps": steps,
+            "rank": v.rank, "state": self.rank_state(v), "steps": steps,
             "stepMs": stats.get("stepMs", d.get("stepMs")),
             "breakdown": stats.get("breakdown", d.get("breakdown")),
             "waitMsPerStep": wait, "collectives": colls,

@@ -137,7 +137,7 @@ class CollectiveTimer:
             depth.n = 1
             t0 = _perf()
             try:
-                out = orig(*a, **k)
+                out = orig(*a, **k)  # a collective that raises (a peer left) is not counted
             finally:
                 depth.n = 0
             site = timer._site(name, _caller())
@@ -151,8 +151,12 @@ class CollectiveTimer:
         return op
 
     def _on_done(self, work, site, t0):
+        def done(f):
+            f.value()  # raises for a failed op, which is not counted
+            self.add(site, _perf() - t0)
+
         try:
-            work.get_future().then(lambda f: self.add(site, _perf() - t0))
+            work.get_future().then(done)
         except Exception:  # a backend whose Work has no future: count the launch only
             self.add(site, _perf() - t0)
 
@@ -181,8 +185,9 @@ class CollectiveTimer:
                     depth.n -= 1
 
                 def done(f):
+                    value = f.value()  # raises for a failed all-reduce, which is not counted
                     timer.add(site, _perf() - t0)
-                    return f.value()
+                    return value
                 return fut.then(done)
             return run_hook
 

@@ -39,8 +39,14 @@ STOP_GIVE_UP_S = 20.0
 # After the launcher exits, how long the ranks' last reports may take to arrive.
 DRAIN_S = 3.0
 LAUNCHER_TAIL_LINES = 40
+# After every rank ended, how long the launcher gets to exit by itself before SIGTERM.
+LAUNCHER_EXIT_S = 10.0
 LISTEN_BACKLOG = 128
 MAX_NPROC_PER_NODE = 256
+_RENDEZVOUS_OPTIONS = {
+    "--standalone", "--nnodes", "--rdzv-backend", "--rdzv_backend", "--rdzv-endpoint", "--rdzv_endpoint",
+    "--rdzv-id", "--rdzv_id", "--rdzv-conf", "--rdzv_conf", "--master-addr", "--master_addr", "--master-port", "--master_port", "--node-rank",
+    "--node_rank"}
 _ENGINE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -61,6 +67,14 @@ def launcher_args(spec):
         extra = shlex.split(extra)
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
         raise bad_request("train/start `distributed.launcherArgs` must be a list of strings", got=extra)
+    for a in extra:
+        if a.split("=")[0] in _RENDEZVOUS_OPTIONS:
+            break
+    else:
+        # One node and no rendezvous named: a free port on 127.0.0.1 for the job's store, so two
+        # jobs on one machine do not both take the default 29500. (Not --standalone: torch 1.x
+        # gives every standalone job the same port, 29400.)
+        out += ["--master_port", str(_free_port())]
     for a in extra:
         if a in ("-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path"):
             raise bad_request("train/start `distributed.launcherArgs`: %s is set by Model Lens (each rank runs "
@@ -145,12 +159,19 @@ class DistributedJob:
             return
         threading.Thread(target=self._read_launcher, name="model-lens-job-launcher", daemon=True).start()
         next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_S
+        rc = None
         while True:
             try:
                 rc = self.proc.wait(PROGRESS_INTERVAL_S)
                 break
             except subprocess.TimeoutExpired:
                 pass
+            with self.lock:
+                ended = self.view.all_ended()
+            if ended:
+                # Every rank has reported its end: the run is over, whatever the launcher still
+                # does to shut down (its rendezvous, its own exit), which can take seconds.
+                break
             if self._dirty:
                 self._dirty = False
                 with self.lock:
@@ -162,7 +183,20 @@ class DistributedJob:
         deadline = time.monotonic() + DRAIN_S
         for t in list(self.readers):
             t.join(max(0.0, deadline - time.monotonic()))
+        if rc is None:
+            threading.Thread(target=self._reap_launcher, name="model-lens-job-reap", daemon=True).start()
         self._finish(rc)
+
+    def _reap_launcher(self):
+        """The launcher after its ranks ended: it exits by itself; if it hangs, it is ended."""
+        try:
+            self.proc.wait(LAUNCHER_EXIT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.terminate()
+            try:
+                self.proc.wait(LAUNCHER_EXIT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
 
     def _state(self):
         states = [v.state for v in self.view.ranks.values()]
@@ -189,14 +223,14 @@ class DistributedJob:
 
     def _outcome(self, rc, launch_error):
         first = self.view.first_failure()
-        if first is not None and not (self.stop_requested and first.error.get("kind") != "userExit"):
+        if first is not None:
             err = dict(first.error)
             err["message"] = "rank %d: %s" % (first.rank, err.get("message", "failed"))
             err["rank"] = first.rank
             return "failed", err
         if self.stop_requested:
             return "stopped", None
-        if launch_error is None and rc == 0 and self.view.ranks and self.view.all_ended():
+        if launch_error is None and rc in (0, None) and self.view.ranks and self.view.all_ended():
             return "done", None
         tail = "\n".join(self.tail).strip()
         if launch_error is None:
@@ -208,6 +242,7 @@ class DistributedJob:
     def stop(self):
         self.stop_requested = True
         with self.lock:
+            self.view.stop_requested()
             conns = list(self.rank_conns.values())
         for c in conns:
             c.notify("rank/stop", {})
@@ -304,6 +339,12 @@ class DistributedJob:
     def diagnosis(self):
         with self.lock:
             return self.view.diagnosis(self.run_id)
+
+
+def _free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def _alive(pid):

@@ -119,6 +119,7 @@ def main(argv=None):
     conn.notify("rank/hello", {
         "pid": os.getpid(), "host": socket.gethostname(), "localRank": _int_env("LOCAL_RANK"),
         "worldSize": _int_env("WORLD_SIZE"), "groupRank": _int_env("GROUP_RANK"),
+        "localWorldSize": _int_env("LOCAL_WORLD_SIZE"),
     })
 
     import torch  # noqa: F401  (after hello: the aggregator knows the rank while torch loads)
@@ -130,9 +131,11 @@ def main(argv=None):
     timer = CollectiveTimer(run.scope, lambda: run.steps)
     stop = threading.Event()
     orphaned = threading.Event()
+    wake = threading.Event()  # a stop asked for, or the run ended
 
     def on_signal(signum, frame):
         stop.set()
+        wake.set()
 
     def listen():
         while True:
@@ -140,25 +143,39 @@ def main(argv=None):
             if kind == "eof":
                 orphaned.set()
                 stop.set()
+                wake.set()
                 return
             if kind == "message" and isinstance(msg, dict) and msg.get("method") == "rank/stop":
                 stop.set()
+                wake.set()
+
+    def watch_end():
+        run.finished.wait()
+        wake.set()
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     threading.Thread(target=listen, name="model-lens-rank-listen", daemon=True).start()
     timer.install()
     stopper = None
+    deadline = None
     try:
         run.start(lambda: None)
-        while not run.finished.wait(REPORT_INTERVAL_S if not stop.is_set() else 0.05):
+        threading.Thread(target=watch_end, name="model-lens-rank-end", daemon=True).start()
+        while not run.finished.is_set():
+            # The main thread wakes for the stop signal handlers too (they run between waits).
+            wake.wait(REPORT_INTERVAL_S if stopper is None else 0.05)
+            wake.clear()
+            if run.finished.is_set():
+                break
             if stop.is_set() and stopper is None:
                 stopper = threading.Thread(target=run.stop, name="model-lens-rank-stop", daemon=True)
                 stopper.start()
                 deadline = time.monotonic() + ORPHAN_GRACE_S
-            if stopper is not None and orphaned.is_set() and time.monotonic() > deadline:
-                os._exit(1)
-            if stopper is None and run.state == "running":
+            if stopper is not None:
+                if orphaned.is_set() and time.monotonic() > deadline:
+                    os._exit(1)
+            elif run.state == "running":
                 try:
                     conn.notify("rank/stats", _stats(run, timer))
                 except Exception as e:  # a reporting bug must not end the user's run

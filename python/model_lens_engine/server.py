@@ -238,12 +238,12 @@ class Server:
             from .distributed.job import start_distributed_run
 
             return start_distributed_run(self, params)
-        from .run_mode import start_run
+        from .training.run import start_run
 
         return start_run(self, params)
 
     def train_stop(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         run = find_run(self, params)
         if not run.active():
@@ -254,7 +254,7 @@ class Server:
         return {"stopped": True}
 
     def train_diagnose(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         return find_run(self, params).diagnosis()
 

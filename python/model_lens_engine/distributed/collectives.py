@@ -19,6 +19,8 @@ import sys
 import threading
 import time
 
+from ..training.patcher import Patcher
+
 _perf = time.perf_counter
 
 # The c10d ops wrapped in torch.distributed (those that exist in the installed torch).
@@ -53,7 +55,7 @@ class CollectiveTimer:
         self._lock = threading.Lock()
         # (op, file, line) -> [calls, seconds, seconds after step 1, function]
         self.sites = {}
-        self._undo = []
+        self._patcher = Patcher()  # the training run's: one record of what is installed
         self._depth = threading.local()
         self._user_hooked = set()
 
@@ -103,28 +105,11 @@ class CollectiveTimer:
         for name in COLLECTIVE_OPS:
             orig = getattr(dist, name, None)
             if callable(orig):
-                self._patch(dist, name, self._wrap_op(name, orig))
+                self._patcher.patch(dist, name, self._wrap_op(name, orig))
         self._install_ddp()
 
     def uninstall(self):
-        undo, self._undo = self._undo, []
-        for u in reversed(undo):
-            try:
-                u()
-            except Exception:
-                pass
-
-    def _patch(self, owner, name, value):
-        had = name in vars(owner)
-        old = vars(owner).get(name)
-        setattr(owner, name, value)
-
-        def undo():
-            if had:
-                setattr(owner, name, old)
-            else:
-                delattr(owner, name)
-        self._undo.append(undo)
+        self._patcher.restore()
 
     def _wrap_op(self, name, orig):
         timer = self
@@ -204,5 +189,5 @@ class CollectiveTimer:
                     pass
             return orig_forward(ddp, *a, **k)
 
-        self._patch(DDP, "register_comm_hook", register_comm_hook)
-        self._patch(DDP, "forward", forward)
+        self._patcher.patch(DDP, "register_comm_hook", register_comm_hook)
+        self._patcher.patch(DDP, "forward", forward)

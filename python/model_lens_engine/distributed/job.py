@@ -27,7 +27,7 @@ import time
 from ..errors import EngineFault, UserScope, bad_request, user_fault
 from ..rpc import Connection
 from .aggregate import JobView
-from ..run_mode import DEFAULT_HISTOGRAM_EVERY_STEPS
+from ..training.run import DEFAULT_HISTOGRAM_EVERY_STEPS
 from .rank import ENV_AGGREGATOR, ENV_HISTOGRAMS, ENV_RUN_ID
 
 PROGRESS_INTERVAL_S = 0.25

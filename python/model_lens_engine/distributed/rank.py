@@ -89,7 +89,7 @@ def _int_env(name, default=None):
 def _stats(run, timer):
     d = run.diagnosis()
     return {
-        "steps": run.steps,
+        "steps": run.counters.steps,
         "stepMs": d.get("stepMs"),
         "breakdown": d.get("breakdown"),
         "collectives": timer.snapshot(),
@@ -123,12 +123,12 @@ def main(argv=None):
     })
 
     import torch  # noqa: F401  (after hello: the aggregator knows the rank while torch loads)
-    from ..run_mode import TrainingRun
+    from ..training.run import TrainingRun
 
     histograms = _int_env(ENV_HISTOGRAMS, 0) if rank == 0 else 0
     run = TrainingRun(RankServer(conn), file, args, os.environ.get(ENV_RUN_ID, "r1"),
                       histogram_every=histograms)
-    timer = CollectiveTimer(run.scope, lambda: run.steps)
+    timer = CollectiveTimer(run.scope, lambda: run.counters.steps)
     stop = threading.Event()
     orphaned = threading.Event()
     wake = threading.Event()  # a stop asked for, or the run ended

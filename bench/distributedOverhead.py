@@ -3,9 +3,11 @@ torch.distributed.run vs under Model Lens (every rank instrumented: steps, loss,
 timing, progress to the engine's aggregator), and what the aggregation costs.
 
 1. Step time, instrumented / plain, in one run: repetitions alternate the two launches in a
-   shuffled order; each launch's figure is rank 0's median step time (the script times its own
-   steps, after WARMUP_STEPS); a repetition's ratio is instrumented / plain of that repetition.
-   The plain launch is also run twice per repetition for an A/A noise floor.
+   shuffled order; each launch's figures are rank 0's median wall time per step and its mean
+   process CPU time per step (the script times its own steps, after WARMUP_STEPS; CPU time
+   includes the rank's reporting threads); a repetition's ratio is instrumented / plain of that
+   repetition. The plain launch is run twice per repetition for an A/A noise floor. On a shared
+   machine wall time mostly measures the other jobs: read the CPU ratio there.
 2. Bytes per step per rank: every frame a rank sends the aggregator, counted as it arrives.
 3. Aggregator CPU per 1,000 rank reports: the frames one real rank sent (rank/stats, progress,
    diagnosis), replayed as ranks 0..N-1 into the job's view (JSON decode + fold), then one
@@ -41,11 +43,16 @@ LAUNCH_TIMEOUT_S = 600
 
 
 def step_times(text):
+    """Rank 0's (wall ms, process CPU ms) per step, as examples/ddp_train.py --step-times prints."""
+    got = {}
     for line in text.splitlines():
         line = line.split(":", 1)[1] if line.startswith("[default") else line
-        if line.startswith("step times ms: "):
-            return [float(v) for v in line[len("step times ms: "):].split()]
-    raise RuntimeError("no step times in the output:\n" + text[-2000:])
+        for key in ("step times ms: ", "step cpu ms: "):
+            if line.startswith(key):
+                got[key] = [float(v) for v in line[len(key):].split()]
+    if len(got) != 2:
+        raise RuntimeError("no step times in the output:\n" + text[-2000:])
+    return got["step times ms: "], got["step cpu ms: "]
 
 
 def plain(steps):
@@ -117,8 +124,10 @@ def instrumented(steps):
     return step_times("".join(server.output)), counter
 
 
-def median_after_warmup(times):
-    return statistics.median(times[WARMUP_STEPS:])
+def per_step(times):
+    """(median wall ms, mean CPU ms) per step after the warm-up steps."""
+    wall, cpu = times
+    return statistics.median(wall[WARMUP_STEPS:]), statistics.mean(cpu[WARMUP_STEPS:])
 
 
 def aggregator_cpu(frames, ranks):
@@ -158,7 +167,7 @@ def main():
     args = ap.parse_args()
     import torch
 
-    ratios, floor, rows = [], [], []
+    ratios, floor, cpu_ratios, cpu_floor, rows = [], [], [], [], []
     counter = None
     for rep in range(args.reps):
         order = ["plain", "plain-again", "instrumented"]
@@ -169,24 +178,32 @@ def main():
                 times, counter = instrumented(args.steps)
             else:
                 times = plain(args.steps)
-            got[variant] = median_after_warmup(times)
-        ratios.append(got["instrumented"] / got["plain"])
-        floor.append(got["plain-again"] / got["plain"])
+            got[variant] = per_step(times)
+        ratios.append(got["instrumented"][0] / got["plain"][0])
+        floor.append(got["plain-again"][0] / got["plain"][0])
+        cpu_ratios.append(got["instrumented"][1] / got["plain"][1])
+        cpu_floor.append(got["plain-again"][1] / got["plain"][1])
         rows.append(got)
-        print("rep %d: plain %.3f ms, plain again %.3f ms, instrumented %.3f ms per step (ratio %.3f)" % (
-            rep + 1, got["plain"], got["plain-again"], got["instrumented"], ratios[-1]), flush=True)
+        print("rep %d: wall ms/step plain %.3f, again %.3f, instrumented %.3f (ratio %.3f); rank 0 CPU ms/step "
+              "plain %.3f, again %.3f, instrumented %.3f (ratio %.3f)" % (
+                  rep + 1, got["plain"][0], got["plain-again"][0], got["instrumented"][0], ratios[-1],
+                  got["plain"][1], got["plain-again"][1], got["instrumented"][1], cpu_ratios[-1]), flush=True)
     per_rank = {r: b / args.steps for r, b in sorted(counter.bytes.items()) if r is not None}
     agg = aggregator_cpu(counter.frames, args.ranks)
     result = {
         "torch": torch.__version__, "steps": args.steps, "reps": rows,
         "ratio": statistics.median(ratios), "ratioRange": [min(ratios), max(ratios)],
         "aaFloor": statistics.median(floor), "aaRange": [min(floor), max(floor)],
+        "cpuRatio": statistics.median(cpu_ratios), "cpuRatioRange": [min(cpu_ratios), max(cpu_ratios)],
+        "cpuAaFloor": statistics.median(cpu_floor), "cpuAaRange": [min(cpu_floor), max(cpu_floor)],
         "bytesPerStepPerRank": per_rank, "aggregator": agg, "target": TARGET,
     }
     print("torch %s, 2 ranks, gloo, %d steps (median step after %d warm-up steps), %d repetitions" % (
         torch.__version__, args.steps, WARMUP_STEPS, args.reps))
-    print("instrumented / plain: %.3f (%.3f–%.3f); A/A noise floor %.3f (%.3f–%.3f); target ≤ %.2f" % (
-        result["ratio"], *result["ratioRange"], result["aaFloor"], *result["aaRange"], TARGET))
+    print("step time (wall), instrumented / plain: %.3f (%.3f–%.3f); A/A noise floor %.3f (%.3f–%.3f); "
+          "target ≤ %.2f" % (result["ratio"], *result["ratioRange"], result["aaFloor"], *result["aaRange"], TARGET))
+    print("rank 0 CPU per step, instrumented / plain: %.3f (%.3f–%.3f); A/A %.3f (%.3f–%.3f)" % (
+        result["cpuRatio"], *result["cpuRatioRange"], result["cpuAaFloor"], *result["cpuAaRange"]))
     print("bytes per step per rank (whole run incl. start and end): %s" % ", ".join(
         "rank %s %.0f B" % kv for kv in per_rank.items()))
     print("aggregator: %.1f ms CPU per 1,000 rank reports (decode + fold, %d reports); one progress over %d ranks "

@@ -12,6 +12,7 @@ import { cli, lineOf, processAlive, ROOT, startCli, waitUntil, type RunJson } fr
 
 const DDP = path.join(ROOT, 'examples', 'ddp_train.py');
 const ACCELERATE = path.join(ROOT, 'examples', 'ddp_accelerate.py');
+const FSDP = path.join(ROOT, 'examples', 'fsdp_train.py');
 const STEPS = 12;
 /** The slowed rank's DataLoader sleeps this long per batch: ~10× a step of this model. */
 const SLOW_MS = 30;
@@ -288,6 +289,25 @@ describe('model-lens run --nproc-per-node: failure, stop, nodes, accelerate', ()
     assert.match(two.stderr, new RegExp(`done: ${STEPS} steps on 2 processes`));
     for (const rank of d2.diagnosis?.ranks ?? []) {
       assert.ok(rank.collectives.some((c) => c.op === 'all_reduce' && c.count >= STEPS), `rank ${rank.rank} all_reduce timed`);
+    }
+  });
+
+  test('FSDP on CPU (gloo): the shards\' all_gather and reduce_scatter are timed at the forward and backward lines', async () => {
+    // torch 1.13's FSDP does not import on Python 3.11 (a dataclass default it declares).
+    const withFsdp = PYTHONS.filter((p) => hasModule(p, 'torch.distributed.fsdp'));
+    assert.ok(withFsdp.length > 0, `FSDP imports with one of ${PYTHONS.join(', ')}`);
+    const py = withFsdp[withFsdp.length - 1];
+    const r = await cli(['run', FSDP, '--nproc-per-node', '2', '--json', '--python', py, '--', '--steps', String(STEPS)]);
+    assert.equal(r.code, 0, r.stderr);
+    const doc = parseDoc(r.stdout, r.stderr);
+    assert.equal(doc.state, 'done');
+    assert.deepEqual(doc.loss, printedLosses(r.stderr), 'rank 0\'s printed curve');
+    const forward = lineOf(FSDP, 'loss = loss_fn(model(x), y)');
+    const backward = lineOf(FSDP, 'loss.backward()');
+    for (const rank of doc.diagnosis?.ranks ?? []) {
+      const at = (line: number) => rank.collectives.filter((c) => c.source?.line === line).map((c) => c.op);
+      assert.ok(at(forward).some((op) => /all_gather/.test(op)), `rank ${rank.rank} gathers in forward: ${JSON.stringify(rank.collectives)}`);
+      assert.ok(at(backward).some((op) => /reduce_scatter/.test(op)), `rank ${rank.rank} reduce-scatters in backward`);
     }
   });
 });

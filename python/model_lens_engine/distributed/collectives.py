@@ -29,6 +29,8 @@ COLLECTIVE_OPS = (
     "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all", "all_to_all_single",
     "all_gather_object", "broadcast_object_list", "gather_object", "scatter_object_list",
     "monitored_barrier",
+    # FSDP's flat-parameter gathers and gradient reductions (names differ by torch version).
+    "all_gather_single", "reduce_scatter_single", "_all_gather_base", "_reduce_scatter_base",
 )
 DDP_ALLREDUCE = "all_reduce"
 # Distinct (op, source line) sites kept per rank; more are folded into the last one.

@@ -181,7 +181,10 @@ def run_summary(lm, inputs, input_specs, warnings):
     param_bytes = sum(p.numel() * p.element_size() for p in uniq_params)
     buffer_bytes = sum(b.numel() * b.element_size() for b in uniq_bufs)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs)
-    fb = 2 * sum(r["outBytes"] for mid, r in records.items() if mid in leaf_ids)
+    # torchinfo's forward/backward size: outputs of the leaves that have parameters, ×2.
+    weighted_leaf_ids = {id(m) for _, m in modules
+                         if len(m._modules) == 0 and any(True for _ in m.parameters(recurse=False))}
+    fb = 2 * sum(r["outBytes"] for mid, r in records.items() if mid in weighted_leaf_ids)
     macs = sum(r["macs"] for mid, r in records.items() if mid in leaf_ids)
     totals = {
         "params": total_params,

@@ -4,6 +4,7 @@ when "my GPU is not used"."""
 
 import os
 import platform
+import re
 import warnings
 
 MIB = 1024 * 1024
@@ -72,6 +73,14 @@ def _try(fn, default=None):
         return default
 
 
+def _driver_version():
+    """The NVIDIA kernel driver's version as nvidia-smi prints it, from the driver's own /proc file
+    (torch has no call for it): "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15 ..."."""
+    text = _read("/proc/driver/nvidia/version") or ""
+    m = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
+
+
 def _context_device():
     """The device whose CUDA context this process already holds, else None. Asking another device
     for its free memory (mem_get_info) would create a context there: hundreds of MiB on every GPU
@@ -89,6 +98,7 @@ def gpu_info():
     if not _try(torch.cuda.is_available, False):
         return []
     current = _context_device()
+    driver = _driver_version()
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
@@ -105,7 +115,7 @@ def gpu_info():
             "utilizationPct": _try(lambda: float(torch.cuda.utilization(i))),
             "temperatureC": _try(lambda: float(temperature(i))) if temperature else None,
             "computeCapability": "%d.%d" % (props.major, props.minor),
-            "driverVersion": None,
+            "driverVersion": driver,
             "cudaVersion": torch.version.cuda,
         })
     return out
@@ -149,7 +159,8 @@ def torch_info():
     if cuda_build and cudnn is not None:
         out["cudnnVersion"] = _try(cudnn.version)
     if not available:
-        out["cudaUnavailableReason"] = _cuda_unavailable_reason(torch, cuda_build, hip_build, caught)
+        reason = _cuda_unavailable_reason(torch, cuda_build, hip_build, caught)
+        out["cudaUnavailableReason"] = reason
         return out
     count = _try(torch.cuda.device_count, 0)
     out["deviceCount"] = count
@@ -157,15 +168,19 @@ def torch_info():
     out["cudaInitialized"] = initialised
     for i in range(count):
         props = _try(lambda: torch.cuda.get_device_properties(i))
+        known = props is not None
         device = {
             "index": i,
-            "name": props.name if props is not None else _try(lambda: torch.cuda.get_device_name(i)),
-            "totalBytes": props.total_memory if props is not None else None,
-            "computeCapability": "%d.%d" % (props.major, props.minor) if props is not None else None,
+            "name": props.name if known else _try(lambda: torch.cuda.get_device_name(i)),
+            "totalBytes": props.total_memory if known else None,
+            "computeCapability": "%d.%d" % (props.major, props.minor) if known else None,
+            "allocatedBytes": 0,
+            "reservedBytes": 0,
         }
-        # Before CUDA is initialised the allocator holds nothing: 0, and asking creates no context.
-        device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0) if initialised else 0
-        device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0) if initialised else 0
+        # Before CUDA is initialised the allocator holds nothing, and asking creates no context.
+        if initialised:
+            device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0)
+            device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0)
         out["devices"].append(device)
     return out
 

@@ -45,5 +45,28 @@ class TorchViewTest(unittest.TestCase):
             self.assertNotIn("torchAllocatedBytes", info["memory"])
 
 
+class DriverVersionTest(unittest.TestCase):
+    """The driver version comes from /proc/driver/nvidia/version; both kernel-module banners."""
+
+    def test_proprietary_and_open_kernel_module_banners(self):
+        from model_lens_engine import system
+
+        banners = {
+            "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15  "
+            "Tue Mar  5 22:23:56 UTC 2024\n"
+            "GCC version:  gcc version 12.2.0 (Debian 12.2.0-14)\n": "550.54.15",
+            "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  570.86.15  Release Build  "
+            "(dvs-builder@U16-I3-B03-4-3)  Thu Jan 23 23:28:53 UTC 2025\n": "570.86.15",
+            "": None,
+        }
+        real_read = system._read
+        try:
+            for text, version in banners.items():
+                system._read = lambda path, text=text: text
+                self.assertEqual(system._driver_version(), version)
+        finally:
+            system._read = real_read
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -30,9 +30,16 @@ class Outcome:
         return ok
 
     def close(self, a, b, rel, what, abs_tol=0.0):
-        ok = a is not None and b is not None and abs(a - b) <= max(rel * max(abs(a), abs(b)), abs_tol)
-        return self.expect(ok, "%s: %r vs %r (tolerance %g%%%s)" % (
-            what, a, b, rel * 100, (", %g absolute" % abs_tol) if abs_tol else ""))
+        ok = (
+            a is not None
+            and b is not None
+            and abs(a - b) <= max(rel * max(abs(a), abs(b)), abs_tol)
+        )
+        return self.expect(
+            ok,
+            "%s: %r vs %r (tolerance %g%%%s)"
+            % (what, a, b, rel * 100, (", %g absolute" % abs_tol) if abs_tol else ""),
+        )
 
 
 class Check:
@@ -49,16 +56,25 @@ class Check:
         self.cost_s = cost_s
 
 
-def run_checks(checks, ctx, deadline, log):
+def run_checks(checks, ctx, deadline, log, on_row=None):
     results = []
     for c in checks:
         t0 = time.monotonic()
-        row = {"id": c.id, "section": c.section, "title": c.title, "gpu": c.gpu, "timing": c.timing,
-               "ran": False, "seconds": 0.0}
+        row = {
+            "id": c.id,
+            "section": c.section,
+            "title": c.title,
+            "gpu": c.gpu,
+            "timing": c.timing,
+            "ran": False,
+            "seconds": 0.0,
+        }
         if c.gpu and not ctx.gpu:
             row.update(status=SKIP, reason=ctx.no_gpu_reason)
         elif time.monotonic() + c.cost_s > deadline:
-            row.update(status=SKIP, reason="time budget spent (--budget-s); needs about %d s" % c.cost_s)
+            row.update(
+                status=SKIP, reason="time budget spent (--budget-s); needs about %d s" % c.cost_s
+            )
         else:
             log("%s %s ..." % (c.id, c.title))
             out = Outcome()
@@ -71,25 +87,33 @@ def run_checks(checks, ctx, deadline, log):
                     # Ran but compared nothing: not a pass.
                     row.update(status=FAIL, reason="the check compared nothing")
                 else:
-                    row.update(status=PASS, reason="%d comparison%s agree" % (
-                        out.compared, "" if out.compared == 1 else "s"))
+                    row.update(
+                        status=PASS,
+                        reason="%d comparison%s agree"
+                        % (out.compared, "" if out.compared == 1 else "s"),
+                    )
             except Skip as e:
                 row.update(status=SKIP, reason=str(e))
             except Exception as e:  # a check that crashes is a FAIL with its cause, never a PASS
                 row["ran"] = True
-                row.update(status=FAIL, reason="%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else ""),
-                           traceback=traceback.format_exc()[-4000:])
+                row.update(
+                    status=FAIL,
+                    reason="%s: %s" % (type(e).__name__, str(e).splitlines()[0] if str(e) else ""),
+                    traceback=traceback.format_exc()[-4000:],
+                )
             row["compared"] = out.compared
             row["measured"] = out.measured
             if out.notes:
                 row["notes"] = out.notes
         row["seconds"] = round(time.monotonic() - t0, 2)
         results.append(row)
+        if on_row is not None:
+            on_row(results)
         log("  %s %s" % (row["status"], row.get("reason", "")))
     return results
 
 
-def report_document(results, ctx, started, args):
+def report_document(results, ctx, started, args, complete=True):
     counts = {s: sum(1 for r in results if r["status"] == s) for s in (PASS, FAIL, SKIP)}
     return {
         "reportVersion": REPORT_VERSION,
@@ -97,13 +121,16 @@ def report_document(results, ctx, started, args):
         "seconds": round(time.time() - started, 1),
         "budgetSeconds": args.budget_s,
         "machine": {
-            "python": sys.version.split()[0], "platform": platform.platform(),
+            "python": sys.version.split()[0],
+            "platform": platform.platform(),
             "executable": sys.executable,
         },
         "environment": ctx.environment(),
         "gpu": ctx.gpu,
         "noGpuReason": None if ctx.gpu else ctx.no_gpu_reason,
         "counts": counts,
+        # False in the copy written after each check: a run killed from outside keeps what it did.
+        "complete": complete,
         "checks": results,
     }
 

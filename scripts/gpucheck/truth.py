@@ -23,9 +23,13 @@ def nvidia_smi_xml():
     exe = nvidia_smi_path()
     if exe is None:
         raise RuntimeError("nvidia-smi is not on PATH")
-    r = subprocess.run([exe, "-q", "-x"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S)
+    r = subprocess.run(
+        [exe, "-q", "-x"], capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S
+    )
     if r.returncode != 0:
-        raise RuntimeError("nvidia-smi -q -x exited %d: %s" % (r.returncode, (r.stdout + r.stderr).strip()[:300]))
+        raise RuntimeError(
+            "nvidia-smi -q -x exited %d: %s" % (r.returncode, (r.stdout + r.stderr).strip()[:300])
+        )
     return r.stdout, parse_nvidia_smi_xml(r.stdout)
 
 
@@ -52,20 +56,27 @@ def parse_nvidia_smi_xml(text):
         procs = []
         for p in g.findall("processes/process_info"):
             pid = _text(p, "pid")
-            procs.append({"pid": int(pid) if pid and pid.isdigit() else None,
-                          "name": _text(p, "process_name"), "usedMiB": _mib(_text(p, "used_memory"))})
-        gpus.append({
-            "index": i,
-            "busId": g.get("id"),
-            "name": _text(g, "product_name"),
-            "uuid": _text(g, "uuid"),
-            "memoryTotalMiB": _mib(_text(g, "fb_memory_usage/total")),
-            "memoryReservedMiB": _mib(_text(g, "fb_memory_usage/reserved")),
-            "memoryUsedMiB": _mib(_text(g, "fb_memory_usage/used")),
-            "utilizationPct": _pct(_text(g, "utilization/gpu_util")),
-            "migMode": _text(g, "mig_mode/current_mig"),
-            "processes": procs,
-        })
+            procs.append(
+                {
+                    "pid": int(pid) if pid and pid.isdigit() else None,
+                    "name": _text(p, "process_name"),
+                    "usedMiB": _mib(_text(p, "used_memory")),
+                }
+            )
+        gpus.append(
+            {
+                "index": i,
+                "busId": g.get("id"),
+                "name": _text(g, "product_name"),
+                "uuid": _text(g, "uuid"),
+                "memoryTotalMiB": _mib(_text(g, "fb_memory_usage/total")),
+                "memoryReservedMiB": _mib(_text(g, "fb_memory_usage/reserved")),
+                "memoryUsedMiB": _mib(_text(g, "fb_memory_usage/used")),
+                "utilizationPct": _pct(_text(g, "utilization/gpu_util")),
+                "migMode": _text(g, "mig_mode/current_mig"),
+                "processes": procs,
+            }
+        )
     return {
         "driverVersion": _text(root, "driver_version"),
         "cudaVersion": _text(root, "cuda_version"),
@@ -120,12 +131,6 @@ class Nvml:
         v = self.m.nvmlSystemGetCudaDriverVersion()
         return "%d.%d" % (v // 1000, (v % 1000) // 10)
 
-    def process_used_mib(self, i, pid):
-        for p in self.device(i)["processes"]:
-            if p["pid"] == pid:
-                return p["usedMiB"]
-        return None
-
 
 def sampler_args(repo):
     """The GPU sampler's `--query-gpu` fields and interval, read from its TypeScript source."""
@@ -166,7 +171,13 @@ class SamplerStream:
         if exe is None:
             self.error = "nvidia-smi is not on PATH"
             return self
-        args = [exe, "--query-gpu=" + ",".join(self.fields), self.fmt, "-lms", str(self.interval_ms)]
+        args = [
+            exe,
+            "--query-gpu=" + ",".join(self.fields),
+            self.fmt,
+            "-lms",
+            str(self.interval_ms),
+        ]
         self.args = args
         self.thread = threading.Thread(target=self._run, args=(args,), daemon=True)
         self.thread.start()
@@ -175,11 +186,14 @@ class SamplerStream:
     def _run(self, args):
         try:
             t0 = time.monotonic()
-            proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+            proc = subprocess.Popen(
+                args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
             stop = threading.Timer(self.seconds, lambda: self._stop(proc))
             stop.start()
-            for line in proc.stdout:
-                self.lines.append((time.monotonic() - t0, line.rstrip("\n")))
+            with proc.stdout:
+                for line in proc.stdout:
+                    self.lines.append((time.monotonic() - t0, line.rstrip("\n")))
             proc.wait()
             stop.cancel()
             self.wall_s = time.monotonic() - t0

@@ -8,8 +8,8 @@ import runpy
 # The line of iris_item.py whose `.item()` syncs every step; the diagnosis must name it.
 ITEM_MARKER = "# <- the per-step sync"
 
-IRIS_ITEM = '''"""The seeds' iris MLP, trained the way the notes do it: data moved to `device` once, `.item()`
-on the loss every step. argv: device steps repeat sync(0/1) hidden"""
+IRIS_ITEM = '''"""The seeds' iris MLP, trained the way the notes do it: data moved to `device`
+once, `.item()` on the loss every step. argv: device steps repeat sync(0/1) hidden"""
 import csv
 import sys
 
@@ -52,7 +52,7 @@ for step in range(steps):
 print("final loss", float(loss))
 '''
 
-MISMATCH_TRAIN = '''"""Model moved to {device}, batches left on the CPU: the first layer gets a CPU input."""
+MISMATCH_TRAIN = '''"""Model moved to {device}, batches left on the CPU: fc1 gets a CPU input."""
 import torch
 import torch.nn as nn
 
@@ -69,7 +69,7 @@ for step in range(3):
     opt.step()
 '''
 
-OOM_MODEL = '''"""`huge` asks for far more device memory than there is: a real CUDA out-of-memory error."""
+OOM_MODEL = '''"""`huge` asks for far more device memory than there is: a real CUDA OOM."""
 import torch
 import torch.nn as nn
 
@@ -93,7 +93,7 @@ model = OomNet()
 example_input = torch.randn(2, 16)
 '''
 
-MLP_MODEL = '''"""{layers} Linear({width}, {width}) layers: {param_mib:.0f} MiB of float32 parameters."""
+MLP_MODEL = '''"""{layers} Linear({width}, {width}) layers: {param_mib:.0f} MiB of parameters."""
 import torch
 import torch.nn as nn
 
@@ -101,14 +101,28 @@ model = nn.Sequential(*[nn.Linear({width}, {width}) for _ in range({layers})])
 example_input = torch.randn({batch}, {width})
 '''
 
-RESNET50_MODEL = '''import torch
+ADAM_TRAIN = '''"""{layers} Linear({width}, {width}) layers trained with Adam on {device} until
+stopped: weights, gradients and Adam's two moments are 4x the parameters' memory."""
+import torch
+import torch.nn as nn
+
+model = nn.Sequential(*[nn.Linear({width}, {width}) for _ in range({layers})]).to("{device}")
+opt = torch.optim.Adam(model.parameters(), lr=1e-4)
+x = torch.randn({batch}, {width}, device="{device}")
+for step in range({steps}):
+    opt.zero_grad()
+    model(x).square().mean().backward()
+    opt.step()
+'''
+
+RESNET50_MODEL = """import torch
 from torchvision.models import resnet50
 
 model = resnet50(weights=None)
 example_input = torch.randn({batch}, 3, {size}, {size})
-'''
+"""
 
-GPT2_MODEL = '''"""Hugging Face GPT-2 built from its config (random weights, nothing downloaded); returns logits."""
+GPT2_MODEL = '''"""Hugging Face GPT-2 from its config (random weights, no download): logits."""
 import torch
 import torch.nn as nn
 from transformers import GPT2Config, GPT2LMHeadModel
@@ -156,15 +170,30 @@ class Workloads:
         return self.write("oom_model.py", OOM_MODEL.format(elements=int(total_bytes * 2 // 4)))
 
     def mlp_model(self, width, layers, batch):
-        return self.write("mlp_model.py", MLP_MODEL.format(
-            width=width, layers=layers, batch=batch, param_mib=layers * (width * width + width) * 4 / 2**20))
+        return self.write(
+            "mlp_model.py",
+            MLP_MODEL.format(
+                width=width,
+                layers=layers,
+                batch=batch,
+                param_mib=layers * (width * width + width) * 4 / 2**20,
+            ),
+        )
+
+    def adam_train(self, width, layers, batch, steps, device):
+        return self.write(
+            "adam_train.py",
+            ADAM_TRAIN.format(width=width, layers=layers, batch=batch, steps=steps, device=device),
+        )
 
     def resnet50_model(self, batch, size):
         return self.write("resnet50_model.py", RESNET50_MODEL.format(batch=batch, size=size))
 
     def gpt2_model(self, layers, embd, heads, batch, seq):
-        return self.write("gpt2_model.py", GPT2_MODEL.format(layers=layers, embd=embd, heads=heads,
-                                                             batch=batch, seq=seq))
+        return self.write(
+            "gpt2_model.py",
+            GPT2_MODEL.format(layers=layers, embd=embd, heads=heads, batch=batch, seq=seq),
+        )
 
 
 def load_model_file(path):

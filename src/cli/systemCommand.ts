@@ -24,10 +24,13 @@ async function collectTorchView(python: string | undefined): Promise<TorchView> 
   let client: EngineClient | undefined;
   try {
     client = await EngineClient.start({ kind: 'pytorch', python, clientName: 'model-lens-cli' });
-    const info = await client.request(systemInfoRequest, undefined, { timeoutMs: TORCH_INFO_TIMEOUT_MS });
+    const info = await client.request(systemInfoRequest, undefined, {
+      timeoutMs: TORCH_INFO_TIMEOUT_MS,
+    });
     const executable = client.info.executable;
     const found = { ...(executable ? { python: executable } : {}), notes: client.notes };
-    if (!info.torch) return { torch: null, error: 'the PyTorch engine reported no torch view', ...found };
+    if (!info.torch)
+      return { torch: null, error: 'the PyTorch engine reported no torch view', ...found };
     return { torch: info.torch, ...found };
   } catch (err) {
     return { torch: null, error: err instanceof Error ? err.message.split('\n')[0] : String(err) };
@@ -41,7 +44,10 @@ async function collectTorchView(python: string | undefined): Promise<TorchView> 
  * of CUDA, and what to do when the two disagree.
  */
 export async function systemCommand(opts: SystemCommandOptions): Promise<void> {
-  const [report, torchView] = await Promise.all([collectSystemReport(), collectTorchView(opts.python)]);
+  const [report, torchView] = await Promise.all([
+    collectSystemReport(),
+    collectTorchView(opts.python),
+  ]);
   for (const note of torchView.notes ?? []) process.stderr.write(`warning: ${note}\n`);
   if (opts.json) {
     process.stdout.write(JSON.stringify(systemReportJson(report, torchView), null, 2) + '\n');
@@ -61,7 +67,8 @@ export async function systemCommand(opts: SystemCommandOptions): Promise<void> {
       `GPU ${g.index}: ${g.name}`,
       `  memory ${orUnknown(g.memoryUsedMiB)} / ${orUnknown(g.memoryTotalMiB)} MiB, ` +
         `utilization ${orUnknown(g.utilizationPct, '%')}, ${orUnknown(g.temperatureC, ' °C')}`,
-      `  compute capability ${orUnknown(g.computeCapability)}, driver ${orUnknown(g.driverVersion)}` +
+      `  compute capability ${orUnknown(g.computeCapability)}, ` +
+        `driver ${orUnknown(g.driverVersion)}` +
         `${g.cudaVersion ? `, CUDA ${g.cudaVersion}` : ''}`,
     );
   }

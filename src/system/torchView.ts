@@ -55,7 +55,8 @@ export function torchGpuWarnings(torch: TorchInfo | null, gpus: readonly GpuInfo
   const build = majorMinor(torch.cudaBuild);
   if (build && driverCuda && newerThan(build, driverCuda)) {
     out.push(
-      `torch ${torch.version} is built for CUDA ${torch.cudaBuild} but the driver supports CUDA up to ` +
+      `torch ${torch.version} is built for CUDA ${torch.cudaBuild} but the driver supports ` +
+        `CUDA up to ` +
         `${driverCuda.join('.')}: update the NVIDIA driver or install a torch built for CUDA ` +
         `${driverCuda.join('.')} or older`,
     );

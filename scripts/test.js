@@ -45,6 +45,7 @@ const flaky = [];
 const INTEGRATION_FILES = new Set([
   'test/cli.test.ts',
   'test/cliRun.test.ts',
+  'test/cliTorchInputs.test.ts',
   'test/conformance.test.ts',
   'test/systemTorch.test.ts',
   'test/tfjsDiagnosis.test.ts',

@@ -90,6 +90,10 @@ class _SummaryRowOptional(TypedDict, total=False):
     ownParams: int
     totalParams: int
     note: str
+    executedMacs: int
+    storedParams: int
+    packedParams: int
+    outputType: str
 
 
 class SummaryRow(_SummaryRowOptional):
@@ -112,8 +116,19 @@ class FrameworkCounts(TypedDict):
     note: str
 
 
+class UncountedOp(TypedDict):
+    name: str
+    calls: int
+
+
 class _SummaryTotalsOptional(TypedDict, total=False):
     frameworkCounts: FrameworkCounts
+    leafOutputBytes: int
+    executedMacs: int
+    executedMacsMethod: str
+    uncountedOps: List[UncountedOp]
+    storedParams: int
+    packedParams: int
 
 
 class SummaryTotals(_SummaryTotalsOptional):
@@ -133,6 +148,7 @@ class TrainStopResult(TypedDict):
 
 
 class _TrainProgressOptional(TypedDict, total=False):
+    evalLoss: List[List[float]]
     lr: Optional[float]
     training: bool
     gradEnabled: bool

@@ -66,11 +66,15 @@ def cpu_info():
     }
 
 
-def _try(fn, default=None):
+def _try(fn, default=None, *args):
     try:
-        return fn()
+        return fn(*args)
     except Exception:
         return default
+
+
+def _float(v):
+    return float(v) if v is not None else None
 
 
 def _driver_version():
@@ -102,7 +106,7 @@ def gpu_info():
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        mem = _try(lambda: torch.cuda.mem_get_info(i)) if i == current else None
+        mem = _try(torch.cuda.mem_get_info, None, i) if i == current else None
         uuid = getattr(props, "uuid", None)
         temperature = getattr(torch.cuda, "temperature", None)
         out.append({
@@ -112,8 +116,8 @@ def gpu_info():
             "memoryTotalMiB": props.total_memory / MIB,
             "memoryUsedMiB": (mem[1] - mem[0]) / MIB if mem else None,
             # Both go through pynvml when the user has it; None otherwise.
-            "utilizationPct": _try(lambda: float(torch.cuda.utilization(i))),
-            "temperatureC": _try(lambda: float(temperature(i))) if temperature else None,
+            "utilizationPct": _float(_try(torch.cuda.utilization, None, i)),
+            "temperatureC": _float(_try(temperature, None, i)) if temperature else None,
             "computeCapability": "%d.%d" % (props.major, props.minor),
             "driverVersion": driver,
             "cudaVersion": torch.version.cuda,
@@ -167,11 +171,11 @@ def torch_info():
     initialised = bool(_try(torch.cuda.is_initialized, False))
     out["cudaInitialized"] = initialised
     for i in range(count):
-        props = _try(lambda: torch.cuda.get_device_properties(i))
+        props = _try(torch.cuda.get_device_properties, None, i)
         known = props is not None
         device = {
             "index": i,
-            "name": props.name if known else _try(lambda: torch.cuda.get_device_name(i)),
+            "name": props.name if known else _try(torch.cuda.get_device_name, None, i),
             "totalBytes": props.total_memory if known else None,
             "computeCapability": "%d.%d" % (props.major, props.minor) if known else None,
             "allocatedBytes": 0,
@@ -179,8 +183,8 @@ def torch_info():
         }
         # Before CUDA is initialised the allocator holds nothing, and asking creates no context.
         if initialised:
-            device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0)
-            device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0)
+            device["allocatedBytes"] = _try(torch.cuda.memory_allocated, 0, i)
+            device["reservedBytes"] = _try(torch.cuda.memory_reserved, 0, i)
         out["devices"].append(device)
     return out
 

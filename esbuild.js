@@ -16,9 +16,9 @@ const nodeExternals = [
   'vscode',
   '@tensorflow/tfjs-node',
   '@tensorflow/tfjs-node-gpu',
-  // esbuild is a native binary: the engine uses it at run time to transpile TypeScript model files.
-  'esbuild',
 ];
+// Model files are transpiled by sucrase (pure JavaScript, bundled into dist/engine.js), so no
+// native esbuild binary ships: .ts models load on every platform from one package.
 
 const common = {
   absWorkingDir: root,
@@ -68,9 +68,17 @@ function copyWasm() {
   }
 }
 
+/** uPlot's stylesheet: the webviews link it from dist/webview (the CSP allows only our files). */
+function copyChartCss() {
+  const to = path.join(dist, 'webview');
+  fs.mkdirSync(to, { recursive: true });
+  fs.copyFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), path.join(to, 'uPlot.min.css'));
+}
+
 async function main() {
   fs.mkdirSync(dist, { recursive: true });
   copyWasm();
+  copyChartCss();
   const active = builds.filter((b) => Object.keys(b.entryPoints).length > 0 || b.entryPoints.length > 0);
   if (watch) {
     for (const b of active) await (await esbuild.context(b)).watch();

@@ -26,7 +26,9 @@ const REQUEST_TIMEOUT_MS = 300_000;
 const { mobilenetV1 } = require('../test/fixtures/tfjsModels/mobilenet') as {
   mobilenetV1: (alpha: number, size: number, classes: number) => tf.Sequential;
 };
-const teachable = require('../test/fixtures/tfjsModels/teachableMachine') as { model: () => tf.Sequential };
+const teachable = require('../test/fixtures/tfjsModels/teachableMachine') as {
+  model: () => tf.Sequential;
+};
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,7 +41,14 @@ async function saveLayers(model: tf.LayersModel, dir: string): Promise<string> {
     tf.io.withSaveHandler(async (a) => {
       fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.from(a.weightData as ArrayBuffer));
       const manifest = [{ paths: ['weights.bin'], weights: a.weightSpecs }];
-      fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify({ format: 'layers-model', modelTopology: a.modelTopology, weightsManifest: manifest }));
+      fs.writeFileSync(
+        path.join(dir, 'model.json'),
+        JSON.stringify({
+          format: 'layers-model',
+          modelTopology: a.modelTopology,
+          weightsManifest: manifest,
+        }),
+      );
       return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
     }),
   );
@@ -62,11 +71,13 @@ const wasm = require(${JSON.stringify(path.join(nm, '@tensorflow/tfjs-backend-wa
   const file = process.argv[2];
   const json = JSON.parse(fs.readFileSync(file, 'utf8'));
   const g = json.weightsManifest[0];
-  const weightData = new Uint8Array(fs.readFileSync(path.join(path.dirname(file), g.paths[0]))).buffer;
-  const io = tf.io.fromMemory({ modelTopology: json.modelTopology, weightSpecs: g.weights, weightData });
+  const shard = fs.readFileSync(path.join(path.dirname(file), g.paths[0]));
+  const weightData = new Uint8Array(shard).buffer;
+  const topology = json.modelTopology;
+  const io = tf.io.fromMemory({ modelTopology: topology, weightSpecs: g.weights, weightData });
   const graph = json.format === 'graph-model';
   const model = graph ? await tf.loadGraphModel(io) : await tf.loadLayersModel(io);
-  const shape = (graph ? model.inputs[0].shape : model.inputs[0].shape).map((d) => (d == null || d < 0 ? 1 : d));
+  const shape = model.inputs[0].shape.map((d) => (d == null || d < 0 ? 1 : d));
   const y = model.predict(tf.randomNormal(shape));
   (Array.isArray(y) ? y[0] : y).dataSync();
 })().catch((e) => { console.error(e); process.exit(1); });
@@ -80,9 +91,15 @@ async function engineRun(file: string): Promise<{ ms: number; params: number }> 
   const client = await EngineClient.start({ kind: 'tfjs', cwd: path.dirname(file), trusted: true });
   let params = 0;
   try {
-    const { modelId } = await client.request(modelLoadRequest, { file }, { timeoutMs: REQUEST_TIMEOUT_MS });
+    const { modelId } = await client.request(
+      modelLoadRequest,
+      { file },
+      { timeoutMs: REQUEST_TIMEOUT_MS },
+    );
     await client.request(modelTreeRequest, { modelId }, { timeoutMs: REQUEST_TIMEOUT_MS });
-    params = (await client.request(modelSummaryRequest, { modelId }, { timeoutMs: REQUEST_TIMEOUT_MS })).totals.params;
+    params = (
+      await client.request(modelSummaryRequest, { modelId }, { timeoutMs: REQUEST_TIMEOUT_MS })
+    ).totals.params;
   } finally {
     await client.dispose();
   }
@@ -91,7 +108,10 @@ async function engineRun(file: string): Promise<{ ms: number; params: number }> 
 
 function plainRun(script: string, file: string): number {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [script, file], { encoding: 'utf8', env: { ...process.env, OMP_NUM_THREADS: '1' } });
+  const r = spawnSync(process.execPath, [script, file], {
+    encoding: 'utf8',
+    env: { ...process.env, OMP_NUM_THREADS: '1' },
+  });
   if (r.status !== 0) throw new Error(`plain load of ${file} failed: ${r.stderr}`);
   return performance.now() - t0;
 }
@@ -102,12 +122,24 @@ async function main(): Promise<void> {
   try {
     const mobilenet = mobilenetV1(1.0, 224, 1000);
     const models = [
-      { name: 'MobileNet v1 1.0/224 graph model', file: writeGraphModel(mobilenet, path.join(dir, 'graph')) },
-      { name: 'MobileNet v1 1.0/224 layers model', file: await saveLayers(mobilenet, path.join(dir, 'layers')) },
-      { name: 'Teachable Machine image (layers)', file: await saveLayers(teachable.model(), path.join(dir, 'tm')) },
+      {
+        name: 'MobileNet v1 1.0/224 graph model',
+        file: writeGraphModel(mobilenet, path.join(dir, 'graph')),
+      },
+      {
+        name: 'MobileNet v1 1.0/224 layers model',
+        file: await saveLayers(mobilenet, path.join(dir, 'layers')),
+      },
+      {
+        name: 'Teachable Machine image (layers)',
+        file: await saveLayers(teachable.model(), path.join(dir, 'tm')),
+      },
     ];
     const script = plainScript(dir);
-    console.log(`Engine start + load + tree + summary vs a plain load + predict, medians of ${REPS}, interleaved:`);
+    console.log(
+      'Engine start + load + tree + summary vs a plain load + predict, ' +
+        `medians of ${REPS}, interleaved:`,
+    );
     console.log(['model', 'params', 'plain ms', 'engine ms', 'ratio'].join('\t'));
     for (const m of models) {
       const plain: number[] = [];
@@ -121,7 +153,15 @@ async function main(): Promise<void> {
       }
       const p = median(plain);
       const e = median(engine);
-      console.log([m.name, params.toLocaleString('en-US'), p.toFixed(0), e.toFixed(0), (e / p).toFixed(2)].join('\t'));
+      console.log(
+        [
+          m.name,
+          params.toLocaleString('en-US'),
+          p.toFixed(0),
+          e.toFixed(0),
+          (e / p).toFixed(2),
+        ].join('\t'),
+      );
     }
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });

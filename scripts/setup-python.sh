@@ -5,6 +5,10 @@
 #           (ruff, mypy), on the `python3` first on PATH (3.11)
 #   torch1  Debian's torch 1.13 + torchvision 0.14 (python3-torch, for /usr/bin/python3) with
 #           torchinfo added, through a venv that sees the system packages
+#   vision2 torch 2.14.1 + torchvision 0.29.1 + torchinfo: the torchvision model zoo on a torch 2.x
+#           (no torchvision on PyPI imports beside torch 2.13, so this is its own environment; the
+#           wheel is the CUDA build, ~5.5 GB on disk, ~1 min to install from the local index, and
+#           runs on CPU). Only the python/tests/vision_test_*.py suites run here.
 # The engine itself needs none of these packages: they are references for the tests.
 # Idempotent: a stamp per environment records a finished install of these exact pins.
 #
@@ -13,6 +17,7 @@
 set -euo pipefail
 
 TORCH2_PINS=(torch==2.13.0)
+VISION2_PINS=(torch==2.14.1 torchvision==0.29.1)
 ORACLE_PINS=(torchinfo==1.8.0 transformers==5.25.0 accelerate==1.16.0 ruff==0.17.6 mypy==2.4.1)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -48,6 +53,29 @@ make_torch1() {
   touch "$stamp"
 }
 
+make_vision2() {
+  local dir="$venvs/vision2" stamp="$venvs/vision2/.installed-${VISION2_PINS[*]} torchinfo==1.8.0"
+  stamp="${stamp// /_}"
+  [ -f "$stamp" ] && return 0
+  local py="${MODEL_LENS_TORCH2_BASE_PYTHON:-python3}"
+  log "vision2: $py -m venv $dir; pip install ${VISION2_PINS[*]}, then torchinfo==1.8.0"
+  rm -rf "$dir"
+  "$py" -m venv "$dir"
+  "$dir/bin/pip" install -q --disable-pip-version-check "${VISION2_PINS[@]}"
+  "$dir/bin/pip" install -q --disable-pip-version-check --no-deps torchinfo==1.8.0
+  "$dir/bin/python" -c 'import torch, torchvision, torchinfo; print("torch", torch.__version__, "torchvision", torchvision.__version__)' >&2
+  touch "$stamp"
+}
+
+# With arguments, only those environments (torch1, torch2, vision2); without, all three.
 mkdir -p "$venvs"
-make_torch1
-make_torch2
+for env_name in "${@:-torch1 torch2 vision2}"; do
+  for e in $env_name; do
+    case "$e" in
+      torch1) make_torch1 ;;
+      torch2) make_torch2 ;;
+      vision2) make_vision2 ;;
+      *) log "unknown environment $e (torch1, torch2, vision2)"; exit 2 ;;
+    esac
+  done
+done

@@ -16,7 +16,11 @@ let shared: TfjsEngine | undefined;
 export async function engine(): Promise<TfjsEngine> {
   if (shared) return shared;
   const e = new TfjsEngine({ hookEvent: () => undefined, trainProgress: () => undefined });
-  await e.initialize({ protocolVersion: PROTOCOL_VERSION, trusted: true, backend: 'auto' } as never);
+  await e.initialize({
+    protocolVersion: PROTOCOL_VERSION,
+    trusted: true,
+    backend: 'auto',
+  } as never);
   shared = e;
   return e;
 }
@@ -52,8 +56,14 @@ export async function loadAndCheck(params: ModelLoadParams): Promise<Checked> {
   const rows = Object.fromEntries(summary.rows.map((r) => [r.path, r]));
   const s = sessionOf(e, load.modelId);
   const model = s.model as tfTypes.LayersModel;
-  const bufferCount = s.index.weights.filter((w) => w.isBuffer).reduce((a, w) => a + w.variable.read().size, 0);
-  assert.equal(summary.totals.params + bufferCount, model.countParams(), 'params + buffers = countParams()');
+  const bufferCount = s.index.weights
+    .filter((w) => w.isBuffer)
+    .reduce((a, w) => a + w.variable.read().size, 0);
+  assert.equal(
+    summary.totals.params + bufferCount,
+    model.countParams(),
+    'params + buffers = countParams()',
+  );
   const batch = summary.inputs[0].shape[0];
   for (const [p, layer] of s.index.layerAt) {
     const row = rows[p];
@@ -73,9 +83,17 @@ export async function loadAndCheck(params: ModelLoadParams): Promise<Checked> {
     const matches = (w: number[], g: number[]): boolean =>
       w.length === g.length && w.every((d, i) => d === -1 || d === g[i]);
     if (Array.isArray(want[0])) {
-      (want as number[][]).forEach((w, i) => assert.ok(matches(w, (got as number[][])[i]), `${p}: ${JSON.stringify(got)} vs tfjs ${JSON.stringify(want)}`));
+      (want as number[][]).forEach((w, i) =>
+        assert.ok(
+          matches(w, (got as number[][])[i]),
+          `${p}: ${JSON.stringify(got)} vs tfjs ${JSON.stringify(want)}`,
+        ),
+      );
     } else {
-      assert.ok(matches(want as number[], got as number[]), `${p}: ${JSON.stringify(got)} vs tfjs ${JSON.stringify(want)}`);
+      assert.ok(
+        matches(want as number[], got as number[]),
+        `${p}: ${JSON.stringify(got)} vs tfjs ${JSON.stringify(want)}`,
+      );
     }
   }
   // Without weight files only the structure is checked; running is refused (tested elsewhere).

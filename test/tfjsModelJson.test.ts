@@ -10,7 +10,10 @@ import { engine, loadAndCheck, MODELS, sessionOf } from './tfjsModelHarness';
 
 interface ManifestJson {
   modelTopology: unknown;
-  weightsManifest: { paths: string[]; weights: { name: string; shape: number[]; dtype: string }[] }[];
+  weightsManifest: {
+    paths: string[];
+    weights: { name: string; shape: number[]; dtype: string }[];
+  }[];
 }
 
 const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'ml-modeljson-'));
@@ -18,8 +21,13 @@ const tmp = (): string => fs.mkdtempSync(path.join(os.tmpdir(), 'ml-modeljson-')
 /** A copy of a fixture folder with its weight shard written: value i of the shard is i / 1e4. */
 function withWeights(fixture: string): { file: string; values: Float32Array; json: ManifestJson } {
   const dir = tmp();
-  const json = JSON.parse(fs.readFileSync(path.join(MODELS, fixture, 'model.json'), 'utf8')) as ManifestJson;
-  const n = json.weightsManifest[0].weights.reduce((a, w) => a + w.shape.reduce((x, y) => x * y, 1), 0);
+  const json = JSON.parse(
+    fs.readFileSync(path.join(MODELS, fixture, 'model.json'), 'utf8'),
+  ) as ManifestJson;
+  const n = json.weightsManifest[0].weights.reduce(
+    (a, w) => a + w.shape.reduce((x, y) => x * y, 1),
+    0,
+  );
   const values = Float32Array.from({ length: n }, (_, i) => (i % 1000) / 1e4);
   fs.writeFileSync(path.join(dir, 'group1-shard1of1.bin'), Buffer.from(values.buffer));
   const file = path.join(dir, 'model.json');
@@ -37,20 +45,26 @@ async function refused(file: string, re: RegExp): Promise<EngineFailure> {
 }
 
 describe('Keras exports', () => {
-  test('Keras 2.7 text classifier, topology only: counts and shapes, weights said missing', async () => {
+  test('Keras 2.7 text classifier, topology only: counts, shapes, weights missing', async () => {
     const file = path.join(MODELS, 'keras2TextClassifier', 'model.json');
     const { load, summary, model } = await loadAndCheck({ file, inputShapes: [[2, 50]] });
-    assert.ok(load.warnings.some((w) => /Weights missing: group1-shard1of1\.bin/.test(w)), load.warnings.join('\n'));
+    assert.ok(
+      load.warnings.some((w) => /Weights missing: group1-shard1of1\.bin/.test(w)),
+      load.warnings.join('\n'),
+    );
     // Embedding(10001, 16) + Dense(16 → 1).
     assert.equal(model.countParams(), 10001 * 16 + 17);
     assert.equal(summary.totals.params, 10001 * 16 + 17);
     assert.deepEqual(summary.rows.find((r) => r.path === 'embedding')?.outputShape, [2, 50, 16]);
     assert.ok(summary.warnings.some((w) => /Weights are missing/.test(w)));
     const e = await engine();
-    await assert.rejects(e.forward({ modelId: load.modelId }), /Running the model needs the weights of .*group1-shard1of1\.bin is missing/);
+    await assert.rejects(
+      e.forward({ modelId: load.modelId }),
+      /Running the model needs the weights of .*group1-shard1of1\.bin is missing/,
+    );
   });
 
-  test('the same export with its weights written at test time runs and reads them back', async () => {
+  test('the same export with weights written at test time runs and reads them', async () => {
     const { file, values } = withWeights('keras2TextClassifier');
     const e = await engine();
     const r = await e.loadModel({ file, inputShapes: [[2, 50]] });
@@ -58,14 +72,21 @@ describe('Keras exports', () => {
     const fwd = await e.forward({ modelId: r.modelId });
     assert.deepEqual(fwd.outputShapes, [[2, 1]]);
     // Manifest order: dense/kernel (16 values) comes first in the shard.
-    const k = await e.inspect({ modelId: r.modelId, target: { kind: 'parameter', name: 'dense.kernel' }, stats: true });
+    const k = await e.inspect({
+      modelId: r.modelId,
+      target: { kind: 'parameter', name: 'dense.kernel' },
+      stats: true,
+    });
     const want = values.slice(0, 16);
     assert.ok(Math.abs((k.stats?.max ?? 0) - Math.max(...want)) < 1e-7);
     const model = sessionOf(e, r.modelId).model;
-    assert.deepEqual(Array.from(model.getLayer('dense').getWeights()[0].dataSync()), Array.from(want));
+    assert.deepEqual(
+      Array.from(model.getLayer('dense').getWeights()[0].dataSync()),
+      Array.from(want),
+    );
   });
 
-  test('Keras 3 Sequential (keras.io MNIST convnet): batch_shape and DTypePolicy translated', async () => {
+  test('Keras 3 Sequential (keras.io MNIST convnet): batch_shape, DTypePolicy', async () => {
     const file = path.join(MODELS, 'keras3MnistConvnet', 'model.json');
     const { load, summary, model } = await loadAndCheck({ file });
     assert.ok(load.warnings.some((w) => /Keras 3 export/.test(w)));
@@ -75,22 +96,59 @@ describe('Keras exports', () => {
     assert.deepEqual(summary.rows.find((r) => r.path === 'flatten')?.outputShape, [1, 1600]);
   });
 
-  test('Keras 3 functional, 3 inputs and 2 outputs (keras.io functional API tickets model)', async () => {
+  test('Keras 3 functional, 3 inputs, 2 outputs (keras.io tickets model)', async () => {
     const { file } = withWeights('keras3Tickets');
-    const { load, summary, rows } = await loadAndCheck({ file, inputShapes: [[2, 10], [2, 20], [2, 12]] });
+    const { load, summary, rows } = await loadAndCheck({
+      file,
+      inputShapes: [
+        [2, 10],
+        [2, 20],
+        [2, 12],
+      ],
+    });
     assert.deepEqual(
       load.inputs.map((i) => /integer ids in \[0, (\d+)\)/.exec(i.note ?? '')?.[1] ?? null),
       ['10000', '10000', null],
     );
-    assert.deepEqual(rows[''].outputShape, [[2, 1], [2, 4]]);
+    assert.deepEqual(rows[''].outputShape, [
+      [2, 1],
+      [2, 4],
+    ]);
     // keras.io: "Total params: 1,392,097".
     assert.equal(summary.totals.params, 1392097);
     assert.deepEqual(rows.lstm_1.outputShape, [2, 32]);
+    // By name, in any order (`--input tags=2,12 --input title=2,7 --input body=2,9`).
+    const e = await engine();
+    const named = [
+      { name: 'tags', shape: [2, 12] },
+      { name: 'title', shape: [2, 7] },
+      { name: 'body', shape: [2, 9] },
+    ];
+    const r = await e.loadModel(Object.assign({ file }, { inputs: named }));
+    assert.deepEqual(
+      r.inputs.map((i) => i.shape),
+      [
+        [2, 7],
+        [2, 9],
+        [2, 12],
+      ],
+    );
+    await assert.rejects(
+      e.loadModel(
+        Object.assign(
+          { file },
+          { inputs: [named[0], { name: 'subject', shape: [2, 7] }, named[2]] },
+        ),
+      ),
+      /no value given for input 'title'/,
+    );
   });
 
   test('a Keras 3 layer tfjs does not have: says Keras 3 and what to do, in one line', async () => {
     const dir = tmp();
-    const json = JSON.parse(fs.readFileSync(path.join(MODELS, 'keras3MnistConvnet', 'model.json'), 'utf8'));
+    const json = JSON.parse(
+      fs.readFileSync(path.join(MODELS, 'keras3MnistConvnet', 'model.json'), 'utf8'),
+    );
     json.modelTopology.model_config.config.layers[6].class_name = 'EinsumDense';
     json.weightsManifest = [];
     fs.writeFileSync(path.join(dir, 'model.json'), JSON.stringify(json));
@@ -106,8 +164,12 @@ describe('weight paths stay inside the model folder (#13 item 4)', () => {
     const dir = tmp();
     const json = {
       format: 'layers-model',
-      modelTopology: JSON.parse(fs.readFileSync(path.join(MODELS, 'keras2TextClassifier', 'model.json'), 'utf8')).modelTopology,
-      weightsManifest: [{ paths, weights: [{ name: 'dense/bias', shape: [bytes / 4], dtype: 'float32' }] }],
+      modelTopology: JSON.parse(
+        fs.readFileSync(path.join(MODELS, 'keras2TextClassifier', 'model.json'), 'utf8'),
+      ).modelTopology,
+      weightsManifest: [
+        { paths, weights: [{ name: 'dense/bias', shape: [bytes / 4], dtype: 'float32' }] },
+      ],
     };
     fs.mkdirSync(path.join(dir, 'model'));
     fs.writeFileSync(path.join(dir, 'secret.bin'), Buffer.alloc(bytes, 7));
@@ -116,7 +178,10 @@ describe('weight paths stay inside the model folder (#13 item 4)', () => {
   };
 
   test('../ and absolute paths are refused with the path and the folder', async () => {
-    await refused(layout(['../secret.bin']), /weight path '\.\.\/secret\.bin' leaves the folder; weight files must lie in/);
+    await refused(
+      layout(['../secret.bin']),
+      /weight path '\.\.\/secret\.bin' leaves the folder; weight files must lie in/,
+    );
     await refused(layout(['../../../../etc/passwd']), /leaves the folder/);
     await refused(layout([path.join(os.tmpdir(), 'x.bin')]), /is absolute/);
     await refused(layout(['file:///etc/passwd']), /is absolute/);
@@ -124,7 +189,10 @@ describe('weight paths stay inside the model folder (#13 item 4)', () => {
 
   test('a link out of the folder and a device are refused; /dev/zero is never read', async () => {
     const out = layout(['w.bin']);
-    fs.symlinkSync(path.join(path.dirname(out), '..', 'secret.bin'), path.join(path.dirname(out), 'w.bin'));
+    fs.symlinkSync(
+      path.join(path.dirname(out), '..', 'secret.bin'),
+      path.join(path.dirname(out), 'w.bin'),
+    );
     await refused(out, /is a link to .*secret\.bin, outside the folder/);
     const zero = layout(['zero.bin']);
     fs.symlinkSync('/dev/zero', path.join(path.dirname(zero), 'zero.bin'));

@@ -13,7 +13,7 @@ import {
   type ModelTreeResult,
   type SummaryResult,
 } from '../protocol/messages';
-import type { TensorInfo } from '../protocol/types';
+import type { InputRequest, TensorInfo } from '../protocol/types';
 import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
 import {
   EXIT_FAILED,
@@ -33,17 +33,22 @@ const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
-  model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
+  model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--json]
+  model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
   model-lens system [--python PATH] [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
-SHAPE is comma- or x-separated, e.g. --input 1,3,224,224 (repeat --input for several inputs).
+INPUT is [NAME=]SHAPE[:DTYPE]: SHAPE comma- or x-separated, e.g. --input 1,3,224,224; DTYPE
+float32 (default; int64 for a model whose first layer is an Embedding), int64, float16, bool...;
+NAME passes it as that keyword argument of forward(). Repeat --input for several inputs, e.g.
+--input input_ids=1,128:int64 --input attention_mask=1,128:int64.
 
 Options:
   --model NAME       class, instance or export to use when the file defines several
-  --input SHAPE      input shape (default: the file's example input, else inferred)
+  --input INPUT      an input (default: the file's example input, else inferred)
+  --device meta      inspect: build the model on torch's meta device (torch 2.x): shapes, params
+                     and mult-adds with no weight memory (automatic when the weights do not fit)
   --json             machine-readable output on stdout
   --python PATH      Python interpreter for .py files and system (default: first of python3,
                      /usr/bin/python3, python that can import torch)
@@ -57,6 +62,7 @@ Exit codes: 0 ok, 1 the model failed (the message names file, line, layer), 2 ba
 const OPTIONS = {
   model: { type: 'string' },
   input: { type: 'string', multiple: true },
+  device: { type: 'string' },
   json: { type: 'boolean', default: false },
   python: { type: 'string' },
   backend: { type: 'string' },
@@ -71,6 +77,7 @@ const OPTIONS = {
 interface Options {
   model?: string;
   input?: string[];
+  device?: string;
   json: boolean;
   python?: string;
   backend?: string;
@@ -87,6 +94,50 @@ export function parseShape(text: string): number[] {
     throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
   }
   return dims;
+}
+
+const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const INPUT_DTYPE = /^[a-z]+[0-9]*$/;
+
+/** `[NAME=]SHAPE[:DTYPE]`, e.g. `input_ids=1,128:int64`. */
+export function parseInput(text: string): InputRequest {
+  let rest = text.trim();
+  let name: string | undefined;
+  const eq = rest.indexOf('=');
+  if (eq >= 0) {
+    name = rest.slice(0, eq).trim();
+    rest = rest.slice(eq + 1);
+    if (!INPUT_NAME.test(name)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
+    }
+  }
+  let dtype: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon >= 0) {
+    dtype = rest.slice(colon + 1).trim().toLowerCase();
+    rest = rest.slice(0, colon);
+    if (!INPUT_DTYPE.test(dtype)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
+    }
+  }
+  const input: InputRequest = { shape: parseShape(rest) };
+  if (dtype) input.dtype = dtype;
+  if (name) input.name = name;
+  return input;
+}
+
+/** Load params for --input flags: plain shapes for every engine, `inputs` when a dtype or name is given. */
+export function inputParams(flags: string[] | undefined): { inputShapes?: number[][]; inputs?: InputRequest[] } {
+  if (!flags?.length) return {};
+  const inputs = flags.map(parseInput);
+  const plain = inputs.every((i) => i.dtype === undefined && i.name === undefined);
+  return plain ? { inputShapes: inputs.map((i) => i.shape) } : { inputShapes: inputs.map((i) => i.shape), inputs };
+}
+
+function deviceParam(device: string | undefined): { device?: 'meta' } {
+  if (device === undefined) return {};
+  if (device !== 'meta') throw new UsageError(`--device ${device}: the one device option is meta (use --backend for cpu/cuda)`);
+  return { device: 'meta' };
 }
 
 async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
@@ -124,7 +175,7 @@ function requestTimeout(opts: Options): number | undefined {
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
   const loaded = await client.request(
     modelLoadRequest,
-    { file, model: opts.model, inputShapes: opts.input?.map(parseShape) },
+    { file, model: opts.model, ...inputParams(opts.input), ...deviceParam(opts.device) },
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {
@@ -149,7 +200,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
   return {
     engine: client.info.kind,
     backend: client.info.backend,
-    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs },
+    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs, ...(loaded.meta ? { meta: true } : {}) },
     modules: tree.modules.map((m) => {
       const row = rows.get(m.path);
       return {
@@ -163,6 +214,8 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         output: outputFacts(row?.output),
         aliases: m.aliases,
         macs: row?.macs ?? 0,
+        ...(row?.executedMacs !== undefined ? { executedMacs: row.executedMacs } : {}),
+        ...(row?.outputType ? { outputType: row.outputType } : {}),
         training: m.training,
         ran: row?.ran ?? false,
         ...(row?.note ? { note: row.note } : {}),

@@ -27,7 +27,14 @@ import {
   resolveModelFile,
 } from './cliArgs';
 import { RunRecord } from '../client/runRecord';
-import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
+import {
+  epochsDone,
+  formatDuration,
+  formatLoss,
+  formatRate,
+  isFinalState,
+  progressText,
+} from '../client/trainingText';
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -44,11 +51,13 @@ const RUN_HELP = `Usage:
 ${RUN_USAGE}
 
 Runs FILE's training in its engine: a PyTorch script as __main__ (ARGS become sys.argv[1:]),
-or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script's output is shown
-as it prints; progress goes to stderr. Ctrl-C stops the run (exit 130).
+or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script runs in the
+current directory, as \`python FILE\` would. Its output is shown as it prints; progress goes
+to stderr. Ctrl-C stops the run (exit 130).
 
 Options:
-  --epochs N         tfjs: override the epochs of the train export / fit
+  --epochs N         tfjs only: override the epochs of the train export / fit. A .py script
+                     reads its own arguments: pass them after -- (--epochs on a .py is an error)
   --model NAME       tfjs: the export that builds the model, when the file has several
   --json             print {runId, state, steps, epochs, loss, diagnosis} on stdout at the end
                      (the script's stdout then goes to stderr)
@@ -90,6 +99,12 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   if (values.help) return 'help';
   if (positionals.length === 0) throw new UsageError('missing FILE');
   if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (values.epochs !== undefined && positionals[0].endsWith('.py')) {
+    throw new UsageError(
+      `--epochs applies to a TF.js train export; ${positionals[0]} reads its own arguments: ` +
+        `pass them after --, e.g. -- --epochs ${values.epochs}`,
+    );
+  }
   return {
     file: positionals[0],
     epochs: values.epochs === undefined ? undefined : positiveInt('epochs', values.epochs),
@@ -123,12 +138,15 @@ export function formatRunSummary(r: RunRecord): string {
   const p = r.last;
   const lines: string[] = [];
   const steps = p?.step ?? 0;
-  const epochs = p?.epoch ?? null;
-  // The engine's own rate leaves out the start (imports, model build) that `seconds` includes.
-  const perSec = p?.stepsPerSec ?? (steps > 0 && r.seconds > 0 ? steps / r.seconds : null);
-  const rate = perSec ? ` (${formatRate(perSec)})` : '';
+  const epochs = p ? epochsDone(p) : null;
+  const d = r.diagnosis;
+  const epochText = epochs !== null ? `, ${plural(epochs, 'epoch')}` : '';
+  // The CLI's clock covers the engine's start and the script's imports; per-step figures come
+  // from the engine's clock (the Diagnosis line), so say which is which.
+  let rate = '';
+  if (!d && p?.stepsPerSec) rate = ` (${formatRate(p.stepsPerSec)})`;
   lines.push(
-    `Training ${r.state}: ${steps} step${steps === 1 ? '' : 's'}${epochs !== null ? `, ${epochs} epoch${epochs === 1 ? '' : 's'}` : ''} in ${formatDuration(r.seconds)}${rate}`,
+    `Training ${r.state}: ${plural(steps, 'step')}${epochText} in ${formatDuration(r.seconds)} wall, start-up included${rate}`,
   );
   if (r.loss.length) {
     let min = r.loss[0];
@@ -137,10 +155,18 @@ export function formatRunSummary(r: RunRecord): string {
   } else {
     lines.push('Loss: none reported');
   }
+  const mode = modeText(p);
+  if (mode) lines.push(`Model as last seen: ${mode}`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
-  const d = r.diagnosis;
   if (d) {
-    const facts = [`${d.steps} steps on ${d.device}`, `${d.stepMs.toFixed(2)} ms/step`];
+    const facts = [`${d.steps} steps on ${d.device}`];
+    if (d.steps >= 2 && d.stepMs > 0) {
+      facts.push(
+        `${d.stepMs.toFixed(2)} ms/step (${formatRate(1000 / d.stepMs)}), wall clock, mean of steps 2–${d.steps} (step 1 is warm-up)`,
+      );
+    } else if (d.stepMs > 0) {
+      facts.push(`${d.stepMs.toFixed(2)} ms for its one step, start-up included`);
+    }
     if (d.batchSize !== null) facts.push(`batch ${d.batchSize}`);
     lines.push(`Diagnosis: ${facts.join(', ')}`);
     if (d.breakdown) {
@@ -153,6 +179,20 @@ export function formatRunSummary(r: RunRecord): string {
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
   return lines.join('\n');
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** "eval mode, grad off, lr 0.1": what the engine saw last (parts it knows). */
+export function modeText(p: TrainProgress | undefined): string {
+  if (!p) return '';
+  const parts: string[] = [];
+  if (p.training !== undefined) parts.push(p.training ? 'train mode' : 'eval mode');
+  if (p.gradEnabled !== undefined) parts.push(p.gradEnabled ? 'grad on' : 'grad off');
+  if (p.lr !== undefined && p.lr !== null) parts.push(`lr ${p.lr}`);
+  return parts.join(', ');
 }
 
 // ---- the command -----------------------------------------------------------------------------
@@ -251,7 +291,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   try {
     client = await EngineClient.start({
       kind: engineKindForFile(file),
-      cwd: path.dirname(file),
+      // The caller's directory, as `python FILE` would: relative paths in the script (a saved
+      // model.pth, a data folder) mean what its user expects.
+      cwd: process.cwd(),
       python: opts.python,
       backend: opts.backend,
       // The CLI runs what its user points it at, like `python train.py` would.

@@ -1,7 +1,7 @@
 // One training run folded from the engine's notifications: the CLI's `run` and the extension's
 // Training panel read the same record (the panel's TrainingRun adds what only it needs).
 import type { TrainDiagnosis, TrainProgress } from '../protocol/messages';
-import { isFinalState } from './trainingText';
+import { epochsDone, isFinalState } from './trainingText';
 
 /** Everything the progress and diagnosis notifications said about one run. */
 export class RunRecord {
@@ -57,8 +57,13 @@ export class RunRecord {
       runId: this.runId ?? null,
       state: this.state,
       steps: this.last?.step ?? 0,
-      epochs: this.last?.epoch ?? null,
+      // Completed epochs, as `steps` counts completed steps.
+      epochs: this.last ? epochsDone(this.last) : null,
       totalEpochs: this.last?.totalEpochs ?? null,
+      // As last seen: model.train()/eval(), torch.is_grad_enabled() at its forward, the lr.
+      training: this.last?.training ?? null,
+      gradEnabled: this.last?.gradEnabled ?? null,
+      lr: this.last?.lr ?? null,
       seconds: Number(this.seconds.toFixed(3)),
       loss: this.loss,
       diagnosis: this.diagnosis ?? null,

@@ -4,11 +4,11 @@ import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type {
   BufferInfo,
   CpuInfo,
-  DType,
   EngineInfo,
   GpuInfo,
   Histogram,
   HookKind,
+  InputRequest,
   InputSpec,
   MemoryInfo,
   TorchInfo,
@@ -61,8 +61,16 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
-  /** One dtype per model input (`--input 1,100:int32`); null or omitted: the model's own. */
-  inputDtypes?: (DType | null)[];
+  /**
+   * Inputs with dtype and keyword name; wins over `inputShapes`. Names are keyword arguments of
+   * forward() (PyTorch); a TF.js model's inputs are matched by its input names.
+   */
+  inputs?: InputRequest[];
+  /**
+   * "meta": build the model on torch's meta device (torch 2.x): shapes, parameters and mult-adds
+   * with no weight memory. The PyTorch engine also falls back to it when the weights do not fit.
+   */
+  device?: 'meta';
 }
 
 export interface ModelLoadResult {
@@ -78,6 +86,8 @@ export interface ModelLoadResult {
   /** Things the user should know that are not errors (e.g. an inferred input shape). */
   warnings: string[];
   location?: SourceLocation;
+  /** Built on the meta device: no weights, no values (asked for, or the weights did not fit). */
+  meta?: boolean;
 }
 
 /**
@@ -106,8 +116,8 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
-  /** Overrides the load-time input dtypes for this summary (null: keep). */
-  inputDtypes?: (DType | null)[];
+  /** Overrides the load-time inputs with dtype and keyword name (both engines). */
+  inputs?: InputRequest[];
 }
 
 export interface SummaryResult {
@@ -293,6 +303,8 @@ export interface TrainProgress extends TrainProgressStats {
   state: 'starting' | 'running' | 'done' | 'stopped' | 'failed';
   /** Loss values since the previous notification: [step, value] pairs (sampled). */
   loss: [number, number][];
+  /** Validation loss since the previous notification, [step, value], when the run reports one. */
+  evalLoss?: [number, number][];
   lr?: number | null;
   /** Training mode and grad state as last seen. */
   training?: boolean;

@@ -197,6 +197,14 @@ export interface ModuleNode {
   frozen: boolean;
   isLeaf: boolean;
   source?: ModuleSource;
+  /** Pruned weights below (torch.nn.utils.prune): parameters the masks keep, torchinfo's count. */
+  effectiveParams?: number;
+  /** Packed weights of dynamically quantized layers below (no nn.Parameter holds them). */
+  packedParams?: number;
+  /** A TorchScript module: its type is the class it was scripted from. */
+  scripted?: boolean;
+  /** Root only: what wrapped the model (torch.compile, DataParallel...); the tree is the inner module's. */
+  wrapper?: string;
 }
 
 export interface ModelCandidate {
@@ -215,6 +223,23 @@ export interface InputSpec {
   source: 'request' | 'example' | 'inferred' | 'model';
   /** e.g. "inferred from fc1 (Linear, in_features=4) with batch 1". */
   note?: string;
+  /** Passed as this keyword argument of forward(); positional when absent. */
+  name?: string;
+}
+
+/** One model input a request asks for. */
+export interface InputRequest {
+  shape: number[];
+  /** Default: int64 for a model whose first layer is an Embedding, else float32. */
+  dtype?: DType;
+  /** Keyword argument of forward() (input_ids, attention_mask...); positional when absent. */
+  name?: string;
+}
+
+/** An op that ran without a multiply-add formula, and how often. */
+export interface UncountedOp {
+  name: string;
+  calls: number;
 }
 
 export interface SummaryRow {
@@ -245,6 +270,14 @@ export interface SummaryRow {
   /** Forward hooks fired for this module. False with `note` when a fused path skipped it. */
   ran: boolean;
   note?: string;
+  /** Multiply-adds of the aten ops that ran inside this module (children included). */
+  executedMacs?: number;
+  /** Pruned: parameters stored (weight_orig), where `params` counts the effective ones. */
+  storedParams?: number;
+  /** Packed weights of a dynamically quantized layer. */
+  packedParams?: number;
+  /** Python type of an output that is not a tensor or a plain tuple/list (ModelOutput, Normal...). */
+  outputType?: string;
 }
 
 export interface SummaryTotals {
@@ -255,7 +288,7 @@ export interface SummaryTotals {
   paramBytes: number;
   bufferBytes: number;
   inputBytes: number;
-  /** torchinfo "Forward/backward pass size": output bytes of leaves, ×2. */
+  /** torchinfo "Forward/backward pass size": output bytes of leaves with parameters, ×2. */
   forwardBackwardBytes: number;
   /**
    * torchinfo's "Estimated Total Size": inputBytes + forwardBackwardBytes + paramBytes. Buffers
@@ -267,6 +300,18 @@ export interface SummaryTotals {
    * BatchNorm moving statistics we list as buffers), with the sentence that says so.
    */
   frameworkCounts?: FrameworkCounts;
+  /** Every output tensor of every leaf call, once (parameter-free layers too). */
+  leafOutputBytes?: number;
+  /** Multiply-adds of the aten ops that ran (matmul, conv, attention...), beside torchinfo's `macs`. */
+  executedMacs?: number;
+  /** Where the executed formulas come from (torch.utils.flop_counter, own formulas). */
+  executedMacsMethod?: string;
+  /** Ops that ran and have no multiply-add formula (not counted in executedMacs). */
+  uncountedOps?: UncountedOp[];
+  /** Pruned: parameters stored, where `params` counts the effective ones. */
+  storedParams?: number;
+  /** Packed weights of dynamically quantized layers. */
+  packedParams?: number;
 }
 
 export interface FrameworkCounts {

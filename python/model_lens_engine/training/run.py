@@ -1,5 +1,10 @@
 """A training run's lifecycle: start, the script as `__main__`, stop, outcome, and the
-notifications (train/progress, train/diagnosis, train/histograms) it sends."""
+notifications (train/progress, train/diagnosis, train/histograms) it sends.
+
+The script runs on the engine's main thread, in the caller's working directory with its own
+folder as sys.path[0], as `python script.py` would run it (signal.signal works, relative paths
+mean what the user expects). Requests are served on another thread meanwhile (server.py's
+`_run_on_main`), and progress is sent from a third."""
 
 import ctypes
 import gc
@@ -33,8 +38,6 @@ STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
 # train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
 # come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
 # than a step).
-# How long the script's start waits for the train/start response to go out.
-RESPONSE_WAIT_S = 5.0
 
 _perf = time.perf_counter
 
@@ -58,7 +61,7 @@ class TrainingRun:
         self.histogram_min_interval_s = histogram_min_interval_ms / 1000.0
         self._hist_sent_step = None
         self._hist_sent_at = None
-        self.rpc_thread = threading.get_ident()
+        self.rpc_thread = None  # the thread serving requests while the script runs
         self.lock = threading.Lock()
         self.state = "starting"
         self.error = None
@@ -86,19 +89,17 @@ class TrainingRun:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self, respond_first):
-        self.thread = threading.Thread(target=self._thread_main, args=(respond_first,),
-                                       name="model-lens-run", daemon=True)
-        self.thread.start()
-
     def active(self):
         # False from the moment the final notifications go out: a client reacting to the final
         # train/progress must find the model free.
         return not self.ended
 
-    def _thread_main(self, respond_first):
+    def main(self, request_thread):
+        """Runs the script on the calling thread: the main thread (server.main_job), while
+        `request_thread` serves requests. Returns when the run has ended."""
         self.tid = threading.get_ident()
-        respond_first()  # notifications only after the client has the runId
+        self.rpc_thread = request_thread
+        self.conn.notify("train/progress", starting_message(self.run_id))
         outcome = None
         try:
             try:
@@ -238,8 +239,9 @@ class TrainingRun:
         from ..loader import _purge_user_modules
 
         _purge_user_modules(self.folder)
+        # As `python script.py` would: the caller's working directory stays, the script's folder
+        # is sys.path[0].
         self._saved = (os.getcwd(), list(sys.argv), sys.stdout, sys.stderr)
-        os.chdir(self.folder)
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
         sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
@@ -356,13 +358,13 @@ class TrainingRun:
             error = self.error
             new_warn = self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)
-        loss = self.losses.points(self.warn)
+        loss = self.losses.points(self.warn, final)
         with self.lock:  # a NaN warning from these very points goes out with them
             new_warn = new_warn + self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)
         c = self.counters
         steps = c.steps
-        rate = self.rates.rate(c)
+        rate = self.rates.rate(c, final)
         epoch, total_epochs, total_steps = self.epochs.epochs()
         if final and state == "done" and total_epochs is not None:
             epoch = total_epochs
@@ -412,6 +414,9 @@ def start_run(server, params):
     file = params.get("file")
     if not isinstance(file, str) or not file:
         raise bad_request("train/start needs `file`")
+    if params.get("epochs") is not None:
+        raise bad_request("train/start `epochs` applies to a TF.js train export; a PyTorch "
+                          "script reads its own arguments (`args`)", got=params.get("epochs"))
     args = params.get("args") or []
     if not isinstance(args, list):
         raise bad_request("train/start `args` must be a list of strings")
@@ -438,16 +443,8 @@ def start_run(server, params):
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)
     server.run = run
-    rid = server.current_id
-
-    def respond_first():
-        # The response to train/start goes out when its handler returns; wait for that.
-        deadline = time.monotonic() + RESPONSE_WAIT_S
-        while server.current_id == rid and time.monotonic() < deadline:
-            time.sleep(0.001)
-        run.conn.notify(TRAIN_PROGRESS, starting_message(run.run_id))
-
-    run.start(respond_first)
+    # The script starts on the main thread once this response has gone out.
+    server.main_job = run.main
     return {"runId": run.run_id}
 
 

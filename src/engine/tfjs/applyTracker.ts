@@ -17,7 +17,10 @@ export interface FailedApply {
 function shapesOf(inputs: unknown): string[] {
   const list = Array.isArray(inputs) ? inputs : [inputs];
   return list
-    .filter((t): t is { shape: (number | null)[] } => !!t && Array.isArray((t as { shape?: unknown }).shape))
+    .filter(
+      (t): t is { shape: (number | null)[] } =>
+        !!t && Array.isArray((t as { shape?: unknown }).shape),
+    )
     .map((t) => JSON.stringify(t.shape));
 }
 

@@ -144,7 +144,13 @@ export function buildGraphIndex(topology: { node?: RawNode[] }, model: GraphMode
     ensure(p, n.op);
     nodeOf.set(p, n.name);
     opOf.set(p, n.op);
-    inputsOf.set(p, (n.input ?? []).filter((i) => !i.startsWith('^')).map(nodeName).filter((i) => !(i in weightsMap)));
+    inputsOf.set(
+      p,
+      (n.input ?? [])
+        .filter((i) => !i.startsWith('^'))
+        .map(nodeName)
+        .filter((i) => !(i in weightsMap)),
+    );
     for (const i of n.input ?? []) {
       const src = nodeName(i);
       if (!(src in weightsMap)) continue;
@@ -162,7 +168,15 @@ export function buildGraphIndex(topology: { node?: RawNode[] }, model: GraphMode
     const isBuffer = t.dtype !== 'float32';
     const short = name.slice(name.lastIndexOf('/') + 1).replace(/\./g, '_');
     const names = users.map((u) => (u ? `${u}.${short}` : modulePath(name)));
-    weights.push({ name: names[0], graphName: name, module: users[0], isBuffer, aliases: names.slice(1), shape: [...t.shape], dtype: t.dtype });
+    weights.push({
+      name: names[0],
+      graphName: name,
+      module: users[0],
+      isBuffer,
+      aliases: names.slice(1),
+      shape: [...t.shape],
+      dtype: t.dtype,
+    });
     if (!isBuffer) ownParams.set(users[0], (ownParams.get(users[0]) ?? 0) + t.size);
   }
   for (const p of order) modules.get(p)!.ownParams = ownParams.get(p) ?? 0;
@@ -176,10 +190,21 @@ export function buildGraphIndex(topology: { node?: RawNode[] }, model: GraphMode
   }
   const weightByName = new Map<string, GraphWeight>();
   for (const w of weights) for (const n of [w.name, ...w.aliases]) weightByName.set(n, w);
-  return { modules: order.map((p) => modules.get(p)!), nodeOf, opOf, weights, weightByName, ownParams, inputsOf };
+  return {
+    modules: order.map((p) => modules.get(p)!),
+    nodeOf,
+    opOf,
+    weights,
+    weightByName,
+    ownParams,
+    inputsOf,
+  };
 }
 
-/** torchinfo's rule on op nodes: convolutions = weights × batch × output positions; matmul = weights × rows. */
+/**
+ * torchinfo's rule on op nodes: convolutions = weights × batch × output positions;
+ * matmul = weights × output rows.
+ */
 export function graphMacs(op: string, params: number, outShape: number[] | undefined): number {
   if (!outShape || params === 0 || outShape.length === 0) return 0;
   if (CONV_OPS.test(op)) return params * numelOf(outShape.slice(0, -1));
@@ -188,24 +213,34 @@ export function graphMacs(op: string, params: number, outShape: number[] | undef
 }
 
 /** Signature inputs with unknown dims set to 1 (or the shapes asked for). */
-export function graphInputs(model: GraphModel, requested?: number[][], dtypes?: (DType | null)[]): InputSpec[] {
+export function graphInputs(
+  model: GraphModel,
+  requested?: number[][],
+  dtypes?: (DType | null)[],
+): InputSpec[] {
   const infos = model.inputs;
   if (requested && requested.length !== infos.length) {
-    fail('shapeMismatch', `The graph model has ${infos.length} input(s) but ${requested.length} shape(s) were given`, {
-      expected: infos.map((i) => i.name).join(', '),
-      got: `${requested.length}`,
-    });
+    fail(
+      'shapeMismatch',
+      `The graph model has ${infos.length} input(s) but ${requested.length} shape(s) were given`,
+      {
+        expected: infos.map((i) => i.name).join(', '),
+        got: `${requested.length}`,
+      },
+    );
   }
   return infos.map((info, i) => {
     const declared = info.shape ?? [];
     const asked = dtypes?.[i];
-    const dtype = asked ? checkDtype(asked, `input ${info.name}`) : info.dtype ?? 'float32';
+    const dtype = asked ? checkDtype(asked, `input ${info.name}`) : (info.dtype ?? 'float32');
     if (requested) return { shape: requested[i], dtype, source: 'request' };
     return {
       shape: declared.map((d) => (d === null || d < 0 ? 1 : d)),
       dtype,
       source: 'model',
-      note: `${info.name} ${JSON.stringify(declared.map((d) => (d < 0 ? null : d)))} from the graph's signature; unknown dimensions set to 1`,
+      note:
+        `${info.name} ${JSON.stringify(declared.map((d) => (d < 0 ? null : d)))} ` +
+        "from the graph's signature; unknown dimensions set to 1",
     };
   });
 }
@@ -232,20 +267,42 @@ export function totalParamsOf(index: GraphIndex): { params: number; buffers: num
   return { params, buffers };
 }
 
-export function graphParameterInfos(s: GraphSession): { parameters: ParameterInfo[]; buffers: BufferInfo[] } {
+export function graphParameterInfos(s: GraphSession): {
+  parameters: ParameterInfo[];
+  buffers: BufferInfo[];
+} {
   const parameters: ParameterInfo[] = [];
   const buffers: BufferInfo[] = [];
   for (const w of s.index.weights) {
     const t = tensorInfo(w.shape, w.dtype, s.device, s.model.weights[w.graphName]?.[0], false);
-    if (w.isBuffer) buffers.push({ name: w.name, module: w.module, tensor: t, persistent: true, aliases: w.aliases });
-    else parameters.push({ name: w.name, module: w.module, tensor: t, requiresGrad: false, aliases: w.aliases });
+    if (w.isBuffer)
+      buffers.push({
+        name: w.name,
+        module: w.module,
+        tensor: t,
+        persistent: true,
+        aliases: w.aliases,
+      });
+    else
+      parameters.push({
+        name: w.name,
+        module: w.module,
+        tensor: t,
+        requiresGrad: false,
+        aliases: w.aliases,
+      });
   }
   return { parameters, buffers };
 }
 
 export function newGraphSession(
   id: string,
-  loaded: { file: string; model: GraphModel; topology: { node?: RawNode[] }; weightsMissing: string[] },
+  loaded: {
+    file: string;
+    model: GraphModel;
+    topology: { node?: RawNode[] };
+    weightsMissing: string[];
+  },
   device: string,
   inputShapes?: number[][],
   inputDtypes?: (DType | null)[],

@@ -96,8 +96,14 @@ export class HookManager {
    * A hook whose events come from elsewhere than a layer's call (graph-model node outputs):
    * `install` gets the throttled sender and returns the remover.
    */
-  attachExternal(s: { id: string; name: string; device: string }, p: HookAttachParams, install: (emit: (ts: tfTypes.Tensor[]) => void) => () => void): string {
-    if (!HOOK_KINDS.includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+  attachExternal(
+    s: { id: string; name: string; device: string },
+    p: HookAttachParams,
+    install: (emit: (ts: tfTypes.Tensor[]) => void) => () => void,
+  ): string {
+    if (!HOOK_KINDS.includes(p.kind)) {
+      fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+    }
     const { hook, due, send } = this.newHook(s, p);
     hook.remove = install((ts) => {
       hook.calls++;
@@ -107,7 +113,10 @@ export class HookManager {
     return hook.id;
   }
 
-  private newHook(s: { id: string; device: string }, p: HookAttachParams): { hook: Hook; due: () => boolean; send: (ts: tfTypes.Tensor[], firstIndex?: number) => void } {
+  private newHook(
+    s: { id: string; device: string },
+    p: HookAttachParams,
+  ): { hook: Hook; due: () => boolean; send: (ts: tfTypes.Tensor[], firstIndex?: number) => void } {
     const hook: Hook = {
       id: `h${this.next++}`,
       path: p.path,

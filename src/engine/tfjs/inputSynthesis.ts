@@ -44,7 +44,11 @@ function idRangeOf(t: tfTypes.SymbolicTensor, depth = 0): IdRange | undefined {
     if (r && (!best || r.high < best.high)) best = r;
   };
   for (const { layer, slot } of consumersOf(t)) {
-    const l = layer as unknown as { inputDim?: number; inputs?: tfTypes.SymbolicTensor[]; layers?: Layer[] };
+    const l = layer as unknown as {
+      inputDim?: number;
+      inputs?: tfTypes.SymbolicTensor[];
+      layers?: Layer[];
+    };
     if (layer.getClassName() === 'Embedding' && typeof l.inputDim === 'number') {
       keep({ high: l.inputDim, layer: layer.name });
     } else if (Array.isArray(l.layers) && Array.isArray(l.inputs) && l.inputs[slot] && depth < 8) {
@@ -61,16 +65,21 @@ export function idRanges(model: tfTypes.LayersModel): (IdRange | undefined)[] {
 /** Notes the id range on the spec so the user sees why the input holds integers. */
 export function describeIds(spec: InputSpec, range: IdRange | undefined): InputSpec {
   if (!range) return spec;
-  const ids = `integer ids in [0, ${range.high}) for ${range.layer} (Embedding, inputDim ${range.high})`;
+  const ids =
+    `integer ids in [0, ${range.high}) for ${range.layer} ` + `(Embedding, inputDim ${range.high})`;
   return { ...spec, note: spec.note ? `${spec.note}; ${ids}` : ids };
 }
 
 export function checkDtype(dtype: string, what: string): DType {
   if (!INPUT_DTYPES.includes(dtype)) {
-    fail('badRequest', `${what}: dtype '${dtype}' is not one TF.js has; use ${INPUT_DTYPES.join(', ')}`, {
-      expected: INPUT_DTYPES.join(' | '),
-      got: dtype,
-    });
+    fail(
+      'badRequest',
+      `${what}: dtype '${dtype}' is not one TF.js has; use ${INPUT_DTYPES.join(', ')}`,
+      {
+        expected: INPUT_DTYPES.join(' | '),
+        got: dtype,
+      },
+    );
   }
   return dtype;
 }
@@ -87,4 +96,49 @@ export function synthesize(tf: Tf, spec: InputSpec, range: IdRange | undefined):
   }
   if (dtype === 'float32') return tf.randomNormal(spec.shape, 0, 1, 'float32', INPUT_SEED);
   return tf.zeros(spec.shape, dtype);
+}
+
+/**
+ * One input as a request asks for it: `inputs` of model/load and model/summary (the CLI's
+ * `--input [NAME=]SHAPE[:DTYPE]`). Read structurally so this engine needs nothing beyond
+ * `inputShapes` from a client that does not send it.
+ */
+export interface InputAsk {
+  shape: number[];
+  dtype?: string;
+  name?: string;
+}
+
+/** `inputs` of a request, ordered as the model's inputs when they are named. */
+export function askedInputs(
+  params: object,
+  inputNames: string[],
+  file: string,
+): { shapes?: number[][]; dtypes?: (DType | null)[] } {
+  const asked = (params as { inputs?: InputAsk[] }).inputs;
+  const shapes = (params as { inputShapes?: number[][] }).inputShapes;
+  if (!asked?.length) return { shapes };
+  let ordered = asked;
+  if (asked.some((a) => a.name)) {
+    const bare = (n: string): string => n.replace(/:\d+$/, '');
+    ordered = inputNames.map((n) => {
+      const hit = asked.find((a) => a.name && bare(a.name) === bare(n));
+      if (!hit) {
+        return fail('badRequest', `${file}: no value given for input '${bare(n)}'`, {
+          expected: inputNames.map(bare).join(', '),
+          got: asked.map((a) => a.name ?? '(positional)').join(', '),
+        });
+      }
+      return hit;
+    });
+    const unknown = asked.filter(
+      (a) => a.name && !inputNames.some((n) => bare(n) === bare(a.name!)),
+    );
+    if (unknown.length) {
+      fail('badRequest', `${file} has no input named '${unknown[0].name}'`, {
+        candidates: inputNames.map(bare),
+      });
+    }
+  }
+  return { shapes: ordered.map((a) => a.shape), dtypes: ordered.map((a) => a.dtype ?? null) };
 }

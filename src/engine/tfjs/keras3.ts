@@ -26,7 +26,8 @@ export function isKeras3Topology(topo: Obj): boolean {
     if (found || depth > 12) return;
     if (Array.isArray(v)) v.forEach((x) => walk(x, depth + 1));
     else if (isObj(v)) {
-      if ('batch_shape' in v || ('registered_name' in v && 'module' in v && 'class_name' in v)) found = true;
+      if ('batch_shape' in v || ('registered_name' in v && 'module' in v && 'class_name' in v))
+        found = true;
       else Object.values(v).forEach((x) => walk(x, depth + 1));
     }
   };
@@ -45,14 +46,24 @@ function history(t: Json): [string, number, number] | null {
 function inboundNode(file: string, layer: string, node: Json): Json[] {
   if (Array.isArray(node)) return node; // Already the Keras 2 layout.
   if (!isObj(node) || !Array.isArray(node.args)) {
-    return fail('unsupported', `${file}: layer '${layer}' has an inbound node Model Lens cannot read (Keras 3 layout)`, {
-      layer,
-      hint: 'Re-export the model with tf_keras (Keras 2), or with tensorflowjs_converter from a Keras 2 model.',
-    });
+    return fail(
+      'unsupported',
+      `${file}: layer '${layer}' has an inbound node Model Lens cannot read (Keras 3 layout)`,
+      {
+        layer,
+        hint:
+          'Re-export the model with tf_keras (Keras 2), or with tensorflowjs_converter ' +
+          'from a Keras 2 model.',
+      },
+    );
   }
-  const tensors = (node.args.length === 1 && Array.isArray(node.args[0]) ? node.args[0] : node.args) as Json[];
+  const tensors = (
+    node.args.length === 1 && Array.isArray(node.args[0]) ? node.args[0] : node.args
+  ) as Json[];
   const kwargs = isObj(node.kwargs) ? convert(file, node.kwargs) : {};
-  const refs = tensors.map((t) => history(t)).filter((h): h is [string, number, number] => h !== null);
+  const refs = tensors
+    .map((t) => history(t))
+    .filter((h): h is [string, number, number] => h !== null);
   return refs.map((h) => [...h, kwargs]);
 }
 
@@ -77,7 +88,11 @@ function convert(file: string, v: Json): Json {
   for (const [k, x] of Object.entries(v)) {
     if (k === 'build_config' || k === 'compile_config') continue;
     const name = k === 'batch_shape' ? 'batch_input_shape' : k;
-    if ((k === 'input_layers' || k === 'output_layers') && Array.isArray(x) && typeof x[0] === 'string') {
+    if (
+      (k === 'input_layers' || k === 'output_layers') &&
+      Array.isArray(x) &&
+      typeof x[0] === 'string'
+    ) {
       out[name] = [x];
     } else if (k === 'output_layers' && isObj(x)) {
       // Keras 3 names the outputs of a model built with a dict; tfjs keeps their order.

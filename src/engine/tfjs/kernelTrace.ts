@@ -106,14 +106,41 @@ export function traceKernels(tf: Tf, trace: TraceEvent[], us: (ms: number) => nu
 }
 
 /** Writes the Chrome trace; returns an error message instead of throwing. */
-export function writeTrace(file: string, processName: string, backend: string, trace: TraceEvent[]): string | null {
+export function writeTrace(
+  file: string,
+  processName: string,
+  backend: string,
+  trace: TraceEvent[],
+): string | null {
   const meta: TraceEvent[] = [
-    { name: 'process_name', cat: '__metadata', ph: 'M', ts: 0, pid: TRACE_PID, tid: TRACE_TID, args: { name: processName } },
-    { name: 'thread_name', cat: '__metadata', ph: 'M', ts: 0, pid: TRACE_PID, tid: TRACE_TID, args: { name: `${backend} main` } },
+    {
+      name: 'process_name',
+      cat: '__metadata',
+      ph: 'M',
+      ts: 0,
+      pid: TRACE_PID,
+      tid: TRACE_TID,
+      args: { name: processName },
+    },
+    {
+      name: 'thread_name',
+      cat: '__metadata',
+      ph: 'M',
+      ts: 0,
+      pid: TRACE_PID,
+      tid: TRACE_TID,
+      args: { name: `${backend} main` },
+    },
   ];
   try {
     fs.mkdirSync(path.dirname(file), { recursive: true });
-    fs.writeFileSync(file, JSON.stringify({ traceEvents: [...meta, ...trace.sort((a, b) => a.ts - b.ts)], displayTimeUnit: 'ms' }));
+    fs.writeFileSync(
+      file,
+      JSON.stringify({
+        traceEvents: [...meta, ...trace.sort((a, b) => a.ts - b.ts)],
+        displayTimeUnit: 'ms',
+      }),
+    );
     return null;
   } catch (err) {
     return err instanceof Error ? err.message : String(err);

@@ -48,10 +48,14 @@ function declaredBytes(specs: tfTypes.io.WeightsManifestEntry[]): number {
 export function shardPath(file: string, p: string): string {
   const dir = path.dirname(file);
   const refuse = (why: string): never =>
-    fail('badRequest', `${file}: weight path '${p}' ${why}; weight files must lie in the model's folder ${dir}`, {
-      location: { file, line: 1 },
-      got: p,
-    });
+    fail(
+      'badRequest',
+      `${file}: weight path '${p}' ${why}; weight files must lie in the model's folder ${dir}`,
+      {
+        location: { file, line: 1 },
+        got: p,
+      },
+    );
   if (path.isAbsolute(p) || /^[a-z][a-z0-9+.-]*:/i.test(p)) refuse('is absolute');
   const resolved = path.resolve(dir, p);
   const rel = path.relative(dir, resolved);
@@ -60,7 +64,8 @@ export function shardPath(file: string, p: string): string {
     const realDir = fs.realpathSync(dir);
     const real = fs.realpathSync(resolved);
     const realRel = path.relative(realDir, real);
-    if (realRel.startsWith('..') || path.isAbsolute(realRel)) refuse(`is a link to ${real}, outside the folder`);
+    if (realRel.startsWith('..') || path.isAbsolute(realRel))
+      refuse(`is a link to ${real}, outside the folder`);
     if (!fs.statSync(real).isFile()) refuse('is not a regular file');
   }
   return resolved;
@@ -70,11 +75,15 @@ export function shardPath(file: string, p: string): string {
 function readCapped(file: string, shard: string, cap: number): Buffer {
   const size = fs.statSync(shard).size;
   if (size > cap) {
-    fail('badRequest', `${file}: weight file ${shard} has ${size} bytes, more than the ${cap} its manifest declares`, {
-      location: { file, line: 1 },
-      expected: `at most ${cap} bytes`,
-      got: `${size} bytes`,
-    });
+    fail(
+      'badRequest',
+      `${file}: weight file ${shard} has ${size} bytes, more than the ${cap} its manifest declares`,
+      {
+        location: { file, line: 1 },
+        expected: `at most ${cap} bytes`,
+        got: `${size} bytes`,
+      },
+    );
   }
   const fd = fs.openSync(shard, 'r');
   try {
@@ -96,11 +105,15 @@ export function readModelJson(file: string): ModelJsonFile {
   try {
     json = JSON.parse(fs.readFileSync(file, 'utf8')) as tfTypes.io.ModelJSON;
   } catch (err) {
-    return fail('syntaxError', `${file}: not valid JSON: ${messageOf(err)}`, { location: { file, line: 1 } });
+    return fail('syntaxError', `${file}: not valid JSON: ${messageOf(err)}`, {
+      location: { file, line: 1 },
+    });
   }
   const topo = json?.modelTopology as Record<string, unknown> | undefined;
   if (!topo || typeof topo !== 'object') {
-    return fail('noModel', `${file} has no modelTopology: not a TF.js model.json`, { location: { file, line: 1 } });
+    return fail('noModel', `${file} has no modelTopology: not a TF.js model.json`, {
+      location: { file, line: 1 },
+    });
   }
   const isGraph = json.format === 'graph-model' || Array.isArray((topo as { node?: unknown }).node);
   const format: ModelJsonFormat = isGraph ? 'graph-model' : 'layers-model';
@@ -108,7 +121,10 @@ export function readModelJson(file: string): ModelJsonFile {
   let modelTopology: object = topo;
   if (!isGraph && isKeras3Topology(topo)) {
     modelTopology = keras3ToKeras2(file, topo);
-    warnings.push(`${path.basename(file)} is a Keras 3 export; its config was translated to the Keras 2 layout tfjs 4 reads.`);
+    warnings.push(
+      `${path.basename(file)} is a Keras 3 export; its config was translated to the ` +
+        'Keras 2 layout tfjs 4 reads.',
+    );
   }
   const specs: tfTypes.io.WeightsManifestEntry[] = [];
   const buffers: Buffer[] = [];
@@ -130,7 +146,10 @@ export function readModelJson(file: string): ModelJsonFile {
   let weightData: ArrayBuffer;
   if (missing.length) {
     // Structure, shapes and counts follow from the topology; values are placeholders (zeros).
-    const bytes = specs.reduce((a, w) => a + (STORED_BYTES[w.dtype] ?? 4) * w.shape.reduce((x, y) => x * y, 1), 0);
+    const bytes = specs.reduce(
+      (a, w) => a + (STORED_BYTES[w.dtype] ?? 4) * w.shape.reduce((x, y) => x * y, 1),
+      0,
+    );
     weightData = new ArrayBuffer(bytes);
     const unquantized = specs.map((w) => ({ name: w.name, shape: w.shape, dtype: w.dtype }));
     specs.length = 0;
@@ -156,7 +175,8 @@ export function readModelJson(file: string): ModelJsonFile {
 export function missingWeightsWarning(file: string, missing: string[]): string {
   const names = missing.map((m) => path.basename(m)).join(', ');
   return (
-    `Weights missing: ${names} listed in ${path.basename(file)} ${missing.length === 1 ? 'is' : 'are'} not on disk. ` +
+    `Weights missing: ${names} listed in ${path.basename(file)} ` +
+    `${missing.length === 1 ? 'is' : 'are'} not on disk. ` +
     'Structure, shapes and parameter counts come from the topology; running needs the weight files.'
   );
 }
@@ -165,8 +185,13 @@ export function missingWeightsWarning(file: string, missing: string[]): string {
 export function requireWeights(s: { file: string; weightsMissing: string[] }, what: string): void {
   if (!s.weightsMissing.length) return;
   const names = s.weightsMissing.map((m) => path.basename(m)).join(', ');
-  fail('fileNotFound', `${what} needs the weights of ${s.file}, and ${names} ${s.weightsMissing.length === 1 ? 'is' : 'are'} missing`, {
-    location: { file: s.file, line: 1 },
-    hint: `Put the weight files listed in weightsManifest next to ${path.basename(s.file)}.`,
-  });
+  fail(
+    'fileNotFound',
+    `${what} needs the weights of ${s.file}, and ${names} ` +
+      `${s.weightsMissing.length === 1 ? 'is' : 'are'} missing`,
+    {
+      location: { file: s.file, line: 1 },
+      hint: `Put the weight files listed in weightsManifest next to ${path.basename(s.file)}.`,
+    },
+  );
 }

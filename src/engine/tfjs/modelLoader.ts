@@ -7,7 +7,7 @@ import type { DType, InputSpec, ModelCandidate, SourceLocation } from '../../pro
 import type { Tf } from './backend';
 import { namingFailedLayer } from './applyTracker';
 import { EngineFailure, fail, messageOf } from './engineError';
-import { checkDtype, describeIds, idRanges } from './inputSynthesis';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { missingWeightsWarning, readModelJson } from './modelJson';
 import { importUserFile, readSourceLines, SCRIPT_EXTENSIONS, userCodeFailure } from './userCode';
 
@@ -52,8 +52,7 @@ export function shortMessage(err: unknown): string {
 async function loadModelJsonFile(
   tf: Tf,
   file: string,
-  inputShapes: number[][] | undefined,
-  inputDtypes: (DType | null)[] | undefined,
+  params: object,
 ): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const mj = readModelJson(file);
   const warnings = [...mj.warnings];
@@ -64,7 +63,9 @@ async function loadModelJsonFile(
     try {
       model = await tf.loadGraphModel(tf.io.fromMemory(mj.artifacts));
     } catch (err) {
-      return fail('userCodeError', `${file}: tfjs could not load this graph model: ${shortMessage(err)}`, { location });
+      const why = shortMessage(err);
+      const msg = `${file}: tfjs could not load this graph model: ${why}`;
+      return fail('userCodeError', msg, { location });
     }
     const topology = mj.artifacts.modelTopology as LoadedGraph['topology'];
     return { kind: 'graph', file, model, topology, weightsMissing: mj.weightsMissing, warnings };
@@ -75,12 +76,18 @@ async function loadModelJsonFile(
   } catch (err) {
     if (err instanceof EngineFailure) throw err;
     if (mj.warnings.some((w) => /Keras 3/.test(w))) {
-      return fail('unsupported', `${file} is a Keras 3 export that tfjs ${tf.version?.tfjs ?? ''} cannot read even translated: ${shortMessage(err)}`, {
+      const tfjs = `tfjs ${tf.version?.tfjs ?? ''}`.trim();
+      const why = shortMessage(err);
+      const msg = `${file} is a Keras 3 export that ${tfjs} cannot read even translated: ${why}`;
+      return fail('unsupported', msg, {
         location,
-        hint: 'Save the model with tf_keras (Keras 2), e.g. TF_USE_LEGACY_KERAS=1, then run tensorflowjs_converter again.',
+        hint:
+          'Save the model with tf_keras (Keras 2), e.g. TF_USE_LEGACY_KERAS=1, then run ' +
+          'tensorflowjs_converter again.',
       });
     }
-    return fail('userCodeError', `${file}: could not load the layers model: ${shortMessage(err)}`, { location });
+    const why = shortMessage(err);
+    return fail('userCodeError', `${file}: could not load the layers model: ${why}`, { location });
   }
   const candidates: ModelCandidate[] = [{ name: path.basename(file), kind: 'file', location }];
   return {
@@ -90,7 +97,7 @@ async function loadModelJsonFile(
     name: model.name,
     candidates,
     exports: {},
-    inputs: resolveInputs(model, {}, inputShapes, undefined, inputDtypes),
+    inputs: requestedInputs(model, {}, undefined, params, file),
     warnings,
     weightsMissing: mj.weightsMissing,
   };
@@ -195,7 +202,8 @@ export function resolveInputs(
   const specs = resolveShapes(model, exports, requested, example);
   const ranges = idRanges(model);
   if (dtypes && dtypes.length !== specs.length) {
-    fail('shapeMismatch', `The model has ${specs.length} input(s) but ${dtypes.length} dtype(s) were given`, {
+    const n = `${specs.length} input(s) but ${dtypes.length} dtype(s)`;
+    fail('shapeMismatch', `The model has ${n} were given`, {
       expected: `${specs.length} dtypes`,
       got: `${dtypes.length}`,
     });
@@ -243,6 +251,18 @@ function resolveShapes(
   }));
 }
 
+/** The inputs a request asks for (shapes, dtypes, names), else the file's or the model's own. */
+function requestedInputs(
+  model: tfTypes.LayersModel,
+  exports: Record<string, unknown>,
+  example: tfTypes.Tensor[] | undefined,
+  params: object,
+  file: string,
+): InputSpec[] {
+  const { shapes, dtypes } = askedInputs(params, model.inputNames, file);
+  return resolveInputs(model, exports, shapes, shapes ? undefined : example, dtypes);
+}
+
 async function exampleTensors(tf: Tf, exports: Record<string, unknown>, file: string): Promise<tfTypes.Tensor[] | undefined> {
   let v = exports.exampleInput;
   if (v === undefined) return undefined;
@@ -264,15 +284,14 @@ export async function loadModelFile(
   tf: Tf,
   fileParam: string,
   modelName: string | undefined,
-  inputShapes: number[][] | undefined,
-  inputDtypes?: (DType | null)[],
+  params: object = {},
 ): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const file = path.resolve(fileParam);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
     fail('fileNotFound', `No such model file: ${file}`, { hint: 'Give a .js, .mjs, .ts file or a model.json.' });
   }
   const ext = path.extname(file).toLowerCase();
-  if (ext === '.json') return loadModelJsonFile(tf, file, inputShapes, inputDtypes);
+  if (ext === '.json') return loadModelJsonFile(tf, file, params);
   if (!SCRIPT_EXTENSIONS.includes(ext)) {
     fail('unsupported', `Cannot load ${ext || 'extension-less'} files as TF.js models: ${file}`, {
       hint: `Use one of ${SCRIPT_EXTENSIONS.join(' ')} or a model.json.`,
@@ -315,9 +334,21 @@ export async function loadModelFile(
   const model = await namingFailedLayer(tf, () => build(file, exports, chosen));
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
-  const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example, inputDtypes);
+  const inputs = requestedInputs(model, exports, example, params, file);
   if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
     warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
   }
-  return { kind: 'layers', file, model, name: chosen.name, candidates, exports, inputs, warnings, location: chosen.location, example, weightsMissing: [] };
+  return {
+    kind: 'layers',
+    file,
+    model,
+    name: chosen.name,
+    candidates,
+    exports,
+    inputs,
+    warnings,
+    location: chosen.location,
+    example,
+    weightsMissing: [],
+  };
 }

@@ -88,7 +88,8 @@ export async function runProfile(tf: Tf, s: ModelSession, params: ProfileParams)
       if (params.traceFile) trace.push({ name: `step ${i}`, cat: 'step', ph: 'X', ts: us(start), dur: (end - start) * 1000, pid: TRACE_PID, tid: TRACE_TID, args: { mode } });
       const kernels = info.kernels as unknown as KernelRecord[];
       const boundary = forwardBoundary;
-      ops.add(kernels, (idx) => (mode === 'forward' || boundary < 0 || idx < boundary ? 'forward' : 'backward'));
+      const forwardOnly = mode === 'forward' || boundary < 0;
+      ops.add(kernels, (idx) => (forwardOnly || idx < boundary ? 'forward' : 'backward'));
     }
   } finally {
     for (const r of removers) r();

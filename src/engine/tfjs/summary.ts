@@ -14,7 +14,7 @@ type Layer = tfTypes.layers.Layer;
 interface Seen {
   calls: number;
   shapes: number[][];
-  /** Shape of the first input tensor of the last call (recurrent layers count over its time axis). */
+  /** First input's shape in the last call (recurrent layers count over its time axis). */
   inShape?: number[];
   info?: TensorInfo;
   /** Output bytes summed over every call (torchinfo counts each call). */
@@ -64,10 +64,17 @@ const RECURRENT = /^(LSTM|GRU|SimpleRNN|RNN)$/;
  * takes the first two dims of the [B, T, H] output, which are those of the [B, T, F] input);
  * any other layer with parameters (BatchNormalization, Embedding...) = params × batch.
  */
-export function macsOf(layer: Layer, ownParams: number, outShape: number[] | undefined, inShape?: number[]): number {
+export function macsOf(
+  layer: Layer,
+  ownParams: number,
+  outShape: number[] | undefined,
+  inShape?: number[],
+): number {
   if (!outShape || ownParams === 0) return 0;
   const type = classNameOf(layer);
-  if (RECURRENT.test(type)) return inShape && inShape.length >= 2 ? ownParams * inShape[0] * inShape[1] : 0;
+  if (RECURRENT.test(type)) {
+    return inShape && inShape.length >= 2 ? ownParams * inShape[0] * inShape[1] : 0;
+  }
   if (!/Dense|Conv/.test(type)) return ownParams * (outShape[0] ?? 1);
   const axis = /Conv/.test(type) ? channelAxis(layer, outShape.length) : outShape.length - 1;
   const positions = outShape.reduce((a, d, i) => (i === axis ? a : a * d), 1);
@@ -75,7 +82,10 @@ export function macsOf(layer: Layer, ownParams: number, outShape: number[] | und
 }
 
 /** Output of a container from the captured outputs of the layers that make its outputs. */
-function containerOutput(layer: Layer, seen: Map<Layer, Seen>): { shapes: number[][]; info?: TensorInfo } | undefined {
+function containerOutput(
+  layer: Layer,
+  seen: Map<Layer, Seen>,
+): { shapes: number[][]; info?: TensorInfo } | undefined {
   const outs = (layer as unknown as { outputs?: tfTypes.SymbolicTensor[] }).outputs;
   if (!Array.isArray(outs) || outs.length === 0) return undefined;
   const shapes: number[][] = [];
@@ -103,7 +113,9 @@ function frameworkCounts(s: ModelSession, totals: SummaryTotals): SummaryTotals[
   const buffers = s.index.weights.filter((w) => w.isBuffer);
   if (!buffers.length) return undefined;
   const count = buffers.reduce((a, w) => a + numelOf(w.variable.shape), 0);
-  const allBatchNorm = buffers.every((w) => classNameOf(s.index.layerAt.get(w.module)!) === 'BatchNormalization');
+  const allBatchNorm = buffers.every(
+    (w) => classNameOf(s.index.layerAt.get(w.module)!) === 'BatchNormalization',
+  );
   const what = allBatchNorm ? 'moving statistics' : 'non-trainable weights listed here as buffers';
   const n = (x: number): string => x.toLocaleString('en-US');
   return {
@@ -140,7 +152,8 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     const layer = s.index.layerAt.get(node.path)!;
     const cap = seen.get(layer);
     // torchinfo lists every call of a shared layer, so its MACs count once per call.
-    macsByPath.set(node.path, macsOf(layer, node.ownParams, cap?.shapes[0], cap?.inShape) * (cap?.calls ?? 0));
+    const perCall = macsOf(layer, node.ownParams, cap?.shapes[0], cap?.inShape);
+    macsByPath.set(node.path, perCall * (cap?.calls ?? 0));
   }
   const rows: SummaryRow[] = s.index.modules.map((node) => {
     const layer = s.index.layerAt.get(node.path)!;

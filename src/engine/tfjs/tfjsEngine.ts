@@ -33,13 +33,13 @@ import type {
 } from '../../protocol/messages';
 import { TRAIN_STOP_TIMEOUT_MS } from '../../protocol/defaults';
 import { PROTOCOL_VERSION } from '../../protocol/types';
-import type { DType, EngineInfo, InputSpec } from '../../protocol/types';
+import type { EngineInfo, InputSpec } from '../../protocol/types';
 import { getTf, selectBackend } from './backend';
 import type { Tf } from './backend';
 import { addCallListener, tensorsOf } from './callInterceptor';
 import { fail } from './engineError';
 import { HookManager } from './hooks';
-import { checkDtype, describeIds, idRanges } from './inputSynthesis';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
 import { requireWeights } from './modelJson';
 import { loadModelFile } from './modelLoader';
@@ -48,8 +48,20 @@ import { forwardBackward, makeInputs, predict, predictNamingLayer } from './mode
 import type { ModelSession } from './modelSession';
 import { graphInputs, graphParameterInfos, newGraphSession } from './graphModel';
 import type { GraphSession } from './graphModel';
-import { attachGraphHook, graphForward, graphInspect, graphProfile, graphSummary, graphUnsupported } from './graphRun';
-import { PROFILE_DEFAULT_STEPS, PROFILE_DEFAULT_WARMUP, PROFILE_MAX_STEPS, runProfile } from './profiler';
+import {
+  attachGraphHook,
+  graphForward,
+  graphInspect,
+  graphProfile,
+  graphSummary,
+  graphUnsupported,
+} from './graphRun';
+import {
+  PROFILE_DEFAULT_STEPS,
+  PROFILE_DEFAULT_WARMUP,
+  PROFILE_MAX_STEPS,
+  runProfile,
+} from './profiler';
 import { runSummary } from './summary';
 import { tensorInfo, tensorStats } from './tensorFacts';
 import { startTrainRun, stopTrainRun } from './training';
@@ -58,7 +70,8 @@ import type { TrainRun } from './training';
 
 export const ENGINE_VERSION = '0.1.0';
 export const FORWARD_MAX_STEPS = 1000;
-const WEIGHTS_MISSING_SUMMARY = 'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
+const WEIGHTS_MISSING_SUMMARY =
+  'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
 
 export interface EngineEvents {
   hookEvent(e: HookEvent): void;
@@ -163,13 +176,16 @@ export class TfjsEngine {
   private async makeSession(
     file: string,
     model: string | undefined,
-    inputShapes?: number[][],
-    inputDtypes?: (DType | null)[],
-  ): Promise<{ graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }> {
-    const loaded = await loadModelFile(this.tf, file, model, inputShapes, inputDtypes);
+    params: object = {},
+  ): Promise<
+    { graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }
+  > {
+    const loaded = await loadModelFile(this.tf, file, model, params);
     const id = `m${this.nextModel++}`;
     if (loaded.kind === 'graph') {
-      return { graph: newGraphSession(id, loaded, this.device, inputShapes, inputDtypes), loaded };
+      const names = loaded.model.inputs.map((i) => i.name);
+      const { shapes, dtypes } = askedInputs(params, names, loaded.file);
+      return { graph: newGraphSession(id, loaded, this.device, shapes, dtypes), loaded };
     }
     const s: ModelSession = {
       id,
@@ -225,13 +241,21 @@ export class TfjsEngine {
     this.requireInit();
     // Loading never runs the model (src/protocol/messages.ts): a shape that does not fit a layer
     // fails the first request that runs it, naming the layer.
-    const made = await this.makeSession(p.file, p.model, p.inputShapes, p.inputDtypes);
+    const made = await this.makeSession(p.file, p.model, p);
     if ('graph' in made) {
       const g = made.graph;
       this.replaceModels();
       this.graphs.set(g.id, g);
-      const candidates = [{ name: path.basename(g.file), kind: 'file' as const, location: { file: g.file, line: 1 } }];
-      return { modelId: g.id, file: g.file, name: g.name, type: g.type, candidates, inputs: g.inputs, warnings: made.loaded.warnings };
+      const location = { file: g.file, line: 1 };
+      return {
+        modelId: g.id,
+        file: g.file,
+        name: g.name,
+        type: g.type,
+        candidates: [{ name: path.basename(g.file), kind: 'file', location }],
+        inputs: g.inputs,
+        warnings: made.loaded.warnings,
+      };
     }
     const { s, loaded } = made;
     this.replaceModels();
@@ -258,7 +282,9 @@ export class TfjsEngine {
   async summary(p: SummaryParams): Promise<SummaryResult> {
     const g = this.graph(p);
     if (g) {
-      const specs = p.inputShapes || p.inputDtypes ? graphInputs(g.model, p.inputShapes ?? g.inputs.map((i) => i.shape), p.inputDtypes) : g.inputs;
+      const { shapes, dtypes } = askedInputs(p, g.model.inputs.map((i) => i.name), g.file);
+      const asked = shapes ?? g.inputs.map((i) => i.shape);
+      const specs = shapes || dtypes ? graphInputs(g.model, asked, dtypes) : g.inputs;
       return graphSummary(this.tf, g, specs);
     }
     const s = this.session(p);
@@ -458,8 +484,9 @@ export class TfjsEngine {
 
 /** The load-time inputs, with this request's shapes and dtypes where it gives them. */
 function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
-  if (!p.inputShapes && !p.inputDtypes) return s.inputs;
-  const n = p.inputShapes?.length ?? p.inputDtypes?.length ?? 0;
+  const asked = askedInputs(p, s.model.inputNames, s.file);
+  if (!asked.shapes && !asked.dtypes) return s.inputs;
+  const n = asked.shapes?.length ?? asked.dtypes?.length ?? 0;
   if (n !== s.inputs.length) {
     fail('shapeMismatch', `The model has ${s.inputs.length} input(s) but ${n} were given`, {
       expected: `${s.inputs.length} inputs`,
@@ -467,9 +494,9 @@ function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
     });
   }
   return s.inputs.map((spec, i) => {
-    const dtype = p.inputDtypes?.[i];
+    const dtype = asked.dtypes?.[i];
     const next: InputSpec = {
-      shape: p.inputShapes?.[i] ?? spec.shape,
+      shape: asked.shapes?.[i] ?? spec.shape,
       dtype: dtype ? checkDtype(dtype, `input ${i}`) : spec.dtype,
       source: 'request',
     };

@@ -106,7 +106,9 @@ export function startTrainRun(
       gradEnabled: true,
       modelId: s.id,
       ...extra,
-      ...(unsent.length || extra.warnings ? { warnings: [...unsent, ...(extra.warnings ?? [])] } : {}),
+      ...(unsent.length || extra.warnings
+        ? { warnings: [...unsent, ...(extra.warnings ?? [])] }
+        : {}),
     });
     unsent = [];
     pending = [];
@@ -128,7 +130,8 @@ export function startTrainRun(
       if (typeof loss === 'number' && !Number.isFinite(loss) && nanStep === null) {
         nanStep = run.step;
         unsent.push(
-          `The loss became ${loss} at step ${run.step}; the model's weights are probably ruined from there on ` +
+          `The loss became ${loss} at step ${run.step}; the model's weights are probably ` +
+            'ruined from there on ' +
             '(check the learning rate, the inputs and log/divide operations).',
         );
         progress('running');

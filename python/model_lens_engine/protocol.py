@@ -81,6 +81,7 @@ ENGINE_ERROR_KINDS = (
     "badRequest",
     "timeout",
     "engineCrashed",
+    "launcherFailed",
     "cancelled",
     "internal",
 )
@@ -105,6 +106,7 @@ ERROR_CODE_OF_KIND = {
     "badRequest": BAD_REQUEST,
     "timeout": INTERNAL,
     "engineCrashed": INTERNAL,
+    "launcherFailed": USER_ERROR,
     "cancelled": CANCELLED,
     "internal": INTERNAL,
 }

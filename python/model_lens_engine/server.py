@@ -285,6 +285,10 @@ class Server:
 
     def train_start(self, params):
         self._need_trust()
+        if params.get("distributed") is not None:
+            from .distributed.job import start_distributed_run
+
+            return start_distributed_run(self, params)
         from .training.run import start_run
 
         return start_run(self, params)

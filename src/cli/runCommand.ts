@@ -35,6 +35,18 @@ import {
   isFinalState,
   progressText,
 } from '../client/trainingText';
+import {
+  DISTRIBUTED_HELP,
+  DISTRIBUTED_USAGE,
+  DistributedUsageError,
+  checkDistributedFile,
+  formatRanksSummary,
+  ranksText,
+  stopWaitMs,
+  takeDistributedArgs,
+  withRankPrefix,
+} from './distributedRun';
+import type { DistributedLaunch } from '../protocol/messages';
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -45,7 +57,7 @@ export const FINAL_DIAGNOSIS_WAIT_MS = 10_000;
 const BAR_WIDTH_CHARS = 24;
 const DEFAULT_TTY_COLUMNS = 100;
 
-export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]`;
+export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]\n${DISTRIBUTED_USAGE}`;
 
 const RUN_HELP = `Usage:
 ${RUN_USAGE}
@@ -64,6 +76,8 @@ Options:
   --python PATH      Python interpreter for .py files
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  limit for starting the run (import and model build; default 120)
+
+${DISTRIBUTED_HELP}
 
 Exit codes: 0 done, 1 the run failed (the message names file and line), 2 bad usage, 130 stopped with Ctrl-C.`;
 
@@ -86,6 +100,7 @@ export interface RunOptions {
   backend?: string;
   timeoutMs?: number;
   args: string[];
+  distributed?: DistributedLaunch;
 }
 
 /** Splits `run` arguments at the first `--`: before are ours, after go to the script untouched. */
@@ -122,7 +137,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
   if (p.state === 'starting' && p.step === 0) return 'starting…';
-  const text = progressText(p, loss);
+  const text = progressText(p, loss) + ranksText(p);
   let bar = '';
   if (p.totalSteps) {
     const frac = Math.max(0, Math.min(1, p.step / p.totalSteps));
@@ -175,6 +190,7 @@ export function formatRunSummary(r: RunRecord): string {
         `  per step: data ${b.dataMs.toFixed(2)} ms, forward ${b.forwardMs.toFixed(2)} ms, backward ${b.backwardMs.toFixed(2)} ms, optimizer ${b.optimizerMs.toFixed(2)} ms, other ${b.otherMs.toFixed(2)} ms`,
       );
     }
+    lines.push(...formatRanksSummary(d, p));
     if (!d.findings.length) lines.push('  no findings');
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
@@ -216,7 +232,7 @@ class ProgressDisplay {
       this.shown = true;
     } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastPlainAt = Date.now();
-      this.stream.write(`progress: ${progressText(p, loss)}\n`);
+      this.stream.write(`progress: ${progressText(p, loss)}${ranksText(p)}\n`);
     }
   }
 
@@ -237,9 +253,14 @@ class ProgressDisplay {
 export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
   let opts: RunOptions | 'help';
   try {
-    opts = parseRunArgs(argv);
+    const taken = takeDistributedArgs(argv);
+    opts = parseRunArgs(taken.argv);
+    if (opts !== 'help') {
+      checkDistributedFile(opts.file, taken.distributed);
+      opts.distributed = taken.distributed;
+    }
   } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
+    if (!(err instanceof UsageError) && !(err instanceof DistributedUsageError)) throw err;
     process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
     return EXIT_USAGE;
   }
@@ -273,6 +294,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   let settle: (() => void) | undefined;
   const ended = new Promise<void>((resolve) => (settle = resolve));
   let diagnosisFinal = false;
+  const rankLineStart = new Map<number, boolean>();
 
   // Signals are handled from the start: Ctrl-C during `import torch` must not orphan the engine.
   const onSignal = (): void => {
@@ -307,7 +329,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     client.onNotification(outputNotification, (o) => {
       if (o.runId && record.runId && o.runId !== record.runId) return;
-      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, o.text);
+      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, withRankPrefix(o, rankLineStart));
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
@@ -338,7 +360,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     const start = client.request(
       trainStartRequest,
-      { file, model: opts.model, args: opts.args, epochs: opts.epochs },
+      { file, model: opts.model, args: opts.args, epochs: opts.epochs, distributed: opts.distributed },
       { timeoutMs: opts.timeoutMs },
     );
     const raced = await Promise.race([start, ended.then(() => null)]);
@@ -347,7 +369,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       const late = await Promise.race([start.catch(() => null), delay(STOP_WAIT_MS).then(() => null)]);
       if (late) {
         record.runId = late.runId;
-        await stopRun(engine, late.runId);
+        await stopRun(engine, late.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       }
       return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
@@ -357,7 +379,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     await Promise.race([ended, engineGone]);
     if (interrupted && !isFinalState(record.state)) {
-      await stopRun(engine, started.runId);
+      await stopRun(engine, started.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
@@ -372,9 +394,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   }
 }
 
-async function stopRun(client: EngineClient, runId: string): Promise<void> {
+async function stopRun(client: EngineClient, runId: string, waitMs = STOP_WAIT_MS): Promise<void> {
   try {
-    await Promise.race([client.request(trainStopRequest, { runId }), delay(STOP_WAIT_MS)]);
+    await Promise.race([client.request(trainStopRequest, { runId }), delay(waitMs)]);
   } catch {
     // The engine is shut down right after; a failed stop changes nothing for the user.
   }

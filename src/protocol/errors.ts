@@ -44,6 +44,8 @@ export const ENGINE_ERROR_KINDS = [
   'badRequest',
   'timeout',
   'engineCrashed',
+  /** torch.distributed.run failed before every rank reported (a bad launcher option, a rendezvous timeout). */
+  'launcherFailed',
   'cancelled',
   'internal',
 ] as const;
@@ -64,6 +66,8 @@ export interface EngineErrorData {
   userStack?: SourceLocation[];
   /** A single actionable hint. */
   hint?: string;
+  /** Distributed runs: the rank whose failure ended the job. */
+  rank?: number;
 }
 
 /**
@@ -90,6 +94,7 @@ export const ERROR_CODE_OF_KIND: Record<EngineErrorKind, ErrorCode> = {
   badRequest: ErrorCodes.badRequest,
   timeout: ErrorCodes.internal,
   engineCrashed: ErrorCodes.internal,
+  launcherFailed: ErrorCodes.userError,
   cancelled: ErrorCodes.cancelled,
   internal: ErrorCodes.internal,
 };

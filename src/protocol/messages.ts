@@ -275,6 +275,33 @@ export interface TrainStartParams {
   histogramEverySteps?: number;
   /** ...but no sooner than this after the previous one (DEFAULT_HISTOGRAM_MIN_INTERVAL_MS), so tiny fast models stay cheap. */
   histogramMinIntervalMs?: number;
+  /** pytorch: run the script on every rank of a torch.distributed.run job instead of once. */
+  distributed?: DistributedLaunch;
+}
+
+/** How torch.distributed.run (`torchrun`) launches a distributed run. */
+export interface DistributedLaunch {
+  /** `--nproc_per_node`. */
+  nprocPerNode?: number;
+  /** Any other launcher options, as typed after `torchrun` (`--nnodes 2 --rdzv-endpoint ...`). */
+  launcherArgs?: string[];
+}
+
+/** One rank's line in a distributed run's progress. */
+export interface RankProgress {
+  rank: number;
+  state: TrainProgress['state'];
+  step: number;
+  /** The rank's latest loss. */
+  loss: number | null;
+  stepMs?: number;
+}
+
+/** The loss over ranks at the latest step every rank reported a loss for. */
+export interface LossSpread {
+  step: number;
+  min: number;
+  max: number;
 }
 
 export interface TrainStartResult {
@@ -313,6 +340,10 @@ export interface TrainProgress extends TrainProgressStats {
   modelId?: string;
   error?: EngineErrorData & { message: string };
   warnings?: string[];
+  /** Distributed runs: step, loss etc. above are rank 0's; every rank's are here. */
+  ranks?: RankProgress[];
+  worldSize?: number | null;
+  lossSpread?: LossSpread;
 }
 
 /** Throttled progress of a training run. */
@@ -392,6 +423,36 @@ export interface TrainDiagnosis {
   syncs: SyncPoint[];
   breakdown: StepBreakdown | null;
   findings: DiagnosisFinding[];
+  /** Distributed runs: the figures above are rank 0's; every rank's are here. */
+  ranks?: RankDiagnosis[];
+}
+
+/** Time one rank spent in one collective at one source line. */
+export interface CollectiveSite {
+  /** The torch.distributed op: `all_reduce` (DDP's gradient buckets included), `broadcast`, `barrier`, ... */
+  op: string;
+  count: number;
+  /** From call to completion, over the whole run. */
+  totalMs: number;
+  /** Per step, after the first step. */
+  msPerStep: number;
+  /** The user's line (for DDP's gradient all-reduce, the `backward()` call). */
+  source?: SourceLocation;
+}
+
+export interface RankDiagnosis {
+  rank: number;
+  state: TrainProgress['state'];
+  steps: number;
+  stepMs: number | null;
+  breakdown: StepBreakdown | null;
+  /** Time per step in collectives (all sites), after the first step. */
+  waitMsPerStep: number;
+  collectives: CollectiveSite[];
+  host?: string;
+  pid?: number;
+  localRank?: number;
+  groupRank?: number;
 }
 
 /** Diagnosis of a run so far (also sent as `train/diagnosis` when the run ends). */
@@ -402,6 +463,8 @@ export const trainDiagnosisNotification = new NotificationType<TrainDiagnosis>('
 
 export interface OutputEvent {
   runId?: string;
+  /** Distributed runs: the rank that printed it. */
+  rank?: number;
   stream: 'stdout' | 'stderr';
   text: string;
 }

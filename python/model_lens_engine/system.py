@@ -7,6 +7,8 @@ import platform
 import re
 import warnings
 
+from .protocol_types import TorchDevice, TorchInfo
+
 MIB = 1024 * 1024
 
 
@@ -140,7 +142,7 @@ def _cuda_unavailable_reason(torch, cuda_build, hip_build, caught):
     return "torch.cuda.is_available() is False: no NVIDIA driver or device that this torch can use"
 
 
-def torch_info():
+def torch_info() -> "TorchInfo":
     """torch's own view, as `python -c "import torch; print(torch.cuda.is_available())"` gives it.
     Reads allocator figures only: it never initialises CUDA itself."""
     import torch
@@ -150,7 +152,7 @@ def torch_info():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         available = bool(_try(torch.cuda.is_available, False))
-    out = {
+    out: TorchInfo = {
         "version": torch.__version__,
         "cudaBuild": cuda_build,
         "cudaAvailable": available,
@@ -173,7 +175,7 @@ def torch_info():
     for i in range(count):
         props = _try(torch.cuda.get_device_properties, None, i)
         known = props is not None
-        device = {
+        device: TorchDevice = {
             "index": i,
             "name": props.name if known else _try(torch.cuda.get_device_name, None, i),
             "totalBytes": props.total_memory if known else None,

@@ -167,3 +167,27 @@ class TrainProgress(_TrainProgressOptional):
     stepsPerSec: Optional[float]
     etaSec: Optional[float]
     loss: List[List[float]]
+
+
+class TorchDevice(TypedDict):
+    index: int
+    name: Optional[str]
+    totalBytes: Optional[int]
+    computeCapability: Optional[str]
+    allocatedBytes: int
+    reservedBytes: int
+
+
+class _TorchInfoOptional(TypedDict, total=False):
+    hipBuild: Optional[str]
+    cudnnVersion: Optional[int]
+    cudaInitialized: bool
+    cudaUnavailableReason: str
+
+
+class TorchInfo(_TorchInfoOptional):
+    version: str
+    cudaBuild: Optional[str]
+    cudaAvailable: bool
+    deviceCount: int
+    devices: List[TorchDevice]

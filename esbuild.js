@@ -1,5 +1,7 @@
 // Bundles the extension, the engine process, the CLI and the webviews into dist/.
-// `node esbuild.js --watch` rebuilds on change; `--production` minifies.
+// `node esbuild.js --watch` rebuilds on change; `--production` minifies. The one build
+// configuration: tests that bundle the engine themselves take engineBuild() and copyWasm() from
+// here.
 const esbuild = require('esbuild');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -19,6 +21,7 @@ const nodeExternals = [
 ];
 
 const common = {
+  absWorkingDir: root,
   bundle: true,
   sourcemap: production ? false : 'linked',
   minify: production,
@@ -76,7 +79,16 @@ async function main() {
   await Promise.all(active.map((b) => esbuild.build(b)));
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+/** The engine process's bundle alone (dist/engine.js), as the full build makes it. */
+function engineBuild() {
+  return { ...builds[0], entryPoints: { engine: builds[0].entryPoints.engine } };
+}
+
+module.exports = { engineBuild, copyWasm };
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

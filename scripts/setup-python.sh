@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Makes the two Python environments the tests run the PyTorch engine under, in .cache/venvs/:
 #   torch2  torch 2.13.0 (CPU build, pip's copy on this machine) + the test oracles from PyPI
-#           (torchinfo, transformers, accelerate), on the `python3` first on PATH (3.11)
+#           (torchinfo, transformers, accelerate) + the Python dev tools scripts/lint.js runs
+#           (ruff, mypy), on the `python3` first on PATH (3.11)
 #   torch1  Debian's torch 1.13 + torchvision 0.14 (python3-torch, for /usr/bin/python3) with
 #           torchinfo added, through a venv that sees the system packages
 #   vision2 torch 2.14.1 + torchvision 0.29.1 + torchinfo: the torchvision model zoo on a torch 2.x
@@ -17,7 +18,7 @@ set -euo pipefail
 
 TORCH2_PINS=(torch==2.13.0)
 VISION2_PINS=(torch==2.14.1 torchvision==0.29.1)
-ORACLE_PINS=(torchinfo==1.8.0 transformers==5.25.0 accelerate==1.16.0)
+ORACLE_PINS=(torchinfo==1.8.0 transformers==5.25.0 accelerate==1.16.0 ruff==0.17.6 mypy==2.4.1)
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venvs="${MODEL_LENS_VENVS:-$repo_root/.cache/venvs}"
@@ -28,9 +29,9 @@ make_torch2() {
   stamp="${stamp// /_}"
   [ -f "$stamp" ] && return 0
   local py="${MODEL_LENS_TORCH2_BASE_PYTHON:-python3}"
-  log "torch2: $py -m venv $dir; pip install ${TORCH2_PINS[*]}, then ${ORACLE_PINS[*]}"
-  rm -rf "$dir"
-  "$py" -m venv "$dir"
+  log "torch2: venv $dir (made with $py if missing); pip install ${TORCH2_PINS[*]}, then ${ORACLE_PINS[*]}"
+  # An existing venv is topped up, not rebuilt: pip leaves what is already at its pin alone.
+  [ -x "$dir/bin/pip" ] || "$py" -m venv "$dir"
   "$dir/bin/pip" install -q --disable-pip-version-check "${TORCH2_PINS[@]}"
   "$dir/bin/pip" install -q --disable-pip-version-check "${TORCH2_PINS[@]}" "${ORACLE_PINS[@]}"
   "$dir/bin/python" -c 'import torch, torchinfo, transformers; print("torch", torch.__version__)' >&2

@@ -86,7 +86,6 @@ class LoadedModel:
         self.scope = None
         self.device = None
         self.last_outputs = {}
-        self.last_inputs = []
         self.wrapper = None
         self.meta = False
 

@@ -12,6 +12,7 @@ import time
 import traceback
 
 from . import ENGINE_VERSION, PROTOCOL_VERSION
+from . import protocol as P
 from .errors import (
     CANCELLED,
     ENVIRONMENT,
@@ -27,7 +28,7 @@ from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
-RUN_BUSY_METHODS = ("model/summary", "model/forward", "profile/run", "tensor/inspect")
+RUN_BUSY_METHODS = (P.MODEL_SUMMARY, P.MODEL_FORWARD, P.PROFILE_RUN, P.TENSOR_INSPECT)
 
 
 def _major(v):
@@ -50,26 +51,26 @@ class Server:
         self.running = True
         self.run = None
         self.handlers = {
-            "engine/initialize": self.initialize,
-            "engine/shutdown": self.shutdown,
-            "model/load": self.model_load,
-            "model/tree": self.model_tree,
-            "model/summary": self.model_summary,
-            "model/forward": self.model_forward,
-            "tensor/inspect": self.tensor_inspect,
-            "profile/run": self.profile_run,
-            "hook/attach": self.hook_attach,
-            "hook/detach": self.hook_detach,
-            "train/start": self.train_start,
-            "train/stop": self.train_stop,
-            "train/diagnose": self.train_diagnose,
-            "system/info": self.system_info,
+            P.ENGINE_INITIALIZE: self.initialize,
+            P.ENGINE_SHUTDOWN: self.shutdown,
+            P.MODEL_LOAD: self.model_load,
+            P.MODEL_TREE: self.model_tree,
+            P.MODEL_SUMMARY: self.model_summary,
+            P.MODEL_FORWARD: self.model_forward,
+            P.TENSOR_INSPECT: self.tensor_inspect,
+            P.PROFILE_RUN: self.profile_run,
+            P.HOOK_ATTACH: self.hook_attach,
+            P.HOOK_DETACH: self.hook_detach,
+            P.TRAIN_START: self.train_start,
+            P.TRAIN_STOP: self.train_stop,
+            P.TRAIN_DIAGNOSE: self.train_diagnose,
+            P.SYSTEM_INFO: self.system_info,
         }
 
     # ---- plumbing ------------------------------------------------------------------------
 
     def log(self, level, message):
-        self.conn.notify("log", {"level": level, "message": message})
+        self.conn.notify(P.LOG, {"level": level, "message": message})
 
     def serve(self):
         while self.running:
@@ -108,7 +109,7 @@ class Server:
             return
         if params is None:
             params = {}
-        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == "model/load" or (
+        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == P.MODEL_LOAD or (
                 method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
             # model/load would change the running script's working directory.
             what = self.run.lm.name if self.run.lm is not None else "the engine"
@@ -137,7 +138,7 @@ class Server:
         finally:
             self.current_id = None
             self.conn.forget(rid)
-        if method == "engine/shutdown":
+        if method == P.ENGINE_SHUTDOWN:
             self.running = False
 
     def check_cancel(self):
@@ -176,7 +177,7 @@ class Server:
         runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
         capabilities = {
             "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
-            "hooks": ["forward", "forwardPre", "backward"], "train": True, "strides": "real",
+            "hooks": list(P.HOOK_KINDS), "rootHooks": True, "train": True, "histograms": True, "strides": "real",
             "backwardTimings": True,
         }
         if self.torch_error:
@@ -185,7 +186,8 @@ class Server:
                 "kind": "pytorch", "version": ENGINE_VERSION, "runtimes": runtimes, "backend": "none",
                 "backendNotes": ["torch cannot be imported: %s" % self.torch_error], "device": "none",
                 "capabilities": dict(capabilities, tree=False, summary=False, tensorInspect=False, profile=False,
-                                     trace=False, hooks=[], backwardTimings=False),
+                                     trace=False, hooks=[], rootHooks=False, histograms=False,
+                                     backwardTimings=False),
                 "pid": os.getpid(), "executable": sys.executable}}
         import torch
 
@@ -234,12 +236,12 @@ class Server:
 
     def train_start(self, params):
         self._need_trust()
-        from .run_mode import start_run
+        from .training.run import start_run
 
         return start_run(self, params)
 
     def train_stop(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         run = find_run(self, params)
         if not run.active():
@@ -250,7 +252,7 @@ class Server:
         return {"stopped": True}
 
     def train_diagnose(self, params):
-        from .run_mode import find_run
+        from .training.run import find_run
 
         return find_run(self, params).diagnosis()
 

@@ -267,13 +267,14 @@ def run_summary(lm, inputs, input_specs, warnings):
             kept["output:"] = ts[0]
 
     lm.last_outputs = kept
-    lm.last_inputs = list(inputs)
     named = named_tensors(lm)
     index = named.index()
     executed = counter.by_module if counter is not None else {}
 
     rows = []
     ran_ids = set(records)
+    leaf_ids = {id(m) for _, m in modules if is_leaf(m)}
+    leaf_macs_of = {mid: r["macs"] for mid, r in records.items() if mid in leaf_ids}
     for path, m in modules:
         mid = id(m)
         leaf = is_leaf(m)
@@ -287,7 +288,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             "outputShape": None,
             "params": c["effective"],
             "trainableParams": c["trainableEffective"],
-            "macs": r["macs"] if r else 0,
+            # A container shows the sum over the leaves below it (src/protocol/types.ts SummaryRow.macs).
+            "macs": (r["macs"] if r else 0) if leaf else sum(
+                leaf_macs_of.get(id(x), 0) for x in m.modules()),
             "paramBytes": c["bytes"],
             "aliases": [],
             "ran": r is not None,
@@ -324,7 +327,6 @@ def run_summary(lm, inputs, input_specs, warnings):
     uniq_bufs = {id(b): b for b in root.buffers()}.values()
     buffer_bytes = sum(b.numel() * b.element_size() for b in uniq_bufs)
     input_bytes = sum(t.numel() * t.element_size() for t in inputs)
-    leaf_ids = {id(m) for _, m in modules if is_leaf(m)}
     fb = sum(r["fbBytes"] for mid, r in records.items() if mid in leaf_ids)
     macs = sum(r["macs"] for mid, r in records.items() if mid in leaf_ids)
     totals = {

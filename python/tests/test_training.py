@@ -181,7 +181,8 @@ class TrainingTest(unittest.TestCase):
     def test_histogram_rows_non_finite_and_sampled(self):
         import torch
 
-        from model_lens_engine.run_mode import HISTOGRAM_SAMPLE_ELEMENTS, _summary, _summary_rows, _tolist
+        from model_lens_engine.training.histograms import (
+            HISTOGRAM_SAMPLE_ELEMENTS, _tolist, summary as _summary, summary_rows as _summary_rows)
 
         ts = [torch.tensor([1.0, float("nan"), float("inf"), 0.0]), torch.arange(100000.0)]
         rows = _tolist(_summary_rows(ts, 3))

@@ -15,14 +15,19 @@ import {
 } from '../protocol/messages';
 import type { InputRequest, TensorInfo } from '../protocol/types';
 import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 
-/** Exit codes promised in the README. */
-export const EXIT_OK = 0;
-export const EXIT_MODEL_FAILED = 1;
-export const EXIT_USAGE = 2;
-const EXIT_INTERRUPTED = 130;
 
 const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
@@ -31,7 +36,7 @@ const USAGE = `Usage:
   model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--json]
   model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
-  model-lens system [--json]
+  model-lens system [--python PATH] [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
 INPUT is [NAME=]SHAPE[:DTYPE]: SHAPE comma- or x-separated, e.g. --input 1,3,224,224; DTYPE
@@ -45,16 +50,14 @@ Options:
   --device meta      inspect: build the model on torch's meta device (torch 2.x): shapes, params
                      and mult-adds with no weight memory (automatic when the weights do not fit)
   --json             machine-readable output on stdout
-  --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
-                     python that can import torch)
+  --python PATH      Python interpreter for .py files and system (default: first of python3,
+                     /usr/bin/python3, python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  per-request limit (default 120)
   --steps N          profile: timed steps (default ${DEFAULT_PROFILE_STEPS})
   --trace OUT.json   profile: write a Chrome trace that Perfetto opens
 
 Exit codes: 0 ok, 1 the model failed (the message names file, line, layer), 2 bad usage.`;
-
-class UsageError extends Error {}
 
 const OPTIONS = {
   model: { type: 'string' },
@@ -137,23 +140,6 @@ function deviceParam(device: string | undefined): { device?: 'meta' } {
   return { device: 'meta' };
 }
 
-function positiveInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
-}
-
-function resolveModelFile(file: string | undefined): string {
-  if (!file) throw new UsageError('missing FILE');
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    // Not a usage error: the user named a file, it just is not there. Same code as a model failure.
-    throw new EngineError(`${file}: no such file`, 0, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
-}
-
 async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
   const client = await EngineClient.start({
     kind: engineKindForFile(file),
@@ -183,7 +169,7 @@ async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) 
 }
 
 function requestTimeout(opts: Options): number | undefined {
-  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout, 0) * 1000;
+  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout) * 1000;
 }
 
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
@@ -222,6 +208,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         type: m.type,
         depth: m.depth,
         params: m.totalParams,
+        ownParams: m.ownParams,
         trainableParams: m.trainableParams,
         outputShape: row?.outputShape ?? null,
         output: outputFacts(row?.output),
@@ -258,7 +245,7 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
 }
 
 async function profileCommand(file: string, opts: Options): Promise<void> {
-  const steps = positiveInt('steps', opts.steps, DEFAULT_PROFILE_STEPS);
+  const steps = opts.steps === undefined ? DEFAULT_PROFILE_STEPS : positiveInt('steps', opts.steps);
   if (opts.mode && opts.mode !== 'forward' && opts.mode !== 'train') {
     throw new UsageError(`--mode ${opts.mode}: expected forward or train`);
   }
@@ -308,7 +295,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'run') return runCommand(argv.slice(1), cliVersion());
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = asUsageError(() => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }));
   } catch (err) {
     process.stderr.write(`model-lens: ${(err as Error).message}\n\n${USAGE}\n`);
     return EXIT_USAGE;
@@ -334,7 +321,7 @@ export async function main(argv: string[]): Promise<number> {
         await profileCommand(resolveModelFile(rest[0]), opts);
         return EXIT_OK;
       case 'system':
-        await systemCommand(opts.json);
+        await systemCommand({ json: opts.json, python: opts.python });
         return EXIT_OK;
       default:
         throw new UsageError(`unknown command ${command}`);
@@ -346,10 +333,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return EXIT_MODEL_FAILED;
+      return EXIT_FAILED;
     }
     process.stderr.write(`model-lens: internal error: ${(err as Error).stack ?? err}\n`);
-    return EXIT_MODEL_FAILED;
+    return EXIT_FAILED;
   }
 }
 
@@ -361,7 +348,7 @@ export function run(): void {
     },
     (err) => {
       process.stderr.write(`model-lens: ${err}\n`);
-      process.exitCode = EXIT_MODEL_FAILED;
+      process.exitCode = EXIT_FAILED;
     },
   );
 }

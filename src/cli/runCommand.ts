@@ -1,6 +1,5 @@
 // `model-lens run FILE`: runs a training script (PyTorch `__main__`, or a TF.js file's `train`
 // export) in its engine with live progress, Ctrl-C to stop, and a summary with the diagnosis.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EngineClient, EngineError, engineKindForFile } from '../client/engineClient';
@@ -16,13 +15,19 @@ import {
   type TrainProgress,
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
+import { describeExit } from '../shared/processExit';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
+import { RunRecord } from '../client/runRecord';
 import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
-
-export const RUN_EXIT_DONE = 0;
-export const RUN_EXIT_FAILED = 1;
-export const RUN_EXIT_USAGE = 2;
-/** 128 + SIGINT, what a shell reports for a program stopped with Ctrl-C. */
-export const RUN_EXIT_INTERRUPTED = 130;
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -63,8 +68,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsConfig['options'];
 
-class RunUsageError extends Error {}
-
 export interface RunOptions {
   file: string;
   epochs?: number;
@@ -81,16 +84,12 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   const dashes = argv.indexOf('--');
   const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
   const scriptArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
-  let parsed;
-  try {
-    parsed = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new RunUsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = asUsageError(() =>
+    parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true }),
+  );
   if (values.help) return 'help';
-  if (positionals.length === 0) throw new RunUsageError('missing FILE');
-  if (positionals.length > 1) throw new RunUsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (positionals.length === 0) throw new UsageError('missing FILE');
+  if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
   return {
     file: positionals[0],
     epochs: values.epochs === undefined ? undefined : positiveInt('epochs', values.epochs),
@@ -103,67 +102,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   };
 }
 
-function positiveInt(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new RunUsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
-}
-
-// ---- what a run looked like -------------------------------------------------------------------
-
-/** Everything the progress notifications said about one run, folded. */
-export class RunRecord {
-  runId: string | undefined;
-  last: TrainProgress | undefined;
-  /** Every loss point the engine sent, in step order. */
-  readonly loss: [number, number][] = [];
-  diagnosis: TrainDiagnosis | undefined;
-  readonly warnings: string[] = [];
-  readonly startedAt = Date.now();
-  endedAt: number | undefined;
-
-  add(p: TrainProgress): void {
-    this.last = p;
-    for (const point of p.loss) {
-      const prev = this.loss[this.loss.length - 1];
-      // Sampled batches can repeat the last point of the previous one; keep each step once.
-      if (!prev || point[0] > prev[0]) this.loss.push(point);
-    }
-    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
-    if (isFinalState(p.state)) this.endedAt ??= Date.now();
-  }
-
-  get state(): TrainProgress['state'] {
-    return this.last?.state ?? 'starting';
-  }
-
-  get seconds(): number {
-    return ((this.endedAt ?? Date.now()) - this.startedAt) / 1000;
-  }
-
-  get finalLoss(): number | null {
-    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
-  }
-
-  json(): object {
-    return {
-      runId: this.runId ?? null,
-      state: this.state,
-      steps: this.last?.step ?? 0,
-      epochs: this.last?.epoch ?? null,
-      totalEpochs: this.last?.totalEpochs ?? null,
-      seconds: Number(this.seconds.toFixed(3)),
-      loss: this.loss,
-      diagnosis: this.diagnosis ?? null,
-      ...(this.last?.error ? { error: this.last.error } : {}),
-      warnings: this.warnings,
-    };
-  }
-}
-
-
 // ---- text ------------------------------------------------------------------------------------
-
 
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
@@ -254,39 +193,31 @@ class ProgressDisplay {
   }
 }
 
-function resolveFile(file: string): string {
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    throw new EngineError(`${file}: no such file`, ErrorCodes.userError, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
-}
-
 /** Entry from main.ts: `argv` is everything after `run`. Returns the exit code. */
 export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
   let opts: RunOptions | 'help';
   try {
     opts = parseRunArgs(argv);
   } catch (err) {
-    if (!(err instanceof RunUsageError)) throw err;
+    if (!(err instanceof UsageError)) throw err;
     process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
-    return RUN_EXIT_USAGE;
+    return EXIT_USAGE;
   }
   if (opts === 'help') {
     process.stdout.write(`${RUN_HELP}\n`);
-    return RUN_EXIT_DONE;
+    return EXIT_OK;
   }
   try {
-    const code = await runTraining(resolveFile(opts.file), opts, clientVersion);
+    const code = await runTraining(resolveModelFile(opts.file), opts, clientVersion);
     // Ctrl-C means now: the engine is already shut down and everything is written (stdout and
     // stderr are synchronous on Linux), but the client's kill-grace timer would keep the
     // process alive for another 1.5 s.
-    if (code === RUN_EXIT_INTERRUPTED) process.exit(code);
+    if (code === EXIT_INTERRUPTED) process.exit(code);
     return code;
   } catch (err) {
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return RUN_EXIT_FAILED;
+      return EXIT_FAILED;
     }
     throw err;
   }
@@ -307,7 +238,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   const onSignal = (): void => {
     if (interrupted) {
       // A second Ctrl-C: stop waiting for a clean stop.
-      void client?.kill('disposed').finally(() => process.exit(RUN_EXIT_INTERRUPTED));
+      void client?.kill('disposed').finally(() => process.exit(EXIT_INTERRUPTED));
       return;
     }
     interrupted = true;
@@ -328,7 +259,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       clientName: 'model-lens-cli',
       clientVersion,
     });
-    if (interrupted) return await finish(client, record, opts, RUN_EXIT_INTERRUPTED);
+    if (interrupted) return await finish(client, record, opts, EXIT_INTERRUPTED);
     for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
     const engine = client;
 
@@ -338,7 +269,6 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
-      if (record.runId && p.runId !== record.runId) return;
       record.add(p);
       if (isFinalState(p.state)) {
         display.clear();
@@ -348,13 +278,12 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       }
     });
     client.onNotification(trainDiagnosisNotification, (d) => {
-      if (record.runId && d.runId !== record.runId) return;
-      record.diagnosis = d;
+      record.setDiagnosis(d);
       if (isFinalState(record.state)) diagnosisFinal = true;
     });
     const engineGone = new Promise<never>((_, reject) =>
       engine.onExit((e) => {
-        const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+        const how = describeExit(e);
         const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
         reject(
           new EngineError(`The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`, ErrorCodes.internal, {
@@ -378,7 +307,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
         record.runId = late.runId;
         await stopRun(engine, late.runId);
       }
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // A run that fails at once can report its end before train/start's response arrives.
     const started = raced ?? (await start);
@@ -387,12 +316,12 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     await Promise.race([ended, engineGone]);
     if (interrupted && !isFinalState(record.state)) {
       await stopRun(engine, started.runId);
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
     if (!diagnosisFinal) record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
-    const code = record.state === 'done' ? RUN_EXIT_DONE : RUN_EXIT_FAILED;
-    return await finish(engine, record, opts, interrupted ? RUN_EXIT_INTERRUPTED : code);
+    const code = record.state === 'done' ? EXIT_OK : EXIT_FAILED;
+    return await finish(engine, record, opts, interrupted ? EXIT_INTERRUPTED : code);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

@@ -89,6 +89,7 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     ...(t.storedParams !== undefined ? [`Stored params (pruned weights before their masks): ${formatCount(t.storedParams)}`] : []),
     `Trainable params: ${formatCount(t.trainableParams)}`,
     `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
+    ...(t.frameworkCounts ? [`(${t.frameworkCounts.note})`] : []),
     formatMacs(t.macs),
     ...executedLines(t),
     rule,

@@ -4,6 +4,7 @@ import { NotificationType, RequestType, RequestType0 } from 'vscode-jsonrpc';
 import type {
   BufferInfo,
   CpuInfo,
+  DType,
   EngineInfo,
   GpuInfo,
   Histogram,
@@ -11,6 +12,7 @@ import type {
   InputRequest,
   InputSpec,
   MemoryInfo,
+  TorchInfo,
   ModelCandidate,
   ModuleNode,
   ModuleTiming,
@@ -60,6 +62,8 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
+  /** One dtype per model input (`--input 1,100:int32`); null or omitted: the model's own. */
+  inputDtypes?: (DType | null)[];
   /** Inputs with dtype and keyword name; wins over `inputShapes` (PyTorch engine). */
   inputs?: InputRequest[];
   /**
@@ -86,7 +90,13 @@ export interface ModelLoadResult {
   meta?: boolean;
 }
 
-/** Import (never run as `__main__`) a model file and build the chosen model. */
+/**
+ * Import (never run as `__main__`) a model file and build the chosen model. Loading never runs
+ * the model's forward: it rejects only inputs that contradict what the model declares (the number
+ * of inputs, their rank). An input shape that does not fit a layer fails the first request that
+ * runs the model (model/summary, model/forward, profile/run) with kind `shapeMismatch`, naming
+ * the layer in `layer`; the loaded model stays usable with other shapes.
+ */
 export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
 
 export interface ModelRef {
@@ -106,6 +116,8 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
+  /** Overrides the load-time input dtypes for this summary (null: keep). */
+  inputDtypes?: (DType | null)[];
   /** Overrides the load-time inputs with dtype and keyword name (PyTorch engine). */
   inputs?: InputRequest[];
 }
@@ -205,7 +217,10 @@ export interface HookAttachResult {
   hookId: string;
 }
 
-/** Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call. */
+/**
+ * Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call.
+ * The root ("") only where `capabilities.rootHooks`; elsewhere it fails with kind `unsupported`.
+ */
 export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
 
 export interface HookDetachParams {
@@ -255,14 +270,14 @@ export interface TrainStartParams {
   args?: string[];
   /** tfjs: override epochs of the `train` export / fit. */
   epochs?: number;
-  /** Send `train/histograms` after every N-th optimizer step and at the end; 0 disables. */
+  /**
+   * Send `train/histograms` after every N-th optimizer step and at the end; 0 disables
+   * (default DEFAULT_HISTOGRAM_EVERY_STEPS). Only engines with `capabilities.histograms` send them.
+   */
   histogramEverySteps?: number;
-  /** ...but no sooner than this after the previous one (default 2000 ms), so tiny fast models stay cheap. */
+  /** ...but no sooner than this after the previous one (DEFAULT_HISTOGRAM_MIN_INTERVAL_MS), so tiny fast models stay cheap. */
   histogramMinIntervalMs?: number;
 }
-
-/** Default of `TrainStartParams.histogramEverySteps`. */
-export const DEFAULT_HISTOGRAM_EVERY_STEPS = 100;
 
 export interface TrainStartResult {
   runId: string;
@@ -275,8 +290,15 @@ export interface TrainStopParams {
   runId: string;
 }
 
-/** Stop a run; the response comes when it has stopped. */
-export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
+export interface TrainStopResult {
+  stopped: boolean;
+}
+
+/**
+ * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
+ * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
+ */
+export const trainStopRequest = new RequestType<TrainStopParams, TrainStopResult, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {
   runId: string;
@@ -395,6 +417,8 @@ export interface SystemInfoResult {
   /** Why `gpus` is empty (no driver, nvidia-smi failing), when it is. */
   gpuError?: string;
   memory: MemoryInfo;
+  /** PyTorch engine: torch's own view of CUDA (version, build, is_available, devices). */
+  torch?: TorchInfo;
 }
 
 /** Facts about the engine's machine and its own memory use. */

@@ -21,7 +21,10 @@ export interface RuntimeVersion {
   version: string;
 }
 
-export type HookKind = 'forward' | 'forwardPre' | 'backward';
+/** Every hook kind, in the order a UI lists them. */
+export const HOOK_KINDS = ['forward', 'forwardPre', 'backward'] as const;
+
+export type HookKind = (typeof HOOK_KINDS)[number];
 
 export interface EngineCapabilities {
   tree: boolean;
@@ -31,7 +34,14 @@ export interface EngineCapabilities {
   /** Writes a Chrome trace (`{"traceEvents": [...]}`) when `profile/run` gets `traceFile`. */
   trace: boolean;
   hooks: HookKind[];
+  /**
+   * Hooks can be attached to the root module (path ""). False where the framework never calls
+   * the root's own forward (TF.js predict and fit); hook/attach on "" then fails `unsupported`.
+   */
+  rootHooks: boolean;
   train: boolean;
+  /** A training run sends `train/histograms` (weights and gradients) when asked to. */
+  histograms: boolean;
   /**
    * `real`: strides and storage offsets are the framework's own (PyTorch).
    * `rowMajor`: the framework has no strides; they are the row-major strides of a contiguous
@@ -242,8 +252,18 @@ export interface SummaryRow {
   output?: TensorInfo;
   /** Own-or-total following torchinfo: totals for containers, own for leaves. */
   params: number;
+  /** Parameters of this module alone and of its whole subtree (both, for every row). */
+  ownParams?: number;
+  totalParams?: number;
   trainableParams: number;
-  /** Multiply-accumulates by torchinfo's rule for leaf layers; 0 where it has none. */
+  /**
+   * Multiply-accumulates of one forward pass, every call counted. A leaf follows torchinfo 1.8's
+   * rule: Conv — (weight + bias elements) × batch × output positions; Linear/Dense — (weight +
+   * bias elements) × every output dim but the last; any other layer with parameters (BatchNorm,
+   * LayerNorm, Embedding...) — its parameters × batch; a leaf without parameters — 0. A container
+   * shows the sum over the leaves below it, as `params` does (and as torchinfo prints a container
+   * at its max depth), so the root's row equals `SummaryTotals.macs`.
+   */
   macs: number;
   paramBytes: number;
   aliases: string[];
@@ -270,7 +290,16 @@ export interface SummaryTotals {
   inputBytes: number;
   /** torchinfo "Forward/backward pass size": output bytes of leaves with parameters, ×2. */
   forwardBackwardBytes: number;
+  /**
+   * torchinfo's "Estimated Total Size": inputBytes + forwardBackwardBytes + paramBytes. Buffers
+   * are not in it (torchinfo leaves them out too); they are reported in `bufferBytes`.
+   */
   totalBytes: number;
+  /**
+   * The framework's own count where it differs from ours (tfjs's countParams() includes the
+   * BatchNorm moving statistics we list as buffers), with the sentence that says so.
+   */
+  frameworkCounts?: FrameworkCounts;
   /** Every output tensor of every leaf call, once (parameter-free layers too). */
   leafOutputBytes?: number;
   /** Multiply-adds of the aten ops that ran (matmul, conv, attention...), beside torchinfo's `macs`. */
@@ -283,6 +312,12 @@ export interface SummaryTotals {
   storedParams?: number;
   /** Packed weights of dynamically quantized layers. */
   packedParams?: number;
+}
+
+export interface FrameworkCounts {
+  params: number;
+  nonTrainableParams: number;
+  note: string;
 }
 
 /** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */
@@ -347,6 +382,38 @@ export interface GpuInfo {
   cudaVersion?: string | null;
   /** MIG mode enabled on this GPU. */
   mig?: boolean;
+}
+
+/** One CUDA device as torch sees it (`torch.cuda.get_device_properties`, allocator figures). */
+export interface TorchDevice {
+  index: number;
+  name: string | null;
+  totalBytes: number | null;
+  computeCapability: string | null;
+  /** `torch.cuda.memory_allocated(i)`: 0 until CUDA is initialised. */
+  allocatedBytes: number;
+  /** `torch.cuda.memory_reserved(i)`: what the caching allocator holds from the driver. */
+  reservedBytes: number;
+}
+
+/** torch's own view of CUDA, next to nvidia-smi's: the first check when "my GPU is not used". */
+export interface TorchInfo {
+  /** `torch.__version__` */
+  version: string;
+  /** `torch.version.cuda`: the CUDA the wheel was built with; null for a CPU-only build. */
+  cudaBuild: string | null;
+  /** `torch.version.hip` on ROCm builds. */
+  hipBuild?: string | null;
+  cudnnVersion?: number | null;
+  /** `torch.cuda.is_available()` */
+  cudaAvailable: boolean;
+  /** `torch.cuda.device_count()` when CUDA is available, else 0. */
+  deviceCount: number;
+  devices: TorchDevice[];
+  /** Whether this engine process has initialised CUDA (a context exists), when available. */
+  cudaInitialized?: boolean;
+  /** Why `cudaAvailable` is false: a CPU-only build, or torch's own warning about the driver. */
+  cudaUnavailableReason?: string;
 }
 
 export interface TrainProgressStats {

@@ -173,7 +173,7 @@ export function mapStackText(stack: string): string {
 
 const SHAPE_RE = /expected (\S+) to have shape \[([^\]]*)\] but got array with shape \[([^\]]*)\]/;
 /** Shape errors as tfjs words them (user code's own messages are left as userCodeError). */
-const TFJS_SHAPE_ERROR_RE = /Error when checking|Operands could not be broadcast|Incompatible shapes|must match|shapes? .* and .* (?:must|are)|rank-?\d+ .*expected|expected rank/i;
+const TFJS_SHAPE_ERROR_RE = /Error when checking|does not match the shape of the rest|Operands could not be broadcast|Incompatible shapes|must match|shapes? .* and .* (?:must|are)|rank-?\d+ .*expected|expected rank/i;
 const LAYER_INCOMPATIBLE_RE = /(?:incompatible with layer|Layer) ([\w./-]+)[:,]? (.*)/;
 
 /** Classifies an error thrown by user code or by tfjs while running it. */

@@ -169,6 +169,13 @@ class ModelKindsTest(unittest.TestCase):
         rows = {row["path"]: row for row in s["rows"]}
         self.assertEqual(rows["embed"]["outputShape"], [2, 7, 16])
 
+    def test_input_dtypes_beside_shapes(self):
+        r = self.load("token_model.py", inputShapes=[[2, 5]], inputDtypes=["int32"])
+        self.assertEqual(r["inputs"][0]["dtype"], "int32")
+        with self.assertRaises(RpcError) as cm:
+            self.load("token_model.py", inputShapes=[[2, 5]], inputDtypes=["float32", "int64"])
+        self.assertIn("inputDtypes", str(cm.exception))
+
     def test_example_input_dict_is_keyword_arguments(self):
         r = self.load("kwargs_example_model.py")
         self.assertEqual([(i["name"], i["dtype"]) for i in r["inputs"]],

@@ -158,5 +158,7 @@ if TorchDispatchMode is not None:
         def uncounted_ops(self):
             return [{"name": n, "calls": c} for n, c in sorted(self.uncounted.items(), key=lambda kv: -kv[1])]
 
-else:
-    ExecutedCounter = None
+
+def new_counter():
+    """An ExecutedCounter, or None where torch has no TorchDispatchMode (before 1.13)."""
+    return ExecutedCounter() if TorchDispatchMode is not None else None

@@ -196,7 +196,7 @@ def run_summary(lm, inputs, input_specs, warnings):
     handles = []
     kept = {}
     kept_bytes = [0]
-    counter = flops.ExecutedCounter() if flops.ExecutedCounter is not None else None
+    counter = flops.new_counter()
     grad_on = [False]
 
     def make_hook(mid, leaf):

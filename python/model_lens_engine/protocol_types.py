@@ -90,6 +90,15 @@ class _SummaryRowOptional(TypedDict, total=False):
     ownParams: int
     totalParams: int
     note: str
+    executedMacs: int
+    storedParams: int
+    packedParams: int
+    outputType: str
+
+
+class UncountedOp(TypedDict):
+    name: str
+    calls: int
 
 
 class SummaryRow(_SummaryRowOptional):
@@ -114,6 +123,12 @@ class FrameworkCounts(TypedDict):
 
 class _SummaryTotalsOptional(TypedDict, total=False):
     frameworkCounts: FrameworkCounts
+    leafOutputBytes: int
+    executedMacs: int
+    executedMacsMethod: str
+    uncountedOps: List[UncountedOp]
+    storedParams: int
+    packedParams: int
 
 
 class SummaryTotals(_SummaryTotalsOptional):

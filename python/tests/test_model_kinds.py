@@ -71,7 +71,12 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(nodes["block"]["type"], "MLP")
         self.assertEqual(rows["stem"]["outputShape"], [2, 4])
         self.assertEqual(rows[""]["outputShape"], [2, 3])
+        # Python code calls the scripted block: its own output is seen, not its insides.
+        self.assertEqual(rows["block"]["outputShape"], [2, 3])
+        self.assertTrue(rows["block"]["ran"])
+        self.assertEqual(rows["block"]["executedMacs"], 2 * 4 * 8 + 2 * 8 * 3)
         self.assertIsNone(rows["block.fc1"]["outputShape"])
+        self.assertIn("TorchScript", rows["block.fc1"]["note"])
         self.assertEqual(s["totals"]["params"], 6 * 4 + 4 + 4 * 8 + 8 + 8 * 3 + 3)
 
     def test_lazy_modules_are_materialized_then_counted(self):

@@ -124,6 +124,14 @@ if TorchDispatchMode is not None:
         (`enter`/`leave` from forward pre-hooks and hooks), so a parent includes its children and
         a shared module called twice counts both calls."""
 
+        @classmethod
+        def _should_skip_dynamo(cls):
+            # torch 2.x wraps a mode's __torch_dispatch__ in torch._disable_dynamo unless the
+            # mode opts out like this (its documented example); the wrapper imports torch._dynamo
+            # on the first op, a second of CPU at every start-up. This mode never runs under
+            # torch.compile's tracing (the summary pass is eager), so it has nothing to disable.
+            return False
+
         def __init__(self):
             super().__init__()
             self.stack = []

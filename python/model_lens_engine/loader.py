@@ -286,8 +286,10 @@ def _pick_device(module, engine_device):
 def unwrap(obj):
     """The module a wrapper runs, and what wrapped it: torch.compile's OptimizedModule (found by
     its `_orig_mod`, torch 2.x only) and DataParallel / DistributedDataParallel (`.module`)."""
-    dynamo = getattr(torch, "_dynamo", None)
-    optimized = getattr(getattr(dynamo, "eval_frame", None), "OptimizedModule", None)
+    # Only where torch.compile has run: torch._dynamo is then imported already. Touching
+    # torch._dynamo otherwise imports it, which costs more than a second of start-up.
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    optimized = getattr(eval_frame, "OptimizedModule", None)
     if optimized is not None and isinstance(obj, optimized) and isinstance(getattr(obj, "_orig_mod", None), nn.Module):
         return obj._orig_mod, "torch.compile"
     if isinstance(obj, (nn.DataParallel, nn.parallel.DistributedDataParallel)):

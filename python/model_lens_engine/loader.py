@@ -318,8 +318,10 @@ def materialize_lazy(lm):
     if not has_lazy_params(lm.module):
         return
     if not lm.inputs:
-        lm.warnings.append("%s has lazy modules whose parameters are uninitialized until a forward "
-                           "pass; give an input to count them (they count 0 until then)." % lm.name)
+        note = ("%s has lazy modules whose parameters are uninitialized until a forward pass; give "
+                "an input to count them (they count 0 until then)." % lm.name)
+        if note not in lm.warnings:
+            lm.warnings.append(note)
         return
     from .tree import canonical_paths
 
@@ -485,7 +487,10 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     lm.inputs = tensors or []
     lm.input_specs = specs
     lm.warnings.extend(warns)
-    materialize_lazy(lm)
+    if has_lazy_params(module):
+        # model/load never runs the model: the tree and the summary materialize them.
+        lm.warnings.append("%s has lazy modules: their parameters get their shapes from the first "
+                           "forward pass, which the tree or the summary runs." % lm.name)
     return lm
 
 

@@ -89,6 +89,12 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(s["totals"]["params"], 4 * 27 + 4 + 4 * 5 + 5)
         self.assertEqual(rows["fc"]["outputShape"], [2, 5])
 
+    def test_lazy_modules_summary_first(self):
+        # model/load never runs the model; the summary's own forward pass materializes them.
+        r = self.load("lazy_model.py")
+        s = self.engine.request("model/summary", {"modelId": r["modelId"]})
+        self.assertEqual(s["totals"]["params"], 4 * 27 + 4 + 4 * 5 + 5)
+
     def test_pruned_counts_effective_weights_like_torchinfo(self):
         import torchinfo
 

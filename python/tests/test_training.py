@@ -235,6 +235,22 @@ class TrainingTest(unittest.TestCase):
         final = self.progress(run_id)[-1]
         self.assertEqual(final["state"], "stopped")
 
+    def test_gradients_after_stop_are_those_of_the_last_step(self):
+        # Issue #10: "0 ± 0" gradients after Stop: the snapshot was taken after zero_grad.
+        e = self.engine
+        run_id = e.request("train/start", {"file": IRIS, "args": ["100000000"],
+                                           "histogramEverySteps": 10 ** 9,
+                                           "histogramMinIntervalMs": 0})["runId"]
+        self.wait_for(lambda: any(p["step"] >= 20 for p in self.progress(run_id)))
+        self.assertEqual(e.request("train/stop", {"runId": run_id}), {"stopped": True})
+        final = self.progress(run_id)[-1]
+        self.assertEqual(final["state"], "stopped")
+        hs = [h for h in e.notes("train/histograms") if h["runId"] == run_id]
+        self.assertEqual([h["step"] for h in hs], [final["step"]])
+        for p in hs[0]["params"]:
+            self.assertIn("grad", p, p["name"])
+            self.assertGreater(p["grad"]["stats"]["std"], 0, p["name"])
+
     def test_stop_endless_loop(self):
         e = self.engine
         run_id = self.start(os.path.join(FIXTURES, "train_forever.py"))

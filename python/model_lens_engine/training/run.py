@@ -32,6 +32,10 @@ DIAGNOSIS_INTERVAL_MS = 5000
 # user code may swallow one), and how long it waits before reporting that the run did not stop.
 STOP_RETRY_MS = 50
 STOP_GIVE_UP_S = 10.0
+# A stop first waits this long for the end of an optimizer step, where the gradients of that
+# step still exist (after backward, before the next zero_grad) for the final snapshot; then it
+# lands wherever the script is.
+STOP_AT_STEP_WAIT_MS = 300
 # train/histograms: default step interval (train/start `histogramEverySteps`; 0 disables)...
 DEFAULT_HISTOGRAM_EVERY_STEPS = 100
 # ...and no sooner than this after the previous snapshot (train/start `histogramMinIntervalMs`):
@@ -70,6 +74,8 @@ class TrainingRun:
         self.tid = None
         self.in_user_code = False
         self.stop_requested = False
+        self.stop_anywhere = False  # set once a stop has waited for a step end long enough
+        self._stopped_at_step = False
         self.warnings = []
         self._warned = set()
         self._sent_warnings = 0
@@ -137,7 +143,9 @@ class TrainingRun:
         if self.histogram_every and self.counters.steps and \
                 self._hist_sent_step != self.counters.steps:
             try:
-                self.send_histograms()
+                # Stopped elsewhere than a step end, the gradients may already be zeroed for the
+                # next step: the final snapshot then has the weights only.
+                self.send_histograms(grads=state != "stopped" or self._stopped_at_step)
             except Exception as e:
                 self._log_failure("histograms", e)
         with self.lock:
@@ -178,6 +186,9 @@ class TrainingRun:
 
     def stop(self):
         self.stop_requested = True
+        if self.finished.wait(STOP_AT_STEP_WAIT_MS / 1000.0):
+            return True
+        self.stop_anywhere = True
         deadline = time.monotonic() + STOP_GIVE_UP_S
         while not self.finished.wait(STOP_RETRY_MS / 1000.0):
             with self.lock:
@@ -191,6 +202,19 @@ class TrainingRun:
     def check_stop(self):
         if self.stop_requested and self.in_user_code:
             raise StopRun()
+
+    def stop_at_step(self):
+        """A stop at the end of an optimizer step: the snapshot that goes with it is taken now,
+        while this step's gradients exist."""
+        if not self.in_user_code:
+            return
+        self._stopped_at_step = True
+        if self.histogram_every and self._hist_sent_step != self.counters.steps:
+            try:
+                self.send_histograms()
+            except Exception as e:
+                self._log_failure("histograms", e)
+        raise StopRun()
 
     # ---- outcome ---------------------------------------------------------------------------
 
@@ -315,14 +339,14 @@ class TrainingRun:
         except Exception as e:  # a histogram bug must not end the user's run
             self._log_failure("histograms", e)
 
-    def send_histograms(self):
+    def send_histograms(self, grads=True):
         lm = self.lm
         if lm is None:
             return
         self._hist_sent_step = self.counters.steps
         self.inst.sync_depth += 1  # the engine's own reads are not the user's sync points
         try:
-            msg = histogram_message(lm.module, self.run_id, self.counters.steps)
+            msg = histogram_message(lm.module, self.run_id, self.counters.steps, grads)
         finally:
             self.inst.sync_depth -= 1
         self.conn.notify("train/histograms", msg)

@@ -20,6 +20,7 @@ from .errors import (
     user_fault,
 )
 from .tensors import dtype_name
+from .training.import_guard import ImportGuard
 
 EXAMPLE_INPUT_NAME = "example_input"
 # Spatial size assumed when an input is inferred from a convolution: small enough for a quick
@@ -409,9 +410,10 @@ def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_devi
     os.chdir(folder)
     sys.modules[modname] = user_module
     recorder = CreationRecorder(scope)
+    guard = ImportGuard(scope, path)  # a script that trains at import stops at its backward()
     try:
         with recorder:
-            exec(code, user_module.__dict__)
+            guard.exec(code, user_module.__dict__)
     except BaseException as e:  # noqa: B902 - SystemExit and KeyboardInterrupt from user code too
         sys.modules.pop(modname, None)
         if isinstance(e, KeyboardInterrupt):
@@ -419,7 +421,9 @@ def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_devi
         raise _user_exception(e, scope, "importing %s" % os.path.basename(path))
 
     classes, instances = find_candidates(user_module, modname, tree, path)
+    instances = guard.without_losses(instances)
     defined = _defined_names(user_module, modname)
+    wanted = wanted or guard.trained(instances, user_module.__dict__)
     cand, obj, why = choose(classes, instances, wanted, os.path.basename(path), defined)
     lm = LoadedModel()
     lm.file = path
@@ -431,6 +435,8 @@ def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_devi
     lm.location = cand.get("location")
     if why:
         lm.warnings.append(why[0].upper() + why[1:] + ".")
+    if guard.note:
+        lm.warnings.append(guard.note)
     if cand["kind"] == "class":
         req = cand.get("requiredArgs")
         if req:

@@ -425,6 +425,40 @@ class TrainingTest(unittest.TestCase):
         self.assertIn("reads its own arguments", str(cm.exception))
 
 
+class ModuleLevelTrainingInspectTest(unittest.TestCase):
+    """Issue #10: inspecting scripts that train at module level."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.engine = EngineProcess(cwd=EXAMPLES)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.engine.close()
+
+    def test_loss_modules_are_not_models(self):
+        r = self.engine.request("model/load", {"file": os.path.join(FIXTURES, "model_and_loss.py")})
+        self.assertEqual((r["name"], r["type"]), ("model", "MLP"))
+        self.assertNotIn("criterion", [c["name"] for c in r["candidates"]])
+
+    def test_import_stops_where_training_starts(self):
+        path = os.path.join(EXAMPLES, "iris_module_level.py")
+        r = self.engine.request("model/load", {"file": path})
+        self.assertEqual((r["name"], r["type"]), ("model", "MLP"))
+        note = [w for w in r["warnings"] if "starts training" in w]
+        self.assertEqual(len(note), 1, r["warnings"])
+        self.assertIn("backward() at iris_module_level.py:%d" % line_of(path, "loss.backward()"),
+                      note[0])
+        # The 20,000 epochs did not run: the script's last line never printed.
+        out = "".join(o["text"] for o in self.engine.notes("output"))
+        self.assertNotIn("final loss", out)
+        tree = self.engine.request("model/tree", {"modelId": r["modelId"]})
+        self.assertEqual([m["path"] for m in tree["modules"]], ["", "fc1", "relu", "fc2"])
+        # The engine's own backward works again after the import.
+        fwd = self.engine.request("model/forward", {"modelId": r["modelId"], "backward": True})
+        self.assertEqual(fwd["outputShapes"][0][-1], 3)
+
+
 class UntrustedTrainingTest(unittest.TestCase):
     def test_untrusted_engine_runs_no_script(self):
         e = EngineProcess(cwd=EXAMPLES, trusted=False)

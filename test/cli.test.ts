@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { formatProfile } from '../src/client/textFormat';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'model-lens.js');
@@ -145,5 +146,24 @@ describe('model-lens CLI', () => {
     assert.equal(typeof doc.cpu.model, 'string');
     assert.equal(doc.cpu.arch, os.arch() === 'x64' ? 'x64' : os.arch());
     assert.ok(Array.isArray(doc.gpus));
+  });
+});
+
+describe('profile text (issue #10)', () => {
+  test('train mode tells forward and backward rows of one op apart', () => {
+    const op = (phase: 'forward' | 'backward', shapes: number[][]) => ({
+      name: 'aten::t', calls: 4, totalMs: 0.1, selfMs: 0.1, inputShapes: [shapes], phase,
+    });
+    const text = formatProfile(
+      {
+        ops: [op('forward', [[10, 4]]), op('backward', [[4, 10]])],
+        modules: [], stepMs: 1, steps: 4, method: 'TorchDispatchMode; 1 warm-up step excluded', warnings: [],
+      },
+      10,
+    );
+    assert.match(text, /^Op\s+Phase\s+Calls/m);
+    assert.match(text, /^aten::t\s+forward\s+4\s.*\[10,4\]$/m);
+    assert.match(text, /^aten::t\s+backward\s+4\s.*\[4,10\]$/m);
+    assert.match(text, /1 warm-up step excluded/);
   });
 });

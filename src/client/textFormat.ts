@@ -104,12 +104,16 @@ export function formatProfile(result: ProfileResult, topN: number): string {
   lines.push(`Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`, '');
   const ops = [...result.ops].sort((a, b) => b.selfMs - a.selfMs).slice(0, topN);
   const total = result.ops.reduce((s, o) => s + o.selfMs, 0) || 1;
-  lines.push(pad('Op', 34) + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
+  // train mode runs the same op names forward and backward: a phase column tells them apart.
+  const phases = result.ops.some((o) => o.phase && o.phase !== 'forward');
+  const phaseCol = (o: (typeof ops)[number]): string => (phases ? pad(o.phase ?? '', 10) : '');
+  lines.push(pad('Op', 34) + (phases ? pad('Phase', 10) : '') + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
   lines.push('-'.repeat(WIDE_RULE_CHARS));
   for (const o of ops) {
     const shapes = o.inputShapes[0]?.map((s) => `[${s.join(',')}]`).join(' ') ?? '';
     lines.push(
       pad(o.name, 34) +
+        phaseCol(o) +
         pad(String(o.calls), 8) +
         pad(o.totalMs.toFixed(3), 12) +
         pad(o.selfMs.toFixed(3), 12) +

@@ -23,6 +23,7 @@ from .counters import Counters
 from .diagnosis import diagnose
 from .histograms import histogram_message
 from .instrument import Instrumentation
+from . import terminal
 from .progress import EpochTracker, LossQueue, RateWindow, starting_message
 
 PROGRESS_INTERVAL_MS = 250
@@ -267,8 +268,10 @@ class TrainingRun:
         self._saved = (os.getcwd(), list(sys.argv), sys.stdout, sys.stderr)
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
-        sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
-        sys.stderr = UserOutput(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
+        # Where the CLI shows the output in a terminal, the script writes to one (a pty).
+        out = terminal.PtyOutput if terminal.wanted() else UserOutput
+        sys.stdout = out(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
+        sys.stderr = out(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
         hooks = self.server.hooks
         if hooks is not None:
             self._orig_notify = hooks._notify
@@ -297,7 +300,11 @@ class TrainingRun:
                 s.flush()
             except Exception:
                 pass
+        ours = (sys.stdout, sys.stderr)
         sys.stdout, sys.stderr = out, err
+        for s in ours:
+            if isinstance(s, terminal.PtyOutput):
+                s.close_pty()
         sys.argv = argv
         try:
             sys.path.remove(self.folder)

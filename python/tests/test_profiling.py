@@ -6,6 +6,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from engine_process import EXAMPLES, EngineProcess  # noqa: E402
 
@@ -66,6 +67,25 @@ class ProfileTablesTest(unittest.TestCase):
         for path in ("", "fc1", "fc2"):
             self.assertIsNotNone(back[path], path)
             self.assertGreater(back[path], 0, path)
+
+
+class ContiguityReasonTest(unittest.TestCase):
+    def test_unfold_windows_overlap(self):
+        import torch
+
+        from model_lens_engine.tensors import contiguity
+
+        # Issue #10: unfold's windows were said to have "gaps between its elements".
+        w = torch.arange(10.0).unfold(0, 3, 1)  # 8 windows of 3, each one element on
+        self.assertEqual((list(w.shape), list(w.stride()), w.is_contiguous()), ([8, 3], [1, 1],
+                                                                               False))
+        r = contiguity(list(w.shape), list(w.stride()), w.is_contiguous(), w)
+        self.assertIn("overlapping", r["reason"])
+        self.assertNotIn("gaps", r["reason"])
+        # A real slice with gaps keeps its reason.
+        g = torch.arange(20.0).view(4, 5)[:, :2]
+        r = contiguity(list(g.shape), list(g.stride()), g.is_contiguous(), g)
+        self.assertIn("gaps between its elements", r["reason"])
 
 
 if __name__ == "__main__":

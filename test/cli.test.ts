@@ -167,3 +167,14 @@ describe('profile text (issue #10)', () => {
     assert.match(text, /1 warm-up step excluded/);
   });
 });
+
+describe('inspect text: tensor layout (issue #10)', () => {
+  test('a non-contiguous output is flagged with why', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3']);
+    assert.equal(r.code, 0, r.stderr);
+    // x.permute(2, 0, 1) of a (2, 3, 4) tensor: shape (4, 2, 3), strides (1, 12, 4).
+    assert.match(r.stdout, /Non-contiguous outputs/);
+    assert.match(r.stdout, /^ {2}permute: stride \(1, 12, 4\): .*permuted or transposed/m);
+    assert.doesNotMatch(r.stdout, /^ {2}scale: stride/m);
+  });
+});

@@ -58,10 +58,15 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     node.children.forEach((child, i) => walk(child, depth + 1, i + 1));
   };
   walk('', 0, 1);
+  // Issue #10: the layout facts were only in --json; a non-contiguous output is worth a line.
+  const layout = summary.rows
+    .filter((r) => r.output && !r.output.contiguous && !r.output.strideSynthetic)
+    .map((r) => `  ${r.path || '(root)'}: stride (${r.output!.stride.join(', ')}): ${r.output!.contiguity.reason}`);
   const nameWidth = Math.max(40, ...named.map(([n]) => n.length + 2));
   const shapeWidth = Math.max(26, ...named.map(([, s]) => s.length + 2));
   const lines: string[] = [rule, pad('Layer (type (var_name):depth-idx)', nameWidth) + pad('Output Shape', shapeWidth) + 'Param #', rule];
   for (const [n, s, p] of named) lines.push(pad(n, nameWidth) + pad(s, shapeWidth) + p);
+  if (layout.length) lines.push(thin, 'Non-contiguous outputs (a later .view() on them fails; .contiguous() copies):', ...layout);
 
   const t = summary.totals;
   lines.push(

@@ -178,3 +178,14 @@ describe('inspect text: tensor layout (issue #10)', () => {
     assert.doesNotMatch(r.stdout, /^ {2}scale: stride/m);
   });
 });
+
+describe('inspect text: the inferred input (issue #10)', () => {
+  test('is said once, with the flag that changes it', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/inferred_input.py', '--python', '/usr/bin/python3']);
+    assert.equal(r.code, 0, r.stderr);
+    const about = r.stderr.split('\n').filter((l) => /input shape/i.test(l));
+    assert.equal(about.length, 1, r.stderr);
+    assert.match(about[0], /^note: input shape \[.*\] was inferred.*; pass --input to choose one$/);
+    assert.doesNotMatch(r.stderr, /inputShapes/);
+  });
+});

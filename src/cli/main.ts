@@ -142,12 +142,14 @@ async function load(client: EngineClient, file: string, opts: Options): Promise<
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {
-    for (const input of loaded.inputs) {
-      if (input.source === 'inferred') {
-        process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
-      }
+    // Each inferred input is said once, with the CLI's flag: the engine's own warning about it
+    // (which names the protocol's `inputShapes`) is the same fact.
+    const inferred = loaded.inputs.filter((i) => i.source === 'inferred');
+    for (const input of inferred) {
+      process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
     }
-    for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+    const sameFact = (w: string): boolean => inferred.some((i) => w.startsWith(`Input shape [${i.shape.join(', ')}] was `));
+    for (const w of loaded.warnings) if (!sameFact(w)) process.stderr.write(`warning: ${w}\n`);
   }
   return loaded;
 }
@@ -199,7 +201,8 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
       process.stdout.write(JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n');
     } else {
       process.stdout.write(formatSummary(loaded.name, tree, summary) + '\n');
-      for (const w of summary.warnings) process.stderr.write(`warning: ${w}\n`);
+      // The summary repeats the load's warnings; those were printed already.
+      for (const w of summary.warnings) if (!loaded.warnings.includes(w)) process.stderr.write(`warning: ${w}\n`);
     }
   });
 }

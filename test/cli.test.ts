@@ -189,3 +189,18 @@ describe('inspect text: the inferred input (issue #10)', () => {
     assert.doesNotMatch(r.stderr, /inputShapes/);
   });
 });
+
+describe('inspect --tensors (issue #10)', () => {
+  test('prints each output tensor\'s layout facts', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3', '--tensors']);
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('  permute: shape'));
+    assert.ok(line, r.stdout);
+    assert.match(line, /shape \(4, 2, 3\); stride \(1, 12, 4\); offset 0; not contiguous: .*permuted/);
+    // permute returns a view of scale's output: one storage.
+    assert.match(line, /storage s\d+ shared with output:scale, output:\(root\)/);
+    // torch's own message for x.view(-1) on a permuted tensor.
+    assert.match(line, /view fails: view size is not compatible with input tensor's size and stride/);
+    assert.match(r.stdout, /^ {2}scale: .*; contiguous; .*view works$/m);
+  });
+});

@@ -14,7 +14,7 @@ import {
   type SummaryResult,
 } from '../protocol/messages';
 import type { TensorInfo } from '../protocol/types';
-import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import { formatEngineError, formatProfile, formatSummary, formatTensorFacts } from '../client/textFormat';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 
@@ -28,7 +28,7 @@ const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
+  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--tensors] [--json]
   model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
   model-lens system [--json]
@@ -40,6 +40,8 @@ Options:
   --model NAME       class, instance or export to use when the file defines several
   --input SHAPE      input shape (default: the file's example input, else inferred)
   --json             machine-readable output on stdout
+  --tensors          inspect: each output's stride, offset, contiguity and why, shared storage,
+                     and whether view() fails
   --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
                      python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
@@ -55,6 +57,7 @@ const OPTIONS = {
   model: { type: 'string' },
   input: { type: 'string', multiple: true },
   json: { type: 'boolean', default: false },
+  tensors: { type: 'boolean', default: false },
   python: { type: 'string' },
   backend: { type: 'string' },
   timeout: { type: 'string' },
@@ -69,6 +72,7 @@ interface Options {
   model?: string;
   input?: string[];
   json: boolean;
+  tensors?: boolean;
   python?: string;
   backend?: string;
   timeout?: string;
@@ -201,6 +205,7 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
       process.stdout.write(JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n');
     } else {
       process.stdout.write(formatSummary(loaded.name, tree, summary) + '\n');
+      if (opts.tensors) process.stdout.write(formatTensorFacts(summary) + '\n');
       // The summary repeats the load's warnings; those were printed already.
       for (const w of summary.warnings) if (!loaded.warnings.includes(w)) process.stderr.write(`warning: ${w}\n`);
     }

@@ -104,6 +104,30 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
   return lines.join('\n');
 }
 
+/**
+ * `inspect --tensors`: each module output's layout facts, as torch reports them: shape, stride,
+ * storage offset, contiguity and why, the storage it shares, whether `view(-1)` fails.
+ */
+export function formatTensorFacts(summary: SummaryResult): string {
+  const lines = ['Output tensors (stride in elements; view = t.view(-1)):'];
+  for (const r of summary.rows) {
+    const t = r.output;
+    if (!t) continue;
+    const facts = [
+      `shape (${t.shape.join(', ')})`,
+      `stride (${t.stride.join(', ')})${t.strideSynthetic ? ' row-major by construction' : ''}`,
+      `offset ${t.storageOffset}`,
+      t.contiguous ? 'contiguous' : `not contiguous: ${t.contiguity.reason}`,
+    ];
+    // The root's output is named `output:` (its path is empty).
+    const shared = t.storage?.sharedWith.map((n) => (n === 'output:' ? 'output:(root)' : n)) ?? [];
+    if (shared.length) facts.push(`storage ${t.storage!.id} shared with ${shared.join(', ')}`);
+    facts.push(t.view.wouldFail ? `view fails${t.view.error ? `: ${t.view.error.split('\n')[0]}` : ''}` : 'view works');
+    lines.push(`  ${r.path || '(root)'}: ${facts.join('; ')}`);
+  }
+  return lines.join('\n');
+}
+
 export function formatProfile(result: ProfileResult, topN: number): string {
   const lines: string[] = [];
   lines.push(`Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`, '');

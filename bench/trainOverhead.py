@@ -185,10 +185,33 @@ def bench(label, workload, reps, n_steps, warmup, clock):
         label, plain_ms, min(raw["plain"]) * 1e3, n_steps, reps))
     for n, v in out.items():
         tgt = TARGETS.get(n)
-        print("  %-12s ×%.3f median (spread ×%.3f–×%.3f), best-of ×%.3f%s" % (
-            n, v["median"], v["min"], v["max"], v["bestOf"],
-            ("  target ≤ ×%.2f %s" % (tgt, "ok" if v["median"] <= tgt else "MISSED")) if tgt else ""))
+        # Figures that add up: the added time per step is (median ratio - 1) × the median plain
+        # step, both from this run.
+        v["stepMs"] = plain_ms * v["median"]
+        v["addedUs"] = (v["median"] - 1.0) * plain_ms * 1e3
+        print("  %-12s ×%.3f median (spread ×%.3f–×%.3f), best-of ×%.3f: %.3f ms/step, %+.0f µs "
+              "per step%s" % (
+                  n, v["median"], v["min"], v["max"], v["bestOf"], v["stepMs"], v["addedUs"],
+                  ("  target ≤ ×%.2f %s" % (tgt, "ok" if v["median"] <= tgt else "MISSED"))
+                  if tgt else ""))
     return {"plainStepMs": plain_ms, "ratios": out, "steps": n_steps, "reps": reps}
+
+
+def readme_rows(res):
+    """The README's two training rows, from this run's figures only."""
+    i, r = res["iris"], res["resnet18"]
+
+    def cell(name):
+        return "×%.3f / ×%.3f" % (i["ratios"][name]["median"], r["ratios"][name]["median"])
+
+    return [
+        "| training run, progress + loss + histograms vs the plain script (iris %.3f ms/step / "
+        "resnet18 %.0f ms/step, CPU time) | %s (iris %+.0f µs/step) | ≤ ×1.05 |" % (
+            i["plainStepMs"], r["plainStepMs"], cell("progress"),
+            i["ratios"]["progress"]["addedUs"]),
+        "| training run with one live hook (iris / resnet18) | %s (iris %+.0f µs/step) | ≤ ×1.10 |"
+        % (cell("hook"), i["ratios"]["hook"]["addedUs"]),
+    ]
 
 
 def main():
@@ -209,6 +232,9 @@ def main():
         "iris": bench("iris", iris_workload, args.reps, args.iris_steps, 10, clock),
         "resnet18": bench("resnet18", resnet_workload, args.resnet_reps, args.resnet_steps, 1, clock),
     }
+    print("\nREADME rows (this run):")
+    for row in readme_rows(res):
+        print(row)
     if args.json:
         with open(args.json, "w") as f:
             json.dump(res, f, indent=1)

@@ -5,6 +5,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
+import { formatProfile } from '../src/client/textFormat';
 
 const ROOT = path.resolve(__dirname, '..');
 const BIN = path.join(ROOT, 'bin', 'model-lens.js');
@@ -145,5 +146,61 @@ describe('model-lens CLI', () => {
     assert.equal(typeof doc.cpu.model, 'string');
     assert.equal(doc.cpu.arch, os.arch() === 'x64' ? 'x64' : os.arch());
     assert.ok(Array.isArray(doc.gpus));
+  });
+});
+
+describe('profile text (issue #10)', () => {
+  test('train mode tells forward and backward rows of one op apart', () => {
+    const op = (phase: 'forward' | 'backward', shapes: number[][]) => ({
+      name: 'aten::t', calls: 4, totalMs: 0.1, selfMs: 0.1, inputShapes: [shapes], phase,
+    });
+    const text = formatProfile(
+      {
+        ops: [op('forward', [[10, 4]]), op('backward', [[4, 10]])],
+        modules: [], stepMs: 1, steps: 4, method: 'TorchDispatchMode; 1 warm-up step excluded', warnings: [],
+      },
+      10,
+    );
+    assert.match(text, /^Op\s+Phase\s+Calls/m);
+    assert.match(text, /^aten::t\s+forward\s+4\s.*\[10,4\]$/m);
+    assert.match(text, /^aten::t\s+backward\s+4\s.*\[4,10\]$/m);
+    assert.match(text, /1 warm-up step excluded/);
+  });
+});
+
+describe('inspect text: tensor layout (issue #10)', () => {
+  test('a non-contiguous output is flagged with why', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3']);
+    assert.equal(r.code, 0, r.stderr);
+    // x.permute(2, 0, 1) of a (2, 3, 4) tensor: shape (4, 2, 3), strides (1, 12, 4).
+    assert.match(r.stdout, /Non-contiguous outputs/);
+    assert.match(r.stdout, /^ {2}permute: stride \(1, 12, 4\): .*permuted or transposed/m);
+    assert.doesNotMatch(r.stdout, /^ {2}scale: stride/m);
+  });
+});
+
+describe('inspect text: the inferred input (issue #10)', () => {
+  test('is said once, with the flag that changes it', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/inferred_input.py', '--python', '/usr/bin/python3']);
+    assert.equal(r.code, 0, r.stderr);
+    const about = r.stderr.split('\n').filter((l) => /input shape/i.test(l));
+    assert.equal(about.length, 1, r.stderr);
+    assert.match(about[0], /^note: input shape \[.*\] was inferred.*; pass --input to choose one$/);
+    assert.doesNotMatch(r.stderr, /inputShapes/);
+  });
+});
+
+describe('inspect --tensors (issue #10)', () => {
+  test('prints each output tensor\'s layout facts', async () => {
+    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3', '--tensors']);
+    assert.equal(r.code, 0, r.stderr);
+    const line = r.stdout.split('\n').find((l) => l.startsWith('  permute: shape'));
+    assert.ok(line, r.stdout);
+    assert.match(line, /shape \(4, 2, 3\); stride \(1, 12, 4\); offset 0; not contiguous: .*permuted/);
+    // permute returns a view of scale's output: one storage.
+    assert.match(line, /storage s\d+ shared with output:scale, output:\(root\)/);
+    // torch's own message for x.view(-1) on a permuted tensor.
+    assert.match(line, /view fails: view size is not compatible with input tensor's size and stride/);
+    assert.match(r.stdout, /^ {2}scale: .*; contiguous; .*view works$/m);
   });
 });

@@ -1,6 +1,7 @@
 // `model-lens run` as a user runs it: the real bin script, real engines, exit codes, output
 // pass-through, Ctrl-C and the engine process it must not leave behind.
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
@@ -18,6 +19,58 @@ const CTRL_C_EXIT_MS = 2_000;
 /** Long enough to still be running when the test interrupts it. */
 const LONG_EPOCHS = 100_000;
 const FIRST_PROGRESS_TIMEOUT_MS = 180_000;
+/** tqdm is in the torch2 venv (via transformers); the torch 1.13 interpreter has none. */
+const TORCH2_PYTHON = path.join(ROOT, '.cache', 'venvs', 'torch2', 'bin', 'python');
+const TTY_COLUMNS = 100;
+const TTY_ROWS = 30;
+
+/** Runs the CLI with a pseudo-terminal as its stdout and stderr (Python's pty, stdlib). */
+const PTY_HARNESS = `
+import fcntl, os, pty, struct, sys, termios
+cols, rows, cmd = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+pid, fd = pty.fork()
+if pid == 0:
+    fcntl.ioctl(0, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+    os.execvp(cmd[0], cmd)
+out = b""
+while True:
+    try:
+        chunk = os.read(fd, 65536)
+    except OSError:
+        break
+    if not chunk:
+        break
+    out += chunk
+_, status = os.waitpid(pid, 0)
+sys.stdout.buffer.write(out)
+sys.exit(os.waitstatus_to_exitcode(status))
+`;
+
+/** The screen a terminal shows after `raw`: \r, \n, erase-line and cursor-up are applied. */
+function screen(raw: string): string[] {
+  const lines: string[][] = [[]];
+  let row = 0;
+  let col = 0;
+  for (let i = 0; i < raw.length; i++) {
+    const ch = raw[i];
+    if (ch === '\x1b') {
+      const m = /^\x1b\[(\d*)([A-Za-z])/.exec(raw.slice(i, i + 8));
+      if (m) {
+        if (m[2] === 'K') lines[row] = m[1] === '2' ? [] : lines[row].slice(0, col);
+        else if (m[2] === 'A') row = Math.max(0, row - Number(m[1] || 1));
+        i += m[0].length - 1;
+        continue;
+      }
+    }
+    if (ch === '\r') col = 0;
+    else if (ch === '\n') lines[++row] ??= [];
+    else {
+      while (lines[row].length < col) lines[row].push(' ');
+      lines[row][col++] = ch;
+    }
+  }
+  return lines.map((l) => l.join('').trimEnd());
+}
 
 
 /** Sends SIGINT once the run is training, and checks the exit code, the delay and the engine. */
@@ -236,6 +289,25 @@ describe('model-lens run', () => {
       assert.match(r.stdout, new RegExp(`^path0=${path.dirname(file)}$`, 'm'));
       assert.match(r.stdout, /^main=True$/m);
       assert.match(r.stdout, /^signals=1$/m);
+    });
+
+    test('on a terminal, tqdm draws full width and no line the script wrote is erased', async () => {
+      const file = path.join(ROOT, 'test', 'fixtures', 'torch', 'train_tqdm.py');
+      const child = spawn('python3', ['-c', PTY_HARNESS, String(TTY_COLUMNS), String(TTY_ROWS),
+        process.execPath, path.join(ROOT, 'bin', 'model-lens.js'), 'run', file, '--python', TORCH2_PYTHON], {
+        cwd: ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let raw = '';
+      child.stdout.on('data', (d) => (raw += d));
+      const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+      assert.equal(code, 0, raw);
+      const shown = screen(raw);
+      const bar = shown.findIndex((l) => /^train: 100%\|.*\| 30\/30 /.test(l));
+      assert.ok(bar >= 0, `the final tqdm bar is on the screen:\n${shown.join('\n')}`);
+      // tqdm sizes its bar to COLUMNS - 1; without a terminal it drew a 10-cell bar (~55 chars).
+      assert.equal(shown[bar].length, TTY_COLUMNS - 1, shown[bar]);
+      assert.equal(shown[bar + 1], 'after the bar');
+      assert.ok(shown.some((l) => /^Training done: 30 steps/.test(l)), shown.join('\n'));
     });
 
     test('Ctrl-C stops a PyTorch run: exit 130, no engine left', async (t) => {

@@ -21,6 +21,7 @@ from .errors import (
     user_fault,
 )
 from .inputs import EXAMPLE_INPUT_NAME, call, check_shapes, infer_input, make_inputs, resolve  # noqa: F401
+from .training.import_guard import ImportGuard
 
 USER_MODULE_PREFIX = "_model_lens_user_"
 
@@ -424,9 +425,10 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     os.chdir(folder)
     sys.modules[modname] = user_module
     recorder = CreationRecorder(scope)
+    guard = ImportGuard(scope, path)  # a script that trains at import stops at its backward()
     try:
         with recorder, device_scope(meta):
-            exec(code, user_module.__dict__)
+            guard.exec(code, user_module.__dict__)
     except BaseException as e:  # noqa: B902 - SystemExit and KeyboardInterrupt from user code too
         sys.modules.pop(modname, None)
         if isinstance(e, KeyboardInterrupt):
@@ -436,7 +438,9 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
         raise _user_exception(e, scope, "importing %s" % os.path.basename(path))
 
     classes, instances = find_candidates(user_module, modname, tree, path)
+    instances = guard.without_losses(instances)
     defined = _defined_names(user_module, modname)
+    wanted = wanted or guard.trained(instances, user_module.__dict__)
     cand, obj, why = choose(classes, instances, wanted, os.path.basename(path), defined)
     lm = LoadedModel()
     lm.file = path
@@ -448,6 +452,8 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     lm.location = cand.get("location")
     if why:
         lm.warnings.append(why[0].upper() + why[1:] + ".")
+    if guard.note:
+        lm.warnings.append(guard.note)
     if cand["kind"] == "class":
         req = cand.get("requiredArgs")
         if req:

@@ -20,8 +20,9 @@ try:
 except ImportError:  # torch < 1.13
     TorchDispatchMode = None
 
-# Distinct input-shape lists kept per op.
-MAX_SHAPE_VARIANTS = 5
+# Rows kept per op: one per distinct list of input shapes (torch.profiler's
+# group_by_input_shape); calls with further shapes are counted in the last one.
+MAX_SHAPE_VARIANTS = 16
 # Trace events kept per profile run; a bigger trace is unreadable in a viewer anyway.
 MAX_TRACE_EVENTS = 200_000
 DEFAULT_PROFILE_STEPS = 5
@@ -54,17 +55,17 @@ def innermost_source(frame):
 if TorchDispatchMode is not None:
 
     class OpTimer(TorchDispatchMode):
-        """Times every aten op. Shapes are keyed cheaply every call; strides and the user frame
-        are taken only the first time a key is seen."""
+        """Times every aten op, grouped by phase, op and input shapes (as torch.profiler's
+        group_by_input_shape): fc1's and fc2's addmm are two rows. Strides and the user frame
+        are taken the first time a group is seen."""
 
         def __init__(self, record_shapes=True, trace=None, cuda_events=False):
             super().__init__()
             self._by_phase = {}
             self._cur = self._by_phase.setdefault("forward", {})
             self._phase = "forward"
-            # Shapes and strides are recorded while this is true; profile/run turns it off after
-            # the first timed step, since a model's shapes repeat from step to step.
-            self.record_shapes = record_shapes
+            self._variants = {}  # (phase, func) -> number of shape groups
+            self.record_shapes = record_shapes  # kept for callers; shapes are always grouped
             self.trace = trace
             self.cuda_events = cuda_events
             self.pending_events = []
@@ -78,6 +79,15 @@ if TorchDispatchMode is not None:
             self._phase = value
             self._cur = self._by_phase.setdefault(value, {})
 
+        def reset(self):
+            """Forgets the counts and times (a warm-up's), keeps what each group is."""
+            for d in self._by_phase.values():
+                for st in d.values():
+                    st[0], st[1], st[4] = 0, 0.0, 0.0
+            self.pending_events = []
+            if self.trace is not None:
+                del self.trace[:]
+
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             if self.cuda_events and _on_cuda(args):
                 e0 = torch.cuda.Event(enable_timing=True)
@@ -87,24 +97,29 @@ if TorchDispatchMode is not None:
                 out = func(*args, **(kwargs or {}))
                 e1.record()
                 dt = _perf() - t0
-                self.pending_events.append((self._phase, func, e0, e1))
             else:
+                e0 = None
                 t0 = _perf()
                 out = func(*args, **kwargs) if kwargs else func(*args)
                 dt = _perf() - t0
-            st = self._cur.get(func)
+            shapes = tuple(tuple(a.shape) for a in args if isinstance(a, _Tensor))
+            key = (func, shapes)
+            st = self._cur.get(key)
             if st is None:
-                st = self._cur[func] = [0, 0.0, {}, innermost_source(sys._getframe(1)), 0.0]
+                vk = (self._phase, func)
+                n = self._variants.get(vk, 0)
+                if n >= MAX_SHAPE_VARIANTS:
+                    key = (func, None)  # the overflow group
+                    st = self._cur.get(key)
+                if st is None:
+                    self._variants[vk] = n + 1
+                    strides = [list(a.stride()) for a in args if isinstance(a, _Tensor)]
+                    st = self._cur[key] = [0, 0.0, strides,
+                                           innermost_source(sys._getframe(1)), 0.0]
             st[0] += 1
             st[1] += dt
-            if self.record_shapes:
-                shapes = tuple(tuple(a.shape) for a in args if isinstance(a, _Tensor))
-                v = st[2].get(shapes)
-                if v is None:
-                    if len(st[2]) < 4 * MAX_SHAPE_VARIANTS:
-                        st[2][shapes] = [1, [list(a.stride()) for a in args if isinstance(a, _Tensor)]]
-                else:
-                    v[0] += 1
+            if e0 is not None:
+                self.pending_events.append((st, e0, e1))
             if self.trace is not None and len(self.trace) < MAX_TRACE_EVENTS:
                 self.trace.append((func, t0, dt, self._phase))
             return out
@@ -113,28 +128,31 @@ if TorchDispatchMode is not None:
             if not self.pending_events:
                 return
             torch.cuda.synchronize()
-            for phase, func, e0, e1 in self.pending_events:
-                self._by_phase[phase][func][4] += e0.elapsed_time(e1)
+            for st, e0, e1 in self.pending_events:
+                st[4] += e0.elapsed_time(e1)
             self.pending_events = []
 
         def op_stats(self):
             rows = []
-            items = [((f, ph), st) for ph, d in self._by_phase.items() for f, st in d.items()]
-            for (func, phase), (calls, total, shapes, source, cuda_ms) in items:
-                variants = sorted(shapes.items(), key=lambda kv: -kv[1][0])[:MAX_SHAPE_VARIANTS]
-                ms = cuda_ms if self.cuda_events and cuda_ms > 0 else total * 1000.0
-                row = {
-                    "name": op_name(func),
-                    "calls": calls,
-                    "totalMs": ms,
-                    "selfMs": ms,  # the mode is off while an op runs, so ops seen here never nest
-                    "inputShapes": [[list(s) for s in k] for k, _ in variants],
-                    "inputStrides": [v[1] for _, v in variants],
-                    "phase": phase,
-                }
-                if source:
-                    row["source"] = source
-                rows.append(row)
+            for phase, d in self._by_phase.items():
+                for (func, shapes), (calls, total, strides, source, cuda_ms) in d.items():
+                    if not calls:
+                        continue
+                    ms = cuda_ms if self.cuda_events and cuda_ms > 0 else total * 1000.0
+                    row = {
+                        "name": op_name(func),
+                        "calls": calls,
+                        "totalMs": ms,
+                        "selfMs": ms,  # the mode is off while an op runs: ops seen never nest
+                        # One shape list per row; [] for the overflow group of an op called
+                        # with more than MAX_SHAPE_VARIANTS shape lists.
+                        "inputShapes": [[list(x) for x in shapes]] if shapes is not None else [],
+                        "inputStrides": [strides] if shapes is not None else [],
+                        "phase": phase,
+                    }
+                    if source:
+                        row["source"] = source
+                    rows.append(row)
             rows.sort(key=lambda r: -r["totalMs"])
             return rows
 else:
@@ -164,12 +182,15 @@ class ModuleTimer:
         self.bwd = {}
         self.calls = {}
         self._stack = {}
+        self._param_hooks = {}  # module id -> handles of the parameter hooks of its last call
+        self._modules = {}
 
     def __enter__(self):
         for path, m in self.root.named_modules():
             mid = id(m)
             self.fwd[mid] = 0.0
             self.calls[mid] = 0
+            self._modules[mid] = m
             self._stack[mid] = []
             self.handles.append(m.register_forward_pre_hook(self._pre(mid)))
             self.handles.append(m.register_forward_hook(self._post(mid)))
@@ -179,7 +200,21 @@ class ModuleTimer:
         for h in self.handles:
             h.remove()
         self.handles = []
+        for hs in self._param_hooks.values():
+            for h in hs:
+                h.remove()
+        self._param_hooks = {}
         return False
+
+    def reset(self):
+        """Forgets the warm-up's times and calls."""
+        for mid in self.fwd:
+            self.fwd[mid] = 0.0
+            self.calls[mid] = 0
+        self.bwd = {}
+        self._events = []
+        if self.trace is not None:
+            del self.trace[:]
 
     def _pre(self, mid):
         stack = self._stack[mid]
@@ -222,25 +257,43 @@ class ModuleTimer:
         return post
 
     def _hook_backward(self, mid, args, out):
-        outs = [out] if isinstance(out, _Tensor) else [o for o in (out if isinstance(out, (tuple, list)) else []) if isinstance(o, _Tensor)]
+        """Backward time of one call: from its output's gradient arriving to its input's
+        gradient done; when no input needs a gradient (the first layer, the root), to the last
+        of its parameters' gradients done, so every module with parameters has a figure."""
+        outs = [out] if isinstance(out, _Tensor) else [
+            o for o in (out if isinstance(out, (tuple, list)) else []) if isinstance(o, _Tensor)]
         ins = [a for a in args if isinstance(a, _Tensor) and a.requires_grad]
         outs = [o for o in outs if o.requires_grad]
         if not outs:
             return
-        state = {"t0": None}
+        state = {"t0": None, "left": 0}
 
         def on_out(g):
             if state["t0"] is None:
                 state["t0"] = _perf()
 
-        def on_in(g):
-            if state["t0"] is not None:
-                self.bwd[mid] = self.bwd.get(mid, 0.0) + (_perf() - state["t0"])
-                state["t0"] = None
+        def done():
+            self.bwd[mid] = self.bwd.get(mid, 0.0) + (_perf() - state["t0"])
+            state["t0"] = None
 
         outs[0].register_hook(on_out)
         if ins:
-            ins[0].register_hook(on_in)
+            ins[0].register_hook(lambda g: done() if state["t0"] is not None else None)
+            return
+        params = [p for p in self._modules[mid].parameters() if p.requires_grad]
+        if not params:
+            return
+        # Parameters are leaves: their hooks outlive the graph, so the previous call's go first.
+        for h in self._param_hooks.pop(mid, ()):
+            h.remove()
+        state["left"] = len(params)
+
+        def on_param(g):
+            state["left"] -= 1
+            if state["left"] == 0 and state["t0"] is not None:
+                done()
+
+        self._param_hooks[mid] = [p.register_hook(on_param) for p in params]
 
     def collect_cuda(self):
         """On CUDA, kernel time between a module's pre and post hooks replaces host time."""

@@ -527,11 +527,15 @@ class Server:
 
         try:
             root.train(train)
-            for _ in range(warmup):
-                self.check_cancel()
-                one_step()
             with P.ModuleTimer(root, paths, mod_trace, backward=train, cuda_events=cuda) as mt:
-                for _ in range(steps):
+                # Warm-up steps run under both timers (first calls, first-seen op groups), whose
+                # counts are then reset: the tables cover the timed steps only.
+                for i in range(warmup + steps):
+                    if i == warmup:
+                        mt.reset()
+                        if timer is not None:
+                            timer.reset()
+                        times = []
                     self.check_cancel()
                     t0 = time.perf_counter()
                     if timer is not None:
@@ -542,8 +546,6 @@ class Server:
                     if cuda:
                         torch.cuda.synchronize()
                     times.append(time.perf_counter() - t0)
-                    if timer is not None:
-                        timer.record_shapes = False
                     if train:
                         for p in root.parameters():
                             p.grad = None
@@ -561,7 +563,10 @@ class Server:
             "modules": mt.module_timings(steps),
             "stepMs": P.median_ms(times),
             "steps": steps,
-            "method": ("TorchDispatchMode + cuda events" if cuda else "TorchDispatchMode") if timer is not None else "module hooks",
+            "method": (("TorchDispatchMode + cuda events" if cuda else "TorchDispatchMode")
+                       if timer is not None else "module hooks")
+            + ("; %d warm-up step%s excluded" % (warmup, "" if warmup == 1 else "s")
+               if warmup else "; no warm-up"),
             "warnings": warnings,
         }
         if trace_file:

@@ -55,6 +55,10 @@ def contiguity(shape, stride, contiguous, t=None):
         why = "expanded: a stride of 0 repeats the same elements"
     elif any(x < y for x, y in zip(ds, ds[1:])):
         why = "permuted or transposed: strides are not in decreasing order"
+    elif any(stride[a] < stride[b] * shape[b] for a, b in zip(dims, dims[1:])):
+        # unfold's sliding windows: an outer step smaller than what the inner dims span.
+        why = "overlapping: a stride is smaller than the span of the dims inside it, so " \
+              "neighbouring slices share elements (as unfold's windows do)"
     else:
         why = "a slice or strided view: there are gaps between its elements"
     for a, b in zip(dims, dims[1:]):

@@ -235,6 +235,22 @@ class TrainingTest(unittest.TestCase):
         final = self.progress(run_id)[-1]
         self.assertEqual(final["state"], "stopped")
 
+    def test_gradients_after_stop_are_those_of_the_last_step(self):
+        # Issue #10: "0 ± 0" gradients after Stop: the snapshot was taken after zero_grad.
+        e = self.engine
+        run_id = e.request("train/start", {"file": IRIS, "args": ["100000000"],
+                                           "histogramEverySteps": 10 ** 9,
+                                           "histogramMinIntervalMs": 0})["runId"]
+        self.wait_for(lambda: any(p["step"] >= 20 for p in self.progress(run_id)))
+        self.assertEqual(e.request("train/stop", {"runId": run_id}), {"stopped": True})
+        final = self.progress(run_id)[-1]
+        self.assertEqual(final["state"], "stopped")
+        hs = [h for h in e.notes("train/histograms") if h["runId"] == run_id]
+        self.assertEqual([h["step"] for h in hs], [final["step"]])
+        for p in hs[0]["params"]:
+            self.assertIn("grad", p, p["name"])
+            self.assertGreater(p["grad"]["stats"]["std"], 0, p["name"])
+
     def test_stop_endless_loop(self):
         e = self.engine
         run_id = self.start(os.path.join(FIXTURES, "train_forever.py"))
@@ -407,6 +423,40 @@ class TrainingTest(unittest.TestCase):
             self.engine.request("train/start", {"file": IRIS, "epochs": 5})
         self.assertEqual(cm.exception.kind, "badRequest")
         self.assertIn("reads its own arguments", str(cm.exception))
+
+
+class ModuleLevelTrainingInspectTest(unittest.TestCase):
+    """Issue #10: inspecting scripts that train at module level."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.engine = EngineProcess(cwd=EXAMPLES)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.engine.close()
+
+    def test_loss_modules_are_not_models(self):
+        r = self.engine.request("model/load", {"file": os.path.join(FIXTURES, "model_and_loss.py")})
+        self.assertEqual((r["name"], r["type"]), ("model", "MLP"))
+        self.assertNotIn("criterion", [c["name"] for c in r["candidates"]])
+
+    def test_import_stops_where_training_starts(self):
+        path = os.path.join(EXAMPLES, "iris_module_level.py")
+        r = self.engine.request("model/load", {"file": path})
+        self.assertEqual((r["name"], r["type"]), ("model", "MLP"))
+        note = [w for w in r["warnings"] if "starts training" in w]
+        self.assertEqual(len(note), 1, r["warnings"])
+        self.assertIn("backward() at iris_module_level.py:%d" % line_of(path, "loss.backward()"),
+                      note[0])
+        # The 20,000 epochs did not run: the script's last line never printed.
+        out = "".join(o["text"] for o in self.engine.notes("output"))
+        self.assertNotIn("final loss", out)
+        tree = self.engine.request("model/tree", {"modelId": r["modelId"]})
+        self.assertEqual([m["path"] for m in tree["modules"]], ["", "fc1", "relu", "fc2"])
+        # The engine's own backward works again after the import.
+        fwd = self.engine.request("model/forward", {"modelId": r["modelId"], "backward": True})
+        self.assertEqual(fwd["outputShapes"][0][-1], 3)
 
 
 class UntrustedTrainingTest(unittest.TestCase):

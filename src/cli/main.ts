@@ -14,7 +14,7 @@ import {
   type SummaryResult,
 } from '../protocol/messages';
 import type { InputRequest, TensorInfo } from '../protocol/types';
-import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import { formatEngineError, formatProfile, formatSummary, formatTensorFacts } from '../client/textFormat';
 import {
   EXIT_FAILED,
   EXIT_INTERRUPTED,
@@ -33,7 +33,7 @@ const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--json]
+  model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--tensors] [--json]
   model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
   model-lens system [--python PATH] [--json]
@@ -50,6 +50,8 @@ Options:
   --device meta      inspect: build the model on torch's meta device (torch 2.x): shapes, params
                      and mult-adds with no weight memory (automatic when the weights do not fit)
   --json             machine-readable output on stdout
+  --tensors          inspect: each output's stride, offset, contiguity and why, shared storage,
+                     and whether view() fails
   --python PATH      Python interpreter for .py files and system (default: first of python3,
                      /usr/bin/python3, python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
@@ -64,6 +66,7 @@ const OPTIONS = {
   input: { type: 'string', multiple: true },
   device: { type: 'string' },
   json: { type: 'boolean', default: false },
+  tensors: { type: 'boolean', default: false },
   python: { type: 'string' },
   backend: { type: 'string' },
   timeout: { type: 'string' },
@@ -79,6 +82,7 @@ interface Options {
   input?: string[];
   device?: string;
   json: boolean;
+  tensors?: boolean;
   python?: string;
   backend?: string;
   timeout?: string;
@@ -179,12 +183,14 @@ async function load(client: EngineClient, file: string, opts: Options): Promise<
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {
-    for (const input of loaded.inputs) {
-      if (input.source === 'inferred') {
-        process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
-      }
+    // Each inferred input is said once, with the CLI's flag: the engine's own warning about it
+    // (which names the protocol's `inputShapes`) is the same fact.
+    const inferred = loaded.inputs.filter((i) => i.source === 'inferred');
+    for (const input of inferred) {
+      process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
     }
-    for (const w of loaded.warnings) process.stderr.write(`warning: ${w}\n`);
+    const sameFact = (w: string): boolean => inferred.some((i) => w.startsWith(`Input shape [${i.shape.join(', ')}] was `));
+    for (const w of loaded.warnings) if (!sameFact(w)) process.stderr.write(`warning: ${w}\n`);
   }
   return loaded;
 }
@@ -239,7 +245,9 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
       process.stdout.write(JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n');
     } else {
       process.stdout.write(formatSummary(loaded.name, tree, summary) + '\n');
-      for (const w of summary.warnings) process.stderr.write(`warning: ${w}\n`);
+      if (opts.tensors) process.stdout.write(formatTensorFacts(summary) + '\n');
+      // The summary repeats the load's warnings; those were printed already.
+      for (const w of summary.warnings) if (!loaded.warnings.includes(w)) process.stderr.write(`warning: ${w}\n`);
     }
   });
 }

@@ -56,6 +56,7 @@ export const STOP_WAIT_MS = 1_000;
 export const FINAL_DIAGNOSIS_WAIT_MS = 10_000;
 const BAR_WIDTH_CHARS = 24;
 const DEFAULT_TTY_COLUMNS = 100;
+const DEFAULT_TTY_ROWS = 30;
 
 export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]\n${DISTRIBUTED_USAGE}`;
 
@@ -213,11 +214,17 @@ export function modeText(p: TrainProgress | undefined): string {
 
 // ---- the command -----------------------------------------------------------------------------
 
-/** Progress on stderr: a bar rewritten in place on a terminal, a line every few seconds otherwise. */
+/**
+ * Progress on stderr: a bar rewritten in place on a terminal, a line every few seconds otherwise.
+ * Never erases a line the script wrote: while the script's last output on the terminal has no
+ * line end yet (its own tqdm bar, redrawn with \r), our bar stays hidden.
+ */
 class ProgressDisplay {
   private shown = false;
   private lastPlainAt = 0;
   private lastLine = '';
+  /** The script's last output to the terminal did not end its line. */
+  private scriptLineOpen = false;
 
   constructor(private readonly stream: NodeJS.WriteStream) {}
 
@@ -228,6 +235,7 @@ class ProgressDisplay {
   update(p: TrainProgress, loss: number | null): void {
     if (this.tty) {
       this.lastLine = progressBar(p, loss, this.stream.columns || DEFAULT_TTY_COLUMNS);
+      if (this.scriptLineOpen) return;
       this.stream.write(`\r\x1b[2K${this.lastLine}`);
       this.shown = true;
     } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
@@ -236,17 +244,41 @@ class ProgressDisplay {
     }
   }
 
-  /** Writes text the script printed without tearing the bar: clear it, write, draw it again. */
+  /** Writes text the script printed: our bar (our own line) goes first, and comes back after
+   * the script's text only once the script has ended its line. */
   passThrough(target: NodeJS.WriteStream, text: string): void {
     if (this.shown && this.tty) this.stream.write('\r\x1b[2K');
+    this.shown = false;
     target.write(text);
-    if (this.shown && this.tty && (target !== this.stream || text.endsWith('\n'))) this.stream.write(this.lastLine);
+    if (!this.tty || !text) return;
+    this.scriptLineOpen = !text.endsWith('\n');
+    if (!this.scriptLineOpen && this.lastLine) {
+      this.stream.write(this.lastLine);
+      this.shown = true;
+    }
   }
 
   clear(): void {
     if (this.shown && this.tty) this.stream.write('\r\x1b[2K');
     this.shown = false;
   }
+}
+
+/**
+ * What the engine tells a script about the terminal the CLI runs in: its size (COLUMNS, LINES,
+ * which shutil.get_terminal_size and tqdm read) and that its output is a terminal, so progress
+ * bars draw at full width. Nothing when the output is not a terminal or is --json's document.
+ */
+export function terminalEnv(
+  out: { isTTY?: boolean; columns?: number; rows?: number },
+  json: boolean,
+): Record<string, string> {
+  if (json || !out.isTTY) return {};
+  return {
+    COLUMNS: String(out.columns || DEFAULT_TTY_COLUMNS),
+    LINES: String(out.rows || DEFAULT_TTY_ROWS),
+    MODEL_LENS_TERMINAL: '1',
+  };
 }
 
 /** Entry from main.ts: `argv` is everything after `run`. Returns the exit code. */
@@ -316,6 +348,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       // The caller's directory, as `python FILE` would: relative paths in the script (a saved
       // model.pth, a data folder) mean what its user expects.
       cwd: process.cwd(),
+      env: terminalEnv(process.stdout, opts.json),
       python: opts.python,
       backend: opts.backend,
       // The CLI runs what its user points it at, like `python train.py` would.

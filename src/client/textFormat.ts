@@ -77,10 +77,15 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     node.children.forEach((child, i) => walk(child, depth + 1, i + 1));
   };
   walk('', 0, 1);
+  // Issue #10: the layout facts were only in --json; a non-contiguous output is worth a line.
+  const layout = summary.rows
+    .filter((r) => r.output && !r.output.contiguous && !r.output.strideSynthetic)
+    .map((r) => `  ${r.path || '(root)'}: stride (${r.output!.stride.join(', ')}): ${r.output!.contiguity.reason}`);
   const nameWidth = Math.max(40, ...named.map(([n]) => n.length + 2));
   const shapeWidth = Math.max(26, ...named.map(([, s]) => s.length + 2));
   const lines: string[] = [rule, pad('Layer (type (var_name):depth-idx)', nameWidth) + pad('Output Shape', shapeWidth) + 'Param #', rule];
   for (const [n, s, p] of named) lines.push(pad(n, nameWidth) + pad(s, shapeWidth) + p);
+  if (layout.length) lines.push(thin, 'Non-contiguous outputs (a later .view() on them fails; .contiguous() copies):', ...layout);
 
   const t = summary.totals;
   lines.push(
@@ -122,17 +127,45 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
   return lines.join('\n');
 }
 
+/**
+ * `inspect --tensors`: each module output's layout facts, as torch reports them: shape, stride,
+ * storage offset, contiguity and why, the storage it shares, whether `view(-1)` fails.
+ */
+export function formatTensorFacts(summary: SummaryResult): string {
+  const lines = ['Output tensors (stride in elements; view = t.view(-1)):'];
+  for (const r of summary.rows) {
+    const t = r.output;
+    if (!t) continue;
+    const facts = [
+      `shape (${t.shape.join(', ')})`,
+      `stride (${t.stride.join(', ')})${t.strideSynthetic ? ' row-major by construction' : ''}`,
+      `offset ${t.storageOffset}`,
+      t.contiguous ? 'contiguous' : `not contiguous: ${t.contiguity.reason}`,
+    ];
+    // The root's output is named `output:` (its path is empty).
+    const shared = t.storage?.sharedWith.map((n) => (n === 'output:' ? 'output:(root)' : n)) ?? [];
+    if (shared.length) facts.push(`storage ${t.storage!.id} shared with ${shared.join(', ')}`);
+    facts.push(t.view.wouldFail ? `view fails${t.view.error ? `: ${t.view.error.split('\n')[0]}` : ''}` : 'view works');
+    lines.push(`  ${r.path || '(root)'}: ${facts.join('; ')}`);
+  }
+  return lines.join('\n');
+}
+
 export function formatProfile(result: ProfileResult, topN: number): string {
   const lines: string[] = [];
   lines.push(`Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`, '');
   const ops = [...result.ops].sort((a, b) => b.selfMs - a.selfMs).slice(0, topN);
   const total = result.ops.reduce((s, o) => s + o.selfMs, 0) || 1;
-  lines.push(pad('Op', 34) + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
+  // train mode runs the same op names forward and backward: a phase column tells them apart.
+  const phases = result.ops.some((o) => o.phase && o.phase !== 'forward');
+  const phaseCol = (o: (typeof ops)[number]): string => (phases ? pad(o.phase ?? '', 10) : '');
+  lines.push(pad('Op', 34) + (phases ? pad('Phase', 10) : '') + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
   lines.push('-'.repeat(WIDE_RULE_CHARS));
   for (const o of ops) {
     const shapes = o.inputShapes[0]?.map((s) => `[${s.join(',')}]`).join(' ') ?? '';
     lines.push(
       pad(o.name, 34) +
+        phaseCol(o) +
         pad(String(o.calls), 8) +
         pad(o.totalMs.toFixed(3), 12) +
         pad(o.selfMs.toFixed(3), 12) +

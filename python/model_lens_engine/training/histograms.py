@@ -15,7 +15,7 @@ HISTOGRAM_SAMPLE_ELEMENTS = 16384
 _tolist = torch._C._TensorBase.tolist  # unpatched: the engine's own reads are not user syncs
 
 
-def histogram_message(module, run_id, step):
+def histogram_message(module, run_id, step, grads=True):
     """train/histograms for `module`'s trainable parameters, right after a step (the grads still
     hold that step's gradient in the usual zero_grad, backward, step order). Statistics are exact;
     a histogram is counted over an evenly strided sample of at most HISTOGRAM_SAMPLE_ELEMENTS
@@ -30,7 +30,8 @@ def histogram_message(module, run_id, step):
         gi = None
         tensors.append(p)
         wi = len(tensors) - 1
-        if isinstance(g, torch.Tensor) and g.layout == torch.strided and not g.is_complex():
+        if grads and isinstance(g, torch.Tensor) and g.layout == torch.strided and \
+                not g.is_complex():
             tensors.append(g)
             gi = len(tensors) - 1
         slots.append((name, list(p.shape), wi, gi))

@@ -174,7 +174,7 @@ class Instrumentation:
         def abackward(tensors, *a, **k):
             if inst._in_bwd or get_ident() != tid:
                 return orig_abackward(tensors, *a, **k)
-            if run.stop_requested:
+            if run.stop_anywhere:
                 run.check_stop()
             t = tensors if isinstance(tensors, _Tensor) else (tensors[0] if tensors else None)
             if isinstance(t, _Tensor) and t.numel() == 1:
@@ -241,7 +241,7 @@ class Instrumentation:
         def dl_next(it):
             if get_ident() != tid:
                 return orig_next(it)
-            if run.stop_requested:
+            if run.stop_anywhere:
                 run.check_stop()
             epochs.on_loader_next(it)
             t0 = _perf()
@@ -326,7 +326,7 @@ class Instrumentation:
         def step(o, *a, **k):
             if inst._in_step or threading.get_ident() != tid:
                 return prev(o, *a, **k)
-            if run.stop_requested:
+            if run.stop_anywhere:
                 run.check_stop()
             inst._in_step = True
             t0 = _perf()
@@ -343,6 +343,8 @@ class Instrumentation:
             if (c.steps >= inst._slow_step or inst._root_handles is not None
                     or inst.op_counter is not None):
                 inst._step_slow(now)
+            if run.stop_requested:
+                run.stop_at_step()
             return out
         step._model_lens_run = self
         # torch 1.x wraps a class's step once for the profiler, unless it is marked as done.
@@ -350,7 +352,7 @@ class Instrumentation:
         self.patcher.patch(cls, "step", step)
 
     def _step_pre(self, opt):
-        if self.run.stop_requested:
+        if self.run.stop_anywhere:
             self.run.check_stop()
         self._t_opt0 = _perf()
 
@@ -364,6 +366,8 @@ class Instrumentation:
         if (c.steps >= self._slow_step or self._root_handles is not None
                 or self.op_counter is not None):
             self._step_slow(now)
+        if self.run.stop_requested:
+            self.run.stop_at_step()
 
     def _step_slow(self, now):
         """Step-boundary work that is not needed every step: sampled forward timing, the op
@@ -551,7 +555,7 @@ class Instrumentation:
         # Runs once per forward of the trained model (the RPC thread is refused that model), so
         # it is kept to attribute reads; the device check runs on the first calls only.
         run = self.run
-        if run.stop_requested:
+        if run.stop_anywhere:
             run.check_stop()
         self.training = m.training
         self.grad_enabled = torch.is_grad_enabled()

@@ -26,6 +26,7 @@ from .counters import Counters
 from .diagnosis import diagnose
 from .histograms import histogram_message
 from .instrument import Instrumentation
+from . import terminal
 from .progress import EpochTracker, LossQueue, RateWindow, starting_message
 
 PROGRESS_INTERVAL_MS = TRAIN_PROGRESS_INTERVAL_MS
@@ -38,6 +39,10 @@ STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
 # train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
 # come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
 # than a step).
+# A stop first waits this long for the end of an optimizer step, where the gradients of that
+# step still exist (after backward, before the next zero_grad) for the final snapshot; then it
+# lands wherever the script is.
+STOP_AT_STEP_WAIT_MS = 300
 
 _perf = time.perf_counter
 
@@ -71,6 +76,8 @@ class TrainingRun:
         self.tid = None
         self.in_user_code = False
         self.stop_requested = False
+        self.stop_anywhere = False  # set once a stop has waited for a step end long enough
+        self._stopped_at_step = False
         self.warnings = []
         self._warned = set()
         self._sent_warnings = 0
@@ -138,7 +145,9 @@ class TrainingRun:
         if self.histogram_every and self.counters.steps and \
                 self._hist_sent_step != self.counters.steps:
             try:
-                self.send_histograms()
+                # Stopped elsewhere than a step end, the gradients may already be zeroed for the
+                # next step: the final snapshot then has the weights only.
+                self.send_histograms(grads=state != "stopped" or self._stopped_at_step)
             except Exception as e:
                 self._log_failure("histograms", e)
         with self.lock:
@@ -179,6 +188,9 @@ class TrainingRun:
 
     def stop(self):
         self.stop_requested = True
+        if self.finished.wait(STOP_AT_STEP_WAIT_MS / 1000.0):
+            return True
+        self.stop_anywhere = True
         deadline = time.monotonic() + STOP_GIVE_UP_S
         while not self.finished.wait(STOP_RETRY_MS / 1000.0):
             with self.lock:
@@ -192,6 +204,19 @@ class TrainingRun:
     def check_stop(self):
         if self.stop_requested and self.in_user_code:
             raise StopRun()
+
+    def stop_at_step(self):
+        """A stop at the end of an optimizer step: the snapshot that goes with it is taken now,
+        while this step's gradients exist."""
+        if not self.in_user_code:
+            return
+        self._stopped_at_step = True
+        if self.histogram_every and self._hist_sent_step != self.counters.steps:
+            try:
+                self.send_histograms()
+            except Exception as e:
+                self._log_failure("histograms", e)
+        raise StopRun()
 
     # ---- outcome ---------------------------------------------------------------------------
 
@@ -244,8 +269,10 @@ class TrainingRun:
         self._saved = (os.getcwd(), list(sys.argv), sys.stdout, sys.stderr)
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
-        sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
-        sys.stderr = UserOutput(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
+        # Where the CLI shows the output in a terminal, the script writes to one (a pty).
+        out = terminal.PtyOutput if terminal.wanted() else UserOutput
+        sys.stdout = out(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
+        sys.stderr = out(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
         hooks = self.server.hooks
         if hooks is not None:
             self._orig_notify = hooks._notify
@@ -274,7 +301,11 @@ class TrainingRun:
                 s.flush()
             except Exception:
                 pass
+        ours = (sys.stdout, sys.stderr)
         sys.stdout, sys.stderr = out, err
+        for s in ours:
+            if isinstance(s, terminal.PtyOutput):
+                s.close_pty()
         sys.argv = argv
         try:
             sys.path.remove(self.folder)
@@ -316,14 +347,14 @@ class TrainingRun:
         except Exception as e:  # a histogram bug must not end the user's run
             self._log_failure("histograms", e)
 
-    def send_histograms(self):
+    def send_histograms(self, grads=True):
         lm = self.lm
         if lm is None:
             return
         self._hist_sent_step = self.counters.steps
         self.inst.sync_depth += 1  # the engine's own reads are not the user's sync points
         try:
-            msg = histogram_message(lm.module, self.run_id, self.counters.steps)
+            msg = histogram_message(lm.module, self.run_id, self.counters.steps, grads)
         finally:
             self.inst.sync_depth -= 1
         self.conn.notify(TRAIN_HISTOGRAMS, msg)

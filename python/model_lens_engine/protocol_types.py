@@ -28,6 +28,7 @@ class _EngineErrorDataOptional(TypedDict, total=False):
     candidates: List[str]
     userStack: List[SourceLocation]
     hint: str
+    rank: int
 
 
 class EngineErrorData(_EngineErrorDataOptional):
@@ -155,6 +156,10 @@ class _TrainProgressOptional(TypedDict, total=False):
     modelId: str
     error: Dict[str, object]  # EngineErrorData & {message}
     warnings: List[str]
+    # Distributed runs (src/protocol/messages.ts RankProgress, LossSpread).
+    ranks: List[Dict[str, object]]
+    worldSize: Optional[int]
+    lossSpread: Dict[str, object]
 
 
 class TrainProgress(_TrainProgressOptional):

@@ -36,6 +36,8 @@ const builds = [
     entryPoints: {
       extension: 'src/extension/extension.ts',
       engine: 'src/engine/main.ts',
+      // The engine's protocol worker thread (src/engine/protocolPipe.ts loads it by this name).
+      enginePipe: 'src/engine/pipeWorker.ts',
       cli: 'src/cli/main.ts',
     },
     outdir: dist,

@@ -67,7 +67,7 @@ function buildEngine(): void {
     target: 'node20',
     format: 'cjs',
     external: ['vscode', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'esbuild'],
-    entryPoints: { engine: 'src/engine/main.ts' },
+    entryPoints: { engine: 'src/engine/main.ts', enginePipe: 'src/engine/pipeWorker.ts' },
     outdir: path.join(ROOT, 'dist'),
   });
   const from = path.join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');

@@ -1,19 +1,13 @@
-"""The engine process: protocol loop and request handlers.
+"""The PyTorch engine's request handlers (the counterpart of src/engine/tfjs/tfjsEngine.ts).
+Transport, dispatch and process lifetime are in dispatch.py."""
 
-stdout belongs to the protocol. At start the real stdout is duplicated for frames and fd 1 is
-pointed at stderr, so nothing user code prints (even from C) can corrupt a frame; Python-level
-prints are forwarded as `output` notifications.
-"""
-
-import io
 import os
 import sys
 import time
-import traceback
 
 from . import ENGINE_VERSION, PROTOCOL_VERSION
+from . import dispatch
 from .errors import (
-    CANCELLED,
     ENVIRONMENT,
     INTERNAL,
     USER_ERROR,
@@ -22,8 +16,6 @@ from .errors import (
     not_found,
     user_fault,
 )
-from .output import UserOutput
-from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
@@ -34,9 +26,9 @@ def _major(v):
     return str(v or "").split(".")[0]
 
 
-class Server:
-    def __init__(self, conn, torch_error=None):
-        self.conn = conn
+class Server(dispatch.Dispatcher):
+    def __init__(self, conn, torch_error=None, watchdog=None):
+        super().__init__(conn, watchdog)
         self.torch_error = torch_error
         self.initialized = False
         self.trusted = False
@@ -46,8 +38,6 @@ class Server:
         self.lm = None
         self.model_counter = 0
         self.hooks = None
-        self.current_id = None
-        self.running = True
         self.run = None
         self.handlers = {
             "engine/initialize": self.initialize,
@@ -66,83 +56,14 @@ class Server:
             "system/info": self.system_info,
         }
 
-    # ---- plumbing ------------------------------------------------------------------------
-
-    def log(self, level, message):
-        self.conn.notify("log", {"level": level, "message": message})
-
-    def serve(self):
-        while self.running:
-            kind, msg = self.conn.incoming.get()
-            if kind == "eof":
-                break
-            if kind == "framingError":
-                self.log("error", "Protocol framing error: %s" % msg)
-                continue
-            if not isinstance(msg, dict):
-                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
-                continue
-            method = msg.get("method")
-            if method is None:
-                continue  # a response to something we never ask; nothing to do
-            if "id" not in msg:
-                continue  # notifications from the client ($/setTrace, exit...) need no answer
-            self.handle(msg["id"], method, msg.get("params"))
-        self._stop_output()
-
-    def _stop_output(self):
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
-
-    def handle(self, rid, method, params):
-        handler = self.handlers.get(method)
-        if handler is None:
-            self.conn.respond_error(rid, METHOD_NOT_FOUND, "Unknown method %s" % method,
-                                    {"kind": "unsupported", "got": method})
-            return
-        if self.conn.is_cancelled(rid):
-            self.conn.forget(rid)
-            self.conn.respond_error(rid, CANCELLED, "Request cancelled", {"kind": "cancelled"})
-            return
-        if params is None:
-            params = {}
+    def refusal(self, method, params):
         if self.run is not None and self.run.active() and isinstance(params, dict) and (method == "model/load" or (
                 method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
             # model/load would change the running script's working directory.
             what = self.run.lm.name if self.run.lm is not None else "the engine"
-            self.conn.respond_error(rid, USER_ERROR, "%s is busy training (run %s); stop the run first" % (
-                what, self.run.run_id), {"kind": "badRequest", "got": method})
-            return
-        self.current_id = rid
-        try:
-            if not isinstance(params, dict):
-                raise bad_request("params must be an object")
-            result = handler(params)
-            self._stop_output()
-            self.conn.respond(rid, result)
-        except EngineFault as e:
-            self._stop_output()
-            self.conn.respond_error(rid, e.code, e.message, e.data)
-        except KeyboardInterrupt:
-            self.conn.respond_error(rid, CANCELLED, "Interrupted", {"kind": "cancelled"})
-        except Exception as e:  # a bug in the engine: report it, stay up
-            self._stop_output()
-            tb = traceback.format_exc()
-            sys.stderr.write(tb)
-            self.log("error", "Engine error in %s: %s" % (method, tb.strip().splitlines()[-1]))
-            self.conn.respond_error(rid, INTERNAL, "Engine error in %s: %s: %s" % (method, type(e).__name__, e),
-                                    {"kind": "internal", "hint": tb.strip().splitlines()[-1][:500]})
-        finally:
-            self.current_id = None
-            self.conn.forget(rid)
-        if method == "engine/shutdown":
-            self.running = False
-
-    def check_cancel(self):
-        if self.current_id is not None and self.conn.is_cancelled(self.current_id):
-            raise EngineFault(CANCELLED, "cancelled", "Request cancelled")
+            return (USER_ERROR, "%s is busy training (run %s); stop the run first" % (what, self.run.run_id),
+                    {"kind": "badRequest", "got": method})
+        return None
 
     def _need_trust(self):
         if not self.initialized:
@@ -575,35 +496,21 @@ def _pick_backend(requested):
     raise bad_request("backend must be auto, cpu, cuda, cuda:N or mps; got %r" % requested)
 
 
-def main():
-    # Frames get their own copies of the real stdin/stdout; fds 0 and 1 are then taken away from
-    # user code (fd 1 → stderr, fd 0 → /dev/null).
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
-    proto_in = os.fdopen(os.dup(0), "rb")
-    os.dup2(2, 1)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdin = io.StringIO("")
-    conn = Connection(proto_in, proto_out)
-    sys.stdout = UserOutput(conn, "stdout")
-    torch_error = None
-    t0 = time.perf_counter()
+def _import_torch():
     try:
         import torch  # noqa: F401 - fail early, and answer initialize with the reason
     except Exception as e:
-        torch_error = "%s: %s" % (type(e).__name__, e)
-    conn.start()
-    server = Server(conn, torch_error)
+        return "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+def _make_server(conn, watchdog, torch_error, import_s):
+    server = Server(conn, torch_error, watchdog)
     if torch_error is None:
         server.log("info", "PyTorch engine %s: torch %s imported in %.1f s by %s" % (
-            ENGINE_VERSION, sys.modules["torch"].__version__, time.perf_counter() - t0, sys.executable))
-    try:
-        server.serve()
-    finally:
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
-        # User code may have left non-daemon threads (DataLoader workers...): do not wait for them.
-        os._exit(0)
+            ENGINE_VERSION, sys.modules["torch"].__version__, import_s, sys.executable))
+    return server
+
+
+def main():
+    dispatch.main(_make_server, _import_torch)

@@ -9,6 +9,7 @@ import type { EngineKind, HookKind, ModuleNode, SourceLocation } from '../protoc
 import type { ModelTarget } from './codeLens';
 import type { EngineManager } from './engineManager';
 import { engineErrorKind, extensionError, isEngineError } from './errors';
+import { privateTempFile } from '../client/privateTemp';
 import { formatSummary } from '../client/textFormat';
 import { formatCount } from '../shared/format';
 import { parseInputShapes } from './format';
@@ -259,7 +260,7 @@ export class ModelSession implements ModelSource, vscode.Disposable {
     if (!model) return undefined;
     const { messages } = await engineModules();
     const client = this.client();
-    const trace = traceFile ?? (client.info.capabilities?.trace ? path.join(os.tmpdir(), `model-lens-trace-${process.pid}-${model.kind}.json`) : undefined);
+    const trace = traceFile ?? (client.info.capabilities?.trace ? privateTempFile(`trace-${model.kind}.json`) : undefined);
     this.setStatus(`$(sync~spin) Model Lens: profiling ${model.load.name}`, model.file, model.kind);
     try {
       const result = await vscode.window.withProgress(

@@ -63,6 +63,13 @@ def read_frame(stream):
     Raises FramingError when the stream cannot be split into frames any more, and ValueError
     (json) for a well-framed body that is not JSON, which the caller answers with a parse error.
     """
+    body = read_frame_body(stream)
+    return None if body is None else json.loads(body.decode("utf-8"))
+
+
+def read_frame_body(stream):
+    """The body bytes of the next frame; None at a clean end of stream (a JSON `null` body is
+    b"null", not the end)."""
     length = None
     saw_header = False
     while True:
@@ -98,7 +105,7 @@ def read_frame(stream):
         body += chunk
     if hasattr(stream, "frame_ended"):
         stream.frame_ended()
-    return json.loads(bytes(body).decode("utf-8"))
+    return bytes(body)
 
 
 class FdStream:
@@ -179,14 +186,15 @@ class Connection:
     def _read_loop(self):
         while True:
             try:
-                msg = read_frame(self._reader)
+                body = read_frame_body(self._reader)
+                msg = None if body is None else ("message", json.loads(body.decode("utf-8")))
             except FramingError as e:
                 # The owner says why first: the main loop ends the process on "desync".
                 if self._on_fatal:
                     self._on_fatal("desync", str(e))
                 self.incoming.put(("desync", str(e)))
                 return
-            except (ValueError, UnicodeDecodeError) as e:
+            except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
                 self.send({"jsonrpc": "2.0", "id": None,
                            "error": {"code": PARSE_ERROR, "message": "Parse error: %s" % e}})
                 continue
@@ -197,6 +205,7 @@ class Connection:
                     self._on_fatal("eof", None)
                 self.incoming.put(("eof", None))
                 return
+            msg = msg[1]
             if isinstance(msg, dict) and msg.get("method") == "$/cancelRequest":
                 params = msg.get("params")
                 rid = params.get("id") if isinstance(params, dict) else None

@@ -158,11 +158,29 @@ connection.onRequest(systemInfoRequest, handle(systemInfoRequest.method, () => e
 // The client going away (input closed) must not leave an orphaned engine behind; when user code
 // blocks this thread, the pipe worker ends the process instead.
 pipe.onClosed(() => exitSoon(0));
-// Any read error (a header without a number, a body that is not JSON, a header line that is not
-// one) means the byte stream cannot be trusted from here on.
-reader.onError((err) => desync(messageOf(err)));
+// A header error (no Content-Length, not a number, a line that is no header) means the byte
+// stream cannot be trusted from here on. A well-framed body that is not JSON was consumed whole:
+// the stream is still in step, so it is only reported.
+reader.onError((err) => {
+  if (err instanceof SyntaxError) writeRealStderr(`model-lens engine: ignored a message that is not JSON: ${err.message}\n`);
+  else desync(messageOf(err));
+});
 reader.onPartialMessage((info) =>
   desync(`no byte for ${Math.round(info.waitingTime / 1000)} s in the middle of a frame; the declared Content-Length is longer than what was sent`),
 );
+// The reader waits silently forever on bytes that never complete a header (no blank line after
+// them); its buffer's size is the only place that shows it. Same limit as a partial body.
+const readerBuffer = (reader as unknown as { buffer?: { numberOfBytes?: number } }).buffer;
+let stuckBytes = 0;
+let stuckSince = 0;
+setInterval(() => {
+  const bytes = readerBuffer?.numberOfBytes ?? 0;
+  if (bytes === 0 || bytes !== stuckBytes) {
+    stuckBytes = bytes;
+    stuckSince = Date.now();
+  } else if (Date.now() - stuckSince >= PARTIAL_FRAME_TIMEOUT_MS) {
+    desync(`${bytes} bytes have not made a message for ${Math.round(PARTIAL_FRAME_TIMEOUT_MS / 1000)} s (no complete header)`);
+  }
+}, PARTIAL_FRAME_TIMEOUT_MS / 10).unref();
 connection.onError(([err]) => writeRealStderr(`model-lens tfjs engine: protocol error: ${messageOf(err)}\n`));
 connection.listen();

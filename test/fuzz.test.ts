@@ -4,7 +4,15 @@
 // with MODEL_LENS_FUZZ_SEED.
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { frame, initializeFrame, killGroup, startRawEngine, waitFor, type EngineKind, type RawEngine } from './processes';
+import {
+  frame,
+  initializeFrame,
+  killGroup,
+  startRawEngine,
+  waitFor,
+  type EngineKind,
+  type RawEngine,
+} from './processes';
 
 /** Fuzzing time per engine (starts and restarts included). */
 const FUZZ_MS = 12_000;
@@ -53,16 +61,45 @@ function fuzzer(rand: () => number) {
   const pick = <T>(xs: T[]): T => xs[Math.floor(rand() * xs.length)];
   const value = (depth: number): unknown => {
     const r = rand();
-    if (depth > 2 || r < 0.3) return pick([0, -1, 1.5, 1e308, -0, 'x', '', '../../etc/passwd', '/dev/zero', true, null, '\u0000\u202e']);
+    if (depth > 2 || r < 0.3)
+      return pick([
+        0,
+        -1,
+        1.5,
+        1e308,
+        -0,
+        'x',
+        '',
+        '../../etc/passwd',
+        '/dev/zero',
+        true,
+        null,
+        '\u0000\u202e',
+      ]);
     if (r < 0.6) return Array.from({ length: Math.floor(rand() * 4) }, () => value(depth + 1));
     const o: Record<string, unknown> = {};
-    for (const k of ['file', 'modelId', 'steps', 'target', 'kind', 'path', 'id', 'inputShapes', 'hookId', 'runId'].filter(() => rand() < 0.3)) {
+    for (const k of [
+      'file',
+      'modelId',
+      'steps',
+      'target',
+      'kind',
+      'path',
+      'id',
+      'inputShapes',
+      'hookId',
+      'runId',
+    ].filter(() => rand() < 0.3)) {
       o[k] = value(depth + 1);
     }
     return o;
   };
   const message = (id: number): unknown => {
-    const m: Record<string, unknown> = { jsonrpc: pick(['2.0', '2.0', '1.0', 2]), method: pick(METHODS), params: value(0) };
+    const m: Record<string, unknown> = {
+      jsonrpc: pick(['2.0', '2.0', '1.0', 2]),
+      method: pick(METHODS),
+      params: value(0),
+    };
     const r = rand();
     if (r < 0.7) m.id = id;
     else if (r < 0.8) m.id = pick([null, 'str', [1], { a: 1 }, 1.5, true]);
@@ -74,18 +111,36 @@ function fuzzer(rand: () => number) {
     if (!breaking && r < 0.8) return frame(message(id));
     if (!breaking) {
       // Well framed, not JSON (or not an object): answered with a parse error or an invalid request.
-      const body = Buffer.from(pick(['{', '[]', '"x"', '{"jsonrpc":"2.0","id":', 'null', '\u00ff\u00fe', '1e999']), 'utf8');
+      const body = Buffer.from(
+        pick(['{', '[]', '"x"', '{"jsonrpc":"2.0","id":', 'null', '\u00ff\u00fe', '1e999']),
+        'utf8',
+      );
       return Buffer.concat([Buffer.from(`Content-Length: ${body.length}\r\n\r\n`), body]);
     }
     const good = frame(message(id));
     const body = good.subarray(good.indexOf('\r\n\r\n') + 4);
     return pick([
-      Buffer.concat([Buffer.from(`Content-Length: ${body.length + 1 + Math.floor(rand() * 50)}\r\n\r\n`), body]),
-      Buffer.concat([Buffer.from(`Content-Length: ${Math.max(0, body.length - 1 - Math.floor(rand() * 5))}\r\n\r\n`), body]),
+      Buffer.concat([
+        Buffer.from(`Content-Length: ${body.length + 1 + Math.floor(rand() * 50)}\r\n\r\n`),
+        body,
+      ]),
+      Buffer.concat([
+        Buffer.from(
+          `Content-Length: ${Math.max(0, body.length - 1 - Math.floor(rand() * 5))}\r\n\r\n`,
+        ),
+        body,
+      ]),
       Buffer.concat([Buffer.from('Content-Length: 12abc\r\n\r\n'), body]),
       Buffer.concat([Buffer.from('X-Nothing: 1\r\n\r\n'), body]),
-      Buffer.from(Array.from({ length: 1 + Math.floor(rand() * 200) }, () => Math.floor(rand() * 256))),
-      Buffer.concat([Buffer.from('content-length:   '), Buffer.from(String(body.length)), Buffer.from('\n\n'), body]),
+      Buffer.from(
+        Array.from({ length: 1 + Math.floor(rand() * 200) }, () => Math.floor(rand() * 256)),
+      ),
+      Buffer.concat([
+        Buffer.from('content-length:   '),
+        Buffer.from(String(body.length)),
+        Buffer.from('\n\n'),
+        body,
+      ]),
     ]);
   };
 }
@@ -103,14 +158,22 @@ async function started(kind: EngineKind, nextId: () => number): Promise<RawEngin
 }
 
 /** Resolves with 'answered' or 'exited'; rejects when the engine neither answers nor exits. */
-async function verdict(engine: RawEngine, probeId: number, round: string[]): Promise<'answered' | 'exited'> {
+async function verdict(
+  engine: RawEngine,
+  probeId: number,
+  round: string[],
+): Promise<'answered' | 'exited'> {
   let exited = false;
   void engine.exited.then(() => (exited = true));
   engine.input.write(frame({ jsonrpc: '2.0', id: probeId, method: 'system/info' }));
   const what = (): string =>
     `an answer to probe ${probeId} or an exit (stderr: ${engine.stderr().slice(-800)}; inputs: ${JSON.stringify(round)})`;
   return waitFor(what(), VERDICT_TIMEOUT_MS, () =>
-    engine.parser.messages.some((m) => m.id === probeId) ? 'answered' : exited ? 'exited' : undefined,
+    engine.parser.messages.some((m) => m.id === probeId)
+      ? 'answered'
+      : exited
+        ? 'exited'
+        : undefined,
   );
 }
 
@@ -139,7 +202,11 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
           const v = await verdict(engine, nextId(), round);
           if (v === 'answered') {
             stats.answered++; // rounds whose probe was answered
-            assert.equal(engine.parser.corrupt, undefined, 'the engine only writes well-formed frames');
+            assert.equal(
+              engine.parser.corrupt,
+              undefined,
+              'the engine only writes well-formed frames',
+            );
             continue;
           }
           stats.exits++;
@@ -149,7 +216,11 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
             0,
             `an engine the fuzzer ends fails: ${JSON.stringify(exit)} ${engine.stderr().slice(-1500)} ${JSON.stringify(round)}`,
           );
-          assert.match(engine.stderr(), /model-lens engine: protocol desync: /, `${kind} exited ${JSON.stringify(exit)} and said why`);
+          assert.match(
+            engine.stderr(),
+            /model-lens engine: protocol desync: /,
+            `${kind} exited ${JSON.stringify(exit)} and said why`,
+          );
           killGroup(engine.child.pid);
           stats.responses += responses(engine);
           if (Date.now() < deadline) engine = await started(kind, nextId);

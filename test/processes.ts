@@ -7,7 +7,9 @@ import type { Duplex, Writable } from 'node:stream';
 
 export const ROOT = path.resolve(__dirname, '..');
 /** The interpreter the PyTorch cases use: the first of MODEL_LENS_TEST_PYTHONS, else the default. */
-export const TEST_PYTHON = (process.env.MODEL_LENS_TEST_PYTHONS ?? '').split(path.delimiter).find(Boolean);
+export const TEST_PYTHON = (process.env.MODEL_LENS_TEST_PYTHONS ?? '')
+  .split(path.delimiter)
+  .find(Boolean);
 
 interface ProcStat {
   pid: number;
@@ -51,12 +53,17 @@ export function pgidOf(pid: number): number | undefined {
   return stat(pid)?.pgid;
 }
 
-export async function waitFor<T>(what: string, timeoutMs: number, probe: () => T | undefined | false): Promise<T> {
+export async function waitFor<T>(
+  what: string,
+  timeoutMs: number,
+  probe: () => T | undefined | false,
+): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     const v = probe();
     if (v !== undefined && v !== false) return v;
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 100));
   }
 }
@@ -119,7 +126,11 @@ export function startRawEngine(kind: EngineKind, env: Record<string, string> = {
       : spawn(TEST_PYTHON ?? 'python3', ['-u', '-m', 'model_lens_engine'], {
           ...common,
           cwd: path.join(ROOT, 'python'),
-          env: { ...common.env, PYTHONPATH: path.join(ROOT, 'python'), PYTHONDONTWRITEBYTECODE: '1' },
+          env: {
+            ...common.env,
+            PYTHONPATH: path.join(ROOT, 'python'),
+            PYTHONDONTWRITEBYTECODE: '1',
+          },
           stdio: ['pipe', 'pipe', 'pipe'],
         });
   const proto = (kind === 'tfjs' ? child.stdio[3] : undefined) as Duplex | undefined;

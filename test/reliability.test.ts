@@ -88,17 +88,27 @@ function cli(args: string[], env: Record<string, string>) {
 /** Starts the CLI on the looping model; resolves once user code runs, with the engine's pids. */
 async function cliInUserCode(kind: EngineKind, marker: string) {
   const run = cli(
-    ['inspect', path.join(dir, MODELS[kind].file), ...(kind === 'pytorch' && TEST_PYTHON ? ['--python', TEST_PYTHON] : [])],
+    [
+      'inspect',
+      path.join(dir, MODELS[kind].file),
+      ...(kind === 'pytorch' && TEST_PYTHON ? ['--python', TEST_PYTHON] : []),
+    ],
     { MODEL_LENS_TEST_MARKER: marker },
   );
-  const sleeper = await waitFor(`${kind} user code to run (${run.stderr()})`, START_TIMEOUT_MS, () =>
-    fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') ? Number(fs.readFileSync(marker, 'utf8')) : undefined,
+  const sleeper = await waitFor(
+    `${kind} user code to run (${run.stderr()})`,
+    START_TIMEOUT_MS,
+    () =>
+      fs.existsSync(marker) && fs.readFileSync(marker, 'utf8')
+        ? Number(fs.readFileSync(marker, 'utf8'))
+        : undefined,
   );
   const [engine] = childrenOf(run.child.pid!);
   assert.ok(engine, 'the CLI has an engine child');
   assert.equal(pgidOf(engine), engine, 'the engine leads its own process group');
   // (The TF.js engine's group also holds esbuild's service process.)
-  for (const pid of [engine, sleeper]) assert.ok(groupMembers(engine).includes(pid), `${pid} in group ${engine}`);
+  for (const pid of [engine, sleeper])
+    assert.ok(groupMembers(engine).includes(pid), `${pid} in group ${engine}`);
   return { run, engine, sleeper };
 }
 
@@ -110,7 +120,11 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
       try {
         run.child.kill('SIGKILL');
         await run.exited;
-        await waitFor(`process group ${engine} to be empty`, GONE_TIMEOUT_MS, () => groupMembers(engine).length === 0);
+        await waitFor(
+          `process group ${engine} to be empty`,
+          GONE_TIMEOUT_MS,
+          () => groupMembers(engine).length === 0,
+        );
         assert.deepEqual(childrenOf(engine), []);
       } finally {
         killGroup(engine);
@@ -124,7 +138,11 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
         run.child.kill('SIGHUP');
         const exit = await run.exited;
         assert.equal(exit.code, 129, run.stderr());
-        await waitFor(`process group ${engine} to be empty`, GONE_TIMEOUT_MS, () => groupMembers(engine).length === 0);
+        await waitFor(
+          `process group ${engine} to be empty`,
+          GONE_TIMEOUT_MS,
+          () => groupMembers(engine).length === 0,
+        );
       } finally {
         killGroup(engine);
       }
@@ -138,15 +156,27 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
         engine.input.write(initializeFrame(1, dir));
         await engine.response(1, START_TIMEOUT_MS);
         engine.input.write(
-          frame({ jsonrpc: '2.0', id: 2, method: 'model/load', params: { file: path.join(dir, MODELS[kind].file) } }),
+          frame({
+            jsonrpc: '2.0',
+            id: 2,
+            method: 'model/load',
+            params: { file: path.join(dir, MODELS[kind].file) },
+          }),
         );
         const sleeper = await waitFor('user code to run', START_TIMEOUT_MS, () =>
-          fs.existsSync(marker) && fs.readFileSync(marker, 'utf8') ? Number(fs.readFileSync(marker, 'utf8')) : undefined,
+          fs.existsSync(marker) && fs.readFileSync(marker, 'utf8')
+            ? Number(fs.readFileSync(marker, 'utf8'))
+            : undefined,
         );
-        for (const p of [pid, sleeper]) assert.ok(groupMembers(pid).includes(p), `${p} in group ${pid}`);
+        for (const p of [pid, sleeper])
+          assert.ok(groupMembers(pid).includes(p), `${p} in group ${pid}`);
         engine.input.end();
         await engine.exited;
-        await waitFor(`process group ${pid} to be empty`, GONE_TIMEOUT_MS, () => groupMembers(pid).length === 0);
+        await waitFor(
+          `process group ${pid} to be empty`,
+          GONE_TIMEOUT_MS,
+          () => groupMembers(pid).length === 0,
+        );
         assert.match(engine.stderr(), /closed the engine's input while user code was running/);
       } finally {
         killGroup(pid);
@@ -180,7 +210,10 @@ process.kill(process.pid, 'SIGKILL');
     );
     const r = await cliRun(['inspect', file]);
     assert.equal(r.code, 1, r.stderr);
-    assert.ok(r.stderr.includes(`the engine was killed by SIGKILL while running ${file}`), r.stderr);
+    assert.ok(
+      r.stderr.includes(`the engine was killed by SIGKILL while running ${file}`),
+      r.stderr,
+    );
   });
 
   test('tfjs: writes to fd 1 that bypass process.stdout (fs.writeSync, a child inheriting stdout)', async () => {
@@ -200,7 +233,12 @@ export const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [2],
     const r = await cliRun(['inspect', file, '--json']);
     assert.equal(r.code, 0, r.stderr);
     assert.equal(JSON.parse(r.stdout).modules[1].params, 3);
-    for (const text of ['raw bytes on fd 1', 'from a child that inherits stdout', 'raw bytes on fd 2', 'console.error from the model']) {
+    for (const text of [
+      'raw bytes on fd 1',
+      'from a child that inherits stdout',
+      'raw bytes on fd 2',
+      'console.error from the model',
+    ]) {
       assert.ok(r.stderr.includes(text), `${text} in: ${r.stderr}`);
     }
   });
@@ -269,14 +307,29 @@ describe('labels: bad input is named before an engine starts', () => {
   const noEngine = ['--python', '/nonexistent/python3'];
 
   test('an input too large to allocate: its size, not an allocator failure', async () => {
-    const r = await cliRun(['inspect', path.join(ROOT, 'examples', 'iris_mlp.py'), '--input', '100000,100000', ...noEngine]);
+    const r = await cliRun([
+      'inspect',
+      path.join(ROOT, 'examples', 'iris_mlp.py'),
+      '--input',
+      '100000,100000',
+      ...noEngine,
+    ]);
     assert.equal(r.code, 2, r.stderr);
-    assert.match(r.stderr, /input too large: --input 100000,100000 is 10,000,000,000 float32 elements, 40,000,000,000 bytes \(37\.3 GiB\)/);
+    assert.match(
+      r.stderr,
+      /input too large: --input 100000,100000 is 10,000,000,000 float32 elements, 40,000,000,000 bytes \(37\.3 GiB\)/,
+    );
   });
 
   test('a bad shape is refused before the engine starts', async () => {
     for (const bad of ['1,-3', '1,x', '']) {
-      const r = await cliRun(['inspect', path.join(ROOT, 'examples', 'iris_mlp.py'), '--input', bad, ...noEngine]);
+      const r = await cliRun([
+        'inspect',
+        path.join(ROOT, 'examples', 'iris_mlp.py'),
+        '--input',
+        bad,
+        ...noEngine,
+      ]);
       assert.equal(r.code, 2, r.stderr);
       assert.ok(r.stderr.includes(`--input ${bad}: a shape is positive integers`), r.stderr);
     }
@@ -289,7 +342,13 @@ describe('labels: bad input is named before an engine starts', () => {
   });
 
   test('a bad --memory-limit is a usage error', async () => {
-    const r = await cliRun(['inspect', path.join(ROOT, 'examples', 'iris_mlp.py'), '--memory-limit', '2GB', ...noEngine]);
+    const r = await cliRun([
+      'inspect',
+      path.join(ROOT, 'examples', 'iris_mlp.py'),
+      '--memory-limit',
+      '2GB',
+      ...noEngine,
+    ]);
     assert.equal(r.code, 2, r.stderr);
     assert.match(r.stderr, /--memory-limit 2GB: expected megabytes/);
   });
@@ -320,7 +379,12 @@ class M(nn.Module):
     const file = write('segfault_model.py', text);
     const r = await cliRun(['inspect', file, ...pythonArgs]);
     assert.equal(r.code, 1, r.stderr);
-    assert.ok(r.stderr.includes(`crashed with a segmentation fault (SIGSEGV) while running ${file} (at ${file}:${lineOf(text, 'SEGFAULT_HERE')})`), r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `crashed with a segmentation fault (SIGSEGV) while running ${file} (at ${file}:${lineOf(text, 'SEGFAULT_HERE')})`,
+      ),
+      r.stderr,
+    );
     assert.match(r.stderr, /Fatal Python error: Segmentation fault/);
   });
 
@@ -342,7 +406,12 @@ class Spin(nn.Module):
     const r = await cliRun(['inspect', file, '--input', '1,2', '--timeout', '4', ...pythonArgs]);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /did not answer model\/(load|summary) within 4 s while running /);
-    assert.ok(r.stderr.includes(`it was at ${file}:${lineOf(text, 'SPINS_HERE')} in forward; the engine was stopped`), r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `it was at ${file}:${lineOf(text, 'SPINS_HERE')} in forward; the engine was stopped`,
+      ),
+      r.stderr,
+    );
     assert.doesNotMatch(r.stderr, /restarted on the next request/);
   });
 
@@ -354,10 +423,16 @@ class Spin(nn.Module):
   });
 
   test('pytorch: over the memory limit: an out-of-memory error naming the file', async () => {
-    const file = write('hog_model.py', 'hog = []\nwhile True:\n    hog.append(bytearray(64 * 2 ** 20))  # touched pages\n    hog[-1][::4096] = b"x" * len(hog[-1][::4096])\n');
+    const file = write(
+      'hog_model.py',
+      'hog = []\nwhile True:\n    hog.append(bytearray(64 * 2 ** 20))  # touched pages\n    hog[-1][::4096] = b"x" * len(hog[-1][::4096])\n',
+    );
     const r = await cliRun(['inspect', file, '--memory-limit', '1500', ...pythonArgs]);
     assert.equal(r.code, 1, r.stderr);
-    assert.match(r.stderr, /ran out of memory: it went over its memory limit of 1500 MB \(\d+ MB in use\)/);
+    assert.match(
+      r.stderr,
+      /ran out of memory: it went over its memory limit of 1500 MB \(\d+ MB in use\)/,
+    );
     assert.ok(r.stderr.includes(`running model/load of ${file}`), r.stderr);
   });
 
@@ -369,11 +444,19 @@ process.exit(3); // EXITS_HERE
     const file = write('exits.ts', text);
     const r = await cliRun(['inspect', file]);
     assert.equal(r.code, 1, r.stderr);
-    assert.ok(r.stderr.includes(`User code called process.exit(3) at ${file}:${lineOf(text, 'EXITS_HERE')}`), r.stderr);
+    assert.ok(
+      r.stderr.includes(
+        `User code called process.exit(3) at ${file}:${lineOf(text, 'EXITS_HERE')}`,
+      ),
+      r.stderr,
+    );
   });
 
   test('tfjs: a model over the JavaScript heap limit is reported as out of memory', async () => {
-    const file = write('heapHog.ts', 'const hog: number[][] = [];\nfor (;;) hog.push(new Array(1e6).fill(1.5));\n');
+    const file = write(
+      'heapHog.ts',
+      'const hog: number[][] = [];\nfor (;;) hog.push(new Array(1e6).fill(1.5));\n',
+    );
     const r = await cliRun(['inspect', file, '--memory-limit', '256']);
     assert.equal(r.code, 1, r.stderr);
     assert.match(r.stderr, /ran out of memory/);
@@ -384,10 +467,16 @@ process.exit(3); // EXITS_HERE
   });
 
   test('tfjs: a createModel that never returns: the timeout names the file', async () => {
-    const file = write('spin.ts', 'export function createModel(): never {\n  for (;;) {\n    // spins\n  }\n}\n');
+    const file = write(
+      'spin.ts',
+      'export function createModel(): never {\n  for (;;) {\n    // spins\n  }\n}\n',
+    );
     const r = await cliRun(['inspect', file, '--timeout', '3']);
     assert.equal(r.code, 1, r.stderr);
-    assert.ok(r.stderr.includes(`did not answer model/load within 3 s while running ${file}`), r.stderr);
+    assert.ok(
+      r.stderr.includes(`did not answer model/load within 3 s while running ${file}`),
+      r.stderr,
+    );
     assert.doesNotMatch(r.stderr, /restarted on the next request/);
   });
 });
@@ -395,17 +484,30 @@ process.exit(3); // EXITS_HERE
 describe('per-request timeout policy', () => {
   test('reject fails only the request; kill (the default) stops the engine', async () => {
     const file = path.join(dir, 'spinPolicy.ts');
-    fs.writeFileSync(file, 'export function createModel(): never {\n  for (;;) {\n    // spins\n  }\n}\n');
-    const client = await EngineClient.start({ kind: 'tfjs', cwd: dir, trusted: true, backend: 'cpu' });
+    fs.writeFileSync(
+      file,
+      'export function createModel(): never {\n  for (;;) {\n    // spins\n  }\n}\n',
+    );
+    const client = await EngineClient.start({
+      kind: 'tfjs',
+      cwd: dir,
+      trusted: true,
+      backend: 'cpu',
+    });
     try {
       const load = client.request(modelLoadRequest, { file }, { timeoutMs: 6_000 });
       // A cheap poll queued behind the loop: it gives up, the engine stays.
       await assert.rejects(
         client.request(systemInfoRequest, undefined, { timeoutMs: 1_000, onTimeout: 'reject' }),
-        (err: EngineError) => err.data.kind === 'timeout' && /it is still running/.test(err.message),
+        (err: EngineError) =>
+          err.data.kind === 'timeout' && /it is still running/.test(err.message),
       );
       assert.equal(client.alive, true);
-      await assert.rejects(load, (err: EngineError) => err.data.kind === 'timeout' && /the engine was stopped/.test(err.message));
+      await assert.rejects(
+        load,
+        (err: EngineError) =>
+          err.data.kind === 'timeout' && /the engine was stopped/.test(err.message),
+      );
       assert.equal(client.alive, false);
     } finally {
       await client.dispose();
@@ -417,12 +519,22 @@ describe('defence in depth', () => {
   test('pytorch: a workspace json.py does not run before initialize (neutral start folder, -P)', async () => {
     const ws = fs.mkdtempSync(path.join(dir, 'ws-'));
     const marker = path.join(ws, 'shadowed');
-    fs.writeFileSync(path.join(ws, 'json.py'), `open(${JSON.stringify(marker)}, "w").write("imported")\nraise SystemExit(9)\n`);
-    fs.writeFileSync(path.join(ws, 'small_model.py'), 'from torch import nn\n\nmodel = nn.Linear(2, 1)\n');
-    const run = spawn(process.execPath, [BIN, 'inspect', path.join(ws, 'small_model.py'), '--input', '1,2', ...pythonArgs], {
-      cwd: ws,
-      env: { ...process.env, OMP_NUM_THREADS: '1' },
-    });
+    fs.writeFileSync(
+      path.join(ws, 'json.py'),
+      `open(${JSON.stringify(marker)}, "w").write("imported")\nraise SystemExit(9)\n`,
+    );
+    fs.writeFileSync(
+      path.join(ws, 'small_model.py'),
+      'from torch import nn\n\nmodel = nn.Linear(2, 1)\n',
+    );
+    const run = spawn(
+      process.execPath,
+      [BIN, 'inspect', path.join(ws, 'small_model.py'), '--input', '1,2', ...pythonArgs],
+      {
+        cwd: ws,
+        env: { ...process.env, OMP_NUM_THREADS: '1' },
+      },
+    );
     let stderr = '';
     run.stderr.on('data', (d) => (stderr += d));
     const code = await new Promise((resolve) => run.once('exit', resolve));

@@ -67,8 +67,8 @@ class Dispatcher:
                 continue  # notifications from the client ($/setTrace, exit...) need no answer
             rid = msg["id"]
             if isinstance(rid, bool) or not isinstance(rid, (int, str)) or not isinstance(method, str):
-                self.conn.respond_error(None, INVALID_REQUEST,
-                                        "Invalid request: id must be a number or string and method a string")
+                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: id must be a "
+                                        "number or string and method a string")
                 continue
             self.handle(rid, method, msg.get("params"))
         self._stop_output()
@@ -98,7 +98,8 @@ class Dispatcher:
         self.current_id = rid
         if self.watchdog is not None:
             file = params.get("file") if isinstance(params, dict) else None
-            self.watchdog.doing = "running %s%s" % (method, " of %s" % file if isinstance(file, str) else "")
+            of = " of %s" % file if isinstance(file, str) else ""
+            self.watchdog.doing = "running %s%s" % (method, of)
         try:
             if not isinstance(params, dict):
                 raise bad_request("params must be an object")

@@ -29,7 +29,8 @@ class _Flusher:
             self._due.add(stream)
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="model-lens-output", daemon=True)
+                self._thread = threading.Thread(target=self._run, name="model-lens-output",
+                                                daemon=True)
                 self._thread.start()
         self._wake.set()
 

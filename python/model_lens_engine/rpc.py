@@ -96,12 +96,14 @@ def read_frame_body(stream):
     if length is None:
         raise FramingError("frame without Content-Length")
     if length > MAX_FRAME_BYTES:
-        raise FramingError("Content-Length %d is over the %d-byte limit" % (length, MAX_FRAME_BYTES))
+        raise FramingError("Content-Length %d is over the %d-byte limit"
+                           % (length, MAX_FRAME_BYTES))
     body = bytearray()
     while len(body) < length:
         chunk = stream.read(length - len(body))
         if not chunk:
-            raise FramingError("stream ended inside a frame body (%d of %d bytes)" % (len(body), length))
+            raise FramingError("stream ended inside a frame body (%d of %d bytes)"
+                               % (len(body), length))
         body += chunk
     if hasattr(stream, "frame_ended"):
         stream.frame_ended()
@@ -131,8 +133,8 @@ class FdStream:
         if self._in_frame or self._buf:
             ready, _, _ = select.select([self._fd], [], [], self._partial_timeout_s)
             if not ready:
-                raise FramingError("no byte for %.0f s in the middle of a frame (%d bytes read); the "
-                                   "declared Content-Length is longer than what was sent"
+                raise FramingError("no byte for %.0f s in the middle of a frame (%d bytes read); "
+                                   "the declared Content-Length is longer than what was sent"
                                    % (self._partial_timeout_s, self._frame_bytes))
         chunk = os.read(self._fd, READ_CHUNK_BYTES)
         self._buf += chunk

@@ -43,7 +43,10 @@ export function inputSize(text: string): InputSize | string {
   if (!dimsText.trim() || dims.some((d) => !Number.isSafeInteger(d) || d <= 0)) {
     return `--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`;
   }
-  const dtype = (dtypeText ?? DEFAULT_DTYPE).trim().toLowerCase().replace(/^torch\./, '');
+  const dtype = (dtypeText ?? DEFAULT_DTYPE)
+    .trim()
+    .toLowerCase()
+    .replace(/^torch\./, '');
   const width = DTYPE_BYTES[dtype] ?? DTYPE_BYTES[DEFAULT_DTYPE];
   const elements = dims.reduce((a, b) => a * b, 1);
   return { text, elements, bytes: elements * width, dtype };
@@ -60,7 +63,10 @@ function formatBytes(n: number): string {
 }
 
 /** The first problem with the --input values, or undefined when the engine may be started. */
-export function inputProblem(texts: string[] | undefined, memoryLimitMB: number | undefined): string | undefined {
+export function inputProblem(
+  texts: string[] | undefined,
+  memoryLimitMB: number | undefined,
+): string | undefined {
   if (!texts?.length) return undefined;
   let total = 0;
   for (const text of texts) {

@@ -100,7 +100,11 @@ export function howItEnded(e: ExitFacts): string {
     );
   }
   if (DESYNC_RE.test(e.stderrTail)) return 'lost track of the protocol stream and exited';
-  if (e.signal === 'SIGKILL' && e.memoryLimitMB === undefined && /MemoryError|out of memory/i.test(e.stderrTail)) {
+  if (
+    e.signal === 'SIGKILL' &&
+    e.memoryLimitMB === undefined &&
+    /MemoryError|out of memory/i.test(e.stderrTail)
+  ) {
     return 'was killed by SIGKILL after running out of memory';
   }
   if (e.signal === 'SIGSEGV') return 'crashed with a segmentation fault (SIGSEGV)';

@@ -17,8 +17,6 @@ export const PIPE_QUEUED_BYTES_INDEX = 0;
 export const PIPE_COUNTERS = 1;
 
 export type ToWorker =
-  | { type: 'write'; data: Uint8Array }
-  | { type: 'doing'; text: string }
-  | { type: 'flush' };
+  { type: 'write'; data: Uint8Array } | { type: 'doing'; text: string } | { type: 'flush' };
 
 export type ToMain = { type: 'data'; data: Uint8Array } | { type: 'closed' } | { type: 'flushed' };

@@ -105,7 +105,9 @@ port.on('message', (m: ToWorker) => {
 
 setInterval(() => {
   if (data.parentPid && process.ppid !== data.parentPid) {
-    endEngine(`the client process (pid ${data.parentPid}) is gone; exiting so the engine is not left behind (was ${doing})`);
+    endEngine(
+      `the client process (pid ${data.parentPid}) is gone; exiting so the engine is not left behind (was ${doing})`,
+    );
   }
   if (data.memoryLimitMB > 0) {
     const rss = process.memoryUsage.rss();

@@ -63,8 +63,18 @@ export function openProtocolPipe(): ProtocolPipe {
   const memoryLimitMB = Number(process.env[MEMORY_LIMIT_ENV]) || 0;
   delete process.env[PARENT_PID_ENV];
   delete process.env[MEMORY_LIMIT_ENV];
-  const workerData: PipeWorkerData = { fd: PROTOCOL_FD, parentPid, memoryLimitMB, ownGroup: leadsOwnGroup(), counters };
-  const worker = new Worker(path.join(__dirname, 'enginePipe.js'), { workerData, stdout: false, stderr: false });
+  const workerData: PipeWorkerData = {
+    fd: PROTOCOL_FD,
+    parentPid,
+    memoryLimitMB,
+    ownGroup: leadsOwnGroup(),
+    counters,
+  };
+  const worker = new Worker(path.join(__dirname, 'enginePipe.js'), {
+    workerData,
+    stdout: false,
+    stderr: false,
+  });
   const send = (m: ToWorker): void => worker.postMessage(m);
   const input = new PassThrough();
   const closedListeners: (() => void)[] = [];

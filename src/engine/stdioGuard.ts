@@ -19,7 +19,9 @@ const OUTPUT_FLUSH_MS = 20;
  */
 const OUTPUT_BACKLOG_MAX_BYTES = 32 * 2 ** 20;
 
-const realStderrWrite = process.stderr.write.bind(process.stderr) as (chunk: string | Uint8Array) => boolean;
+const realStderrWrite = process.stderr.write.bind(process.stderr) as (
+  chunk: string | Uint8Array,
+) => boolean;
 
 let sink: Sink | null = null;
 let backlog: () => number = () => 0;
@@ -35,7 +37,9 @@ let droppedChars = 0;
 function toText(chunk: unknown, encoding?: unknown): string {
   if (typeof chunk === 'string') return chunk;
   if (chunk instanceof Uint8Array) {
-    return Buffer.from(chunk).toString(typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8');
+    return Buffer.from(chunk).toString(
+      typeof encoding === 'string' ? (encoding as BufferEncoding) : 'utf8',
+    );
   }
   return String(chunk);
 }
@@ -60,7 +64,10 @@ export function flushOutput(): void {
     return;
   }
   if (droppedChars > 0) {
-    send(batchStream, `[model-lens: ${droppedChars} characters of output were dropped while the client was behind]\n`);
+    send(
+      batchStream,
+      `[model-lens: ${droppedChars} characters of output were dropped while the client was behind]\n`,
+    );
     droppedChars = 0;
   }
   send(batchStream, text);
@@ -101,7 +108,11 @@ process.stderr.write = interceptor('stderr') as typeof process.stderr.write;
  * Start forwarding captured output; flushes what was printed before. `queuedBytes` says how
  * much the client has not read yet; `tag` what output written now belongs to.
  */
-export function setOutputSink(next: Sink, queuedBytes: () => number, tag: () => string | undefined): void {
+export function setOutputSink(
+  next: Sink,
+  queuedBytes: () => number,
+  tag: () => string | undefined,
+): void {
   sink = next;
   backlog = queuedBytes;
   currentTag = tag;

@@ -1,5 +1,4 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import * as os from 'node:os';
 import * as path from 'node:path';
 import type { Readable, Duplex } from 'node:stream';
 import {
@@ -20,8 +19,13 @@ import { ErrorCodes, type EngineErrorData, type EngineErrorKind } from '../proto
 import { initializeRequest, logNotification, shutdownRequest, type InitializeResult } from '../protocol/messages';
 import { PROTOCOL_VERSION, type EngineInfo, type EngineKind, type SourceLocation } from '../protocol/types';
 import { explainingTail, howItEnded, userFrameOfStackDump } from './engineExit';
-import { packageRoot } from './packageRoot';
-import { findPython } from './pythonFinder';
+import {
+  defaultMemoryLimitMB,
+  engineCommand,
+  MEMORY_LIMIT_ENV,
+  PARENT_PID_ENV,
+  TFJS_PROTOCOL_FD,
+} from './engineCommand';
 
 /** Default for requests that run user code (a forward, a summary). Generous: torch imports are slow. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -29,13 +33,6 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 export const START_TIMEOUT_MS = 90_000;
 /** After a timeout the engine gets this long to honour `$/cancelRequest` before it is killed. */
 export const CANCEL_GRACE_MS = 2_000;
-/** Default engine memory ceiling: a share of the machine, so a runaway model cannot take it down. */
-export const DEFAULT_MEMORY_LIMIT_FRACTION = 0.75;
-/** Env names the engines read (python/model_lens_engine/watchdog.py, src/engine/main.ts). */
-export const PARENT_PID_ENV = 'MODEL_LENS_PARENT_PID';
-export const MEMORY_LIMIT_ENV = 'MODEL_LENS_MEMORY_LIMIT_MB';
-/** The TF.js engine speaks the protocol on this fd, so stray writes to fd 1 cannot corrupt it. */
-export const TFJS_PROTOCOL_FD = 3;
 /** SIGUSR1 makes the PyTorch engine print every thread's Python stack (faulthandler). */
 const STACK_DUMP_SIGNAL: NodeJS.Signals = 'SIGUSR1';
 const STACK_DUMP_MARK = '(most recent call first):';
@@ -299,7 +296,9 @@ export class EngineClient {
             return;
           }
           // Stopping the engine also fails `sent` and `died`; the timeout is what the caller sees.
-          overran = this.stopOverrun(sent).then((where) => this.timeoutError(type.method, timeoutMs, where));
+          overran = this.stopOverrun(sent).then(({ what, at }) =>
+            this.timeoutError(type.method, timeoutMs, what, at),
+          );
           void overran.then(reject);
         }, timeoutMs);
       });
@@ -359,7 +358,9 @@ export class EngineClient {
    * not (user code in an endless loop cannot read it), it is asked where it is (the PyTorch
    * engine prints its Python stacks) and stopped. Says what happened, for the error message.
    */
-  private async stopOverrun(sent: Promise<unknown>): Promise<string> {
+  private async stopOverrun(
+    sent: Promise<unknown>,
+  ): Promise<{ what: string; at?: SourceLocation }> {
     const before = this.stderrTail.length;
     const dumped = this.kind === 'pytorch' && this.signalEngine(STACK_DUMP_SIGNAL);
     const answered = await Promise.race([
@@ -370,19 +371,17 @@ export class EngineClient {
       this.exited.then(() => false),
       delay(CANCEL_GRACE_MS).then(() => false),
     ]);
-    if (answered && this.alive) return 'it stopped when cancelled';
+    if (answered && this.alive) return { what: 'it stopped when cancelled' };
     const dump = dumped ? this.stderrTail.slice(Math.max(0, before - 1)) : '';
     const at = dump.includes(STACK_DUMP_MARK) ? userFrameOfStackDump(dump) : undefined;
     if (this.alive) await this.kill('killedAfterTimeout');
-    this.overrunAt = at;
-    return at ? `it was at ${at.file}:${at.line}${at.function ? ` in ${at.function}` : ''}; the engine was stopped` : 'the engine was stopped';
+    const where = at ? `it was at ${at.file}:${at.line}${at.function ? ` in ${at.function}` : ''}; ` : '';
+    return { what: `${where}the engine was stopped`, at };
   }
 
-  private overrunAt: SourceLocation | undefined;
-
-  private timeoutError(method: string, timeoutMs: number, what: string): EngineError {
+  private timeoutError(method: string, timeoutMs: number, what: string, at?: SourceLocation): EngineError {
     const running = this.userFile ? ` while running ${this.userFile}` : '';
-    const location = this.overrunAt ?? (this.userFile ? { file: this.userFile, line: 1 } : undefined);
+    const location = at ?? (this.userFile ? { file: this.userFile, line: 1 } : undefined);
     return new EngineError(
       `The ${this.kind} engine did not answer ${method} within ${formatSeconds(timeoutMs)}${running} (${what}).`,
       ErrorCodes.internal,
@@ -449,9 +448,6 @@ function formatSeconds(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
-function defaultMemoryLimitMB(): number {
-  return Math.round((os.totalmem() * DEFAULT_MEMORY_LIMIT_FRACTION) / 2 ** 20);
-}
 
 /** Signals the engine's process group; `leftovers` also after the engine itself has exited. */
 function signalGroup(child: ChildProcess, signal: NodeJS.Signals, leftovers = false): void {
@@ -476,41 +472,4 @@ function signalGroup(child: ChildProcess, signal: NodeJS.Signals, leftovers = fa
       // Gone between the check and the signal.
     }
   }
-}
-
-async function engineCommand(
-  options: EngineStartOptions,
-  memoryLimitMB: number,
-): Promise<{ command: string; args: string[]; env: Record<string, string>; notes: string[]; cwd?: string }> {
-  const root = packageRoot();
-  if (options.kind === 'tfjs') {
-    // In the extension host process.execPath is VS Code's Electron; this makes it a plain Node.
-    // The V8 heap gets the memory ceiling; the engine watches the whole process's size itself.
-    return {
-      command: process.execPath,
-      args: [...(memoryLimitMB > 0 ? [`--max-old-space-size=${memoryLimitMB}`] : []), path.join(root, 'dist', 'engine.js')],
-      env: { ELECTRON_RUN_AS_NODE: '1' },
-      notes: [],
-    };
-  }
-  const python = await findPython(options.python, options.editorPython).catch((err: Error) => {
-    throw new EngineError(err.message, ErrorCodes.environment, {
-      kind: 'runtimeMissing',
-      hint: 'Set modelLens.pythonPath or pass --python to an interpreter where `import torch` works.',
-    });
-  });
-  const enginePath = path.join(root, 'python');
-  const pythonPath = [enginePath, process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
-  return {
-    command: python.executable ?? python.path,
-    args: ['-u', '-m', 'model_lens_engine'],
-    // The engine starts in its own folder with PYTHONSAFEPATH (-P), so a workspace `json.py` or
-    // `threading.py` cannot shadow the standard library before initialize; it moves to the
-    // workspace folder (options.cwd) when asked, after its own imports.
-    cwd: enginePath,
-    env: { PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1', PYTHONSAFEPATH: '1' },
-    notes: (python.skipped ?? [])
-      .filter((p) => p.origin !== 'default')
-      .map((p) => `${p.origin} interpreter ${p.path} skipped: ${p.reason}; using ${python.executable ?? python.path}`),
-  };
 }

@@ -552,3 +552,29 @@ describe('defence in depth', () => {
     assert.equal(privateTempFile('../escape.json'), path.join(folder, 'escape.json'));
   });
 });
+
+describe('model-lens run: the terminal closes during a training run', () => {
+  const FIXTURES: Record<EngineKind, string> = {
+    pytorch: path.join(ROOT, 'test', 'fixtures', 'torch', 'train_forever.py'),
+    tfjs: path.join(ROOT, 'test', 'fixtures', 'tfjs', 'trainForever.ts'),
+  };
+  for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
+    test(`${kind}: SIGHUP ends the run, the CLI exits 129, no engine process is left`, async () => {
+      const run = cli(['run', FIXTURES[kind], ...(kind === 'pytorch' ? pythonArgs : [])], {});
+      let engine: number | undefined;
+      try {
+        engine = await waitFor('the engine', START_TIMEOUT_MS, () => childrenOf(run.child.pid!)[0]);
+        // Progress on stderr means the script is training.
+        await waitFor(`training progress (${run.stderr()})`, START_TIMEOUT_MS, () => /step/i.test(run.stderr()));
+        run.child.kill('SIGHUP');
+        const exit = await run.exited;
+        assert.equal(exit.code, 129, run.stderr());
+        const pgid = engine;
+        await waitFor(`process group ${pgid} to be empty`, GONE_TIMEOUT_MS, () => groupMembers(pgid).length === 0);
+      } finally {
+        run.child.kill('SIGKILL');
+        killGroup(engine);
+      }
+    });
+  }
+});

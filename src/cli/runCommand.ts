@@ -23,6 +23,8 @@ export const RUN_EXIT_FAILED = 1;
 export const RUN_EXIT_USAGE = 2;
 /** 128 + SIGINT, what a shell reports for a program stopped with Ctrl-C. */
 export const RUN_EXIT_INTERRUPTED = 130;
+/** 128 + SIGHUP: the terminal closed. */
+const RUN_EXIT_HANGUP = 129;
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -315,8 +317,13 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     process.stderr.write('Stopping the run (Ctrl-C again to kill it)…\n');
     settle?.();
   };
+  // The terminal is gone (SIGHUP): nobody can watch a clean stop, so the engine group is ended.
+  const onHangup = (): void => {
+    void (client?.kill('disposed') ?? Promise.resolve()).finally(() => process.exit(RUN_EXIT_HANGUP));
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onHangup);
   try {
     client = await EngineClient.start({
       kind: engineKindForFile(file),
@@ -396,6 +403,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     display.clear();
     await client?.dispose();
   }

@@ -6,6 +6,7 @@ import * as path from 'node:path';
 import type { Duplex, Writable } from 'node:stream';
 
 export const ROOT = path.resolve(__dirname, '..');
+export const BIN = path.join(ROOT, 'bin', 'model-lens.js');
 /** The interpreter the PyTorch cases use: the first of MODEL_LENS_TEST_PYTHONS, else the default. */
 export const TEST_PYTHON = (process.env.MODEL_LENS_TEST_PYTHONS ?? '')
   .split(path.delimiter)
@@ -175,4 +176,28 @@ export function killGroup(pgid: number | undefined): void {
   } catch {
     // Already gone: the normal case.
   }
+}
+
+/** The real CLI, started as a user would; `exited` resolves with its exit code or signal. */
+export function cli(args: string[], env: Record<string, string> = {}) {
+  const child = spawn(process.execPath, [BIN, ...args], {
+    cwd: ROOT,
+    env: { ...process.env, OMP_NUM_THREADS: '1', ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stderr = '';
+  child.stderr!.on('data', (d) => (stderr += d));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once('exit', (code, signal) => resolve({ code, signal })),
+  );
+  return { child, exited, stderr: () => stderr };
+}
+
+/** Runs the CLI to its end; a CLI that never exits fails the test at the runner's timeout. */
+export async function cliRun(args: string[], env: Record<string, string> = {}) {
+  const run = cli(args, env);
+  let stdout = '';
+  run.child.stdout!.on('data', (d) => (stdout += d));
+  const exit = await run.exited;
+  return { ...exit, stdout, stderr: run.stderr() };
 }

@@ -86,10 +86,11 @@ def hard_exit(code, message=None):
 
 class Watchdog:
     def __init__(self, expected_parent=None):
-        env_parent = os.environ.pop(PARENT_PID_ENV, None)
-        if expected_parent is None and env_parent and env_parent.isdigit():
-            expected_parent = int(env_parent)
+        env_parent = os.environ.pop(PARENT_PID_ENV, "")
+        # The parent at start (a launcher may sit between the client and the engine), and the
+        # client itself when it said who it is.
         self.expected_parent = expected_parent or os.getppid()
+        self.client_pid = int(env_parent) if env_parent.isdigit() else None
         limit = os.environ.pop(MEMORY_LIMIT_ENV, "")
         self.memory_limit_mb = int(limit) if limit.isdigit() else 0
         # What the engine is doing, for the messages below (set by the dispatcher).
@@ -101,7 +102,16 @@ class Watchdog:
         threading.Thread(target=self._watch, name="model-lens-watchdog", daemon=True).start()
 
     def parent_alive(self):
-        return os.getppid() == self.expected_parent
+        if os.getppid() != self.expected_parent:
+            return False
+        if self.client_pid is not None and self.client_pid != self.expected_parent:
+            try:
+                os.kill(self.client_pid, 0)
+            except ProcessLookupError:
+                return False
+            except OSError:
+                pass  # alive, someone else's
+        return True
 
     def on_input_fatal(self, what, detail):
         """Called by the protocol reader when its input ended or desynchronised. The main loop
@@ -125,7 +135,8 @@ class Watchdog:
         while not self._input_closed.wait(PARENT_POLL_S):
             if not self.parent_alive():
                 hard_exit(EXIT_ORPHANED, "the client process (pid %d) is gone; exiting so the "
-                          "engine is not left behind (was %s)" % (self.expected_parent, self.doing))
+                          "engine is not left behind (was %s)"
+                          % (self.client_pid or self.expected_parent, self.doing))
             self._check_memory()
         # An idle main loop exits by itself on the end of input; give it that chance first.
         threading.Event().wait(INPUT_CLOSED_GRACE_S)

@@ -103,10 +103,24 @@ port.on('message', (m: ToWorker) => {
   }
 });
 
+/** The parent at start: a launcher may sit between the client (data.parentPid) and the engine. */
+const startParent = process.ppid;
+
+function clientGone(): boolean {
+  if (process.ppid !== startParent) return true;
+  if (!data.parentPid || data.parentPid === startParent) return false;
+  try {
+    process.kill(data.parentPid, 0);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ESRCH';
+  }
+}
+
 setInterval(() => {
-  if (data.parentPid && process.ppid !== data.parentPid) {
+  if (clientGone()) {
     endEngine(
-      `the client process (pid ${data.parentPid}) is gone; exiting so the engine is not left behind (was ${doing})`,
+      `the client process (pid ${data.parentPid || startParent}) is gone; exiting so the engine is not left behind (was ${doing})`,
     );
   }
   if (data.memoryLimitMB > 0) {

@@ -59,7 +59,7 @@ export function openProtocolPipe(): ProtocolPipe {
   }
   const counters = new SharedArrayBuffer(PIPE_COUNTERS * Int32Array.BYTES_PER_ELEMENT);
   const queued = new Int32Array(counters);
-  const parentPid = Number(process.env[PARENT_PID_ENV]) || process.ppid;
+  const parentPid = Number(process.env[PARENT_PID_ENV]) || 0;
   const memoryLimitMB = Number(process.env[MEMORY_LIMIT_ENV]) || 0;
   delete process.env[PARENT_PID_ENV];
   delete process.env[MEMORY_LIMIT_ENV];

@@ -1,4 +1,4 @@
-"""Overhead of a training run's instrumentation (python/model_lens_engine/run_mode.py) vs the plain
+"""Overhead of a training run's instrumentation (python/model_lens_engine/training/) vs the plain
 training loop, in one process, CPU, one thread.
 
 Workloads
@@ -46,7 +46,8 @@ import torch.nn as nn  # noqa: E402
 
 from model_lens_engine.hooks import HOOK_STATS_INTERVAL_MS, HookManager  # noqa: E402
 from model_lens_engine.rpc import encode_frame  # noqa: E402
-from model_lens_engine.run_mode import OP_SAMPLE_EVERY_STEPS, PROGRESS_INTERVAL_MS, TrainingRun  # noqa: E402
+from model_lens_engine.training.instrument import OP_SAMPLE_EVERY_STEPS  # noqa: E402
+from model_lens_engine.training.run import PROGRESS_INTERVAL_MS, TrainingRun  # noqa: E402
 
 TARGETS = {"progress": 1.05, "hook": 1.10}
 RESNET_BATCH = (8, 3, 64, 64)
@@ -133,29 +134,29 @@ def run_variant(name, steps_fn, hook_path, n_steps, warmup, clock):
     srv = _Server()
     run = TrainingRun(srv, os.path.abspath(__file__), [], "bench")
     run.tid = threading.get_ident()
-    run._install()
+    run.inst.install(run.tid)
     run.state = "running"
     run.in_user_code = True
-    run._t_script = time.perf_counter()
-    ticker = threading.Thread(target=run._ticker, daemon=True)
+    run.counters.t_script = time.perf_counter()
+    ticker = threading.Thread(target=run.ticker, daemon=True)
     ticker.start()
     hook = None
     try:
-        steps_fn(warmup, run._range, sink)
+        steps_fn(warmup, run.epochs.range, sink)
         if name == "hook":
             hook = srv.hooks.attach(run.lm, hook_path, "forward")
         t0 = clock()
-        steps_fn(n_steps, run._range, sink)
+        steps_fn(n_steps, run.epochs.range, sink)
         dt = (clock() - t0) / n_steps
     finally:
         if hook:
             srv.hooks.detach(hook)
         run.finished.set()
         ticker.join()
-        run._stop_op_sample()
-        run._uninstall()
-    if run.steps != warmup + n_steps:
-        raise SystemExit("instrumentation counted %d steps, expected %d" % (run.steps, warmup + n_steps))
+        run.inst.uninstall()
+    if run.counters.steps != warmup + n_steps:
+        raise SystemExit("instrumentation counted %d steps, expected %d" % (
+            run.counters.steps, warmup + n_steps))
     return dt
 
 

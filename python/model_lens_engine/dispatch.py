@@ -10,11 +10,14 @@ prints are forwarded as `output` notifications.
 import faulthandler
 import io
 import os
+import queue
 import signal
 import sys
+import threading
 import time
 import traceback
 
+from . import protocol as P
 from .errors import CANCELLED, INTERNAL, EngineFault, bad_request
 from .output import UserOutput, flush_all
 from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection, FdStream
@@ -23,6 +26,9 @@ from .watchdog import Watchdog, hard_exit
 # The client sends this to a request that overran its time: faulthandler prints every thread's
 # Python stack to stderr, which says where user code loops (see EngineClient).
 STACK_DUMP_SIGNAL = getattr(signal, "SIGUSR1", None)
+# While a training script runs on the main thread, the request thread checks this often whether
+# the script has ended.
+MAIN_JOB_POLL_S = 0.05
 # The client sets this (-P on Python >= 3.11) so the start folder is not on sys.path while the
 # engine imports its own modules; it is dropped so scripts user code starts get a normal sys.path.
 SAFE_PATH_ENV = "PYTHONSAFEPATH"
@@ -38,9 +44,11 @@ class Dispatcher:
         self.handlers = {}
         self.current_id = None
         self.running = True
+        # A job a handler leaves for the main thread (a training script), run after its response.
+        self.main_job = None
 
     def log(self, level, message):
-        self.conn.notify("log", {"level": level, "message": message})
+        self.conn.notify(P.LOG, {"level": level, "message": message})
 
     def refusal(self, method, params):
         """(code, message, data) to answer instead of running the handler, or None."""
@@ -49,29 +57,73 @@ class Dispatcher:
     def serve(self):
         while self.running:
             kind, msg = self.conn.incoming.get()
-            if kind == "eof":
-                if self.watchdog is not None and not self.watchdog.parent_alive():
-                    self._stop_output()
-                    hard_exit(0)  # take along what user code forked: nobody else will
+            if not self._dispatch(kind, msg):
                 break
-            if kind == "desync":
-                self._stop_output()
-                hard_exit(self.watchdog.exit_code() if self.watchdog else 3)  # reader said why
-            if not isinstance(msg, dict):
-                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
-                continue
-            method = msg.get("method")
-            if method is None:
-                continue  # a response to something we never ask; nothing to do
-            if "id" not in msg:
-                continue  # notifications from the client ($/setTrace, exit...) need no answer
-            rid = msg["id"]
-            if isinstance(rid, bool) or not isinstance(rid, (int, str)) or not isinstance(method, str):
-                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: id must be a "
-                                        "number or string and method a string")
-                continue
-            self.handle(rid, method, msg.get("params"))
+            # The request thread may have accepted the next run while this one was ending.
+            while self.main_job is not None and self.running:
+                job, self.main_job = self.main_job, None
+                self._run_on_main(job)
         self._stop_output()
+
+    def _dispatch(self, kind, msg):
+        """Handles one incoming item; False at the end of the input stream."""
+        if kind == "eof":
+            if self.watchdog is not None and not self.watchdog.parent_alive():
+                self._stop_output()
+                hard_exit(0)  # take along what user code forked: nobody else will
+            return False
+        if kind == "desync":
+            self._stop_output()
+            hard_exit(self.watchdog.exit_code() if self.watchdog else 3)  # reader said why
+        if not isinstance(msg, dict):
+            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
+            return True
+        method = msg.get("method")
+        if method is None:
+            return True  # a response to something we never ask; nothing to do
+        if "id" not in msg:
+            return True  # notifications from the client ($/setTrace, exit...) need no answer
+        rid = msg["id"]
+        if isinstance(rid, bool) or not isinstance(rid, (int, str)) or not isinstance(method, str):
+            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: id must be a "
+                                    "number or string and method a string")
+            return True
+        self.handle(rid, method, msg.get("params"))
+        return True
+
+    def _run_on_main(self, job):
+        """Runs `job(request_thread_id)` (a training script, handed over by a handler as
+        `main_job` after its response went out) on the main thread, where Python code expects to
+        run (signal.signal works only there), while another thread serves requests."""
+        done = threading.Event()
+        ready = threading.Event()
+        ident = []
+
+        def serve_meanwhile():
+            ident.append(threading.get_ident())
+            ready.set()
+            while not done.is_set() and self.running:
+                try:
+                    kind, msg = self.conn.incoming.get(timeout=MAIN_JOB_POLL_S)
+                except queue.Empty:
+                    continue
+                if not self._dispatch(kind, msg):
+                    # The client is gone: end the job, then the engine (main() exits).
+                    self.running = False
+                    self.end_main_job()
+                    return
+
+        t = threading.Thread(target=serve_meanwhile, name="model-lens-requests", daemon=True)
+        t.start()
+        ready.wait()
+        try:
+            job(ident[0])
+        finally:
+            done.set()
+            t.join()
+
+    def end_main_job(self):
+        """Asks the job running on the main thread to stop (the client is gone)."""
 
     def _stop_output(self):
         try:
@@ -123,7 +175,7 @@ class Dispatcher:
             self.conn.forget(rid)
             if self.watchdog is not None:
                 self.watchdog.doing = "idle after %s" % method
-        if method == "engine/shutdown":
+        if method == P.ENGINE_SHUTDOWN:
             self.running = False
 
     def check_cancel(self):

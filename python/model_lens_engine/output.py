@@ -6,6 +6,8 @@ import os
 import threading
 import weakref
 
+from .protocol import OUTPUT
+
 # A batch is sent once it holds this many characters, even from inside a tight print loop.
 MAX_OUTPUT_BUFFER_CHARS = 64 * 1024
 # Otherwise complete lines (and `\r`-ended progress-bar redraws) go out this long after the first.
@@ -129,4 +131,4 @@ class UserOutput(io.TextIOBase):
         params = {"stream": self._stream, "text": text}
         if self._run_id is not None:
             params["runId"] = self._run_id
-        self._conn.notify("output", params)
+        self._conn.notify(OUTPUT, params)

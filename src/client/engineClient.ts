@@ -26,6 +26,7 @@ import {
   PARENT_PID_ENV,
   TFJS_PROTOCOL_FD,
 } from './engineCommand';
+import { killProcessGroup } from './processGroup';
 
 /** Default for requests that run user code (a forward, a summary). Generous: torch imports are slow. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -112,6 +113,11 @@ export class EngineError extends Error {
   }
 }
 
+/** Engines and clients with the same major protocol version understand each other. */
+function protocolMajor(version: unknown): string {
+  return String(version ?? '').split('.')[0];
+}
+
 /** Which engine runs a model file, by its extension. */
 export function engineKindForFile(file: string): EngineKind {
   return path.extname(file).toLowerCase() === '.py' ? 'pytorch' : 'tfjs';
@@ -151,7 +157,7 @@ export class EngineClient {
         this.exitInfo = e;
         connection.dispose();
         // What user code forked may still hold the pipes open (and keep a CLI alive).
-        signalGroup(child, 'SIGKILL', true);
+        killLeftovers(child);
         for (const l of this.exitListeners.splice(0)) l(e);
         resolve(e);
       });
@@ -231,6 +237,13 @@ export class EngineClient {
           { timeoutMs: START_TIMEOUT_MS },
         ) as Promise<InitializeResult>,
       ]);
+      if (protocolMajor(init.protocolVersion) !== protocolMajor(PROTOCOL_VERSION)) {
+        throw new EngineError(
+          `The ${options.kind} engine speaks protocol ${init.protocolVersion}; this client speaks ${PROTOCOL_VERSION}`,
+          ErrorCodes.environment,
+          { kind: 'unsupported', expected: PROTOCOL_VERSION, got: String(init.protocolVersion) },
+        );
+      }
       client.info = init.engine;
       client.notes = notes;
       return client;
@@ -345,11 +358,11 @@ export class EngineClient {
     this.killReason ??= reason;
     let timer: NodeJS.Timeout | undefined;
     const exited = Promise.race([this.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), KILL_GRACE_MS)))]);
-    signalGroup(this.child, 'SIGTERM');
+    killProcessGroup(this.child, 'SIGTERM');
     const gone = await exited;
     // A pending grace timer would keep a CLI alive after the engine is already gone.
     clearTimeout(timer);
-    if (!gone) signalGroup(this.child, 'SIGKILL');
+    if (!gone) killProcessGroup(this.child, 'SIGKILL');
     return this.exited;
   }
 
@@ -437,7 +450,7 @@ export class EngineClient {
 /** Every engine this process started, so none outlives an abrupt exit of the CLI. */
 const liveChildren = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const child of liveChildren) signalGroup(child, 'SIGKILL');
+  for (const child of liveChildren) killProcessGroup(child, 'SIGKILL');
 });
 
 function delay(ms: number): Promise<void> {
@@ -448,28 +461,12 @@ function formatSeconds(ms: number): string {
   return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
 }
 
-
-/** Signals the engine's process group; `leftovers` also after the engine itself has exited. */
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals, leftovers = false): void {
-  if (child.pid === undefined) return;
-  if (!leftovers && (child.exitCode !== null || child.signalCode !== null)) return;
-  if (leftovers) {
-    if (process.platform === 'win32') return;
-    try {
-      process.kill(-child.pid, signal);
-    } catch {
-      // The group is empty: nothing was left behind.
-    }
-    return;
-  }
+/** Ends what is left of an engine's process group after the engine itself has exited. */
+function killLeftovers(child: ChildProcess): void {
+  if (child.pid === undefined || process.platform === 'win32') return;
   try {
-    if (process.platform === 'win32') child.kill(signal);
-    else process.kill(-child.pid, signal);
+    process.kill(-child.pid, 'SIGKILL');
   } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // Gone between the check and the signal.
-    }
+    // The group is empty: nothing was left behind.
   }
 }

@@ -2,6 +2,7 @@
 // a sentence that names the user's file and, where the engine's stderr says it, the line.
 // Pure functions over text, so they are unit-tested without starting an engine.
 import type { SourceLocation } from '../protocol/types';
+import { describeExit } from '../shared/processExit';
 
 // The engines' watchdogs say why they ended the engine on stderr (python watchdog.py,
 // src/engine/pipeWorker.ts); exit codes alone are ambiguous, since user code may exit with any.
@@ -108,9 +109,8 @@ export function howItEnded(e: ExitFacts): string {
     return 'was killed by SIGKILL after running out of memory';
   }
   if (e.signal === 'SIGSEGV') return 'crashed with a segmentation fault (SIGSEGV)';
-  if (e.signal) return `was killed by ${e.signal}`;
-  if (PY_FATAL_RE.test(e.stderrTail) && /Segmentation fault/.test(e.stderrTail)) {
+  if (PY_FATAL_RE.test(e.stderrTail) && /Segmentation fault/.test(e.stderrTail) && !e.signal) {
     return 'crashed with a segmentation fault';
   }
-  return `exited with code ${e.code}`;
+  return describeExit(e);
 }

@@ -51,7 +51,7 @@ class _Flusher:
 
 
 _flusher = _Flusher()
-_live = weakref.WeakSet()
+_live: "weakref.WeakSet[UserOutput]" = weakref.WeakSet()
 
 
 def flush_all():

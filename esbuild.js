@@ -39,6 +39,8 @@ const builds = [
     entryPoints: {
       extension: 'src/extension/extension.ts',
       engine: 'src/engine/main.ts',
+      // The engine's protocol worker thread (src/engine/protocolPipe.ts loads it by this name).
+      enginePipe: 'src/engine/pipeWorker.ts',
       cli: 'src/cli/main.ts',
     },
     outdir: dist,
@@ -87,9 +89,10 @@ async function main() {
   await Promise.all(active.map((b) => esbuild.build(b)));
 }
 
-/** The engine process's bundle alone (dist/engine.js), as the full build makes it. */
+/** The engine process's bundles alone (dist/engine.js and its pipe worker), as the full build makes them. */
 function engineBuild() {
-  return { ...builds[0], entryPoints: { engine: builds[0].entryPoints.engine } };
+  const { engine, enginePipe } = builds[0].entryPoints;
+  return { ...builds[0], entryPoints: { engine, enginePipe } };
 }
 
 module.exports = { engineBuild, copyWasm };

@@ -1,22 +1,14 @@
-"""The engine process: protocol loop and request handlers.
+"""The PyTorch engine's request handlers (the counterpart of src/engine/tfjs/tfjsEngine.ts).
+Transport, dispatch and process lifetime are in dispatch.py."""
 
-stdout belongs to the protocol. At start the real stdout is duplicated for frames and fd 1 is
-pointed at stderr, so nothing user code prints (even from C) can corrupt a frame; Python-level
-prints are forwarded as `output` notifications.
-"""
-
-import io
 import os
-import queue
 import sys
-import threading
 import time
-import traceback
 
 from . import ENGINE_VERSION, PROTOCOL_VERSION
+from . import dispatch
 from . import protocol as P
 from .errors import (
-    CANCELLED,
     ENVIRONMENT,
     INTERNAL,
     USER_ERROR,
@@ -25,24 +17,19 @@ from .errors import (
     not_found,
     user_fault,
 )
-from .output import UserOutput
-from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
 RUN_BUSY_METHODS = (P.MODEL_SUMMARY, P.MODEL_FORWARD, P.PROFILE_RUN, P.TENSOR_INSPECT)
-# While a training script runs on the main thread, the request thread checks this often whether
-# the script has ended.
-MAIN_JOB_POLL_S = 0.05
 
 
 def _major(v):
     return str(v or "").split(".")[0]
 
 
-class Server:
-    def __init__(self, conn, torch_error=None):
-        self.conn = conn
+class Server(dispatch.Dispatcher):
+    def __init__(self, conn, torch_error=None, watchdog=None):
+        super().__init__(conn, watchdog)
         self.torch_error = torch_error
         self.initialized = False
         self.trusted = False
@@ -52,8 +39,6 @@ class Server:
         self.lm = None
         self.model_counter = 0
         self.hooks = None
-        self.current_id = None
-        self.running = True
         self.run = None
         # A job a handler leaves for the main thread (a training script), run after its response.
         self.main_job = None
@@ -74,125 +59,18 @@ class Server:
             P.SYSTEM_INFO: self.system_info,
         }
 
-    # ---- plumbing ------------------------------------------------------------------------
+    def end_main_job(self):
+        if self.run is not None and self.run.active():
+            self.run.stop()
 
-    def log(self, level, message):
-        self.conn.notify(P.LOG, {"level": level, "message": message})
-
-    def serve(self):
-        while self.running:
-            kind, msg = self.conn.incoming.get()
-            if not self._dispatch(kind, msg):
-                break
-            # The request thread may have accepted the next run while this one was ending.
-            while self.main_job is not None and self.running:
-                job, self.main_job = self.main_job, None
-                self._run_on_main(job)
-        self._stop_output()
-
-    def _dispatch(self, kind, msg):
-        """Handles one incoming item; False at the end of the input stream."""
-        if kind == "eof":
-            return False
-        if kind == "framingError":
-            self.log("error", "Protocol framing error: %s" % msg)
-            return True
-        if not isinstance(msg, dict):
-            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
-            return True
-        method = msg.get("method")
-        if method is None:
-            return True  # a response to something we never ask; nothing to do
-        if "id" not in msg:
-            return True  # notifications from the client ($/setTrace, exit...) need no answer
-        self.handle(msg["id"], method, msg.get("params"))
-        return True
-
-    def _run_on_main(self, job):
-        """Runs `job(request_thread_id)` (a training script, handed over by a handler as
-        `main_job` after its response went out) on the main thread, where Python code expects to
-        run (signal.signal works only there), while another thread serves requests."""
-        done = threading.Event()
-        ready = threading.Event()
-        ident = []
-
-        def serve_meanwhile():
-            ident.append(threading.get_ident())
-            ready.set()
-            while not done.is_set() and self.running:
-                try:
-                    kind, msg = self.conn.incoming.get(timeout=MAIN_JOB_POLL_S)
-                except queue.Empty:
-                    continue
-                if not self._dispatch(kind, msg):
-                    # The client is gone: end the job, then the engine (main() exits).
-                    self.running = False
-                    if self.run is not None and self.run.active():
-                        self.run.stop()
-                    return
-
-        t = threading.Thread(target=serve_meanwhile, name="model-lens-requests", daemon=True)
-        t.start()
-        ready.wait()
-        try:
-            job(ident[0])
-        finally:
-            done.set()
-            t.join()
-
-    def _stop_output(self):
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
-
-    def handle(self, rid, method, params):
-        handler = self.handlers.get(method)
-        if handler is None:
-            self.conn.respond_error(rid, METHOD_NOT_FOUND, "Unknown method %s" % method,
-                                    {"kind": "unsupported", "got": method})
-            return
-        if self.conn.is_cancelled(rid):
-            self.conn.forget(rid)
-            self.conn.respond_error(rid, CANCELLED, "Request cancelled", {"kind": "cancelled"})
-            return
-        if params is None:
-            params = {}
+    def refusal(self, method, params):
         if self.run is not None and self.run.active() and isinstance(params, dict) and (method == P.MODEL_LOAD or (
                 method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
             # model/load would change the running script's working directory.
             what = self.run.lm.name if self.run.lm is not None else "the engine"
-            self.conn.respond_error(rid, USER_ERROR, "%s is busy training (run %s); stop the run first" % (
-                what, self.run.run_id), {"kind": "badRequest", "got": method})
-            return
-        self.current_id = rid
-        try:
-            if not isinstance(params, dict):
-                raise bad_request("params must be an object")
-            result = handler(params)
-            self._stop_output()
-            self.conn.respond(rid, result)
-        except EngineFault as e:
-            self._stop_output()
-            self.conn.respond_error(rid, e.code, e.message, e.data)
-        except KeyboardInterrupt:
-            self.conn.respond_error(rid, CANCELLED, "Interrupted", {"kind": "cancelled"})
-        except Exception as e:  # a bug in the engine: report it, stay up
-            self._stop_output()
-            tb = traceback.format_exc()
-            sys.stderr.write(tb)
-            self.log("error", "Engine error in %s: %s" % (method, tb.strip().splitlines()[-1]))
-            self.conn.respond_error(rid, INTERNAL, "Engine error in %s: %s: %s" % (method, type(e).__name__, e),
-                                    {"kind": "internal", "hint": tb.strip().splitlines()[-1][:500]})
-        finally:
-            self.current_id = None
-            self.conn.forget(rid)
-        if method == P.ENGINE_SHUTDOWN:
-            self.running = False
-
-    def check_cancel(self):
-        if self.current_id is not None and self.conn.is_cancelled(self.current_id):
-            raise EngineFault(CANCELLED, "cancelled", "Request cancelled")
+            return (USER_ERROR, "%s is busy training (run %s); stop the run first" % (what, self.run.run_id),
+                    {"kind": "badRequest", "got": method})
+        return None
 
     def _need_trust(self):
         if not self.initialized:
@@ -645,35 +523,21 @@ def _pick_backend(requested):
     raise bad_request("backend must be auto, cpu, cuda, cuda:N or mps; got %r" % requested)
 
 
-def main():
-    # Frames get their own copies of the real stdin/stdout; fds 0 and 1 are then taken away from
-    # user code (fd 1 → stderr, fd 0 → /dev/null).
-    proto_out = os.fdopen(os.dup(1), "wb", buffering=0)
-    proto_in = os.fdopen(os.dup(0), "rb")
-    os.dup2(2, 1)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    os.close(null)
-    sys.stdin = io.StringIO("")
-    conn = Connection(proto_in, proto_out)
-    sys.stdout = UserOutput(conn, "stdout")
-    torch_error = None
-    t0 = time.perf_counter()
+def _import_torch():
     try:
         import torch  # noqa: F401 - fail early, and answer initialize with the reason
     except Exception as e:
-        torch_error = "%s: %s" % (type(e).__name__, e)
-    conn.start()
-    server = Server(conn, torch_error)
+        return "%s: %s" % (type(e).__name__, e)
+    return None
+
+
+def _make_server(conn, watchdog, torch_error, import_s):
+    server = Server(conn, torch_error, watchdog)
     if torch_error is None:
         server.log("info", "PyTorch engine %s: torch %s imported in %.1f s by %s" % (
-            ENGINE_VERSION, sys.modules["torch"].__version__, time.perf_counter() - t0, sys.executable))
-    try:
-        server.serve()
-    finally:
-        try:
-            sys.stdout.flush()
-        except Exception:
-            pass
-        # User code may have left non-daemon threads (DataLoader workers...): do not wait for them.
-        os._exit(0)
+            ENGINE_VERSION, sys.modules["torch"].__version__, import_s, sys.executable))
+    return server
+
+
+def main():
+    dispatch.main(_make_server, _import_torch)

@@ -47,5 +47,12 @@ export function resolveModelFile(file: string | undefined): string {
       location: { file: abs, line: 1 },
     });
   }
+  if (fs.statSync(abs).isDirectory()) {
+    throw new EngineError(
+      `${file}: is a folder, not a model file; name the .py, .js/.ts or model.json file in it`,
+      ErrorCodes.userError,
+      { kind: 'fileNotFound', location: { file: abs, line: 1 } },
+    );
+  }
   return abs;
 }

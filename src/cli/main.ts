@@ -25,8 +25,17 @@ import {
   positiveInt,
   resolveModelFile,
 } from './cliArgs';
+import { inputProblem } from './inputCheck';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
+/** 128 + the signal number, as a shell reports a program a signal ended. */
+const SIGNAL_EXIT_CODES: Partial<Record<NodeJS.Signals, number>> = {
+  SIGHUP: 129,
+  SIGINT: EXIT_INTERRUPTED,
+  SIGTERM: 143,
+};
+/** After a signal, the engine gets this long to shut down before the CLI exits anyway. */
+const SIGNAL_EXIT_MAX_MS = 3_000;
 
 
 const DEFAULT_PROFILE_STEPS = 10;
@@ -56,6 +65,7 @@ Options:
                      /usr/bin/python3, python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  per-request limit (default 120)
+  --memory-limit MB  engine memory ceiling (default 75% of this machine's memory; 0: none)
   --steps N          profile: timed steps (default ${DEFAULT_PROFILE_STEPS})
   --trace OUT.json   profile: write a Chrome trace that Perfetto opens
 
@@ -70,6 +80,7 @@ const OPTIONS = {
   python: { type: 'string' },
   backend: { type: 'string' },
   timeout: { type: 'string' },
+  'memory-limit': { type: 'string' },
   steps: { type: 'string' },
   mode: { type: 'string' },
   trace: { type: 'string' },
@@ -86,6 +97,7 @@ interface Options {
   python?: string;
   backend?: string;
   timeout?: string;
+  'memory-limit'?: string;
   steps?: string;
   mode?: string;
   trace?: string;
@@ -144,7 +156,43 @@ function deviceParam(device: string | undefined): { device?: 'meta' } {
   return { device: 'meta' };
 }
 
+/**
+ * Ctrl-C, kill, or the terminal closing (SIGHUP) stop the engine (and its process group) and
+ * exit with 128 + the signal number; a stuck shutdown does not keep the CLI alive.
+ */
+export function exitOnSignals(client: EngineClient): () => void {
+  const handlers = new Map<NodeJS.Signals, () => void>();
+  for (const [signal, code] of Object.entries(SIGNAL_EXIT_CODES) as [NodeJS.Signals, number][]) {
+    const handler = (): void => {
+      setTimeout(() => process.exit(code), SIGNAL_EXIT_MAX_MS).unref();
+      void client.dispose().finally(() => process.exit(code));
+    };
+    handlers.set(signal, handler);
+    process.once(signal, handler);
+  }
+  return () => {
+    for (const [signal, handler] of handlers) process.off(signal, handler);
+  };
+}
+
+/** --memory-limit in MB: undefined for the default, 0 for none. */
+function memoryLimitMB(opts: Options): number | undefined {
+  const text = opts['memory-limit'];
+  if (text === undefined) return undefined;
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--memory-limit ${text}: expected megabytes, a whole number (0: no limit)`);
+  return n;
+}
+
+/** What can be checked without an engine: inputs, limits. Starting an engine takes seconds. */
+function checkBeforeStart(opts: Options): void {
+  const problem = inputProblem(opts.input, memoryLimitMB(opts));
+  if (problem) throw new UsageError(problem);
+  requestTimeout(opts);
+}
+
 async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
+  checkBeforeStart(opts);
   const client = await EngineClient.start({
     kind: engineKindForFile(file),
     cwd: path.dirname(file),
@@ -154,20 +202,18 @@ async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) 
     trusted: true,
     clientName: 'model-lens-cli',
     clientVersion: cliVersion(),
+    // What the engine or user code writes to fd 1/2 directly (warnings, native libraries).
+    onOutput: (text) => process.stderr.write(text),
+    memoryLimitMB: memoryLimitMB(opts),
   });
   for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
-  const stopOnSignal = (): void => {
-    void client.dispose().finally(() => process.exit(EXIT_INTERRUPTED));
-  };
-  process.once('SIGINT', stopOnSignal);
-  process.once('SIGTERM', stopOnSignal);
+  const release = exitOnSignals(client);
   // User prints go to stderr so that --json output stays parseable.
   client.onNotification(outputNotification, (o) => process.stderr.write(o.text));
   try {
     return await fn(client);
   } finally {
-    process.off('SIGINT', stopOnSignal);
-    process.off('SIGTERM', stopOnSignal);
+    release();
     await client.dispose();
   }
 }

@@ -47,6 +47,8 @@ import {
   withRankPrefix,
 } from './distributedRun';
 import type { DistributedLaunch } from '../protocol/messages';
+/** 128 + SIGHUP: the terminal closed. */
+const RUN_EXIT_HANGUP = 129;
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -340,8 +342,13 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     process.stderr.write('Stopping the run (Ctrl-C again to kill it)…\n');
     settle?.();
   };
+  // The terminal is gone (SIGHUP): nobody can watch a clean stop, so the engine group is ended.
+  const onHangup = (): void => {
+    void (client?.kill('disposed') ?? Promise.resolve()).finally(() => process.exit(RUN_EXIT_HANGUP));
+  };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  process.on('SIGHUP', onHangup);
   try {
     client = await EngineClient.start({
       kind: engineKindForFile(file),
@@ -422,6 +429,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
+    process.off('SIGHUP', onHangup);
     display.clear();
     await client?.dispose();
   }

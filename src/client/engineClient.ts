@@ -1,5 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import * as path from 'node:path';
+import type { Readable, Duplex } from 'node:stream';
 import {
   CancellationTokenSource,
   createMessageConnection,
@@ -16,11 +17,16 @@ import {
 } from 'vscode-jsonrpc/node';
 import { ErrorCodes, type EngineErrorData, type EngineErrorKind } from '../protocol/errors';
 import { initializeRequest, logNotification, shutdownRequest, type InitializeResult } from '../protocol/messages';
-import { PROTOCOL_VERSION, type EngineInfo, type EngineKind } from '../protocol/types';
-import { describeExit } from '../shared/processExit';
-import { packageRoot } from './packageRoot';
+import { PROTOCOL_VERSION, type EngineInfo, type EngineKind, type SourceLocation } from '../protocol/types';
+import { explainingTail, howItEnded, userFrameOfStackDump } from './engineExit';
+import {
+  defaultMemoryLimitMB,
+  engineCommand,
+  MEMORY_LIMIT_ENV,
+  PARENT_PID_ENV,
+  TFJS_PROTOCOL_FD,
+} from './engineCommand';
 import { killProcessGroup } from './processGroup';
-import { findPython } from './pythonFinder';
 
 /** Default for requests that run user code (a forward, a summary). Generous: torch imports are slow. */
 export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
@@ -28,6 +34,9 @@ export const DEFAULT_REQUEST_TIMEOUT_MS = 120_000;
 export const START_TIMEOUT_MS = 90_000;
 /** After a timeout the engine gets this long to honour `$/cancelRequest` before it is killed. */
 export const CANCEL_GRACE_MS = 2_000;
+/** SIGUSR1 makes the PyTorch engine print every thread's Python stack (faulthandler). */
+const STACK_DUMP_SIGNAL: NodeJS.Signals = 'SIGUSR1';
+const STACK_DUMP_MARK = '(most recent call first):';
 /** How long `dispose()` waits for a clean `engine/shutdown` before signalling. */
 export const SHUTDOWN_GRACE_MS = 1_500;
 const KILL_GRACE_MS = 1_500;
@@ -57,10 +66,26 @@ export interface EngineStartOptions {
   env?: Record<string, string | undefined>;
   /** Receives the engine's stderr and log notifications, for an output channel. */
   onLog?: (line: string) => void;
+  /**
+   * Receives, unsplit, what the engine process wrote outside the protocol (user code writing to
+   * fd 1 or 2, warnings, native libraries), for a terminal.
+   */
+  onOutput?: (text: string) => void;
+  /** Memory ceiling in MB; 0 for none. Default: DEFAULT_MEMORY_LIMIT_FRACTION of the machine. */
+  memoryLimitMB?: number;
 }
+
+/**
+ * What a request that overruns its time does: `kill` stops the engine (a request running user
+ * code that may never return), `reject` only fails the request and leaves the engine running (a
+ * cheap poll that may merely queue behind a long request).
+ */
+export type TimeoutPolicy = 'kill' | 'reject';
 
 export interface RequestOptions {
   timeoutMs?: number;
+  /** Default `kill`. */
+  onTimeout?: TimeoutPolicy;
   token?: CancellationToken;
 }
 
@@ -108,6 +133,9 @@ export class EngineClient {
   private stderrTail = '';
   private killReason: EngineExit['reason'] | undefined;
   private readonly exited: Promise<EngineExit>;
+  /** The user file the engine was last asked to load or run: named when the engine fails. */
+  private userFile: string | undefined;
+  private memoryLimitMB: number | undefined;
   /** Things worth telling the user about how the engine was started (a skipped interpreter). */
   notes: string[] = [];
 
@@ -128,6 +156,8 @@ export class EngineClient {
         };
         this.exitInfo = e;
         connection.dispose();
+        // What user code forked may still hold the pipes open (and keep a CLI alive).
+        killLeftovers(child);
         for (const l of this.exitListeners.splice(0)) l(e);
         resolve(e);
       });
@@ -135,11 +165,20 @@ export class EngineClient {
   }
 
   static async start(options: EngineStartOptions): Promise<EngineClient> {
-    const { command, args, env, notes } = await engineCommand(options);
+    const memoryLimitMB = options.memoryLimitMB ?? defaultMemoryLimitMB();
+    const { command, args, env, notes, cwd } = await engineCommand(options, memoryLimitMB);
+    const tfjs = options.kind === 'tfjs';
     const child = spawn(command, args, {
-      cwd: options.cwd ?? process.cwd(),
-      env: { ...process.env, ...env, ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      cwd: cwd ?? options.cwd ?? process.cwd(),
+      env: {
+        ...process.env,
+        ...env,
+        [PARENT_PID_ENV]: String(process.pid),
+        [MEMORY_LIMIT_ENV]: String(memoryLimitMB),
+        ...options.env,
+      },
+      // TF.js: the protocol has its own socket (fd 3); fd 1 is plain output like fd 2.
+      stdio: tfjs ? ['ignore', 'pipe', 'pipe', 'pipe'] : ['pipe', 'pipe', 'pipe'],
       // Own process group, so stopping the engine also stops what user code forked (DataLoader
       // workers, subprocesses) instead of leaving orphans.
       detached: process.platform !== 'win32',
@@ -157,16 +196,27 @@ export class EngineClient {
         ),
       );
     });
-    const connection = createMessageConnection(
-      new StreamMessageReader(child.stdout!),
-      new StreamMessageWriter(child.stdin!),
-    );
+    const protocol = (tfjs ? child.stdio[TFJS_PROTOCOL_FD] : undefined) as Duplex | undefined;
+    const input = protocol ?? child.stdout!;
+    const output = protocol ?? child.stdin!;
+    const reader = new StreamMessageReader(input);
+    // The reader re-arms a partial-message timer forever when the engine dies mid-frame, which
+    // would keep a CLI alive after the engine is gone; an engine's exit is reported anyway.
+    reader.partialMessageTimeout = 0;
+    const connection = createMessageConnection(reader, new StreamMessageWriter(output));
     const placeholder = { kind: options.kind } as EngineInfo;
     const client = new EngineClient(child, connection, options.kind, options.onLog, placeholder);
-    child.stderr!.setEncoding('utf8');
-    child.stderr!.on('data', (chunk: string) => client.onStderr(chunk));
+    client.memoryLimitMB = memoryLimitMB || undefined;
+    const raw: Readable[] = tfjs ? [child.stdout!, child.stderr!] : [child.stderr!];
+    for (const stream of raw) {
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        client.onStderr(chunk);
+        options.onOutput?.(chunk);
+      });
+    }
     // Writes to a dead engine raise EPIPE on the socket; the exit handler reports it instead.
-    child.stdin!.on('error', () => undefined);
+    output.on('error', () => undefined);
     connection.onNotification(logNotification, (m) => options.onLog?.(`[${m.level}] ${m.message}`));
     connection.listen();
 
@@ -181,7 +231,8 @@ export class EngineClient {
             clientVersion: options.clientVersion ?? '0',
             trusted: options.trusted ?? false,
             backend: options.backend,
-            cwd: options.cwd,
+            // The PyTorch engine starts in a neutral folder and moves here.
+            cwd: options.cwd ?? process.cwd(),
           },
           { timeoutMs: START_TIMEOUT_MS },
         ) as Promise<InitializeResult>,
@@ -236,11 +287,15 @@ export class EngineClient {
     options: RequestOptions = {},
   ): Promise<R> {
     if (this.exitInfo) throw this.deadError(type.method, this.exitInfo);
+    const file = (params as { file?: unknown } | undefined)?.file;
+    if (typeof file === 'string' && file) this.userFile = file;
     const timeoutMs = options.timeoutMs ?? DEFAULT_REQUEST_TIMEOUT_MS;
+    const policy = options.onTimeout ?? 'kill';
     const cts = new CancellationTokenSource();
     const outer = options.token?.onCancellationRequested(() => cts.cancel());
     let timer: NodeJS.Timeout | undefined;
     let exitSub: Disposable | undefined;
+    let overran: Promise<EngineError> | undefined;
     try {
       const sent =
         params === undefined
@@ -249,18 +304,15 @@ export class EngineClient {
       const timedOut = new Promise<never>((_, reject) => {
         timer = setTimeout(() => {
           cts.cancel();
-          // An engine busy in user code (an endless loop) cannot read the cancellation: give it
-          // a moment, then stop it so the caller is never left waiting.
-          setTimeout(() => {
-            if (this.alive) void this.kill('killedAfterTimeout');
-          }, CANCEL_GRACE_MS).unref();
-          reject(
-            new EngineError(
-              `The ${this.kind} engine did not answer ${type.method} within ${Math.round(timeoutMs / 1000)} s; it was stopped and will be restarted on the next request.`,
-              ErrorCodes.internal,
-              { kind: 'timeout' },
-            ),
+          if (policy === 'reject') {
+            reject(this.timeoutError(type.method, timeoutMs, 'it is still running'));
+            return;
+          }
+          // Stopping the engine also fails `sent` and `died`; the timeout is what the caller sees.
+          overran = this.stopOverrun(sent).then(({ what, at }) =>
+            this.timeoutError(type.method, timeoutMs, what, at),
           );
+          void overran.then(reject);
         }, timeoutMs);
       });
       const died = new Promise<never>((_, reject) => {
@@ -268,6 +320,7 @@ export class EngineClient {
       });
       return await Promise.race([sent, timedOut, died]);
     } catch (err) {
+      if (overran) throw await overran;
       if (err instanceof ResponseError && CONNECTION_LOST_CODES.has(err.code)) {
         // The pipe closed before the process reported its exit: wait for the exit so the error
         // says how the engine died, not merely that the connection went away.
@@ -313,24 +366,71 @@ export class EngineClient {
     return this.exited;
   }
 
+  /**
+   * A request overran: the engine gets CANCEL_GRACE_MS to honour the cancellation; if it does
+   * not (user code in an endless loop cannot read it), it is asked where it is (the PyTorch
+   * engine prints its Python stacks) and stopped. Says what happened, for the error message.
+   */
+  private async stopOverrun(
+    sent: Promise<unknown>,
+  ): Promise<{ what: string; at?: SourceLocation }> {
+    const before = this.stderrTail.length;
+    const dumped = this.kind === 'pytorch' && this.signalEngine(STACK_DUMP_SIGNAL);
+    const answered = await Promise.race([
+      sent.then(
+        () => true,
+        () => true,
+      ),
+      this.exited.then(() => false),
+      delay(CANCEL_GRACE_MS).then(() => false),
+    ]);
+    if (answered && this.alive) return { what: 'it stopped when cancelled' };
+    const dump = dumped ? this.stderrTail.slice(Math.max(0, before - 1)) : '';
+    const at = dump.includes(STACK_DUMP_MARK) ? userFrameOfStackDump(dump) : undefined;
+    if (this.alive) await this.kill('killedAfterTimeout');
+    const where = at ? `it was at ${at.file}:${at.line}${at.function ? ` in ${at.function}` : ''}; ` : '';
+    return { what: `${where}the engine was stopped`, at };
+  }
+
+  private timeoutError(method: string, timeoutMs: number, what: string, at?: SourceLocation): EngineError {
+    const running = this.userFile ? ` while running ${this.userFile}` : '';
+    const location = at ?? (this.userFile ? { file: this.userFile, line: 1 } : undefined);
+    return new EngineError(
+      `The ${this.kind} engine did not answer ${method} within ${formatSeconds(timeoutMs)}${running} (${what}).`,
+      ErrorCodes.internal,
+      { kind: 'timeout', ...(location ? { location } : {}) },
+    );
+  }
+
+  private signalEngine(signal: NodeJS.Signals): boolean {
+    try {
+      return this.child.kill(signal);
+    } catch {
+      return false;
+    }
+  }
+
   private onStderr(chunk: string): void {
     this.stderrTail = (this.stderrTail + chunk).slice(-STDERR_TAIL_BYTES);
     if (this.onLog) for (const line of chunk.split('\n')) if (line) this.onLog(line);
   }
 
   private deadError(method: string, e: EngineExit): EngineError {
-    const how = describeExit(e);
+    const how = howItEnded({ ...e, memoryLimitMB: this.memoryLimitMB });
+    const running = this.userFile ? ` while running ${this.userFile}` : '';
     const why =
       e.reason === 'disposed'
         ? 'the engine was shut down'
         : e.reason === 'killedAfterTimeout'
           ? `the engine was stopped after a request timed out (it ${how})`
-          : `the engine ${how}`;
-    const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
+          : `the engine ${how}${running}`;
+    const tail = explainingTail(e.stderrTail);
+    const at = userFrameOfStackDump(e.stderrTail);
+    const location = at ?? (this.userFile ? { file: this.userFile, line: 1 } : undefined);
     return new EngineError(
-      `${method} failed: ${why}.${tail ? `\nLast engine output:\n${tail}` : ''}`,
+      `${method} failed: ${why}${at ? ` (at ${at.file}:${at.line})` : ''}.${tail ? `\nLast engine output:\n${tail}` : ''}`,
       ErrorCodes.internal,
-      { kind: e.reason === 'disposed' ? 'cancelled' : 'engineCrashed' },
+      { kind: e.reason === 'disposed' ? 'cancelled' : 'engineCrashed', ...(location && e.reason !== 'disposed' ? { location } : {}) },
     );
   }
 
@@ -353,32 +453,20 @@ process.once('exit', () => {
   for (const child of liveChildren) killProcessGroup(child, 'SIGKILL');
 });
 
-async function engineCommand(
-  options: EngineStartOptions,
-): Promise<{ command: string; args: string[]; env: Record<string, string>; notes: string[] }> {
-  const root = packageRoot();
-  if (options.kind === 'tfjs') {
-    // In the extension host process.execPath is VS Code's Electron; this makes it a plain Node.
-    return {
-      command: process.execPath,
-      args: [path.join(root, 'dist', 'engine.js')],
-      env: { ELECTRON_RUN_AS_NODE: '1' },
-      notes: [],
-    };
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+function formatSeconds(ms: number): string {
+  return ms < 1000 ? `${ms} ms` : `${Math.round(ms / 1000)} s`;
+}
+
+/** Ends what is left of an engine's process group after the engine itself has exited. */
+function killLeftovers(child: ChildProcess): void {
+  if (child.pid === undefined || process.platform === 'win32') return;
+  try {
+    process.kill(-child.pid, 'SIGKILL');
+  } catch {
+    // The group is empty: nothing was left behind.
   }
-  const python = await findPython(options.python, options.editorPython).catch((err: Error) => {
-    throw new EngineError(err.message, ErrorCodes.environment, {
-      kind: 'runtimeMissing',
-      hint: 'Set modelLens.pythonPath or pass --python to an interpreter where `import torch` works.',
-    });
-  });
-  const pythonPath = [path.join(root, 'python'), process.env.PYTHONPATH].filter(Boolean).join(path.delimiter);
-  return {
-    command: python.executable ?? python.path,
-    args: ['-u', '-m', 'model_lens_engine'],
-    env: { PYTHONPATH: pythonPath, PYTHONUNBUFFERED: '1', PYTHONDONTWRITEBYTECODE: '1' },
-    notes: (python.skipped ?? [])
-      .filter((p) => p.origin !== 'default')
-      .map((p) => `${p.origin} interpreter ${p.path} skipped: ${p.reason}; using ${python.executable ?? python.path}`),
-  };
 }

@@ -64,7 +64,12 @@ export function probePython(candidate: PythonCandidate): Promise<PythonProbe> {
     execFile(
       candidate.path,
       ['-c', PROBE_SCRIPT],
-      { timeout: PROBE_TIMEOUT_MS, env: { ...process.env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1' } },
+      {
+        timeout: PROBE_TIMEOUT_MS,
+        // Our own folder and -P: a workspace json.py must not shadow the stdlib in the probe.
+        cwd: __dirname,
+        env: { ...process.env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1', PYTHONSAFEPATH: '1' },
+      },
       (err, stdout, stderr) => {
         const base = { path: candidate.path, origin: candidate.origin };
         if (err && (err as NodeJS.ErrnoException).code === 'ENOENT') {

@@ -100,6 +100,7 @@ export class EngineManager implements vscode.Disposable {
       clientName: 'model-lens-vscode',
       clientVersion: this.extensionVersion,
       onLog: log,
+      memoryLimitMB: config.get<number>('engineMemoryLimitMB') || undefined,
     });
     const info = client.info;
     log(

@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as vscode from 'vscode';
+import { privateTempFile } from '../client/privateTemp';
 import type { ProfileResult } from '../protocol/messages';
 import type { WebviewMessage } from '../protocol/webviewMessages';
 import type { ModelTarget } from './codeLens';
@@ -39,7 +40,7 @@ export class ProfileController {
     const trace =
       traceFile ??
       (client.info.capabilities?.trace
-        ? path.join(os.tmpdir(), `model-lens-trace-${process.pid}-${model.kind}.json`)
+        ? privateTempFile(`trace-${model.kind}.json`)
         : undefined);
     this.host.setBusy(`$(sync~spin) Model Lens: profiling ${model.load.name}`, model);
     try {

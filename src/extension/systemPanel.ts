@@ -18,10 +18,10 @@ import type { CpuTimes, GpuHistory } from './systemModel';
 /** How often the PyTorch engine is asked for torch.cuda memory figures while the panel is visible. */
 export const TORCH_MEMORY_POLL_MS = 2_000;
 /**
- * A poll may queue behind a long user call in the engine; the client kills an engine that misses
- * its request deadline, so a memory poll must never be the one that does.
+ * A poll may queue behind a long user call in the engine: it gives up after this long without
+ * stopping the engine (timeout policy `reject`), and the next poll tries again.
  */
-const TORCH_MEMORY_TIMEOUT_MS = 30 * 60_000;
+const TORCH_MEMORY_TIMEOUT_MS = 10_000;
 /** CPU load refresh, independent of the GPU stream (which a machine without a GPU lacks). */
 export const CPU_LOAD_INTERVAL_MS = 2_000;
 /** The first load figure comes sooner, so the panel does not open on "Load —". */
@@ -139,7 +139,10 @@ export class SystemPanel implements vscode.Disposable {
     if (!client) return;
     this.torchInFlight = true;
     try {
-      const info = await client.request(protocol().systemInfoRequest, undefined, { timeoutMs: TORCH_MEMORY_TIMEOUT_MS });
+      const info = await client.request(protocol().systemInfoRequest, undefined, {
+        timeoutMs: TORCH_MEMORY_TIMEOUT_MS,
+        onTimeout: 'reject',
+      });
       this.torch = info.memory;
       this.torchPid = client.pid;
       this.post({ memory: this.memory() });

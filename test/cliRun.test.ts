@@ -6,7 +6,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import type { TrainProgress } from '../src/protocol/messages';
-import { formatRunSummary, parseRunArgs, progressBar, RunRecord } from '../src/cli/runCommand';
+import { RunRecord } from '../src/client/runRecord';
+import { formatRunSummary, parseRunArgs, progressBar } from '../src/cli/runCommand';
 import { childProcesses, cli, lineOf, processAlive, ROOT, startCli, waitUntil, type RunJson } from './cliProcess';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'training');

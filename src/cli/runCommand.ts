@@ -1,6 +1,5 @@
 // `model-lens run FILE`: runs a training script (PyTorch `__main__`, or a TF.js file's `train`
 // export) in its engine with live progress, Ctrl-C to stop, and a summary with the diagnosis.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EngineClient, EngineError, engineKindForFile } from '../client/engineClient';
@@ -16,6 +15,18 @@ import {
   type TrainProgress,
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
+import { describeExit } from '../shared/processExit';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
+import { RunRecord } from '../client/runRecord';
 import {
   epochsDone,
   formatDuration,
@@ -24,12 +35,18 @@ import {
   isFinalState,
   progressText,
 } from '../client/trainingText';
-
-export const RUN_EXIT_DONE = 0;
-export const RUN_EXIT_FAILED = 1;
-export const RUN_EXIT_USAGE = 2;
-/** 128 + SIGINT, what a shell reports for a program stopped with Ctrl-C. */
-export const RUN_EXIT_INTERRUPTED = 130;
+import {
+  DISTRIBUTED_HELP,
+  DISTRIBUTED_USAGE,
+  DistributedUsageError,
+  checkDistributedFile,
+  formatRanksSummary,
+  ranksText,
+  stopWaitMs,
+  takeDistributedArgs,
+  withRankPrefix,
+} from './distributedRun';
+import type { DistributedLaunch } from '../protocol/messages';
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -41,7 +58,7 @@ const BAR_WIDTH_CHARS = 24;
 const DEFAULT_TTY_COLUMNS = 100;
 const DEFAULT_TTY_ROWS = 30;
 
-export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]`;
+export const RUN_USAGE = `  model-lens run FILE [--epochs N] [--json] [-- ARGS...]\n${DISTRIBUTED_USAGE}`;
 
 const RUN_HELP = `Usage:
 ${RUN_USAGE}
@@ -61,6 +78,8 @@ Options:
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  limit for starting the run (import and model build; default 120)
 
+${DISTRIBUTED_HELP}
+
 Exit codes: 0 done, 1 the run failed (the message names file and line), 2 bad usage, 130 stopped with Ctrl-C.`;
 
 const OPTIONS = {
@@ -73,8 +92,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsConfig['options'];
 
-class RunUsageError extends Error {}
-
 export interface RunOptions {
   file: string;
   epochs?: number;
@@ -84,6 +101,7 @@ export interface RunOptions {
   backend?: string;
   timeoutMs?: number;
   args: string[];
+  distributed?: DistributedLaunch;
 }
 
 /** Splits `run` arguments at the first `--`: before are ours, after go to the script untouched. */
@@ -91,18 +109,14 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   const dashes = argv.indexOf('--');
   const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
   const scriptArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
-  let parsed;
-  try {
-    parsed = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new RunUsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = asUsageError(() =>
+    parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true }),
+  );
   if (values.help) return 'help';
-  if (positionals.length === 0) throw new RunUsageError('missing FILE');
-  if (positionals.length > 1) throw new RunUsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (positionals.length === 0) throw new UsageError('missing FILE');
+  if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
   if (values.epochs !== undefined && positionals[0].endsWith('.py')) {
-    throw new RunUsageError(
+    throw new UsageError(
       `--epochs applies to a TF.js train export; ${positionals[0]} reads its own arguments: ` +
         `pass them after --, e.g. -- --epochs ${values.epochs}`,
     );
@@ -119,77 +133,12 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   };
 }
 
-function positiveInt(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new RunUsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
-}
-
-// ---- what a run looked like -------------------------------------------------------------------
-
-/** Everything the progress notifications said about one run, folded. */
-export class RunRecord {
-  runId: string | undefined;
-  last: TrainProgress | undefined;
-  /** Every loss point the engine sent, in step order. */
-  readonly loss: [number, number][] = [];
-  diagnosis: TrainDiagnosis | undefined;
-  readonly warnings: string[] = [];
-  readonly startedAt = Date.now();
-  endedAt: number | undefined;
-
-  add(p: TrainProgress): void {
-    this.last = p;
-    for (const point of p.loss) {
-      const prev = this.loss[this.loss.length - 1];
-      // Sampled batches can repeat the last point of the previous one; keep each step once.
-      if (!prev || point[0] > prev[0]) this.loss.push(point);
-    }
-    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
-    if (isFinalState(p.state)) this.endedAt ??= Date.now();
-  }
-
-  get state(): TrainProgress['state'] {
-    return this.last?.state ?? 'starting';
-  }
-
-  get seconds(): number {
-    return ((this.endedAt ?? Date.now()) - this.startedAt) / 1000;
-  }
-
-  get finalLoss(): number | null {
-    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
-  }
-
-  json(): object {
-    return {
-      runId: this.runId ?? null,
-      state: this.state,
-      steps: this.last?.step ?? 0,
-      // Completed epochs, as `steps` counts completed steps.
-      epochs: this.last ? epochsDone(this.last) : null,
-      totalEpochs: this.last?.totalEpochs ?? null,
-      // As last seen: model.train()/eval(), torch.is_grad_enabled() at its forward, the lr.
-      training: this.last?.training ?? null,
-      gradEnabled: this.last?.gradEnabled ?? null,
-      lr: this.last?.lr ?? null,
-      seconds: Number(this.seconds.toFixed(3)),
-      loss: this.loss,
-      diagnosis: this.diagnosis ?? null,
-      ...(this.last?.error ? { error: this.last.error } : {}),
-      warnings: this.warnings,
-    };
-  }
-}
-
-
 // ---- text ------------------------------------------------------------------------------------
-
 
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
   if (p.state === 'starting' && p.step === 0) return 'starting…';
-  const text = progressText(p, loss);
+  const text = progressText(p, loss) + ranksText(p);
   let bar = '';
   if (p.totalSteps) {
     const frac = Math.max(0, Math.min(1, p.step / p.totalSteps));
@@ -242,6 +191,7 @@ export function formatRunSummary(r: RunRecord): string {
         `  per step: data ${b.dataMs.toFixed(2)} ms, forward ${b.forwardMs.toFixed(2)} ms, backward ${b.backwardMs.toFixed(2)} ms, optimizer ${b.optimizerMs.toFixed(2)} ms, other ${b.otherMs.toFixed(2)} ms`,
       );
     }
+    lines.push(...formatRanksSummary(d, p));
     if (!d.findings.length) lines.push('  no findings');
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
@@ -290,7 +240,7 @@ class ProgressDisplay {
       this.shown = true;
     } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
       this.lastPlainAt = Date.now();
-      this.stream.write(`progress: ${progressText(p, loss)}\n`);
+      this.stream.write(`progress: ${progressText(p, loss)}${ranksText(p)}\n`);
     }
   }
 
@@ -331,39 +281,36 @@ export function terminalEnv(
   };
 }
 
-function resolveFile(file: string): string {
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    throw new EngineError(`${file}: no such file`, ErrorCodes.userError, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
-}
-
 /** Entry from main.ts: `argv` is everything after `run`. Returns the exit code. */
 export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
   let opts: RunOptions | 'help';
   try {
-    opts = parseRunArgs(argv);
+    const taken = takeDistributedArgs(argv);
+    opts = parseRunArgs(taken.argv);
+    if (opts !== 'help') {
+      checkDistributedFile(opts.file, taken.distributed);
+      opts.distributed = taken.distributed;
+    }
   } catch (err) {
-    if (!(err instanceof RunUsageError)) throw err;
+    if (!(err instanceof UsageError) && !(err instanceof DistributedUsageError)) throw err;
     process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
-    return RUN_EXIT_USAGE;
+    return EXIT_USAGE;
   }
   if (opts === 'help') {
     process.stdout.write(`${RUN_HELP}\n`);
-    return RUN_EXIT_DONE;
+    return EXIT_OK;
   }
   try {
-    const code = await runTraining(resolveFile(opts.file), opts, clientVersion);
+    const code = await runTraining(resolveModelFile(opts.file), opts, clientVersion);
     // Ctrl-C means now: the engine is already shut down and everything is written (stdout and
     // stderr are synchronous on Linux), but the client's kill-grace timer would keep the
     // process alive for another 1.5 s.
-    if (code === RUN_EXIT_INTERRUPTED) process.exit(code);
+    if (code === EXIT_INTERRUPTED) process.exit(code);
     return code;
   } catch (err) {
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return RUN_EXIT_FAILED;
+      return EXIT_FAILED;
     }
     throw err;
   }
@@ -379,12 +326,13 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   let settle: (() => void) | undefined;
   const ended = new Promise<void>((resolve) => (settle = resolve));
   let diagnosisFinal = false;
+  const rankLineStart = new Map<number, boolean>();
 
   // Signals are handled from the start: Ctrl-C during `import torch` must not orphan the engine.
   const onSignal = (): void => {
     if (interrupted) {
       // A second Ctrl-C: stop waiting for a clean stop.
-      void client?.kill('disposed').finally(() => process.exit(RUN_EXIT_INTERRUPTED));
+      void client?.kill('disposed').finally(() => process.exit(EXIT_INTERRUPTED));
       return;
     }
     interrupted = true;
@@ -408,17 +356,16 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       clientName: 'model-lens-cli',
       clientVersion,
     });
-    if (interrupted) return await finish(client, record, opts, RUN_EXIT_INTERRUPTED);
+    if (interrupted) return await finish(client, record, opts, EXIT_INTERRUPTED);
     for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
     const engine = client;
 
     client.onNotification(outputNotification, (o) => {
       if (o.runId && record.runId && o.runId !== record.runId) return;
-      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, o.text);
+      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, withRankPrefix(o, rankLineStart));
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
-      if (record.runId && p.runId !== record.runId) return;
       record.add(p);
       if (isFinalState(p.state)) {
         display.clear();
@@ -428,13 +375,12 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       }
     });
     client.onNotification(trainDiagnosisNotification, (d) => {
-      if (record.runId && d.runId !== record.runId) return;
-      record.diagnosis = d;
+      record.setDiagnosis(d);
       if (isFinalState(record.state)) diagnosisFinal = true;
     });
     const engineGone = new Promise<never>((_, reject) =>
       engine.onExit((e) => {
-        const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+        const how = describeExit(e);
         const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
         reject(
           new EngineError(`The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`, ErrorCodes.internal, {
@@ -447,7 +393,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     const start = client.request(
       trainStartRequest,
-      { file, model: opts.model, args: opts.args, epochs: opts.epochs },
+      { file, model: opts.model, args: opts.args, epochs: opts.epochs, distributed: opts.distributed },
       { timeoutMs: opts.timeoutMs },
     );
     const raced = await Promise.race([start, ended.then(() => null)]);
@@ -456,9 +402,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       const late = await Promise.race([start.catch(() => null), delay(STOP_WAIT_MS).then(() => null)]);
       if (late) {
         record.runId = late.runId;
-        await stopRun(engine, late.runId);
+        await stopRun(engine, late.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       }
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // A run that fails at once can report its end before train/start's response arrives.
     const started = raced ?? (await start);
@@ -466,13 +412,13 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     await Promise.race([ended, engineGone]);
     if (interrupted && !isFinalState(record.state)) {
-      await stopRun(engine, started.runId);
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      await stopRun(engine, started.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
     if (!diagnosisFinal) record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
-    const code = record.state === 'done' ? RUN_EXIT_DONE : RUN_EXIT_FAILED;
-    return await finish(engine, record, opts, interrupted ? RUN_EXIT_INTERRUPTED : code);
+    const code = record.state === 'done' ? EXIT_OK : EXIT_FAILED;
+    return await finish(engine, record, opts, interrupted ? EXIT_INTERRUPTED : code);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
@@ -481,9 +427,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   }
 }
 
-async function stopRun(client: EngineClient, runId: string): Promise<void> {
+async function stopRun(client: EngineClient, runId: string, waitMs = STOP_WAIT_MS): Promise<void> {
   try {
-    await Promise.race([client.request(trainStopRequest, { runId }), delay(STOP_WAIT_MS)]);
+    await Promise.race([client.request(trainStopRequest, { runId }), delay(waitMs)]);
   } catch {
     // The engine is shut down right after; a failed stop changes nothing for the user.
   }

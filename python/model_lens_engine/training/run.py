@@ -16,9 +16,12 @@ import time
 
 import torch
 
-from ..errors import USER_ERROR, EngineFault, UserScope, bad_request, location, not_found
+from ..errors import EngineFault, UserScope, bad_request, location, not_found
 from ..errors import user_fault
 from ..output import UserOutput
+from ..protocol import BAD_REQUEST, DEFAULT_HISTOGRAM_EVERY_STEPS, DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+from ..protocol import HOOK_EVENT, TRAIN_DIAGNOSIS, TRAIN_HISTOGRAMS, TRAIN_PROGRESS
+from ..protocol import TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS
 from .counters import Counters
 from .diagnosis import diagnose
 from .histograms import histogram_message
@@ -26,22 +29,20 @@ from .instrument import Instrumentation
 from . import terminal
 from .progress import EpochTracker, LossQueue, RateWindow, starting_message
 
-PROGRESS_INTERVAL_MS = 250
+PROGRESS_INTERVAL_MS = TRAIN_PROGRESS_INTERVAL_MS
 # A train/diagnosis snapshot is also sent this often during a run.
 DIAGNOSIS_INTERVAL_MS = 5000
 # How often train/stop re-raises the stop exception in the script's thread (a bare `except:` in
 # user code may swallow one), and how long it waits before reporting that the run did not stop.
 STOP_RETRY_MS = 50
-STOP_GIVE_UP_S = 10.0
+STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
 # A stop first waits this long for the end of an optimizer step, where the gradients of that
 # step still exist (after backward, before the next zero_grad) for the final snapshot; then it
 # lands wherever the script is.
-STOP_AT_STEP_WAIT_MS = 300
-# train/histograms: default step interval (train/start `histogramEverySteps`; 0 disables)...
-DEFAULT_HISTOGRAM_EVERY_STEPS = 100
-# ...and no sooner than this after the previous snapshot (train/start `histogramMinIntervalMs`):
-# on a tiny model 100 steps pass in milliseconds, and a snapshot costs more than a step.
-DEFAULT_HISTOGRAM_MIN_INTERVAL_MS = 2000
+STOP_AT_STEP_WAIT_MS = 500
+# train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+# come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
+# than a step).
 
 _perf = time.perf_counter
 
@@ -100,6 +101,16 @@ class TrainingRun:
         # train/progress must find the model free.
         return not self.ended
 
+    def start(self, respond_first):
+        """Runs the script on a thread of its own, for a caller whose main thread has other work
+        (a distributed rank waits there for stop signals): respond_first() runs first."""
+        def body():
+            respond_first()
+            self.main(None)
+
+        self.thread = threading.Thread(target=body, name="model-lens-run", daemon=True)
+        self.thread.start()
+
     def main(self, request_thread):
         """Runs the script on the calling thread: the main thread (server.main_job), while
         `request_thread` serves requests. Returns when the run has ended."""
@@ -154,14 +165,14 @@ class TrainingRun:
             self.error = error
         self.ended = True
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception as e:
             self._log_failure("diagnosis", e)
         try:
             self.send_progress(final=True)
         except Exception as e:
             self._log_failure("progress", e)
-            self.conn.notify("train/progress", dict(starting_message(self.run_id), state=state,
+            self.conn.notify(TRAIN_PROGRESS, dict(starting_message(self.run_id), state=state,
                                                     step=self.counters.steps))
         finally:
             self.finished.set()
@@ -278,7 +289,7 @@ class TrainingRun:
             run = self
 
             def notify(method, params):
-                if method == "hook/event":
+                if method == HOOK_EVENT:
                     params["step"] = run.counters.steps + 1
                 run._orig_notify(method, params)
             hooks._notify = notify
@@ -356,11 +367,11 @@ class TrainingRun:
             msg = histogram_message(lm.module, self.run_id, self.counters.steps, grads)
         finally:
             self.inst.sync_depth -= 1
-        self.conn.notify("train/histograms", msg)
+        self.conn.notify(TRAIN_HISTOGRAMS, msg)
 
     def send_diagnosis(self):
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception:
             pass
 
@@ -378,7 +389,7 @@ class TrainingRun:
                 self.send_progress()
                 if time.monotonic() >= next_diag:
                     next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_MS / 1000.0
-                    self.conn.notify("train/diagnosis", self.diagnosis())
+                    self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
             except Exception as e:  # a progress bug must not end the run
                 self._log_failure("progress", e)
 
@@ -430,7 +441,7 @@ class TrainingRun:
             p["error"] = error
         if new_warn:
             p["warnings"] = new_warn
-        self.conn.notify("train/progress", p)
+        self.conn.notify(TRAIN_PROGRESS, p)
 
     def diagnosis(self):
         dev = self.inst.model_device
@@ -468,7 +479,7 @@ def start_run(server, params):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
     run = getattr(server, "run", None)
     if run is not None and run.active():
-        raise EngineFault(USER_ERROR, "badRequest", "Run %s is still going; stop it (train/stop) "
+        raise EngineFault(BAD_REQUEST, "badRequest", "Run %s is still going; stop it (train/stop) "
                           "before starting another." % run.run_id, got=run.run_id)
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)

@@ -36,13 +36,13 @@ DIAGNOSIS_INTERVAL_MS = 5000
 # user code may swallow one), and how long it waits before reporting that the run did not stop.
 STOP_RETRY_MS = 50
 STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
-# train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
-# come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
-# than a step).
 # A stop first waits this long for the end of an optimizer step, where the gradients of that
 # step still exist (after backward, before the next zero_grad) for the final snapshot; then it
 # lands wherever the script is.
-STOP_AT_STEP_WAIT_MS = 300
+STOP_AT_STEP_WAIT_MS = 500
+# train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+# come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
+# than a step).
 
 _perf = time.perf_counter
 
@@ -100,6 +100,16 @@ class TrainingRun:
         # False from the moment the final notifications go out: a client reacting to the final
         # train/progress must find the model free.
         return not self.ended
+
+    def start(self, respond_first):
+        """Runs the script on a thread of its own, for a caller whose main thread has other work
+        (a distributed rank waits there for stop signals): respond_first() runs first."""
+        def body():
+            respond_first()
+            self.main(None)
+
+        self.thread = threading.Thread(target=body, name="model-lens-run", daemon=True)
+        self.thread.start()
 
     def main(self, request_thread):
         """Runs the script on the calling thread: the main thread (server.main_job), while

@@ -25,6 +25,7 @@ from torch.utils.data.distributed import DistributedSampler
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=40)
 parser.add_argument("--batch", type=int, default=16)
+parser.add_argument("--hidden", type=int, default=64, help="width of the hidden layer")
 parser.add_argument("--slow-rank", type=int, default=-1)
 parser.add_argument("--slow-ms", type=float, default=20.0)
 parser.add_argument("--fail-rank", type=int, default=-1)
@@ -70,7 +71,7 @@ sampler = DistributedSampler(data, shuffle=False)
 collate = slow_collate(opts.slow_ms / 1000.0) if rank == opts.slow_rank else None
 loader = DataLoader(data, batch_size=opts.batch, sampler=sampler, collate_fn=collate)
 
-model = DDP(nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1)).to(device))
+model = DDP(nn.Sequential(nn.Linear(16, opts.hidden), nn.ReLU(), nn.Linear(opts.hidden, 1)).to(device))
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 loss_fn = nn.MSELoss()
 

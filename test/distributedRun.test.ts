@@ -7,7 +7,7 @@ import * as net from 'node:net';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import type { RankDiagnosis, RankProgress, TrainProgress } from '../src/protocol/messages';
-import { DISTRIBUTED_STOP_WAIT_MS, ranksText, splitShellWords, takeDistributedArgs, withRankPrefix } from '../src/cli/distributedRun';
+import { DISTRIBUTED_STOP_WAIT_MS, formatRanksSummary, ranksText, splitShellWords, takeDistributedArgs, withRankPrefix } from '../src/cli/distributedRun';
 import { cli, lineOf, processAlive, ROOT, startCli, waitUntil, type RunJson } from './cliProcess';
 
 const DDP = path.join(ROOT, 'examples', 'ddp_train.py');
@@ -159,6 +159,23 @@ describe('model-lens run --nproc-per-node: arguments and text', () => {
       worldSize: 2, lossSpread: { step: 4, min: 1.25, max: 1.5 },
     };
     assert.equal(ranksText(p), ' · 2 ranks (1 starting) · loss spread 0.2500');
+  });
+
+  test('the summary has one line per rank: step split and where it waited', () => {
+    const d = {
+      runId: 'r1', steps: 12, device: 'cpu', batchSize: 16, stepMs: 3, opsPerStep: null, avgOpUs: null,
+      hostToDevice: { count: 0, bytes: 0 }, deviceToHost: { count: 0, bytes: 0 }, syncs: [], breakdown: null, findings: [],
+      ranks: [{
+        rank: 1, state: 'done' as const, steps: 12, stepMs: 32.5, host: 'node1', pid: 42, waitMsPerStep: 1.5,
+        breakdown: { dataMs: 30, forwardMs: 0.5, backwardMs: 1.5, optimizerMs: 0.25, otherMs: 0.25 },
+        collectives: [{ op: 'all_reduce', count: 12, totalMs: 18, msPerStep: 1.5, source: { file: '/w/train.py', line: 57 } }],
+      }],
+    };
+    assert.deepEqual(formatRanksSummary(d, undefined), [
+      'Ranks: 1',
+      '  rank 1 (node1, pid 42): done, 12 steps, 32.50 ms/step (data 30.00, forward 0.50, backward 1.50, optimizer 0.25, other 0.25); collectives 1.50 ms/step, most in all_reduce at train.py:57',
+    ]);
+    assert.deepEqual(formatRanksSummary({ ...d, ranks: undefined }, undefined), [], 'nothing for a single-process run');
   });
 
   test('a TF.js file cannot be run distributed: exit 2 before anything starts', async () => {

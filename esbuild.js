@@ -1,5 +1,7 @@
 // Bundles the extension, the engine process, the CLI and the webviews into dist/.
-// `node esbuild.js --watch` rebuilds on change; `--production` minifies.
+// `node esbuild.js --watch` rebuilds on change; `--production` minifies. The one build
+// configuration: tests that bundle the engine themselves take engineBuild() and copyWasm() from
+// here.
 const esbuild = require('esbuild');
 const fs = require('node:fs');
 const path = require('node:path');
@@ -14,11 +16,12 @@ const nodeExternals = [
   'vscode',
   '@tensorflow/tfjs-node',
   '@tensorflow/tfjs-node-gpu',
-  // esbuild is a native binary: the engine uses it at run time to transpile TypeScript model files.
-  'esbuild',
 ];
+// Model files are transpiled by sucrase (pure JavaScript, bundled into dist/engine.js), so no
+// native esbuild binary ships: .ts models load on every platform from one package.
 
 const common = {
+  absWorkingDir: root,
   bundle: true,
   sourcemap: production ? false : 'linked',
   minify: production,
@@ -65,9 +68,17 @@ function copyWasm() {
   }
 }
 
+/** uPlot's stylesheet: the webviews link it from dist/webview (the CSP allows only our files). */
+function copyChartCss() {
+  const to = path.join(dist, 'webview');
+  fs.mkdirSync(to, { recursive: true });
+  fs.copyFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), path.join(to, 'uPlot.min.css'));
+}
+
 async function main() {
   fs.mkdirSync(dist, { recursive: true });
   copyWasm();
+  copyChartCss();
   const active = builds.filter((b) => Object.keys(b.entryPoints).length > 0 || b.entryPoints.length > 0);
   if (watch) {
     for (const b of active) await (await esbuild.context(b)).watch();
@@ -76,7 +87,16 @@ async function main() {
   await Promise.all(active.map((b) => esbuild.build(b)));
 }
 
-main().catch((err) => {
-  console.error(err);
-  process.exit(1);
-});
+/** The engine process's bundle alone (dist/engine.js), as the full build makes it. */
+function engineBuild() {
+  return { ...builds[0], entryPoints: { engine: builds[0].entryPoints.engine } };
+}
+
+module.exports = { engineBuild, copyWasm };
+
+if (require.main === module) {
+  main().catch((err) => {
+    console.error(err);
+    process.exit(1);
+  });
+}

@@ -21,6 +21,7 @@ function torchPython() {
 
 const BENCHES = {
   tfjs: () => [process.execPath, ['--import', 'tsx', 'bench/tfjsOverhead.ts']],
+  tfjsModels: () => [process.execPath, ['--import', 'tsx', 'bench/tfjsModelsOverhead.ts']],
   torch: () => [torchPython() ?? 'python3', ['bench/torchOverhead.py']],
   gpu: () => [process.execPath, ['--import', 'tsx', 'bench/gpuSampler.ts']],
   editor: () => [process.execPath, ['--import', 'tsx', 'bench/e2eEditor.ts']],

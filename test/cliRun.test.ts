@@ -5,7 +5,8 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import type { TrainProgress } from '../src/protocol/messages';
-import { formatRunSummary, parseRunArgs, progressBar, RunRecord } from '../src/cli/runCommand';
+import { RunRecord } from '../src/client/runRecord';
+import { formatRunSummary, parseRunArgs, progressBar } from '../src/cli/runCommand';
 import { childProcesses, cli, lineOf, processAlive, ROOT, startCli, waitUntil, type RunJson } from './cliProcess';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'training');
@@ -60,7 +61,7 @@ describe('model-lens run: text', () => {
   });
 
   test('arguments after -- go to the script untouched', () => {
-    const o = parseRunArgs(['train.py', '--epochs', '3', '--', '--lr', '0.1', 'x']);
+    const o = parseRunArgs(['train.ts', '--epochs', '3', '--', '--lr', '0.1', 'x']);
     assert.ok(o !== 'help');
     assert.equal(o.epochs, 3);
     assert.deepEqual(o.args, ['--lr', '0.1', 'x']);
@@ -68,8 +69,11 @@ describe('model-lens run: text', () => {
 
   test('the terminal progress bar', () => {
     // 250 of 1000 steps is 25%: 6 of 24 bar cells.
+    // 100 steps an epoch: 250 steps done is 2 epochs done (the third is in progress).
     const line = progressBar(p({ step: 250, totalSteps: 1000, epoch: 3, totalEpochs: 10, stepsPerSec: 50, etaSec: 15 }), 0.25, 200);
-    assert.equal(line, '[######..................]  25% epoch 3/10 · step 250/1000 · 50 steps/s · ETA 0:15 · loss 0.2500');
+    assert.equal(line, '[######..................]  25% epoch 2/10 · step 250/1000 · 50 steps/s · ETA 0:15 · loss 0.2500');
+    // One step an epoch, sampled between epoch 518's start and its step: 517 of each are done.
+    assert.match(progressBar(p({ step: 517, totalSteps: 1000, epoch: 518, totalEpochs: 1000 }), null, 200), /epoch 517\/1000 · step 517\/1000/);
     assert.ok(progressBar(p({ step: 250, totalSteps: 1000 }), null, 30).length < 30, 'fits a narrow terminal');
   });
 
@@ -84,9 +88,26 @@ describe('model-lens run: text', () => {
       findings: [{ severity: 'warning', message: 'loss.item() syncs every step', source: { file: '/w/t.py', line: 9 } }],
     };
     const text = formatRunSummary(r);
-    assert.match(text, /^Training done: 3 steps, 1 epoch in 0:0\d \(2\.0 steps\/s\)/);
+    // One clock per figure: the CLI's wall time says it includes start-up; the per-step time
+    // and its rate are the engine's, over the same steps.
+    assert.match(text, /^Training done: 3 steps, 1 epoch in 0:0\d wall, start-up included\n/);
+    assert.match(text, /Diagnosis: 3 steps on cpu, 1\.50 ms\/step \(667 steps\/s\), wall clock, mean of steps 2–3 \(step 1 is warm-up\), batch 8/);
     assert.match(text, /Loss: 2\.0000 at step 1 → 1\.0000 at step 3 \(lowest 0\.5000 at step 2\)/);
     assert.match(text, /warning: loss\.item\(\) syncs every step \(\/w\/t\.py:9\)/);
+  });
+
+  test('a stopped run counts the epochs it completed, as it counts steps', () => {
+    const r = new RunRecord();
+    r.runId = 'r1';
+    // Ctrl-C during epoch 8760 of a one-step-per-epoch loop, after 8759 steps.
+    r.add(p({ state: 'stopped', step: 8759, epoch: 8760, totalEpochs: 20000, totalSteps: 20000, lr: 0.1, training: true, gradEnabled: true }));
+    const text = formatRunSummary(r);
+    assert.match(text, /^Training stopped: 8759 steps, 8759 epochs in /);
+    assert.match(text, /Model as last seen: train mode, grad on, lr 0\.1/);
+    assert.deepEqual(
+      (({ epochs, training, gradEnabled, lr }) => ({ epochs, training, gradEnabled, lr }))(r.json() as RunJson & { training: boolean; gradEnabled: boolean; lr: number }),
+      { epochs: 8759, training: true, gradEnabled: true, lr: 0.1 },
+    );
   });
 });
 
@@ -176,6 +197,10 @@ describe('model-lens run', () => {
       assert.equal(doc.state, 'done');
       // The script's default: 1000 epochs, full batch, one optimizer step each.
       assert.equal(doc.steps, 1000);
+      assert.equal(doc.epochs, 1000);
+      // The script ends with model.eval(); the lr is its LEARNING_RATE.
+      const last = doc as RunJson & { training: boolean; lr: number };
+      assert.deepEqual([last.training, last.lr], [false, 0.1]);
       assert.ok(doc.diagnosis && doc.diagnosis.findings.length > 0, 'the engine diagnosis is in the document');
       assert.ok(doc.loss.length >= 2, 'a loss curve');
       const k = Math.max(1, Math.floor(doc.loss.length / 5));
@@ -192,6 +217,25 @@ describe('model-lens run', () => {
       assert.match(r.stderr, /bad batch at step 6/);
       // FAIL_AT_STEP = 6: five optimizer steps ran before the raise.
       assert.match(r.stdout, /Training failed: 5 steps/);
+    });
+
+    test('--epochs on a .py script is a usage error that says how to pass it', async () => {
+      const r = await cli(['run', IRIS_PY, '--epochs', '5']);
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--epochs applies to a TF\.js train export; .*iris_train\.py reads its own arguments: pass them after --, e\.g\. -- --epochs 5/);
+      const help = await cli(['run', '--help']);
+      assert.match(help.stdout, /--epochs N\s+tfjs only: .*\n.*--epochs on a \.py is an error/);
+    });
+
+    test("the script runs in the caller's directory, on the main thread, with its folder first on sys.path", async () => {
+      const file = path.join(ROOT, 'test', 'fixtures', 'torch', 'train_environment.py');
+      const r = await cli(['run', file, '--python', '/usr/bin/python3']);
+      assert.equal(r.code, 0, r.stderr);
+      // cliProcess runs the CLI in ROOT.
+      assert.match(r.stdout, new RegExp(`^cwd=${ROOT}$`, 'm'));
+      assert.match(r.stdout, new RegExp(`^path0=${path.dirname(file)}$`, 'm'));
+      assert.match(r.stdout, /^main=True$/m);
+      assert.match(r.stdout, /^signals=1$/m);
     });
 
     test('Ctrl-C stops a PyTorch run: exit 130, no engine left', async (t) => {

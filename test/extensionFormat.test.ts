@@ -5,7 +5,7 @@ import type { ModelTreeResult, SummaryResult } from '../src/protocol/messages';
 import type { ModuleNode } from '../src/protocol/types';
 import { formatSummary } from '../src/client/textFormat';
 import { formatCount } from '../src/shared/format';
-import { moduleDescription, parseInputShapes } from '../src/extension/format';
+import { aliasesUnder, moduleDescription, moduleNotes, parseInputShapes } from '../src/extension/format';
 
 /** The iris MLP: fc1 4·10+10 = 50, fc2 10·3+3 = 33, total 83 params = 332 bytes of float32. */
 const IRIS: SummaryResult = {
@@ -60,14 +60,25 @@ describe('format', () => {
     assert.equal(formatCount(83), '83');
   });
 
-  it('describes a module as type · output shape · params, with aliases, frozen and eval marks', () => {
+  it('describes a module as output shape · params · type; aliases, frozen and eval go to the tooltip', () => {
     const node: ModuleNode = {
       path: 'blocks.1', name: '1', type: 'Linear', depth: 2, parent: 'blocks', children: [], aliases: ['shared'],
       training: false, ownParams: 72, totalParams: 72, trainableParams: 0, frozen: true, isLeaf: true,
     };
     const row = { ...IRIS.rows[1], path: 'blocks.1', outputShape: [1, 8] };
-    assert.equal(moduleDescription(node, row), 'Linear · [1, 8] · 72 params · also at shared · frozen · eval');
-    assert.equal(moduleDescription({ ...node, aliases: [], training: true, frozen: false }, undefined), 'Linear · 72 params');
+    // Shape and parameters first (a narrow side bar cuts the end), the rest in the tooltip.
+    assert.equal(moduleDescription(node, row), '[1, 8] · 72 params · Linear');
+    assert.deepEqual(moduleNotes(node, row), ['also at shared', 'frozen', 'eval']);
+    assert.equal(moduleDescription({ ...node, aliases: [], training: true, frozen: false }, undefined), '72 params · Linear');
+    assert.equal(moduleDescription({ ...node, path: '' }, { ...row, ran: false, outputShape: null }), 'not run · 72 params');
+  });
+
+  it('finds the aliases registered directly under a parent (a ModuleList holding one block twice)', () => {
+    const block: ModuleNode = { ...node('layers.0', 'Block', 72), aliases: ['layers.2', 'other.lin'] };
+    const lin: ModuleNode = { ...node('layers.0.lin', 'Linear', 72), aliases: ['layers.2.lin'] };
+    const found = aliasesUnder('layers', [block, lin]);
+    assert.deepEqual(found.map((f) => [f.alias, f.target.path]), [['layers.2', 'layers.0']]);
+    assert.deepEqual(aliasesUnder('layers.2', [block, lin]).map((f) => f.alias), ['layers.2.lin']);
   });
 
   it('parses defaultInputShape for one or several inputs and rejects nonsense', () => {

@@ -92,7 +92,8 @@ test('status bar: figures of the run GPU, every GPU in the tooltip, the engine p
   const one = statusBarView({ status: running, snapshot: snap([H100]) });
   assert.equal(one.text, 'GPU 12.3/79.6 GiB · 87%');
   assert.equal(one.live, true);
-  assert.match(one.tooltip, /NVIDIA H100 80GB HBM3 \| 12\.3 \/ 79\.6 GiB \| 87% \| 45 °C \| 312 \/ 700 W/);
+  // One line per figure (a status bar hover does not lay out tables).
+  assert.match(one.tooltip, /\*\*GPU 0\*\* · NVIDIA H100 80GB HBM3 {2}\nMemory: 12\.3 \/ 79\.6 GiB {2}\nUtil: 87% {2}\nTemp: 45 °C {2}\nPower: 312 \/ 700 W/);
   assert.match(one.tooltip, /Click for the System panel/);
   assert.doesNotMatch(one.tooltip, /engine/);
 
@@ -118,13 +119,15 @@ test('status bar: no driver is a quiet "No GPU" with the reason; a failing GPU k
     snapshot: snap([H100]),
   });
   assert.equal(failed.text, 'GPU ?');
-  assert.match(failed.tooltip, /GPU data unavailable\*\* \(nvidia-smi printed no GPU row for 5 s \(driver hung\?\)\)/);
+  // The reason has its own parentheses: no "(… (driver hung?))".
+  assert.match(failed.tooltip, /GPU data unavailable\*\*: nvidia-smi printed no GPU row for 5 s \(driver hung\?\)\. Retrying\./);
+  assert.doesNotMatch(failed.tooltip, /\)\)/);
   assert.match(failed.tooltip, /12\.3 \/ 79\.6 GiB/);
 
   // nvidia-smi present but hung from the start: not "No GPU", since there may well be one.
   const hung = statusBarView({ status: { state: 'unavailable', available: false, reason: 'nvidia-smi printed no GPU row for 20 s (driver hung?)', kind: 'timeout', starts: 1 } });
   assert.equal(hung.text, 'GPU ?');
-  assert.match(hung.tooltip, /GPU data unavailable\*\* \(nvidia-smi printed no GPU row for 20 s/);
+  assert.match(hung.tooltip, /GPU data unavailable\*\*: nvidia-smi printed no GPU row for 20 s/);
   const banner = statusBarView({ status: { state: 'unavailable', available: false, reason: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", kind: 'driver', starts: 1 } });
   assert.equal(banner.text, 'No GPU');
 
@@ -154,8 +157,8 @@ test('memory three ways for a PyTorch run on CUDA, with hand-worked gaps', () =>
 });
 
 test('memory section says plainly when there is nothing to break down', () => {
-  const noGpu = memorySection({ gpus: [], gpuReason: 'nvidia-smi is not on PATH' });
-  assert.equal(noGpu.message, 'No NVIDIA GPU (nvidia-smi is not on PATH), so there is no CUDA memory to break down.');
+  const noGpu = memorySection({ gpus: [], gpuReason: 'nvidia-smi is not on PATH (no NVIDIA driver installed?)' });
+  assert.equal(noGpu.message, 'No NVIDIA GPU, so there is no CUDA memory to break down: nvidia-smi is not on PATH (no NVIDIA driver installed?).');
   const noEngine = memorySection({ gpus: [H100] });
   assert.match(noEngine.message ?? '', /^No PyTorch engine is running/);
   const tfjs = memorySection({ gpus: [H100], engine: { kind: 'tfjs', pid: 9 } });
@@ -279,7 +282,7 @@ test('a crashing nvidia-smi (real child, killed after one tick) degrades to "GPU
   const view = statusBarView({ status, snapshot: sampler.latest });
   assert.equal(view.text, 'GPU ?');
   assert.equal(view.live, false);
-  assert.match(view.tooltip, /\*\*GPU data unavailable\*\* \(.+\); retrying\./);
+  assert.match(view.tooltip, /\*\*GPU data unavailable\*\*: .+ Retrying\./);
   // The one tick it printed (tick 0: 1234 MiB of 81559) stays in the tooltip: 1.2 / 79.6 GiB.
-  assert.match(view.tooltip, /NVIDIA H100 80GB HBM3 \| 1\.2 \/ 79\.6 GiB \| 87%/);
+  assert.match(view.tooltip, /NVIDIA H100 80GB HBM3 {2}\nMemory: 1\.2 \/ 79\.6 GiB {2}\nUtil: 87%/);
 });

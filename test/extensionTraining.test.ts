@@ -59,8 +59,9 @@ describe('decimate', () => {
 
 describe('texts', () => {
   test('progress text has epoch, step, rate, ETA and loss when known', () => {
-    const p = progress({ step: 1200, totalSteps: 5000, epoch: 3, totalEpochs: 50, stepsPerSec: 41.2, etaSec: 92 });
-    assert.equal(progressText(p, 0.09314), 'epoch 3/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931');
+    // 100 steps an epoch: 1200 steps done is 12 epochs done, while the 13th is in progress.
+    const p = progress({ step: 1200, totalSteps: 5000, epoch: 13, totalEpochs: 50, stepsPerSec: 41.2, etaSec: 92 });
+    assert.equal(progressText(p, 0.09314), 'epoch 12/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931');
     assert.equal(progressText(progress({ step: 7, stepsPerSec: 0.5 }), null), 'step 7 · 2.0 s/step');
     assert.equal(progressText(progress({ step: 9, totalSteps: 90, stepsPerSec: 3, etaSec: 27, state: 'stopped' }), 1), 'step 9/90 · loss 1.0000');
   });

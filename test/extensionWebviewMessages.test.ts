@@ -42,4 +42,18 @@ describe('webview message validation', () => {
     assert.equal(v.ok, false);
     assert.match(v.ok ? '' : v.reason, /at most 4096 characters/);
   });
+
+  it('holds the Training and System pages to the same validator as the others', () => {
+    // Training may stop its run and open one of the run's own locations, by index only.
+    assert.equal(validateWebviewMessage('training', { type: 'stopTraining' }).ok, true);
+    assert.equal(validateWebviewMessage('training', { type: 'openOpSource', index: 2 }).ok, true);
+    assert.equal(validateWebviewMessage('training', { type: 'openOpSource', index: 2, file: '/etc/passwd' }).ok, false);
+    assert.equal(validateWebviewMessage('training', { type: 'exportTrace' }).ok, false);
+    assert.equal(validateWebviewMessage('ops', { type: 'stopTraining' }).ok, false);
+    // System only ever says ready.
+    assert.equal(validateWebviewMessage('system', { type: 'ready' }).ok, true);
+    for (const type of ['showLog', 'restartEngine', 'stopTraining', 'revealModule']) {
+      assert.equal(validateWebviewMessage('system', { type, path: '' }).ok, false, type);
+    }
+  });
 });

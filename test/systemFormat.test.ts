@@ -110,7 +110,7 @@ test('memory three ways: tensors < reserved pool < device, each gap explained', 
   assert.equal(m.otherProcessesBytes, 7680 * MIB); // 20480 - 12800 MiB = 7.5 GiB
   assert.match(m.figures[0].explanation, /memory_allocated/);
   assert.match(m.figures[1].explanation, /4\.00 GiB above live tensors are cached free blocks.*fragmentation/);
-  assert.match(m.figures[2].explanation, /this process 12\.50 GiB; 512 MiB of it beyond PyTorch's pool \(CUDA context.*other processes 7\.50 GiB/);
+  assert.match(m.figures[2].explanation, /this process 12\.5 GiB; 512 MiB of it beyond PyTorch's pool \(CUDA context.*other processes 7\.50 GiB/);
   for (const f of m.figures) assert.ok(!f.explanation.includes('\n'), 'one line each');
 });
 

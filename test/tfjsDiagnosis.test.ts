@@ -107,10 +107,10 @@ describe('TF.js train/diagnose', () => {
     assert.deepEqual(again.hostToDevice, before.hostToDevice);
   });
 
-  test('an unknown runId is a clear unknownPath error', async () => {
+  test('an unknown runId is a clear notLoaded error (as train/stop says, in both engines)', async () => {
     await assert.rejects(
       client.request(trainDiagnoseRequest, { runId: 'r999' }),
-      (err: EngineError) => err instanceof EngineError && err.data.kind === 'unknownPath' && /r999/.test(err.message),
+      (err: EngineError) => err instanceof EngineError && err.data.kind === 'notLoaded' && /r999/.test(err.message),
     );
   });
 });

@@ -28,18 +28,19 @@ import {
 import type { HookEvent, LogMessage, OutputEvent, TrainProgress } from '../src/protocol/messages';
 import type { EngineErrorData } from '../src/protocol/errors';
 import { addCallListener } from '../src/engine/tfjs/callInterceptor';
+import { writeGraphModel } from './graphModelWriter';
 
 const ROOT = path.resolve(__dirname, '..');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'tfjs');
 const IRIS = path.join(ROOT, 'examples', 'iris_mlp.ts');
 const CNN = path.join(ROOT, 'examples', 'small_cnn.ts');
 const REQUEST_TIMEOUT_MS = 60_000;
-/** Time for notifications already on the wire to be delivered. */
+/** After train/stop: time for the run's last progress notification to arrive. */
 const SETTLE_MS = 150;
 
 /**
- * Bundles the engine exactly as esbuild.js does (same entry, externals and format) so these tests
- * always run the current sources even while other parts of `npm run build` are mid-edit.
+ * Bundles the engine with esbuild.js's own configuration so these tests always run the current
+ * sources even while other parts of `npm run build` are mid-edit.
  */
 function newestSource(dir: string): number {
   let newest = 0;
@@ -57,23 +58,12 @@ function buildEngine(): void {
   // Other suites may be starting dist/engine.js right now: rewrite it only when it is stale.
   if (wasmOk && fs.existsSync(bundle) && fs.statSync(bundle).mtimeMs >= sources) return;
   const esbuild = require('esbuild') as typeof import('esbuild');
-  esbuild.buildSync({
-    absWorkingDir: ROOT,
-    bundle: true,
-    sourcemap: 'linked',
-    logLevel: 'warning',
-    legalComments: 'none',
-    platform: 'node',
-    target: 'node20',
-    format: 'cjs',
-    external: ['vscode', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu', 'esbuild'],
-    entryPoints: { engine: 'src/engine/main.ts' },
-    outdir: path.join(ROOT, 'dist'),
-  });
-  const from = path.join(ROOT, 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist');
-  const to = path.join(ROOT, 'dist', 'wasm');
-  fs.mkdirSync(to, { recursive: true });
-  for (const f of fs.readdirSync(from)) if (f.endsWith('.wasm')) fs.copyFileSync(path.join(from, f), path.join(to, f));
+  const config = require(path.join(ROOT, 'esbuild.js')) as {
+    engineBuild(): import('esbuild').BuildOptions;
+    copyWasm(): void;
+  };
+  esbuild.buildSync(config.engineBuild());
+  config.copyWasm();
 }
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
@@ -107,12 +97,23 @@ const load = (file: string, extra: { model?: string; inputShapes?: number[][] } 
   client.request(modelLoadRequest, { file, ...extra }, { timeoutMs: REQUEST_TIMEOUT_MS });
 
 describe('engine/initialize', () => {
-  test('reports tfjs on wasm, why the native backends failed, versions and rowMajor strides', () => {
+  test('reports the backend, why each better one was not taken, versions, strides', () => {
     const info = client.info;
     assert.equal(info.kind, 'tfjs');
-    assert.equal(info.backend, 'wasm');
-    assert.ok(info.backendNotes.some((n) => n.includes('@tensorflow/tfjs-node-gpu')), info.backendNotes.join('; '));
-    assert.ok(info.backendNotes.some((n) => n.startsWith('@tensorflow/tfjs-node:')), info.backendNotes.join('; '));
+    // Best first: a native backend that did not load is explained, whichever loaded here.
+    const ranked = [
+      ['tensorflow-gpu', '@tensorflow/tfjs-node-gpu'],
+      ['tensorflow', '@tensorflow/tfjs-node'],
+      ['wasm', '@tensorflow/tfjs-backend-wasm'],
+      ['cpu', '@tensorflow/tfjs-backend-cpu'],
+    ];
+    const chosen = ranked.findIndex(([label]) => label === info.backend);
+    assert.ok(chosen >= 0, `backend ${info.backend}`);
+    for (const [, pkg] of ranked.slice(0, Math.min(chosen, 2))) {
+      const notes = info.backendNotes;
+      const why = `a note for ${pkg}: ${notes.join('; ')}`;
+      assert.ok(notes.some((n) => n.startsWith(`${pkg}:`)), why);
+    }
     assert.deepEqual(
       info.runtimes.find((r) => r.name === '@tensorflow/tfjs'),
       { name: '@tensorflow/tfjs', version: '4.22.0' },
@@ -142,68 +143,47 @@ describe('engine/initialize', () => {
 });
 
 describe('iris MLP (4→10→3)', () => {
-  test('tree, parameters and summary match the hand count 4*10+10 + 10*3+3 = 83', async () => {
+  test('layer names find their creation line; synthetic strides; MACs at batch 5', async () => {
+    // Tree, parameters and totals of this model are in the conformance suite; these are tfjs's own.
     const r = await load(IRIS);
-    assert.equal(r.type, 'Sequential');
-    assert.deepEqual(r.inputs[0].shape, [1, 4]);
     const tree = await client.request(modelTreeRequest, { modelId: r.modelId });
     assert.deepEqual(
       tree.modules.map((m) => m.path),
       ['', 'hidden', 'output'],
     );
-    assert.equal(tree.modules[0].totalParams, 83);
-    assert.deepEqual(tree.modules[0].children, ['hidden', 'output']);
-    assert.equal(tree.modules[1].ownParams, 4 * 10 + 10);
     // `tf.layers.dense({ ..., name: 'hidden' })` is on line 12 of the example.
     assert.equal(tree.modules[1].source?.creation?.line, 12);
-    assert.deepEqual(
-      tree.parameters.map((p) => [p.name, p.tensor.shape]),
-      [
-        ['hidden.kernel', [4, 10]],
-        ['hidden.bias', [10]],
-        ['output.kernel', [10, 3]],
-        ['output.bias', [3]],
-      ],
-    );
-    assert.deepEqual(tree.buffers, []);
     const k = tree.parameters[0].tensor;
     assert.deepEqual(k.stride, [10, 1]);
     assert.equal(k.strideSynthetic, true);
-    assert.equal(k.contiguous, true);
     assert.match(k.contiguity.reason, /TF\.js tensors are always contiguous/);
-    assert.equal(k.storageOffset, 0);
     assert.equal(k.view.wouldFail, false);
-    assert.equal(k.bytes, 40 * 4);
 
     const s = await client.request(modelSummaryRequest, { modelId: r.modelId, inputShapes: [[5, 4]] });
     const rows = Object.fromEntries(s.rows.map((row) => [row.path, row]));
     assert.deepEqual(rows.hidden.outputShape, [5, 10]);
-    assert.deepEqual(rows.output.outputShape, [5, 3]);
     // torchinfo: Linear MACs = (weight + bias elements) × output rows = 50×5 and 33×5.
     assert.equal(rows.hidden.macs, 250);
     assert.equal(rows.output.macs, 165);
-    assert.equal(s.totals.macs, 415);
-    assert.equal(s.totals.params, 83);
-    assert.equal(s.totals.paramBytes, 83 * 4);
-    assert.equal(s.totals.inputBytes, 5 * 4 * 4);
     // Leaf outputs 5×10 + 5×3 floats, ×2 for forward+backward.
     assert.equal(s.totals.forwardBackwardBytes, 2 * (50 + 15) * 4);
     assert.deepEqual(rows.hidden.output?.stride, [10, 1]);
+    const counts = [rows.hidden.ownParams, rows[''].ownParams, rows[''].totalParams];
+    assert.deepEqual(counts, [50, 0, 83]);
   });
 
   test('an input shape that does not fit names the layer, expected and got', async () => {
-    const err = await rejection(load(IRIS, { inputShapes: [[1, 5]] }));
+    // model/load never runs the model: the first request that does fails.
+    const r = await load(IRIS, { inputShapes: [[1, 5]] });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'shapeMismatch');
     assert.match(err.layer ?? '', /hidden/);
     assert.match(err.expected ?? '', /4/);
     assert.match(err.got ?? '', /1,5/);
   });
 
-  test('tensor/inspect: parameter, layer output (relu ≥ 0) and input', async () => {
+  test('tensor/inspect: a layer output (relu ≥ 0), the root output and the input', async () => {
     const r = await load(IRIS);
-    const p = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'parameter', name: 'hidden.kernel' }, stats: true });
-    assert.equal(p.stats?.numel, 40);
-    assert.equal(p.tensor.requiresGrad, true);
     const o = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'output', path: 'hidden' }, stats: true });
     assert.deepEqual(o.tensor.shape, [1, 10]);
     assert.ok((o.stats?.min ?? -1) >= 0, 'relu output is never negative');
@@ -211,28 +191,17 @@ describe('iris MLP (4→10→3)', () => {
     assert.ok(Math.abs((softmax.stats?.mean ?? 0) * 3 - 1) < 1e-5, 'softmax row sums to 1');
     const i = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'input', index: 0 } });
     assert.deepEqual(i.tensor.shape, [1, 4]);
-    const bad = await rejection(client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'parameter', name: 'nope.kernel' } }));
-    assert.equal(bad.kind, 'unknownPath');
   });
 
-  test('hooks: forward events with stats, backward events, none after detach', async () => {
+  test('hooks: forward-pre sees the input, backward dL/d(output); none after detach', async () => {
     const r = await load(IRIS);
     const events: HookEvent[] = [];
     const sub = client.onNotification(hookEventNotification, (e) => events.push(e));
+    // Hook events are sent during the forward pass, before its response, and arrive in order:
+    // each request's answer means its events are already here.
     try {
-      const fwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'hidden', kind: 'forward', intervalMs: 0 });
-      await client.request(modelForwardRequest, { modelId: r.modelId, steps: 3 });
-      await sleep(SETTLE_MS);
-      const mine = events.filter((e) => e.hookId === fwd.hookId);
-      assert.equal(mine.length, 3);
-      assert.deepEqual(mine[0].tensor.shape, [1, 10]);
-      assert.ok((mine[0].stats.min ?? -1) >= 0);
-      assert.equal(mine[2].call, 3);
-      assert.ok(mine[0].histogram && mine[0].histogram.counts.reduce((a, b) => a + b, 0) === 10);
-
       const pre = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'forwardPre', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1 });
-      await sleep(SETTLE_MS);
       const inputsSeen = events.filter((e) => e.hookId === pre.hookId);
       assert.equal(inputsSeen.length, 1);
       // The output layer's input is the hidden layer's relu output.
@@ -241,7 +210,6 @@ describe('iris MLP (4→10→3)', () => {
 
       const bwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'backward', intervalMs: 0 });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1, backward: true });
-      await sleep(SETTLE_MS);
       const grads = events.filter((e) => e.hookId === bwd.hookId);
       assert.equal(grads.length, 1);
       assert.deepEqual(grads[0].tensor.shape, [1, 3]);
@@ -249,11 +217,10 @@ describe('iris MLP (4→10→3)', () => {
       assert.ok(Math.abs((grads[0].stats.mean ?? 0) - 1 / 3) < 1e-6, `grad mean ${grads[0].stats.mean}`);
 
       const d = await client.request(hookDetachRequest, { all: true });
-      assert.equal(d.detached, 3);
+      assert.equal(d.detached, 2);
       assert.equal(d.remaining, 0);
       const before = events.length;
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 2, backward: true });
-      await sleep(SETTLE_MS);
       assert.equal(events.length, before, 'no hook events after detach');
       const err = await rejection(client.request(hookAttachRequest, { modelId: r.modelId, path: 'nope', kind: 'forward' }));
       assert.equal(err.kind, 'unknownPath');
@@ -327,36 +294,6 @@ describe('model structure', () => {
     assert.equal(s.totals.params, 110);
     // batch 1: enc_dense 54 + shared 42 per call × 2 calls + head 14.
     assert.equal(s.totals.macs, 54 + 2 * 42 + 14);
-  });
-
-  test('BatchNorm moving stats are buffers; a frozen layer keeps parameters with requiresGrad false', async () => {
-    const r = await load(path.join(FIXTURES, 'batchNormFrozen.ts'));
-    assert.deepEqual(r.inputs[0].shape, [1, 4]);
-    const tree = await client.request(modelTreeRequest, { modelId: r.modelId });
-    assert.deepEqual(
-      tree.buffers.map((b) => b.name),
-      ['bn.moving_mean', 'bn.moving_variance'],
-    );
-    assert.deepEqual(
-      tree.parameters.map((p) => [p.name, p.requiresGrad]),
-      [
-        ['dense_in.kernel', false],
-        ['dense_in.bias', false],
-        ['bn.gamma', true],
-        ['bn.beta', true],
-        ['dense_out.kernel', true],
-        ['dense_out.bias', true],
-      ],
-    );
-    const byPath = Object.fromEntries(tree.modules.map((m) => [m.path, m]));
-    assert.equal(byPath.dense_in.frozen, true);
-    assert.equal(byPath[''].totalParams, 29);
-    assert.equal(byPath[''].trainableParams, 14);
-    const s = await client.request(modelSummaryRequest, { modelId: r.modelId });
-    assert.equal(s.totals.nonTrainableParams, 15);
-    assert.equal(s.totals.bufferBytes, 6 * 4);
-    const buf = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'buffer', name: 'bn.moving_variance' }, stats: true });
-    assert.equal(buf.stats?.mean, 1, 'moving variance starts at ones');
   });
 
   test('small CNN: conv params and MACs by torchinfo’s rule', async () => {
@@ -451,12 +388,6 @@ describe('user folders', () => {
 });
 
 describe('bad input', () => {
-  test('missing file', async () => {
-    const err = await rejection(load(path.join(FIXTURES, 'doesNotExist.ts')));
-    assert.equal(err.kind, 'fileNotFound');
-    assert.match(err.message, /doesNotExist\.ts/);
-  });
-
   test('syntax error with file:line:column', async () => {
     const file = path.join(FIXTURES, 'syntaxError.js');
     const err = await rejection(load(file));
@@ -464,13 +395,6 @@ describe('bad input', () => {
     // "  const model = tf.sequential(;" — the ';' is the 31st character of line 5.
     assert.deepEqual(err.location, { file, line: 5, column: 31 });
     assert.match(err.message, /syntaxError\.js:5:31/);
-  });
-
-  test('a file exporting no model says what it does export', async () => {
-    const err = await rejection(load(path.join(FIXTURES, 'noModel.ts')));
-    assert.equal(err.kind, 'noModel');
-    assert.ok(err.candidates?.includes('learningRate (number)'), JSON.stringify(err.candidates));
-    assert.ok(err.candidates?.includes('Helper (class)'), JSON.stringify(err.candidates));
   });
 
   test('several candidates: ambiguousModel, then `model` picks one', async () => {
@@ -485,23 +409,55 @@ describe('bad input', () => {
     assert.equal(missing.kind, 'noModel');
   });
 
-  test('a model factory that throws: message and the user’s own lines (source-mapped)', async () => {
-    const file = path.join(FIXTURES, 'throwsInFactory.ts');
-    const err = await rejection(load(file));
-    assert.equal(err.kind, 'userCodeError');
-    assert.match(err.message, /units must be at most 4, got 16/);
-    assert.equal(err.location?.file, file);
-    assert.equal(err.location?.line, 5);
-    assert.ok(err.userStack?.some((f) => f.file === file && f.line === 10), JSON.stringify(err.userStack));
-  });
-
   test('a custom layer that throws in call(): message, its line and the layer', async () => {
     const file = path.join(FIXTURES, 'customLayerThrows.ts');
-    const err = await rejection(load(file));
+    const r = await load(file);
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'userCodeError');
     assert.match(err.message, /Scale wants 3 features, got 5/);
     assert.equal(err.layer, 'scale');
     assert.deepEqual([err.location?.file, err.location?.line], [file, 8]);
+  });
+
+  test('branches of different widths meeting in Add: merge layer and shapes named', async () => {
+    const file = path.join(FIXTURES, 'mergeMismatch.ts');
+    const err = await rejection(load(file, { model: 'build' }));
+    assert.equal(err.kind, 'shapeMismatch');
+    assert.equal(err.layer, 'merge');
+    assert.match(err.message, /\[in layer merge \(Add\) given \[null,4\] and \[null,5\]\]/);
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    const line = lines.findIndex((l) => l.includes("tf.layers.add({ name: 'merge' })")) + 1;
+    assert.equal(err.location?.line, line);
+  });
+
+  test('time axes that differ only at run time: the Concatenate is named', async () => {
+    const file = path.join(FIXTURES, 'mergeMismatch.ts');
+    const inputShapes = [
+      [1, 3, 8],
+      [1, 5, 8],
+    ];
+    // model/load never runs the model: the first request that does fails.
+    const r = await load(file, { model: 'variableLength', inputShapes });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
+    assert.equal(err.kind, 'shapeMismatch');
+    assert.equal(err.layer, 'joined');
+    assert.match(err.message, /\(1,5,4\) does not match the shape of the rest \(1,3,4\)/);
+  });
+
+  test('a graph model over the protocol: summary, and a one-line refusal to train it', async () => {
+    const cnn = require('../examples/small_cnn') as { createModel: () => tf.Sequential };
+    await tf.setBackend('cpu');
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ml-graph-'));
+    const file = writeGraphModel(cnn.createModel(), dir);
+    const r = await load(file);
+    assert.equal(r.type, 'GraphModel');
+    const s = await client.request(modelSummaryRequest, { modelId: r.modelId });
+    // conv1 80 + conv2 1168 + classifier 5770, as in the layers model (see 'small CNN' above).
+    assert.equal(s.totals.params, 80 + 1168 + 5770);
+    assert.deepEqual(s.rows[0].outputShape, [1, 10]);
+    const err = await rejection(client.request(trainStartRequest, { file }));
+    assert.equal(err.kind, 'unsupported');
+    assert.match(err.message, /^Training is not possible for a graph model \(tfjs-converter/);
   });
 
   test('user prints and stray async errors neither corrupt the protocol nor kill the engine', async () => {

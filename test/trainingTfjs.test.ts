@@ -104,5 +104,28 @@ describe('TF.js training of examples/iris_train.ts', () => {
         for (const s of subs) s.dispose();
       }
     });
+
+    test('a NaN loss gets the PyTorch engine’s warning, once, naming the step', async () => {
+      const progress: TrainProgress[] = [];
+      const sub = client.onNotification(trainProgressNotification, (p) => progress.push(p));
+      try {
+        const file = path.join(ROOT, 'test', 'fixtures', 'tfjs', 'trainNaN.ts');
+        const timeout = { timeoutMs: REQUEST_TIMEOUT_MS };
+        const { runId } = await client.request(trainStartRequest, { file }, timeout);
+        const done = (): boolean => progress.some((p) => p.runId === runId && p.state === 'done');
+        await waitUntil('the run ends', done, EVENT_TIMEOUT_MS);
+        const warnings = progress.filter((p) => p.runId === runId).flatMap((p) => p.warnings ?? []);
+        // 4 samples in one batch of 4: the first step already sees the NaN input.
+        assert.deepEqual(
+          warnings.filter((w) => /loss became/.test(w)),
+          [
+            "The loss became NaN at step 1; the model's weights are probably ruined from " +
+              'there on (check the learning rate, the inputs and log/divide operations).',
+          ],
+        );
+      } finally {
+        sub.dispose();
+      }
+    });
   });
 });

@@ -1,16 +1,21 @@
 // Model Lens: System — CPU, GPUs, a live chart of GPU memory and utilization, and the PyTorch
 // memory breakdown. The extension sends one full state, then patches that append samples.
 import { formatBytes } from '../src/shared/format';
-import { h, svg } from './dom';
+import { h } from './dom';
+import { axis, Chart, xAxis, CHART_HEIGHT_PX, withAlpha, type uPlot } from './plot';
 import { app, startPanel } from './host';
 import type { CpuInfo, GpuInfo } from '../src/protocol/types';
-import type { GpuRow, GpuSample, SystemPanelPatch, SystemPanelState, SystemSample } from '../src/protocol/webviewMessages';
+import type {
+  GpuRow,
+  GpuSample,
+  SystemPanelPatch,
+  SystemPanelState,
+  SystemSample,
+} from '../src/protocol/webviewMessages';
 
 type SystemState = SystemPanelState;
 type SystemPatch = SystemPanelPatch;
 
-const CHART_W = 600;
-const CHART_H = 140;
 const MIB_PER_GIB = 1024;
 /** The sampler's tick (GPU_SAMPLE_INTERVAL_MS), for the time axis. */
 const SAMPLE_INTERVAL_S = 1;
@@ -32,7 +37,15 @@ function gib(mib: number | null | undefined): string {
 }
 
 function facts(rows: Array<[string, string]>, id: string): HTMLTableElement {
-  return h('table', { class: 'grid facts', id }, h('tbody', null, ...rows.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v)))));
+  return h(
+    'table',
+    { class: 'grid facts', id },
+    h(
+      'tbody',
+      null,
+      ...rows.map(([k, v]) => h('tr', null, h('th', { scope: 'row' }, k), h('td', null, v))),
+    ),
+  );
 }
 
 function renderCpu(s: SystemState): void {
@@ -50,32 +63,58 @@ function renderCpu(s: SystemState): void {
         ],
         'cpu-facts',
       )
-    : h('p', { class: s.cpuError ? 'error' : 'muted' }, s.cpuError ? `CPU facts unavailable: ${s.cpuError}` : 'Reading CPU facts…');
+    : h(
+        'p',
+        { class: s.cpuError ? 'error' : 'muted' },
+        s.cpuError ? `CPU facts unavailable: ${s.cpuError}` : 'Reading CPU facts…',
+      );
   sections.cpu.replaceChildren(h('h2', null, 'CPU'), body);
 }
 
 function gpuStatusText(s: SystemState): string {
-  if (s.gpuStatus.state === 'unavailable') return `No NVIDIA GPU data: ${s.gpuStatus.reason ?? 'nvidia-smi is not answering'}.`;
-  if (s.gpuStatus.state === 'starting' || s.gpuStatus.state === 'idle') return 'Waiting for nvidia-smi…';
+  if (s.gpuStatus.state === 'unavailable')
+    return `No NVIDIA GPU data: ${(s.gpuStatus.reason ?? 'nvidia-smi is not answering').replace(/\.$/, '')}.`;
+  if (s.gpuStatus.state === 'starting' || s.gpuStatus.state === 'idle')
+    return 'Waiting for nvidia-smi…';
   return 'nvidia-smi reported no GPU.';
 }
 
 function renderGpus(s: SystemState): void {
   if (s.gpus.length === 0) {
-    sections.gpus.replaceChildren(h('h2', null, 'GPUs'), h('p', { class: 'muted', id: 'gpu-none' }, gpuStatusText(s)));
+    sections.gpus.replaceChildren(
+      h('h2', null, 'GPUs'),
+      h('p', { class: 'muted', id: 'gpu-none' }, gpuStatusText(s)),
+    );
     return;
   }
-  const stale = s.gpuStatus.state === 'unavailable' ? h('p', { class: 'warning' }, `GPU data unavailable (${s.gpuStatus.reason ?? 'nvidia-smi stopped answering'}); showing the last figures.`) : null;
+  const stale =
+    s.gpuStatus.state === 'unavailable'
+      ? h(
+          'p',
+          { class: 'warning' },
+          `GPU data unavailable: ${(s.gpuStatus.reason ?? 'nvidia-smi stopped answering').replace(/\.$/, '')}. Showing the last figures.`,
+        )
+      : null;
   const rows = s.gpus.map((g) =>
     h(
       'tr',
       { 'data-gpu': g.index },
       h('td', { class: 'num' }, g.index),
       h('td', { class: 'gpu-name' }, g.name),
-      h('td', null, g.computeCapability ? `${g.computeCapability}${g.architecture ? ` (${g.architecture})` : ''}` : '—'),
+      h(
+        'td',
+        null,
+        g.computeCapability
+          ? `${g.computeCapability}${g.architecture ? ` (${g.architecture})` : ''}`
+          : '—',
+      ),
       h('td', { class: 'num' }, gib(g.memoryTotalMiB)),
       h('td', { class: 'num' }, `${gib(g.memoryUsedMiB)}`),
-      h('td', { class: 'num' }, g.utilizationPct === null ? (g.mig ? 'MIG' : '—') : `${Math.round(g.utilizationPct)} %`),
+      h(
+        'td',
+        { class: 'num' },
+        g.utilizationPct === null ? (g.mig ? 'MIG' : '—') : `${Math.round(g.utilizationPct)} %`,
+      ),
       h('td', { class: 'num' }, dash(g.temperatureC, ' °C')),
       h('td', null, dash(g.driverVersion)),
       h('td', null, dash(g.cudaVersion)),
@@ -93,7 +132,17 @@ function renderGpus(s: SystemState): void {
         h(
           'tr',
           null,
-          ...['#', 'Name', 'Compute capability', 'VRAM', 'Used', 'Util', 'Temp', 'Driver', 'CUDA'].map((t, i) => h('th', { class: i === 0 || (i >= 3 && i <= 6) ? 'num' : undefined }, t)),
+          ...[
+            '#',
+            'Name',
+            'Compute capability',
+            'VRAM',
+            'Used',
+            'Util',
+            'Temp',
+            'Driver',
+            'CUDA',
+          ].map((t, i) => h('th', { class: i === 0 || (i >= 3 && i <= 6) ? 'num' : undefined }, t)),
         ),
       ),
       h('tbody', null, ...rows),
@@ -101,65 +150,144 @@ function renderGpus(s: SystemState): void {
   );
 }
 
-/** One chart per GPU: memory used (% of total) and utilization (%), oldest sample on the left. */
-function gpuChart(s: SystemState, index: number): HTMLElement {
-  const points = s.samples.map((p) => ({ time: p.time, g: p.gpus.find((x) => x.index === index) }));
-  const n = s.historyCapacity;
-  const x = (i: number) => (((n - points.length + i) / Math.max(n - 1, 1)) * CHART_W).toFixed(1);
-  const y = (pct: number) => (CHART_H - (Math.max(0, Math.min(100, pct)) / 100) * CHART_H).toFixed(1);
-  const mem: string[] = [];
-  const util: string[] = [];
-  points.forEach((p, i) => {
-    if (p.g?.memoryUsedMiB != null && p.g.memoryTotalMiB) mem.push(`${x(i)},${y((p.g.memoryUsedMiB / p.g.memoryTotalMiB) * 100)}`);
-    if (p.g?.utilizationPct != null) util.push(`${x(i)},${y(p.g.utilizationPct)}`);
+/** One chart per GPU, kept across samples so hover and zoom survive the next tick. */
+const gpuCharts = new Map<number, Chart>();
+
+function gpuSeries(s: SystemState, index: number): uPlot.AlignedData {
+  const t: number[] = [];
+  const mem: (number | null)[] = [];
+  const util: (number | null)[] = [];
+  for (const p of s.samples) {
+    const g = p.gpus.find((x) => x.index === index);
+    t.push(p.time / 1000);
+    mem.push(g?.memoryUsedMiB != null ? g.memoryUsedMiB / MIB_PER_GIB : null);
+    util.push(g?.utilizationPct ?? null);
+  }
+  return [t, mem, util];
+}
+
+/**
+ * Memory used (GiB, left axis, up to the card's total) and utilization (%, right axis) over the
+ * samples kept; the time axis spans the samples there are, so the first minute is not an empty
+ * chart with a dot at its right edge.
+ */
+function gpuChart(index: number): Chart {
+  const el = h('div', { class: 'gpu-chart', 'data-gpu': index });
+  return new Chart(el, {
+    data: () => (state ? gpuSeries(state, index) : [[], [], []]),
+    options: (theme, width) => {
+      const total = state?.gpus.find((g) => g.index === index)?.memoryTotalMiB ?? null;
+      return {
+        width,
+        height: CHART_HEIGHT_PX,
+        legend: { show: true, live: true },
+        cursor: { drag: { x: true, y: false } },
+        scales: {
+          x: { time: true },
+          mem: { range: (_u, _lo, hi) => [0, total ? total / MIB_PER_GIB : Math.max(1, hi)] },
+          pct: { range: [0, 100] },
+        },
+        axes: [
+          // Time ticks take two lines (time, then the date under the first tick).
+          xAxis(theme, undefined, { size: 44 }),
+          axis(theme, { scale: 'mem', label: 'memory (GiB)', labelSize: 18, size: 50 }),
+          axis(theme, {
+            scale: 'pct',
+            label: 'utilization (%)',
+            labelSize: 18,
+            side: 1,
+            size: 50,
+            grid: { show: false },
+          }),
+        ],
+        series: [
+          {},
+          {
+            label: 'memory used',
+            scale: 'mem',
+            stroke: theme.series[0],
+            fill: withAlpha(theme.series[0], 0.15),
+            width: 1.5,
+            value: (_u, v) => (v === null ? '--' : `${v.toFixed(2)} GiB`),
+            points: { show: false },
+          },
+          {
+            label: 'utilization',
+            scale: 'pct',
+            stroke: theme.series[1],
+            width: 1.5,
+            value: (_u, v) => (v === null ? '--' : `${Math.round(v)} %`),
+            points: { show: false },
+          },
+        ],
+      };
+    },
   });
-  const last = points[points.length - 1]?.g;
-  const label = `GPU ${index}: memory used and utilization, % of the maximum, over the last ${Math.round((n * SAMPLE_INTERVAL_S) / 60)} minutes`;
-  const chart = svg(
-    'svg',
-    { viewBox: `0 0 ${CHART_W} ${CHART_H}`, class: 'system-chart', role: 'img', 'aria-label': label, preserveAspectRatio: 'none' },
-    ...[25, 50, 75].map((p) => svg('line', { class: 'gridline', x1: 0, x2: CHART_W, y1: y(p), y2: y(p) })),
-    svg('polyline', { class: 'mem', points: mem.join(' ') }),
-    svg('polyline', { class: 'util', points: util.join(' ') }),
-    svg('title', null, label),
-  );
-  const memNow = last?.memoryUsedMiB != null ? `${gib(last.memoryUsedMiB)} / ${gib(last.memoryTotalMiB)}` : '—';
-  const utilNow = last?.utilizationPct != null ? `${Math.round(last.utilizationPct)} %` : '—';
-  const minutes = Math.round((n * SAMPLE_INTERVAL_S) / 60);
-  return h(
-    'figure',
-    { class: 'system-figure', 'data-gpu': index },
-    h('div', { class: 'axis' }, h('span', null, '100 %'), h('span', null, '0 %')),
-    chart,
-    h('div', { class: 'axis-x muted' }, h('span', null, `${minutes} min ago`), h('span', null, 'now')),
-    h(
-      'figcaption',
-      null,
-      h('span', null, `GPU ${index}`),
-      h('span', { class: 'legend-mem' }, `■ memory ${memNow}`),
-      h('span', { class: 'legend-util' }, `■ utilization ${utilNow}`),
-      h('span', null, `${points.length} samples`),
-    ),
-  );
 }
 
 function renderChart(s: SystemState): void {
-  const indices = [...new Set(s.samples.flatMap((p) => p.gpus.map((g) => g.index)))].sort((a, b) => a - b);
+  const indices = [...new Set(s.samples.flatMap((p) => p.gpus.map((g) => g.index)))].sort(
+    (a, b) => a - b,
+  );
   if (indices.length === 0) {
+    for (const c of gpuCharts.values()) c.dispose();
+    gpuCharts.clear();
     sections.chart.replaceChildren();
     return;
   }
-  sections.chart.replaceChildren(h('h2', null, 'GPU memory and utilization'), h('div', { class: 'charts' }, ...indices.map((i) => gpuChart(s, i))));
+  const fresh = indices.some((i) => !gpuCharts.has(i));
+  for (const i of indices) {
+    const existing = gpuCharts.get(i);
+    if (existing) existing.update();
+    else gpuCharts.set(i, gpuChart(i));
+    const n = s.samples.filter((p) => p.gpus.some((g) => g.index === i)).length;
+    gpuCharts.get(i)!.element.dataset.samples = String(n);
+  }
+  if (!fresh) return;
+  const minutes = Math.round((s.historyCapacity * SAMPLE_INTERVAL_S) / 60);
+  sections.chart.replaceChildren(
+    h('h2', null, 'GPU memory and utilization'),
+    h(
+      'p',
+      { class: 'muted' },
+      `The last ${minutes} minutes, one sample per second. Drag to zoom, double-click to reset.`,
+    ),
+    h(
+      'div',
+      { class: 'charts' },
+      ...indices.map((i) =>
+        h(
+          'figure',
+          { class: 'system-figure wide', 'data-gpu': i },
+          gpuCharts.get(i)!.element,
+          h('figcaption', null, `GPU ${i}`),
+        ),
+      ),
+    ),
+  );
+  // A chart built while detached measured no width; now it is in the page.
+  for (const c of gpuCharts.values()) c.build();
 }
 
 function renderMemory(s: SystemState): void {
   const m = s.memory;
   const title = h('h2', null, 'GPU memory, three ways');
   if (!m.figures) {
-    sections.memory.replaceChildren(title, h('p', { class: 'muted', id: 'memory-message' }, m.message ?? ''));
+    sections.memory.replaceChildren(
+      title,
+      h('p', { class: 'muted', id: 'memory-message' }, m.message ?? ''),
+    );
     return;
   }
-  const rows = m.figures.map((f) => h('tr', { 'data-figure': f.key }, h('th', { scope: 'row' }, f.label), h('td', { class: 'num' }, f.bytes === null ? '—' : formatBytes(f.bytes)), h('td', { class: 'note' }, f.explanation)));
+  const rows = m.figures.map((f) =>
+    h(
+      'tr',
+      { 'data-figure': f.key },
+      h('th', { scope: 'row' }, f.label),
+      h('td', { class: 'num' }, f.bytes === null ? '—' : formatBytes(f.bytes)),
+      h('td', { class: 'note' }, f.explanation),
+    ),
+  );
   if (m.processBytes !== undefined) {
     rows.splice(
       2,
@@ -169,12 +297,24 @@ function renderMemory(s: SystemState): void {
         { 'data-figure': 'process' },
         h('th', { scope: 'row' }, 'This process'),
         h('td', { class: 'num' }, m.processBytes === null ? '—' : formatBytes(m.processBytes)),
-        h('td', { class: 'note' }, m.processBytes === null ? 'nvidia-smi did not attribute memory to the engine process (MIG or WDDM, or not yet sampled).' : `What nvidia-smi counts for the engine process (pid ${m.engine?.pid ?? '?'}) alone: PyTorch's pool plus the CUDA context.`),
+        h(
+          'td',
+          { class: 'note' },
+          m.processBytes === null
+            ? 'nvidia-smi did not attribute memory to the engine process (MIG or WDDM, or not yet sampled).'
+            : `What nvidia-smi counts for the engine process (pid ${m.engine?.pid ?? '?'}) alone: PyTorch's pool plus the CUDA context.`,
+        ),
       ),
     );
   }
-  const where = m.engine ? `${m.engine.kind} engine, pid ${m.engine.pid}${m.gpuIndex !== undefined ? `, GPU ${m.gpuIndex}` : ''}` : '';
-  sections.memory.replaceChildren(title, h('p', { class: 'muted' }, where), h('table', { class: 'grid memory-three', id: 'memory-table' }, h('tbody', null, ...rows)));
+  const where = m.engine
+    ? `${m.engine.kind} engine, pid ${m.engine.pid}${m.gpuIndex !== undefined ? `, GPU ${m.gpuIndex}` : ''}`
+    : '';
+  sections.memory.replaceChildren(
+    title,
+    h('p', { class: 'muted' }, where),
+    h('table', { class: 'grid memory-three', id: 'memory-table' }, h('tbody', null, ...rows)),
+  );
 }
 
 function render(next: SystemState | null): void {
@@ -189,7 +329,13 @@ function render(next: SystemState | null): void {
   renderChart(state);
   renderMemory(state);
   if (root.firstElementChild?.tagName !== 'HEADER') {
-    root.replaceChildren(h('header', null, h('h1', null, 'System')), sections.gpus, sections.chart, sections.memory, sections.cpu);
+    root.replaceChildren(
+      h('header', null, h('h1', null, 'System')),
+      sections.gpus,
+      sections.chart,
+      sections.memory,
+      sections.cpu,
+    );
   }
 }
 

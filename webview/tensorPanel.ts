@@ -1,13 +1,13 @@
 // Model Lens: Tensor — shape, strides, contiguity and where the elements sit in memory.
-import type { TensorInspectResult } from '../src/protocol/messages';
+import type { TensorPanelState } from '../src/protocol/webviewMessages';
 import type { TensorInfo } from '../src/protocol/types';
-import { histogram } from './charts';
+import { HistogramChart } from './charts';
 import { formatBytes, formatCount, formatShape } from '../src/shared/format';
 import { formatNumber, h } from './dom';
 import { app, startPanel } from './host';
 import { MAX_LAYOUT_ELEMENTS, tensorLayout } from './memoryLayout';
 
-type TensorState = TensorInspectResult & { modelName: string };
+type TensorState = TensorPanelState;
 
 function render(state: TensorState | null): void {
   const root = app();
@@ -135,8 +135,20 @@ function stats(state: TensorState): HTMLElement | null {
     h('h2', null, 'Values'),
     h('p', null, `mean ${formatNumber(s.mean)} · std ${formatNumber(s.std)} · min ${formatNumber(s.min)} · max ${formatNumber(s.max)}${s.zeroCount !== undefined ? ` · zeros ${formatCount(s.zeroCount)}` : ''}`),
     s.nanCount || s.infCount ? h('p', { class: 'warning' }, `${formatCount(s.nanCount)} NaN, ${formatCount(s.infCount)} Inf`) : null,
-    state.histogram ? histogram(state.histogram, 'value histogram') : null,
+    state.histogram ? histogramFigure(state.histogram) : null,
   );
+}
+
+let valueChart: HistogramChart | undefined;
+
+/** The value histogram (uPlot, real vertical bins); one chart, re-fed when another tensor comes. */
+function histogramFigure(hist: NonNullable<TensorState['histogram']>): HTMLElement {
+  valueChart?.chart.dispose();
+  const el = h('div', { class: 'histogram-chart', id: 'value-histogram' });
+  const fig = h('figure', { class: 'wide' }, el, h('figcaption', null, 'value histogram'));
+  // Built once the figure is in the page, so it measures its width.
+  queueMicrotask(() => (valueChart = new HistogramChart(el, hist, 'value')));
+  return fig;
 }
 
 startPanel<TensorState>({ render });

@@ -1,7 +1,10 @@
 // Model Lens: Training — the run's state and progress, a loss curve with axes, learning rate,
 // train/eval and grad state, the error with a link to the user's line, and the diagnosis.
-import { bar } from './charts';
-import { formatNumber, h, svg } from './dom';
+import { MeanStdChart, RidgeChart } from './charts';
+import { bar } from './meter';
+import { emaSmooth } from './chartData';
+import { formatNumber, h } from './dom';
+import { axis, Chart, xAxis, CHART_HEIGHT_PX, withAlpha, type uPlot } from './plot';
 import { app, post, savedState, saveState, startPanel } from './host';
 import type { ParameterHistogram, StepBreakdown, ValueSummary } from '../src/protocol/messages';
 import type { FindingView, TrainingPanelState } from '../src/protocol/webviewMessages';
@@ -11,137 +14,194 @@ type Breakdown = StepBreakdown;
 
 interface ViewPrefs {
   logScale: boolean;
+  /** TensorBoard's smoothing weight, 0 (raw) to 0.99. */
+  smoothing: number;
+  /** Parameter whose histograms are drawn over time. */
+  param?: string;
 }
 
-// Chart geometry in SVG units; CSS scales the whole chart to the panel width.
-const CHART_W = 640;
-const CHART_H = 240;
-const PAD_LEFT = 62;
-const PAD_RIGHT = 14;
-const PAD_TOP = 10;
-const PAD_BOTTOM = 30;
-const TARGET_TICKS = 5;
-// Inline histogram in a parameter row, in SVG units.
-const MINI_HIST_W = 80;
-const MINI_HIST_H = 18;
+const MAX_SMOOTHING = 0.99;
+const DEFAULT_SMOOTHING = 0.6;
 
-let prefs: ViewPrefs = { logScale: false, ...savedState<ViewPrefs>() };
+let prefs: ViewPrefs = {
+  logScale: false,
+  smoothing: DEFAULT_SMOOTHING,
+  ...savedState<ViewPrefs>(),
+};
 let current: TrainingState | null = null;
 
-/** CSSOM styles: allowed by the panel's CSP, unlike style attributes in markup. */
-function styled<E extends HTMLElement | SVGElement>(el: E, style: Record<string, string>): E {
-  for (const [k, v] of Object.entries(style)) el.style.setProperty(k, v);
-  return el;
+function setPrefs(next: Partial<ViewPrefs>): void {
+  prefs = { ...prefs, ...next };
+  saveState(prefs);
 }
 
-/** Round tick values 1, 2 or 5 × 10^k covering [lo, hi]. */
-function niceTicks(lo: number, hi: number, target: number): number[] {
-  if (!(hi > lo)) return [lo];
-  const raw = (hi - lo) / target;
-  const mag = 10 ** Math.floor(Math.log10(raw));
-  const step = [1, 2, 5, 10].map((m) => m * mag).find((s) => s >= raw) ?? 10 * mag;
-  const out: number[] = [];
-  for (let v = Math.ceil(lo / step) * step; v <= hi + step * 1e-9; v += step) out.push(Number(v.toPrecision(12)));
-  return out;
+/** Both curves on one step axis: [steps, train, train smoothed, eval, eval smoothed]. */
+function lossData(s: TrainingState): uPlot.AlignedData {
+  const byStep = new Map<number, [number | null, number | null]>();
+  for (const [step, v] of s.loss) byStep.set(step, [v, null]);
+  for (const [step, v] of s.evalLoss) byStep.set(step, [byStep.get(step)?.[0] ?? null, v]);
+  const steps = [...byStep.keys()].sort((a, b) => a - b);
+  const usable = (v: number | null | undefined) =>
+    v === null || v === undefined || !Number.isFinite(v) || (prefs.logScale && v <= 0) ? null : v;
+  const train = steps.map((k) => usable(byStep.get(k)![0]));
+  const evalv = steps.map((k) => usable(byStep.get(k)![1]));
+  // Smooth each series over its own points, not over the gaps the other series leaves.
+  const smooth = (vs: (number | null)[]) => {
+    const idx = vs.flatMap((v, i) => (v === null ? [] : [i]));
+    const sm = emaSmooth(
+      idx.map((i) => vs[i]),
+      prefs.smoothing,
+    );
+    const out: (number | null)[] = vs.map(() => null);
+    idx.forEach((i, j) => (out[i] = sm[j]));
+    return out;
+  };
+  return [steps, train, smooth(train), evalv, smooth(evalv)];
 }
 
-/** Tick labels with as many decimals as the tick spacing needs, and no more. */
-function formatTick(v: number, ticks: number[]): string {
-  if (prefs.logScale) return v >= 1e5 || v < 1e-3 ? v.toExponential(0) : String(Number(v.toPrecision(3)));
-  const step = ticks.length > 1 ? Math.abs(ticks[1] - ticks[0]) : Math.abs(v);
-  if (v !== 0 && (Math.abs(v) >= 1e5 || Math.abs(v) < 1e-4)) return v.toExponential(1);
-  const decimals = step > 0 ? Math.max(0, Math.min(6, -Math.floor(Math.log10(step) + 1e-9))) : 0;
-  return v.toFixed(decimals);
+/**
+ * The loss curve (uPlot): raw values faint, the smoothed curve strong, as TensorBoard draws them;
+ * eval loss in a second colour; hover shows the step and every value; drag zooms, double click
+ * resets. Kept across updates, so a zoom survives new points.
+ */
+let lossChart: Chart | undefined;
+let lossBox: HTMLElement | undefined;
+
+function lossFigure(state: TrainingState): HTMLElement {
+  if (!lossBox || !lossChart) {
+    lossBox = h('div', { id: 'loss-chart', class: 'loss-chart' });
+    lossChart = new Chart(lossBox, {
+      data: () => (current ? lossData(current) : [[], [], [], [], []]),
+      options: (theme, width) => {
+        const raw = (c: string) => withAlpha(c, 0.3);
+        const v = (_u: uPlot, x: number | null) => (x === null ? '--' : formatNumber(x));
+        const hasEval = (current?.evalLoss.length ?? 0) > 0;
+        return {
+          width,
+          height: CHART_HEIGHT_PX,
+          legend: { show: true, live: true },
+          cursor: { drag: { x: true, y: false }, focus: { prox: 16 } },
+          focus: { alpha: 0.4 },
+          scales: { x: { time: false }, y: prefs.logScale ? { distr: 3 } : {} },
+          axes: [
+            xAxis(theme, 'step', { values: (_u, ticks) => ticks.map(formatStep) }),
+            axis(theme, { label: prefs.logScale ? 'loss (log)' : 'loss', labelSize: 18, size: 60 }),
+          ],
+          series: [
+            { label: 'step', value: (_u, x) => (x === null ? '--' : String(x)) },
+            {
+              label: 'train',
+              stroke: raw(theme.series[0]),
+              width: 1,
+              value: v,
+              spanGaps: true,
+              points: { show: false },
+            },
+            {
+              label: 'train (smoothed)',
+              stroke: theme.series[0],
+              width: 2,
+              value: v,
+              spanGaps: true,
+              points: { show: false },
+            },
+            {
+              label: 'eval',
+              stroke: raw(theme.series[1]),
+              width: 1,
+              value: v,
+              show: hasEval,
+              spanGaps: true,
+              points: { show: hasEval },
+            },
+            {
+              label: 'eval (smoothed)',
+              stroke: theme.series[1],
+              width: 2,
+              value: v,
+              show: hasEval,
+              spanGaps: true,
+              points: { show: false },
+            },
+          ],
+        };
+      },
+    });
+  } else lossChart.update();
+  lossBox.dataset.points = String(state.pointCount);
+  lossBox.dataset.drawn = String(state.loss.length);
+  lossBox.setAttribute('role', 'img');
+  lossBox.setAttribute('aria-label', `loss curve, ${state.pointCount} points`);
+  if (!state.loss.length) {
+    lossBox.dataset.empty =
+      state.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
+  } else delete lossBox.dataset.empty;
+  return lossBox;
+}
+
+function lossControls(): HTMLElement {
+  const value = h('span', { class: 'mono', id: 'smoothing-value' }, prefs.smoothing.toFixed(2));
+  const slider = h('input', {
+    type: 'range',
+    id: 'smoothing',
+    min: 0,
+    max: MAX_SMOOTHING,
+    step: 0.01,
+    value: prefs.smoothing,
+    'aria-label': 'smoothing',
+    oninput: (e: Event) => {
+      setPrefs({ smoothing: Number((e.target as HTMLInputElement).value) });
+      value.textContent = prefs.smoothing.toFixed(2);
+      lossChart?.update();
+    },
+  });
+  const log = h('input', {
+    type: 'checkbox',
+    id: 'log-scale',
+    checked: prefs.logScale,
+    onchange: (e: Event) => {
+      setPrefs({ logScale: (e.target as HTMLInputElement).checked });
+      // A new y distribution needs new options.
+      lossChart?.build();
+    },
+  });
+  return h(
+    'div',
+    { class: 'chart-controls' },
+    h('label', null, 'Smoothing ', slider, ' ', value),
+    h('label', null, log, ' log scale'),
+    h('span', { class: 'muted' }, 'drag to zoom, double-click to reset'),
+  );
+}
+
+function lossCaption(s: TrainingState): string {
+  if (!s.loss.length)
+    return s.state === 'starting' ? 'waiting for the first step…' : 'no loss reported';
+  const drawn = s.loss.length < s.pointCount ? ` (${s.loss.length} drawn)` : '';
+  const evals = s.evalLoss.length ? ` · ${s.evalLoss.length} eval points` : '';
+  return `loss per step · ${s.pointCount} point${s.pointCount === 1 ? '' : 's'}${drawn}${evals}`;
 }
 
 function formatStep(v: number): string {
-  return v >= 1e6 ? `${(v / 1e6).toFixed(v % 1e6 === 0 ? 0 : 1)}M` : v >= 1e4 ? `${(v / 1e3).toFixed(v % 1e3 === 0 ? 0 : 1)}k` : String(v);
-}
-
-/** The loss curve: a polyline in a frame with step (x) and loss (y) axes, linear or log. */
-function lossChart(state: TrainingState): SVGSVGElement {
-  const points = state.loss.filter((p) => Number.isFinite(p[1]) && (!prefs.logScale || p[1] > 0));
-  const chart = svg('svg', {
-    viewBox: `0 0 ${CHART_W} ${CHART_H}`,
-    class: 'loss-chart',
-    role: 'img',
-    'aria-label': `loss curve, ${state.pointCount} points`,
-    'data-points': state.pointCount,
-    'data-drawn': points.length,
-  });
-  styled(chart, { width: '100%', 'max-width': '760px', height: 'auto', display: 'block' });
-  const plotW = CHART_W - PAD_LEFT - PAD_RIGHT;
-  const plotH = CHART_H - PAD_TOP - PAD_BOTTOM;
-  const axisColor = 'var(--vscode-descriptionForeground)';
-  const gridColor = 'var(--vscode-panel-border, rgba(128,128,128,0.35))';
-  chart.append(
-    styled(svg('rect', { x: PAD_LEFT, y: PAD_TOP, width: plotW, height: plotH, class: 'frame' }), { fill: 'none', stroke: gridColor }),
-  );
-  if (points.length === 0) {
-    chart.append(
-      styled(svg('text', { x: PAD_LEFT + plotW / 2, y: PAD_TOP + plotH / 2, 'text-anchor': 'middle', class: 'empty' }, state.state === 'starting' ? 'waiting for the first step…' : 'no loss reported'), {
-        fill: axisColor,
-        'font-size': '13px',
-      }),
-    );
-    return chart;
-  }
-  const t = (v: number) => (prefs.logScale ? Math.log10(v) : v);
-  let lo = Math.min(...points.map((p) => t(p[1])));
-  let hi = Math.max(...points.map((p) => t(p[1])));
-  if (hi - lo < 1e-12) {
-    lo -= 0.5;
-    hi += 0.5;
-  }
-  const x0 = points[0][0];
-  const x1 = Math.max(points[points.length - 1][0], x0 + 1);
-  const sx = (s: number) => PAD_LEFT + ((s - x0) / (x1 - x0)) * plotW;
-  const sy = (v: number) => PAD_TOP + plotH - ((t(v) - lo) / (hi - lo)) * plotH;
-
-  // y ticks: round values in linear scale, powers of ten (and 2×, 5×) in log scale.
-  const yTicks = prefs.logScale
-    ? niceTicks(Math.floor(lo), Math.ceil(hi), TARGET_TICKS).filter((e) => Number.isInteger(e) && e >= lo - 1e-9 && e <= hi + 1e-9).map((e) => 10 ** e)
-    : niceTicks(lo, hi, TARGET_TICKS);
-  for (const v of yTicks) {
-    const y = sy(v);
-    if (y < PAD_TOP - 0.5 || y > PAD_TOP + plotH + 0.5) continue;
-    chart.append(
-      styled(svg('line', { x1: PAD_LEFT, x2: PAD_LEFT + plotW, y1: y.toFixed(1), y2: y.toFixed(1), class: 'gridline' }), { stroke: gridColor, 'stroke-dasharray': '2 3' }),
-      styled(svg('text', { x: PAD_LEFT - 6, y: (y + 4).toFixed(1), 'text-anchor': 'end', class: 'tick-y' }, formatTick(v, yTicks)), { fill: axisColor, 'font-size': '11px' }),
-    );
-  }
-  for (const s of niceTicks(x0, x1, TARGET_TICKS).filter((s) => Number.isInteger(s))) {
-    const x = sx(s);
-    chart.append(
-      styled(svg('line', { x1: x.toFixed(1), x2: x.toFixed(1), y1: PAD_TOP + plotH, y2: PAD_TOP + plotH + 4 }), { stroke: axisColor }),
-      styled(svg('text', { x: x.toFixed(1), y: PAD_TOP + plotH + 17, 'text-anchor': 'middle', class: 'tick-x' }, formatStep(s)), { fill: axisColor, 'font-size': '11px' }),
-    );
-  }
-  chart.append(
-    styled(svg('text', { x: PAD_LEFT + plotW, y: CHART_H - 2, 'text-anchor': 'end' }, 'step'), { fill: axisColor, 'font-size': '11px' }),
-    styled(svg('text', { x: 12, y: PAD_TOP + plotH / 2, 'text-anchor': 'middle', transform: `rotate(-90 12 ${PAD_TOP + plotH / 2})` }, prefs.logScale ? 'loss (log)' : 'loss'), {
-      fill: axisColor,
-      'font-size': '11px',
-    }),
-    styled(svg('polyline', { class: 'loss-line', points: points.map((p) => `${sx(p[0]).toFixed(1)},${sy(p[1]).toFixed(1)}`).join(' ') }), {
-      fill: 'none',
-      stroke: 'var(--vscode-charts-blue, var(--vscode-focusBorder))',
-      'stroke-width': '1.5',
-      'stroke-linejoin': 'round',
-    }),
-  );
-  const last = points[points.length - 1];
-  chart.append(
-    styled(svg('circle', { cx: sx(last[0]).toFixed(1), cy: sy(last[1]).toFixed(1), r: 3, class: 'last' }), { fill: 'var(--vscode-charts-blue, var(--vscode-focusBorder))' }),
-    svg('title', null, `loss ${formatNumber(last[1])} at step ${last[0]}`),
-  );
-  return chart;
+  return v >= 1e6
+    ? `${(v / 1e6).toFixed(v % 1e6 === 0 ? 0 : 1)}M`
+    : v >= 1e4
+      ? `${(v / 1e3).toFixed(v % 1e3 === 0 ? 0 : 1)}k`
+      : String(v);
 }
 
 function sourceLink(where: string | undefined, index: number | undefined): HTMLElement | string {
   if (!where) return '';
   if (index === undefined) return h('span', { class: 'mono' }, where);
-  return h('a', { href: '#', class: 'mono source-link', onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })) }, where);
+  return h(
+    'a',
+    {
+      href: '#',
+      class: 'mono source-link',
+      onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })),
+    },
+    where,
+  );
 }
 
 const STATE_TEXT: Record<TrainingState['state'], string> = {
@@ -152,25 +212,48 @@ const STATE_TEXT: Record<TrainingState['state'], string> = {
   failed: 'failed',
 };
 
+function lowest(min: [number, number] | null): string {
+  return min ? ` (lowest ${formatNumber(min[1])} at step ${min[0]})` : '';
+}
+
 function factsTable(s: TrainingState): HTMLElement {
   const rows: [string, Node | string][] = [
     ['Step', `${s.step}${s.totalSteps ? ` of ${s.totalSteps}` : ''}`],
     ['Epoch', s.epoch === null ? '--' : `${s.epoch}${s.totalEpochs ? ` of ${s.totalEpochs}` : ''}`],
     ['Elapsed', s.elapsed],
-    ['Loss', s.lastLoss === null ? '--' : `${formatNumber(s.lastLoss)}${s.minLoss ? ` (lowest ${formatNumber(s.minLoss[1])} at step ${s.minLoss[0]})` : ''}`],
+    ['Loss', s.lastLoss === null ? '--' : `${formatNumber(s.lastLoss)}${lowest(s.minLoss)}`],
     ['Learning rate', s.lr === null ? 'unknown' : formatNumber(s.lr)],
     ['Mode', s.training === null ? 'unknown' : s.training ? 'train' : 'eval (model.eval())'],
-    ['Gradients', s.gradEnabled === null ? 'unknown' : s.gradEnabled ? 'enabled' : 'disabled (no_grad)'],
+    [
+      'Gradients',
+      s.gradEnabled === null ? 'unknown' : s.gradEnabled ? 'enabled' : 'disabled (no_grad)',
+    ],
     ['Engine', `${s.engine}${s.runId ? ` · run ${s.runId}` : ''}`],
   ];
-  return h('table', { class: 'facts', id: 'training-facts' }, h('tbody', null, ...rows.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { 'data-fact': k }, v)))));
+  return h(
+    'table',
+    { class: 'facts', id: 'training-facts' },
+    h(
+      'tbody',
+      null,
+      ...rows.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { 'data-fact': k }, v))),
+    ),
+  );
 }
 
 function diagnosisSection(s: TrainingState): HTMLElement {
   const d = s.diagnosis;
   const section = h('section', { id: 'diagnosis' }, h('h2', null, 'Diagnosis'));
   if (!d) {
-    section.append(h('p', { class: 'muted' }, s.state === 'running' || s.state === 'starting' ? 'Measured while the run goes; the first figures come after a few steps.' : `The ${s.engine} engine gives no diagnosis for this run.`));
+    section.append(
+      h(
+        'p',
+        { class: 'muted' },
+        s.state === 'running' || s.state === 'starting'
+          ? 'Measured while the run goes; the first figures come after a few steps.'
+          : `The ${s.engine} engine gives no diagnosis for this run.`,
+      ),
+    );
     return section;
   }
   const facts = [`${d.steps} steps on ${d.device}`, `${formatNumber(d.stepMs)} ms per step`];
@@ -190,7 +273,19 @@ function diagnosisSection(s: TrainingState): HTMLElement {
       h(
         'table',
         { class: 'facts breakdown' },
-        h('tbody', null, ...parts.map(([k, v]) => h('tr', null, h('th', null, k), h('td', { class: 'num' }, `${formatNumber(v)} ms`), h('td', null, bar(v / total, `${((100 * v) / total).toFixed(0)}% of the step`))))),
+        h(
+          'tbody',
+          null,
+          ...parts.map(([k, v]) =>
+            h(
+              'tr',
+              null,
+              h('th', null, k),
+              h('td', { class: 'num' }, `${formatNumber(v)} ms`),
+              h('td', null, bar(v / total, `${((100 * v) / total).toFixed(0)}% of the step`)),
+            ),
+          ),
+        ),
       ),
     );
   }
@@ -217,49 +312,136 @@ function diagnosisSection(s: TrainingState): HTMLElement {
   return section;
 }
 
-/** A row-sized histogram: one bar per bin, heights relative to the fullest bin. */
-function miniHistogram(v: ValueSummary, label: string): SVGSVGElement {
-  const { counts, min, max } = v.histogram;
-  const chart = svg('svg', { viewBox: `0 0 ${MINI_HIST_W} ${MINI_HIST_H}`, class: 'mini-histogram', role: 'img', 'aria-label': label, preserveAspectRatio: 'none' });
-  styled(chart, { width: `${MINI_HIST_W}px`, height: `${MINI_HIST_H}px`, display: 'inline-block', 'vertical-align': 'middle' });
-  const top = Math.max(1, ...counts);
-  const w = MINI_HIST_W / Math.max(counts.length, 1);
-  counts.forEach((c, i) => {
-    const bh = (c / top) * MINI_HIST_H;
-    chart.append(styled(svg('rect', { x: (i * w).toFixed(2), y: (MINI_HIST_H - bh).toFixed(2), width: (w * 0.85).toFixed(2), height: bh.toFixed(2) }), { fill: 'var(--vscode-charts-blue, var(--vscode-focusBorder))' }));
-  });
-  const sampled = v.sampled ? ` (estimated from ${v.sampled} of ${v.stats.numel} values)` : '';
-  chart.append(svg('title', null, `${label}: ${formatNumber(min)} … ${formatNumber(max)}, ${counts.length} bins${sampled}`));
-  return chart;
-}
-
-/** `mean ± std`, the histogram, and the NaN/Inf count when there is one. */
-function summaryCells(v: ValueSummary | undefined, label: string): HTMLElement[] {
+/** `mean ± std`, the range, and the NaN/Inf count when there is one. */
+function summaryCells(v: ValueSummary | undefined): HTMLElement[] {
   if (!v) return [h('td', { class: 'muted', colspan: 2 }, 'no gradient')];
   const s = v.stats;
   const bad = s.nanCount + s.infCount;
+  const sampled = v.sampled ? ` (histogram from ${v.sampled} of ${s.numel} values)` : '';
   return [
     h(
       'td',
-      { class: 'num' },
-      s.mean === null ? '--' : `${formatNumber(s.mean)} ± ${s.std === null ? '--' : formatNumber(s.std)}`,
-      bad ? h('span', { class: 'warning', 'data-nonfinite': bad }, ` ⚠ ${s.nanCount} NaN, ${s.infCount} Inf`) : '',
+      { class: 'num', title: `${v.histogram.counts.length} bins${sampled}` },
+      s.mean === null
+        ? '--'
+        : `${formatNumber(s.mean)} ± ${s.std === null ? '--' : formatNumber(s.std)}`,
+      bad
+        ? h(
+            'span',
+            { class: 'warning', 'data-nonfinite': bad },
+            ` ⚠ ${s.nanCount} NaN, ${s.infCount} Inf`,
+          )
+        : '',
     ),
-    h('td', null, miniHistogram(v, label)),
+    h('td', { class: 'num muted' }, `${formatNumber(s.min)} … ${formatNumber(s.max)}`),
   ];
+}
+
+/** The selected parameter's weights and gradient over the kept snapshots. */
+interface ParamCharts {
+  param: string;
+  weights: RidgeChart;
+  grads: RidgeChart | null;
+  means: MeanStdChart;
+  box: HTMLElement;
+}
+let paramCharts: ParamCharts | undefined;
+
+function selectedParam(s: TrainingState): string | undefined {
+  const names = s.histograms?.params.map((p) => p.name) ?? [];
+  return prefs.param && names.includes(prefs.param) ? prefs.param : names[0];
+}
+
+function paramSeries(s: TrainingState, name: string) {
+  const snaps = s.histogramHistory.flatMap((snap) => {
+    const p = snap.params.find((q) => q.name === name);
+    return p ? [{ step: snap.step, p }] : [];
+  });
+  return {
+    weights: snaps.map(({ step, p }) => ({ label: `step ${step}`, histogram: p.weight.histogram })),
+    grads: snaps.flatMap(({ step, p }) =>
+      p.grad ? [{ label: `step ${step}`, histogram: p.grad.histogram }] : [],
+    ),
+    means: snaps.map(({ step, p }) => ({
+      x: step,
+      mean: p.weight.stats.mean,
+      std: p.weight.stats.std,
+    })),
+  };
+}
+
+function paramChartsFor(s: TrainingState, name: string): HTMLElement {
+  const series = paramSeries(s, name);
+  if (
+    paramCharts &&
+    paramCharts.param === name &&
+    (paramCharts.grads !== null) === series.grads.length > 0
+  ) {
+    paramCharts.weights.set(series.weights);
+    paramCharts.grads?.set(series.grads);
+    paramCharts.means.set(series.means);
+    return paramCharts.box;
+  }
+  for (const c of [paramCharts?.weights, paramCharts?.grads, paramCharts?.means])
+    c?.chart.dispose();
+  const wEl = h('div', { class: 'ridge-chart', id: 'weights-over-time' });
+  const gEl = h('div', { class: 'ridge-chart', id: 'grads-over-time' });
+  const mEl = h('div', { class: 'mean-std-chart', id: 'weight-mean-std' });
+  const box = h(
+    'div',
+    { class: 'charts' },
+    h(
+      'figure',
+      { class: 'wide' },
+      wEl,
+      h('figcaption', null, `${name}: weights over steps (offset view)`),
+    ),
+    series.grads.length
+      ? h(
+          'figure',
+          { class: 'wide' },
+          gEl,
+          h('figcaption', null, `${name}: gradient over steps (offset view)`),
+        )
+      : '',
+    h(
+      'figure',
+      { class: 'wide' },
+      mEl,
+      h('figcaption', null, `${name}: weight mean ± std per snapshot`),
+    ),
+  );
+  paramCharts = {
+    param: name,
+    box,
+    weights: new RidgeChart(wEl, series.weights, `${name} weights`),
+    grads: series.grads.length ? new RidgeChart(gEl, series.grads, `${name} gradient`) : null,
+    means: new MeanStdChart(mEl, series.means, 'step', `${name} weight mean ± std per step`),
+  };
+  return box;
 }
 
 function histogramsSection(s: TrainingState): HTMLElement | null {
   const hs = s.histograms;
   if (!hs) return null;
+  const chosen = selectedParam(s);
   const row = (p: ParameterHistogram) =>
     h(
       'tr',
-      { 'data-param': p.name },
+      {
+        'data-param': p.name,
+        class: p.name === chosen ? 'selected' : undefined,
+        tabindex: 0,
+        title: 'Show this parameter over time',
+        onclick: () => {
+          setPrefs({ param: p.name });
+          if (current) render(current);
+        },
+      },
       h('th', { class: 'mono' }, p.name),
       h('td', { class: 'mono' }, `[${p.shape.join(', ')}]`),
-      ...summaryCells(p.weight, `${p.name} weights`),
-      ...summaryCells(p.grad, `${p.name} gradient`),
+      ...summaryCells(p.weight),
+      ...summaryCells(p.grad),
     );
   return h(
     'section',
@@ -268,10 +450,32 @@ function histogramsSection(s: TrainingState): HTMLElement | null {
     h(
       'table',
       { class: 'facts param-histograms' },
-      h('thead', null, h('tr', null, h('th', null, 'parameter'), h('th', null, 'shape'), h('th', null, 'weight mean ± std'), h('th', null, 'weights'), h('th', null, 'grad mean ± std'), h('th', null, 'gradient'))),
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          ...[
+            'parameter',
+            'shape',
+            'weight mean ± std',
+            'weight range',
+            'grad mean ± std',
+            'grad range',
+          ].map((t) => h('th', null, t)),
+        ),
+      ),
       h('tbody', null, ...hs.params.map(row)),
     ),
-    hs.omitted ? h('p', { class: 'muted' }, `${hs.omitted} more parameters not shown (the engine sends at most ${hs.params.length}).`) : '',
+    hs.omitted
+      ? h(
+          'p',
+          { class: 'muted' },
+          `${hs.omitted} more parameters not shown (the engine sends at most ${hs.params.length}).`,
+        )
+      : '',
+    chosen ? paramChartsFor(s, chosen) : '',
   );
 }
 
@@ -279,20 +483,21 @@ function render(state: TrainingState | null): void {
   current = state;
   const root = app();
   if (!state) {
-    root.replaceChildren(h('header', null, h('h1', null, 'Training')), h('p', { class: 'muted' }, 'No run yet. Open a training script and run "Model Lens: Run Training".'));
+    root.replaceChildren(
+      h('header', null, h('h1', null, 'Training')),
+      h(
+        'p',
+        { class: 'muted' },
+        'No run yet. Open a training script and run "Model Lens: Run Training".',
+      ),
+    );
     return;
   }
-  const stateBadge = h('span', { class: `badge state-${state.state}`, id: 'training-state', 'data-state': state.state }, STATE_TEXT[state.state]);
-  const logToggle = h('label', { class: 'muted' }, h('input', {
-    type: 'checkbox',
-    id: 'log-scale',
-    checked: prefs.logScale,
-    onchange: (e: Event) => {
-      prefs = { ...prefs, logScale: (e.target as HTMLInputElement).checked };
-      saveState(prefs);
-      if (current) render(current);
-    },
-  }), ' log scale');
+  const stateBadge = h(
+    'span',
+    { class: `badge state-${state.state}`, id: 'training-state', 'data-state': state.state },
+    STATE_TEXT[state.state],
+  );
   const out: (HTMLElement | SVGElement)[] = [
     h(
       'header',
@@ -301,13 +506,30 @@ function render(state: TrainingState | null): void {
       stateBadge,
       h('span', { class: 'spacer' }),
       state.state === 'running' || state.state === 'starting'
-        ? h('button', { type: 'button', id: 'stop-training', onclick: () => post({ type: 'stopTraining' }) }, 'Stop')
+        ? h(
+            'button',
+            { type: 'button', id: 'stop-training', onclick: () => post({ type: 'stopTraining' }) },
+            'Stop',
+          )
         : '',
       h('button', { type: 'button', onclick: () => post({ type: 'showLog' }) }, 'Show Output'),
     ),
-    h('p', { id: 'training-progress' }, state.fraction !== null ? bar(state.fraction, `${Math.floor(state.fraction * 100)}%`) : '', state.fraction !== null ? ' ' : '', state.progress),
+    h(
+      'p',
+      { id: 'training-progress' },
+      state.fraction !== null ? bar(state.fraction, `${Math.floor(state.fraction * 100)}%`) : '',
+      state.fraction !== null ? ' ' : '',
+      state.progress,
+    ),
   ];
-  if (state.state === 'stopped') out.push(h('p', { class: 'muted' }, `Stopped at step ${state.step}; the curve below is the run so far.`));
+  if (state.state === 'stopped')
+    out.push(
+      h(
+        'p',
+        { class: 'muted' },
+        `Stopped at step ${state.step}; the curve below is the run so far.`,
+      ),
+    );
   if (state.error) {
     out.push(
       h(
@@ -315,7 +537,9 @@ function render(state: TrainingState | null): void {
         { id: 'training-error', class: 'warn' },
         h('h2', null, 'Failed'),
         h('p', { class: 'error' }, state.error.message),
-        state.error.where ? h('p', null, 'At ', sourceLink(state.error.where, state.error.sourceIndex)) : '',
+        state.error.where
+          ? h('p', null, 'At ', sourceLink(state.error.where, state.error.sourceIndex))
+          : '',
         state.error.hint ? h('p', { class: 'muted' }, state.error.hint) : '',
       ),
     );
@@ -324,8 +548,9 @@ function render(state: TrainingState | null): void {
     h(
       'figure',
       { id: 'loss-figure' },
-      lossChart(state),
-      h('figcaption', null, `loss per step · ${state.pointCount} point${state.pointCount === 1 ? '' : 's'}${state.loss.length < state.pointCount ? ` (${state.loss.length} drawn)` : ''} `, logToggle),
+      lossControls(),
+      lossFigure(state),
+      h('figcaption', null, lossCaption(state)),
     ),
     factsTable(state),
   );

@@ -5,12 +5,8 @@ import os
 import sysconfig
 import traceback
 
-USER_ERROR = -32001
-ENVIRONMENT = -32002
-INTERNAL = -32003
-NOT_FOUND = -32004
-CANCELLED = -32800
-INVALID_PARAMS = -32602
+from .protocol import BAD_REQUEST as INVALID_PARAMS  # noqa: F401
+from .protocol import CANCELLED, ENVIRONMENT, ERROR_CODE_OF_KIND, INTERNAL, NOT_FOUND, USER_ERROR  # noqa: F401
 
 # A userStack longer than this is noise in an editor diagnostic.
 MAX_USER_STACK_FRAMES = 8
@@ -42,7 +38,8 @@ class EngineFault(Exception):
 
     def __init__(self, code, kind, message, **data):
         super().__init__(message)
-        self.code = code
+        # The kind decides the code (src/protocol/errors.ts ERROR_CODE_OF_KIND), whatever the caller passed.
+        self.code = ERROR_CODE_OF_KIND.get(kind, code)
         self.message = message
         self.data = {"kind": kind}
         for k, v in data.items():

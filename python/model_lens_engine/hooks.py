@@ -12,11 +12,10 @@ import time
 import torch
 
 from .errors import not_found, bad_request
+from .protocol import HOOK_EVENT, HOOK_KINDS, HOOK_STATS_INTERVAL_MS
 from .tensors import brief_info, finish_stats, histogram, quick_stats_vector
 
-HOOK_STATS_INTERVAL_MS = 250
 MIN_HOOK_INTERVAL_MS = 0
-HOOK_KINDS = ("forward", "forwardPre", "backward")
 
 
 def _tensors(value):
@@ -204,7 +203,7 @@ class HookManager:
                 ev["histogram"] = hist
             if source:
                 ev["source"] = source
-            self._notify("hook/event", ev)
+            self._notify(HOOK_EVENT, ev)
             sent += 1
         return sent
 

@@ -2,6 +2,7 @@
 an input for it, and turning what user code raises into protocol errors."""
 
 import ast
+import contextlib
 import inspect
 import os
 import re
@@ -19,13 +20,8 @@ from .errors import (
     short_exception,
     user_fault,
 )
-from .tensors import dtype_name
+from .inputs import EXAMPLE_INPUT_NAME, call, check_shapes, infer_input, make_inputs, resolve  # noqa: F401
 
-EXAMPLE_INPUT_NAME = "example_input"
-# Spatial size assumed when an input is inferred from a convolution: small enough for a quick
-# summary on a CPU, large enough for the usual stem (stride-2 conv + pool) and 4 downsamplings.
-INFERRED_SPATIAL = {1: (64,), 2: (64, 64), 3: (16, 16, 16)}
-INFERRED_SEQUENCE_LENGTH = 8
 USER_MODULE_PREFIX = "_model_lens_user_"
 
 
@@ -90,7 +86,8 @@ class LoadedModel:
         self.scope = None
         self.device = None
         self.last_outputs = {}
-        self.last_inputs = []
+        self.wrapper = None
+        self.meta = False
 
 
 def _class_location(cls):
@@ -280,104 +277,118 @@ def choose(classes, instances, wanted, file, defined):
 
 def _pick_device(module, engine_device):
     for t in list(module.parameters()) + list(module.buffers()):
+        if getattr(nn.parameter, "is_lazy", lambda _: False)(t):
+            continue
         return t.device
     return torch.device(engine_device)
 
 
-def _as_input_list(value):
-    if isinstance(value, torch.Tensor):
-        return [value]
-    if isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
-        return list(value)
-    return None
+def unwrap(obj):
+    """The module a wrapper runs, and what wrapped it: torch.compile's OptimizedModule (found by
+    its `_orig_mod`, torch 2.x only) and DataParallel / DistributedDataParallel (`.module`)."""
+    dynamo = getattr(torch, "_dynamo", None)
+    optimized = getattr(getattr(dynamo, "eval_frame", None), "OptimizedModule", None)
+    if optimized is not None and isinstance(obj, optimized) and isinstance(getattr(obj, "_orig_mod", None), nn.Module):
+        return obj._orig_mod, "torch.compile"
+    if isinstance(obj, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        return obj.module, type(obj).__name__
+    return obj, None
 
 
-def infer_input(module):
-    """A plausible input from the first layer that fixes one; batch 1. Returns (tensors, specs, note)."""
-    for path, m in module.named_modules():
-        name = path or "(root)"
-        if isinstance(m, nn.Linear):
-            shape = [1, m.in_features]
-            note = "inferred from %s (Linear, in_features=%d) with batch 1" % (name, m.in_features)
-            return shape, torch.float32, note
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
-            nd = len(m.kernel_size)
-            spatial = list(INFERRED_SPATIAL[nd])
-            shape = [1, m.in_channels] + spatial
-            note = "inferred from %s (%s, in_channels=%d) with batch 1 and a guessed spatial size %s" % (
-                name, type(m).__name__, m.in_channels, "×".join(str(s) for s in spatial))
-            return shape, torch.float32, note
-        if isinstance(m, nn.Embedding):
-            shape = [1, INFERRED_SEQUENCE_LENGTH]
-            note = "inferred from %s (Embedding, %d entries): token ids, batch 1, length %d" % (
-                name, m.num_embeddings, INFERRED_SEQUENCE_LENGTH)
-            return shape, torch.int64, note
-        if isinstance(m, nn.RNNBase):
-            shape = [1, INFERRED_SEQUENCE_LENGTH, m.input_size] if m.batch_first else [INFERRED_SEQUENCE_LENGTH, 1, m.input_size]
-            note = "inferred from %s (%s, input_size=%d), batch 1, sequence length %d" % (
-                name, type(m).__name__, m.input_size, INFERRED_SEQUENCE_LENGTH)
-            return shape, torch.float32, note
-        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)):
-            d = m.self_attn.embed_dim if hasattr(m, "self_attn") else m.embed_dim
-            bf = getattr(m, "batch_first", False)
-            shape = [1, INFERRED_SEQUENCE_LENGTH, d] if bf else [INFERRED_SEQUENCE_LENGTH, 1, d]
-            note = "inferred from %s (%s, d_model=%d), batch 1, sequence length %d" % (
-                name, type(m).__name__, d, INFERRED_SEQUENCE_LENGTH)
-            return shape, torch.float32, note
-        if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
-            n = m.num_features if isinstance(m, nn.BatchNorm1d) else list(m.normalized_shape)[-1]
-            shape = [1, n]
-            note = "inferred from %s (%s, %d features) with batch 1" % (name, type(m).__name__, n)
-            return shape, torch.float32, note
-    return None
+WRAPPER_NOTES = {
+    "torch.compile": ("%s is compiled with torch.compile: the tree is the original module's; the "
+                      "summary and profile run the original module eagerly (per-module hooks do not "
+                      "fire inside a compiled graph), so timings are eager-mode timings."),
+    "DataParallel": "%s is wrapped in DataParallel: showing and running its .module on one device.",
+    "DistributedDataParallel": ("%s is wrapped in DistributedDataParallel: showing and running its "
+                                ".module in this process, without the process group."),
+}
 
 
-def make_inputs(shapes, dtypes, device):
-    out = []
-    for shape, dt in zip(shapes, dtypes):
-        if dt.is_floating_point:
-            out.append(torch.randn(*shape, dtype=dt, device=device))
-        else:
-            out.append(torch.zeros(*shape, dtype=dt, device=device))
-    return out
+def has_lazy_params(module):
+    is_lazy = getattr(nn.parameter, "is_lazy", None)
+    return is_lazy is not None and any(is_lazy(p) for p in module.parameters())
 
 
-def check_shapes(shapes):
-    if not isinstance(shapes, list) or not shapes or not all(
-        isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s) for s in shapes
-    ):
+def materialize_lazy(lm):
+    """Lazy modules (nn.LazyLinear...) get their parameter shapes from the first forward pass:
+    run it once under no_grad so the tree and the counts are of the real model."""
+    if not has_lazy_params(lm.module):
+        return
+    if not lm.inputs:
+        lm.warnings.append("%s has lazy modules whose parameters are uninitialized until a forward "
+                           "pass; give an input to count them (they count 0 until then)." % lm.name)
+        return
+    from .tree import canonical_paths
+
+    paths = canonical_paths(lm.module)
+    try:
+        with torch.no_grad():
+            call(lm.module, lm.inputs)
+    except BaseException as e:  # noqa: B902
+        if isinstance(e, KeyboardInterrupt):
+            raise
+        raise classify_forward_error(e, lm, paths, "materializing lazy modules with a first forward pass")
+    lm.warnings.append("%s has lazy modules: their parameters were materialized by one forward pass "
+                       "with input %s." % (lm.name, ", ".join(str(list(t.shape)) for t in lm.inputs)))
+
+
+META_NEEDS = ("torch.device as a context manager (torch 2.0 and later), which builds every module "
+              "of the file on the meta device; this torch is %s")
+
+
+def meta_supported():
+    return hasattr(torch.device, "__enter__")
+
+
+def device_scope(meta):
+    """torch.device("meta") as the default device while user code builds its model: parameters
+    get shapes and no memory, even for a module-level `model = LlamaForCausalLM(config)`."""
+    return torch.device("meta") if meta else contextlib.nullcontext()
+
+
+def _out_of_memory(e):
+    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
+        "can't allocate memory" in str(e) or "not enough memory" in str(e)))
+
+
+class _OutOfMemory(Exception):
+    """Building the model ran out of host memory: load() tries again on the meta device."""
+
+    def __init__(self, exc, scope, what):
+        super().__init__(str(exc))
+        self.fault = _user_exception(exc, scope, what)
+
+
+def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_device=False, device=None):
+    """`input_requests`: [(shape, dtype or None, keyword name or None)] (inputs.requests_of), or
+    plain shapes. `device="meta"` builds the model with no weight memory (torch 2.x); a model
+    whose weights do not fit in memory is built on the meta device without being asked."""
+    if device not in (None, "meta"):
         from .errors import bad_request
 
-        raise bad_request("inputShapes must be a non-empty list of shapes (lists of non-negative integers), got %r" % (shapes,))
+        raise bad_request("device must be \"meta\" or absent, got %r" % (device,))
+    meta = device == "meta"
+    path = os.path.abspath(path)
+    if meta and not meta_supported():
+        raise user_fault("unsupported", "--device meta needs " + META_NEEDS % torch.__version__,
+                         got=torch.__version__, expected="torch 2.x")
+    try:
+        return _load(path, wanted, input_requests, engine_device, move_to_device, meta)
+    except _OutOfMemory as oom:
+        if not meta_supported():
+            raise oom.fault
+        import gc
+
+        gc.collect()
+        lm = _load(path, wanted, input_requests, engine_device, move_to_device, True)
+        lm.warnings.insert(0, "%s did not fit in memory (%s); it was built on the meta device "
+                              "instead: shapes, parameters and mult-adds without weights or values."
+                           % (os.path.basename(path), str(oom).split("\n")[0]))
+        return lm
 
 
-def resolve_inputs(module, user_module, input_shapes, device):
-    """Returns (tensors, specs, warnings)."""
-    if input_shapes:
-        check_shapes(input_shapes)
-        tensors = make_inputs(input_shapes, [torch.float32] * len(input_shapes), device)
-        return tensors, [{"shape": list(s), "dtype": "float32", "source": "request"} for s in input_shapes], []
-    example = getattr(user_module, EXAMPLE_INPUT_NAME, None) if user_module is not None else None
-    if example is not None:
-        tensors = _as_input_list(example)
-        if tensors is None:
-            return None, [], ["`%s` is a %s, not a tensor or a tuple of tensors; it was ignored" % (
-                EXAMPLE_INPUT_NAME, type(example).__name__)]
-        tensors = [t.to(device) for t in tensors]
-        specs = [{"shape": list(t.shape), "dtype": dtype_name(t.dtype), "source": "example",
-                  "note": "module-level `%s`" % EXAMPLE_INPUT_NAME} for t in tensors]
-        return tensors, specs, []
-    inferred = infer_input(module)
-    if inferred is None:
-        return [], [], ["No input shape: give inputShapes, or define a module-level `%s` tensor in the file." % EXAMPLE_INPUT_NAME]
-    shape, dt, note = inferred
-    tensors = make_inputs([shape], [dt], device)
-    spec = {"shape": shape, "dtype": dtype_name(dt), "source": "inferred", "note": note}
-    return tensors, [spec], ["Input shape %s was %s; set `%s` in the file or pass inputShapes if that is wrong." % (
-        shape, note, EXAMPLE_INPUT_NAME)]
-
-
-def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_device=False):
+def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     path = os.path.abspath(path)
     if not os.path.isfile(path):
         raise user_fault("fileNotFound", "No such file: %s" % path, location=None, got=path)
@@ -410,12 +421,14 @@ def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_devi
     sys.modules[modname] = user_module
     recorder = CreationRecorder(scope)
     try:
-        with recorder:
+        with recorder, device_scope(meta):
             exec(code, user_module.__dict__)
     except BaseException as e:  # noqa: B902 - SystemExit and KeyboardInterrupt from user code too
         sys.modules.pop(modname, None)
         if isinstance(e, KeyboardInterrupt):
             raise
+        if not meta and _out_of_memory(e):
+            raise _OutOfMemory(e, scope, "importing %s" % os.path.basename(path))
         raise _user_exception(e, scope, "importing %s" % os.path.basename(path))
 
     classes, instances = find_candidates(user_module, modname, tree, path)
@@ -444,23 +457,33 @@ def load(path, wanted=None, input_shapes=None, engine_device="cpu", move_to_devi
                 hint="Give the arguments defaults, or add a module-level instance such as `model = %s(...)`." % cand["name"],
             )
         try:
-            with recorder:
+            with recorder, device_scope(meta):
                 obj = obj()
         except BaseException as e:  # noqa: B902
             if isinstance(e, KeyboardInterrupt):
                 raise
+            if not meta and _out_of_memory(e):
+                raise _OutOfMemory(e, scope, "building %s()" % cand["name"])
             raise _user_exception(e, scope, "building %s()" % cand["name"])
         if not isinstance(obj, nn.Module):
             raise user_fault("noModel", "%s() did not return an nn.Module" % cand["name"], location=cand.get("location"))
-    module = obj
-    if move_to_device:
+    module, wrapper = unwrap(obj)
+    lm.wrapper = wrapper
+    lm.meta = meta
+    if wrapper:
+        lm.warnings.append(WRAPPER_NOTES[wrapper] % cand["name"])
+    if move_to_device and not meta:
         module.to(engine_device)
     lm.module = module
     lm.device = _pick_device(module, engine_device)
-    tensors, specs, warns = resolve_inputs(module, user_module, input_shapes, lm.device)
+    if input_requests and not isinstance(input_requests[0], tuple):
+        check_shapes(input_requests)
+        input_requests = [(list(s), None, None) for s in input_requests]
+    tensors, specs, warns = resolve(module, user_module, input_requests, lm.device)
     lm.inputs = tensors or []
     lm.input_specs = specs
     lm.warnings.extend(warns)
+    materialize_lazy(lm)
     return lm
 
 
@@ -472,6 +495,7 @@ _DEVICE_PATTERNS = (
     "should be the same",  # Input type (torch.FloatTensor) and weight type (torch.cuda.FloatTensor) should be the same
     "must be on the same device",
     "is on a different device",
+    "is not on the expected device",  # torch 2.x: Tensor on device meta is not on the expected device cpu!
 )
 _SHAPE_PATTERNS = (
     "shapes cannot be multiplied",

@@ -4,6 +4,8 @@ import io
 import os
 import threading
 
+from .protocol import OUTPUT
+
 # A user print without a line end is sent after this many characters anyway.
 MAX_OUTPUT_BUFFER_CHARS = 8192
 
@@ -71,4 +73,4 @@ class UserOutput(io.TextIOBase):
         params = {"stream": self._stream, "text": text}
         if self._run_id is not None:
             params["runId"] = self._run_id
-        self._conn.notify("output", params)
+        self._conn.notify(OUTPUT, params)

@@ -7,11 +7,14 @@ prints are forwarded as `output` notifications.
 
 import io
 import os
+import queue
 import sys
+import threading
 import time
 import traceback
 
 from . import ENGINE_VERSION, PROTOCOL_VERSION
+from . import protocol as P
 from .errors import (
     CANCELLED,
     ENVIRONMENT,
@@ -27,7 +30,10 @@ from .rpc import INVALID_REQUEST, METHOD_NOT_FOUND, Connection
 
 # Requests that would run the model on the RPC thread: refused for a model a run is training
 # (and model/load is refused during any run).
-RUN_BUSY_METHODS = ("model/summary", "model/forward", "profile/run", "tensor/inspect")
+RUN_BUSY_METHODS = (P.MODEL_SUMMARY, P.MODEL_FORWARD, P.PROFILE_RUN, P.TENSOR_INSPECT)
+# While a training script runs on the main thread, the request thread checks this often whether
+# the script has ended.
+MAIN_JOB_POLL_S = 0.05
 
 
 def _major(v):
@@ -49,46 +55,90 @@ class Server:
         self.current_id = None
         self.running = True
         self.run = None
+        # A job a handler leaves for the main thread (a training script), run after its response.
+        self.main_job = None
         self.handlers = {
-            "engine/initialize": self.initialize,
-            "engine/shutdown": self.shutdown,
-            "model/load": self.model_load,
-            "model/tree": self.model_tree,
-            "model/summary": self.model_summary,
-            "model/forward": self.model_forward,
-            "tensor/inspect": self.tensor_inspect,
-            "profile/run": self.profile_run,
-            "hook/attach": self.hook_attach,
-            "hook/detach": self.hook_detach,
-            "train/start": self.train_start,
-            "train/stop": self.train_stop,
-            "train/diagnose": self.train_diagnose,
-            "system/info": self.system_info,
+            P.ENGINE_INITIALIZE: self.initialize,
+            P.ENGINE_SHUTDOWN: self.shutdown,
+            P.MODEL_LOAD: self.model_load,
+            P.MODEL_TREE: self.model_tree,
+            P.MODEL_SUMMARY: self.model_summary,
+            P.MODEL_FORWARD: self.model_forward,
+            P.TENSOR_INSPECT: self.tensor_inspect,
+            P.PROFILE_RUN: self.profile_run,
+            P.HOOK_ATTACH: self.hook_attach,
+            P.HOOK_DETACH: self.hook_detach,
+            P.TRAIN_START: self.train_start,
+            P.TRAIN_STOP: self.train_stop,
+            P.TRAIN_DIAGNOSE: self.train_diagnose,
+            P.SYSTEM_INFO: self.system_info,
         }
 
     # ---- plumbing ------------------------------------------------------------------------
 
     def log(self, level, message):
-        self.conn.notify("log", {"level": level, "message": message})
+        self.conn.notify(P.LOG, {"level": level, "message": message})
 
     def serve(self):
         while self.running:
             kind, msg = self.conn.incoming.get()
-            if kind == "eof":
+            if not self._dispatch(kind, msg):
                 break
-            if kind == "framingError":
-                self.log("error", "Protocol framing error: %s" % msg)
-                continue
-            if not isinstance(msg, dict):
-                self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
-                continue
-            method = msg.get("method")
-            if method is None:
-                continue  # a response to something we never ask; nothing to do
-            if "id" not in msg:
-                continue  # notifications from the client ($/setTrace, exit...) need no answer
-            self.handle(msg["id"], method, msg.get("params"))
+            # The request thread may have accepted the next run while this one was ending.
+            while self.main_job is not None and self.running:
+                job, self.main_job = self.main_job, None
+                self._run_on_main(job)
         self._stop_output()
+
+    def _dispatch(self, kind, msg):
+        """Handles one incoming item; False at the end of the input stream."""
+        if kind == "eof":
+            return False
+        if kind == "framingError":
+            self.log("error", "Protocol framing error: %s" % msg)
+            return True
+        if not isinstance(msg, dict):
+            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: not an object")
+            return True
+        method = msg.get("method")
+        if method is None:
+            return True  # a response to something we never ask; nothing to do
+        if "id" not in msg:
+            return True  # notifications from the client ($/setTrace, exit...) need no answer
+        self.handle(msg["id"], method, msg.get("params"))
+        return True
+
+    def _run_on_main(self, job):
+        """Runs `job(request_thread_id)` (a training script, handed over by a handler as
+        `main_job` after its response went out) on the main thread, where Python code expects to
+        run (signal.signal works only there), while another thread serves requests."""
+        done = threading.Event()
+        ready = threading.Event()
+        ident = []
+
+        def serve_meanwhile():
+            ident.append(threading.get_ident())
+            ready.set()
+            while not done.is_set() and self.running:
+                try:
+                    kind, msg = self.conn.incoming.get(timeout=MAIN_JOB_POLL_S)
+                except queue.Empty:
+                    continue
+                if not self._dispatch(kind, msg):
+                    # The client is gone: end the job, then the engine (main() exits).
+                    self.running = False
+                    if self.run is not None and self.run.active():
+                        self.run.stop()
+                    return
+
+        t = threading.Thread(target=serve_meanwhile, name="model-lens-requests", daemon=True)
+        t.start()
+        ready.wait()
+        try:
+            job(ident[0])
+        finally:
+            done.set()
+            t.join()
 
     def _stop_output(self):
         try:
@@ -108,7 +158,7 @@ class Server:
             return
         if params is None:
             params = {}
-        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == "model/load" or (
+        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == P.MODEL_LOAD or (
                 method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
             # model/load would change the running script's working directory.
             what = self.run.lm.name if self.run.lm is not None else "the engine"
@@ -137,7 +187,7 @@ class Server:
         finally:
             self.current_id = None
             self.conn.forget(rid)
-        if method == "engine/shutdown":
+        if method == P.ENGINE_SHUTDOWN:
             self.running = False
 
     def check_cancel(self):
@@ -176,7 +226,7 @@ class Server:
         runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
         capabilities = {
             "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
-            "hooks": ["forward", "forwardPre", "backward"], "train": True, "strides": "real",
+            "hooks": list(P.HOOK_KINDS), "rootHooks": True, "train": True, "histograms": True, "strides": "real",
             "backwardTimings": True,
         }
         if self.torch_error:
@@ -185,7 +235,8 @@ class Server:
                 "kind": "pytorch", "version": ENGINE_VERSION, "runtimes": runtimes, "backend": "none",
                 "backendNotes": ["torch cannot be imported: %s" % self.torch_error], "device": "none",
                 "capabilities": dict(capabilities, tree=False, summary=False, tensorInspect=False, profile=False,
-                                     trace=False, hooks=[], backwardTimings=False),
+                                     trace=False, hooks=[], rootHooks=False, histograms=False,
+                                     backwardTimings=False),
                 "pid": os.getpid(), "executable": sys.executable}}
         import torch
 
@@ -268,8 +319,11 @@ class Server:
         if not isinstance(file, str) or not file:
             raise bad_request("model/load needs `file`")
         # A failed load leaves the previous model (and its hooks) as they were.
-        lm = loader.load(file, params.get("model"), params.get("inputShapes"), self.device,
-                         move_to_device=self.device != "cpu")
+        from .counting import type_name
+        from .inputs import requests_of
+
+        lm = loader.load(file, params.get("model"), requests_of(params), self.device,
+                         move_to_device=self.device != "cpu", device=params.get("device"))
         if self.lm is not None:
             self.hooks.detach(all_hooks=True)
             self.lm = None
@@ -280,13 +334,15 @@ class Server:
             "modelId": lm.model_id,
             "file": lm.file,
             "name": lm.name,
-            "type": type(lm.module).__name__,
+            "type": type_name(lm.module),
             "candidates": lm.candidates,
             "inputs": lm.input_specs,
             "warnings": lm.warnings,
         }
         if lm.location:
             result["location"] = lm.location
+        if lm.meta:
+            result["meta"] = True
         for w in lm.warnings:
             self.log("warn", w)
         return result
@@ -297,28 +353,27 @@ class Server:
 
         return build_tree(lm)
 
-    def _inputs_for(self, lm, shapes):
-        if shapes:
-            from .loader import check_shapes, make_inputs
-            import torch
+    def _inputs_for(self, lm, params):
+        from .inputs import from_request, requests_of
 
-            check_shapes(shapes)
-            tensors = make_inputs(shapes, [torch.float32] * len(shapes), lm.device)
-            return tensors, [{"shape": list(s), "dtype": "float32", "source": "request"} for s in shapes]
+        requests = requests_of(params)
+        if requests:
+            return from_request(lm.module, requests, lm.device)
         return lm.inputs, lm.input_specs
 
     def model_summary(self, params):
         lm = self._model(params)
         from .summary import run_summary
 
-        inputs, specs = self._inputs_for(lm, params.get("inputShapes"))
+        inputs, specs = self._inputs_for(lm, params)
         return run_summary(lm, inputs, specs, list(lm.warnings))
 
     def _call(self, lm, inputs, paths, what):
+        from .inputs import call
         from .loader import classify_forward_error
 
         try:
-            return lm.module(*inputs)
+            return call(lm.module, inputs)
         except BaseException as e:  # noqa: B902
             if isinstance(e, KeyboardInterrupt):
                 raise
@@ -411,6 +466,9 @@ class Server:
             raise bad_request("target.kind must be parameter, buffer, output or input")
         named = named_tensors(lm)
         result = {"name": name, "tensor": tensor_info(t, name, named)}
+        if params.get("stats") and t.device.type == "meta":
+            raise user_fault("unsupported", "%s is a meta tensor (the model was built on the meta "
+                             "device): it has a shape but no values for statistics." % name)
         if params.get("stats"):
             result["stats"] = tensor_stats(t)
             result["histogram"] = histogram(t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS)
@@ -420,6 +478,9 @@ class Server:
 
     def profile_run(self, params):
         lm = self._model(params)
+        if lm.meta:
+            raise user_fault("unsupported", "%s is built on the meta device (no weights, no values): "
+                             "there is nothing to time. Profile it on a real device." % lm.name)
         import torch
         from . import profiling as P
         from .summary import _tensors_of, forward_inputs_or_fail

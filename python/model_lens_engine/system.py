@@ -1,7 +1,11 @@
-"""system/info: CPU from /proc/cpuinfo, GPUs through torch.cuda, memory of this process."""
+"""system/info: CPU from /proc/cpuinfo, GPUs through torch.cuda, memory of this process, and
+torch's own view of CUDA (version, CUDA build, is_available, devices) -- the first thing to check
+when "my GPU is not used"."""
 
 import os
 import platform
+import re
+import warnings
 
 MIB = 1024 * 1024
 
@@ -69,28 +73,115 @@ def _try(fn, default=None):
         return default
 
 
+def _driver_version():
+    """The NVIDIA kernel driver's version as nvidia-smi prints it, from the driver's own /proc file
+    (torch has no call for it): "NVRM version: NVIDIA UNIX x86_64 Kernel Module  550.54.15 ..."."""
+    text = _read("/proc/driver/nvidia/version") or ""
+    m = re.search(r"Kernel Module(?:\s+for\s+\S+)?\s+(\d+\.\d+(?:\.\d+)?)", text)
+    return m.group(1) if m else None
+
+
+def _context_device():
+    """The device whose CUDA context this process already holds, else None. Asking another device
+    for its free memory (mem_get_info) would create a context there: hundreds of MiB on every GPU
+    of the machine, for a status poll."""
+    import torch
+
+    if not _try(torch.cuda.is_initialized, False):
+        return None
+    return _try(torch.cuda.current_device)
+
+
 def gpu_info():
     import torch
 
     if not _try(torch.cuda.is_available, False):
         return []
+    current = _context_device()
+    driver = _driver_version()
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        mem = _try(lambda: torch.cuda.mem_get_info(i))
+        mem = _try(lambda: torch.cuda.mem_get_info(i)) if i == current else None
         uuid = getattr(props, "uuid", None)
+        temperature = getattr(torch.cuda, "temperature", None)
         out.append({
             "index": i,
             "name": props.name,
             "uuid": str(uuid) if uuid is not None else None,
             "memoryTotalMiB": props.total_memory / MIB,
             "memoryUsedMiB": (mem[1] - mem[0]) / MIB if mem else None,
+            # Both go through pynvml when the user has it; None otherwise.
             "utilizationPct": _try(lambda: float(torch.cuda.utilization(i))),
-            "temperatureC": _try(lambda: float(torch.cuda.temperature(i))) if hasattr(torch.cuda, "temperature") else None,
+            "temperatureC": _try(lambda: float(temperature(i))) if temperature else None,
             "computeCapability": "%d.%d" % (props.major, props.minor),
-            "driverVersion": None,
+            "driverVersion": driver,
             "cudaVersion": torch.version.cuda,
         })
+    return out
+
+
+def _cuda_unavailable_reason(torch, cuda_build, hip_build, caught):
+    if cuda_build is None and hip_build is None:
+        return "a CPU-only build (torch.version.cuda is None) cannot use a GPU, whatever the driver"
+    # torch says why in a warning ("CUDA initialization: The NVIDIA driver on your system is too
+    # old ...", "Found no NVIDIA driver on your system"); pass its words on.
+    for w in caught:
+        text = str(w.message).strip()
+        if text:
+            return text.splitlines()[0]
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        return ("torch.cuda.is_available() is False with CUDA_VISIBLE_DEVICES=%r" % visible)
+    return "torch.cuda.is_available() is False: no NVIDIA driver or device that this torch can use"
+
+
+def torch_info():
+    """torch's own view, as `python -c "import torch; print(torch.cuda.is_available())"` gives it.
+    Reads allocator figures only: it never initialises CUDA itself."""
+    import torch
+
+    cuda_build = getattr(torch.version, "cuda", None)
+    hip_build = getattr(torch.version, "hip", None)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        available = bool(_try(torch.cuda.is_available, False))
+    out = {
+        "version": torch.__version__,
+        "cudaBuild": cuda_build,
+        "cudaAvailable": available,
+        "deviceCount": 0,
+        "devices": [],
+    }
+    if hip_build:
+        out["hipBuild"] = hip_build
+    cudnn = getattr(torch.backends, "cudnn", None)
+    if cuda_build and cudnn is not None:
+        out["cudnnVersion"] = _try(cudnn.version)
+    if not available:
+        reason = _cuda_unavailable_reason(torch, cuda_build, hip_build, caught)
+        out["cudaUnavailableReason"] = reason
+        return out
+    count = _try(torch.cuda.device_count, 0)
+    out["deviceCount"] = count
+    initialised = bool(_try(torch.cuda.is_initialized, False))
+    out["cudaInitialized"] = initialised
+    for i in range(count):
+        props = _try(lambda: torch.cuda.get_device_properties(i))
+        known = props is not None
+        device = {
+            "index": i,
+            "name": props.name if known else _try(lambda: torch.cuda.get_device_name(i)),
+            "totalBytes": props.total_memory if known else None,
+            "computeCapability": "%d.%d" % (props.major, props.minor) if known else None,
+            "allocatedBytes": 0,
+            "reservedBytes": 0,
+        }
+        # Before CUDA is initialised the allocator holds nothing, and asking creates no context.
+        if initialised:
+            device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0)
+            device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0)
+        out["devices"].append(device)
     return out
 
 
@@ -123,4 +214,8 @@ def memory_info():
 
 
 def system_info():
-    return {"cpu": _try(cpu_info), "gpus": _try(gpu_info, []), "memory": memory_info()}
+    out = {"cpu": _try(cpu_info), "gpus": _try(gpu_info, []), "memory": memory_info()}
+    torch_view = _try(torch_info)
+    if torch_view is not None:
+        out["torch"] = torch_view
+    return out

@@ -4,7 +4,8 @@ import math
 
 import torch
 
-DEFAULT_HISTOGRAM_BINS = 30
+from .protocol import DEFAULT_HISTOGRAM_BINS
+
 MAX_HISTOGRAM_BINS = 512
 
 _storage_ids = {}

@@ -2,6 +2,7 @@
 
 import inspect
 
+from .counting import counts, is_lazy, is_scripted, numel, type_name
 from .errors import location
 from .tensors import NamedTensors, tensor_info
 
@@ -40,25 +41,27 @@ def _count(params):
         if id(p) in seen:
             continue
         seen.add(id(p))
-        total += p.numel()
+        total += numel(p)
         if p.requires_grad:
-            trainable += p.numel()
+            trainable += numel(p)
     return total, trainable
 
 
 def module_param_counts(m):
     """(own, total, trainable) with each shared parameter counted once."""
-    own = sum(p.numel() for p in {id(p): p for p in m.parameters(recurse=False)}.values())
+    own = sum(numel(p) for p in {id(p): p for p in m.parameters(recurse=False)}.values())
     total, trainable = _count(m.parameters())
     return own, total, trainable
 
 
-def build_nodes(root, recorder=None, root_location=None):
+def build_nodes(root, recorder=None, root_location=None, wrapper=None):
     all_paths = module_paths(root)
     canon = {mid: ps[0] for mid, ps in all_paths.items()}
     objs = {}
+    by_path = {}
     for path, m in root.named_modules(remove_duplicate=False):
         objs.setdefault(id(m), m)
+        by_path[path] = m
     parent_of = {}
     children_of = {}
     for path, m in root.named_modules():
@@ -83,7 +86,7 @@ def build_nodes(root, recorder=None, root_location=None):
             if recorder is not None:
                 pinfo = parent_of.get(id(m))
                 # The registration under the canonical path's own parent is what this node shows.
-                par = root.get_submodule(parent) if parent else root
+                par = by_path[parent]
                 loc = recorder.creation(par, name, pm)
                 if loc is None and pinfo is not None:
                     loc = recorder.creation(pinfo[0], pinfo[1], pm)
@@ -95,7 +98,7 @@ def build_nodes(root, recorder=None, root_location=None):
         node = {
             "path": path,
             "name": name,
-            "type": type(m).__name__,
+            "type": type_name(m),
             "depth": 0 if not path else path.count(".") + 1,
             "parent": parent,
             "children": kids,
@@ -107,6 +110,15 @@ def build_nodes(root, recorder=None, root_location=None):
             "frozen": total > 0 and trainable == 0,
             "isLeaf": len(kids) == 0,
         }
+        c = counts(m)
+        if c["effective"] != c["stored"]:
+            node["effectiveParams"] = c["effective"]  # pruned: the mask's ones
+        if c["packed"]:
+            node["packedParams"] = c["packed"]
+        if is_scripted(m):
+            node["scripted"] = True
+        if not path and wrapper:
+            node["wrapper"] = wrapper
         if source:
             node["source"] = source
         nodes.append(node)
@@ -137,7 +149,8 @@ def named_tensors(lm):
     """Every named tensor of a loaded model: parameters, buffers, inputs, recorded outputs."""
     named = NamedTensors()
     for name, _, t, _, _, _ in named_tensor_groups(lm.module, "_parameters"):
-        named.add(name, t)
+        if not is_lazy(t):
+            named.add(name, t)
     for name, _, t, _, _, _ in named_tensor_groups(lm.module, "_buffers"):
         named.add(name, t)
     for i, t in enumerate(lm.inputs):
@@ -153,6 +166,8 @@ def build_tree(lm):
     index = named.index()
     params = []
     for name, mpath, p, aliases, _, _ in named_tensor_groups(root, "_parameters"):
+        if is_lazy(p):
+            continue  # no shape until a forward pass materializes it (loader.materialize_lazy)
         params.append({
             "name": name,
             "module": mpath,
@@ -170,7 +185,7 @@ def build_tree(lm):
             "aliases": aliases,
         })
     return {
-        "modules": build_nodes(root, lm.recorder, lm.location),
+        "modules": build_nodes(root, lm.recorder, lm.location, getattr(lm, "wrapper", None)),
         "parameters": params,
         "buffers": buffers,
     }

@@ -123,8 +123,13 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(items[0]["source"]["file"], IRIS)
         self.assertEqual(items[0]["count"], 3)  # epochs 0, 100, 200
         text = " ".join(f["message"] for f in diag["findings"])
-        self.assertIn("`loss.item()` at iris_train.py:%d forces a device sync every 100 steps" % line, text)
+        self.assertIn("loss.item() at iris_train.py:%d forces a device sync every 100 steps" % line, text)
+        self.assertNotIn("`", text)  # shown as plain text, in the panel and the CLI
         self.assertIn("cost nothing on CPU", text)
+        # One clock: the final rate covers the same steps (2 to the last) as stepMs.
+        self.assertAlmostEqual(final["stepsPerSec"] * diag["stepMs"] / 1e3, 1.0, places=6)
+        self.assertAlmostEqual(diag["opsPerStep"] * diag["avgOpUs"] / 1e3, diag["stepMs"],
+                               places=6)
         b = diag["breakdown"]
         self.assertGreater(b["forwardMs"], 0)
         self.assertGreater(b["backwardMs"], 0)
@@ -314,6 +319,9 @@ class TrainingTest(unittest.TestCase):
         diag = e.request("train/diagnose", {"runId": run_id})
         self.assertEqual(diag["batchSize"], 8)
         self.assertGreater(diag["breakdown"]["dataMs"], 0)
+        text = " ".join(f["message"] for f in diag["findings"])
+        self.assertIn("DataLoader: 2 workers, pin_memory=False, 800 rows.", text)
+        self.assertNotIn("pin_memory=True", text)  # a CPU run: pinning copies nothing
 
     def test_model_and_batch_on_different_devices(self):
         # 'meta' stands in for a GPU: torch 1.13 runs meta and CPU tensors together without
@@ -326,6 +334,67 @@ class TrainingTest(unittest.TestCase):
         self.assertIn("fc1 (Linear)", errors[0])
         self.assertEqual(diag["device"], "meta")
 
+    def test_script_environment_is_pythons(self):
+        # Issue #10: the caller's cwd (the engine's, EXAMPLES), the script's folder as
+        # sys.path[0], and the main thread, where signal.signal works.
+        path = os.path.join(FIXTURES, "train_environment.py")
+        run_id, ps = self.run_to_end(path)
+        self.assertEqual((ps[-1]["state"], ps[-1]["step"]), ("done", 3), ps[-1])
+        out = "".join(o["text"] for o in self.engine.notes("output") if o.get("runId") == run_id)
+        got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+        self.assertEqual(got, {"cwd": EXAMPLES, "path0": FIXTURES, "main": "True",
+                               "signals": "1"})
+        # The engine is as it was: its cwd, and requests still answered.
+        self.assertIn("memory", self.engine.request("system/info"))
+
+    def test_trained_model_is_the_one_the_optimizer_steps(self):
+        # Issue #10: a backward() demo on another model before any optimizer is not the run.
+        path = os.path.join(FIXTURES, "train_after_demo.py")
+        run_id, ps = self.run_to_end(path)
+        final = ps[-1]
+        self.assertEqual((final["state"], final["step"]), ("done", 20), final)
+        tree = self.engine.request("model/tree", {"modelId": final["modelId"]})
+        self.assertEqual(tree["modules"][0]["type"], "Sequential")
+        curve = self.curve(ps)
+        self.assertEqual([s for s, _ in curve], list(range(1, 21)))
+        out = "".join(o["text"] for o in self.engine.notes("output") if o.get("runId") == run_id)
+        first = float(out.split("first loss ")[1].split()[0])
+        self.assertAlmostEqual(curve[0][1], first, places=5)
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        self.assertEqual(diag["batchSize"], 32)
+
+    def test_forward_called_directly_is_timed_and_named(self):
+        path = os.path.join(EXAMPLES, "linear_forward_direct.py")
+        run_id, ps = self.run_to_end(path)
+        final = ps[-1]
+        self.assertEqual((final["state"], final["step"]), ("done", 30), final)
+        # The model, not its first layer (the first module whose __call__ ran).
+        tree = self.engine.request("model/tree", {"modelId": final["modelId"]})
+        self.assertEqual(tree["modules"][0]["type"], "Regressor")
+        warnings = [w for p in ps for w in p.get("warnings", [])]
+        direct = [w for w in warnings if "forward() directly" in w]
+        self.assertEqual(len(direct), 1, warnings)
+        self.assertIn("linear_forward_direct.py:%d" % line_of(path, "pred = model.forward(x)"),
+                      direct[0])
+        self.assertIn("skips the module's hooks", direct[0])
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        self.assertEqual(diag["batchSize"], 128)
+        # Four 256-wide Linear layers on 128 rows against an MSE of 128 numbers: the forward
+        # is most of what is not backward or the optimizer.
+        b = diag["breakdown"]
+        self.assertGreater(b["forwardMs"], b["otherMs"], b)
+
+    def test_printing_a_parameter_is_a_sync(self):
+        path = os.path.join(FIXTURES, "train_prints_parameter.py")
+        run_id, ps = self.run_to_end(path)
+        self.assertEqual(ps[-1]["state"], "done")
+        diag = self.engine.request("train/diagnose", {"runId": run_id})
+        prints = [s for s in diag["syncs"] if s["kind"] == "print"]
+        self.assertEqual([(s["count"], s["source"]["line"]) for s in prints],
+                         [(1, line_of(path, "print(model.bias)"))], diag["syncs"])
+        text = " ".join(f["message"] for f in diag["findings"])
+        self.assertIn("1 sync point and 0 host↔device copies", text)
+
     def test_bad_requests(self):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/start", {"file": os.path.join(FIXTURES, "nope.py")})
@@ -333,6 +402,11 @@ class TrainingTest(unittest.TestCase):
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/stop", {"runId": "r999"})
         self.assertEqual(cm.exception.kind, "notLoaded")
+        # Issue #10: epochs on a script was silently ignored (1000 epochs ran).
+        with self.assertRaises(RpcError) as cm:
+            self.engine.request("train/start", {"file": IRIS, "epochs": 5})
+        self.assertEqual(cm.exception.kind, "badRequest")
+        self.assertIn("reads its own arguments", str(cm.exception))
 
 
 class UntrustedTrainingTest(unittest.TestCase):

@@ -1,7 +1,12 @@
 #!/usr/bin/env bash
 # Installs what the end-to-end tests need: a real VS Code (code-server, served to a browser) in
-# .cache/code-server/ and Debian's Chromium to drive it. Idempotent: once a stamp file records a
+# .cache/code-server/, driven by Debian's Chromium. Idempotent: once a stamp file records a
 # finished install of this version it exits at once, without touching the network.
+#
+# It installs nothing system-wide: the Debian packages (Chromium, ripgrep, the build tools for
+# code-server's native modules) are .ci/run's job, or yours (`sudo apt-get install ...`). When one
+# is missing this script names them and exits with status 3, which `npm test` reports as a skip
+# outside CI and as a failure in CI.
 #
 # code-server's own postinstall downloads ripgrep from GitHub, which fails on machines that only
 # reach the npm registry and Debian apt, so we install with --ignore-scripts and redo its
@@ -27,20 +32,21 @@ missing_apt_packages() {
   done
 }
 
-install_apt_packages() {
-  command -v dpkg-query >/dev/null || { log "not a Debian/Ubuntu system: install ${APT_PACKAGES[*]} yourself"; return 0; }
+# Exit status for "a system package is missing": scripts/test.js tells it apart from a failure.
+readonly EXIT_MISSING=3
+
+check_apt_packages() {
+  if ! command -v dpkg-query >/dev/null; then
+    command -v chromium >/dev/null && command -v rg >/dev/null && return 0
+    log "not a Debian/Ubuntu system: install ${APT_PACKAGES[*]} (or their equivalents) yourself"
+    exit "$EXIT_MISSING"
+  fi
   local missing
   missing="$(missing_apt_packages)"
   [ -z "$missing" ] && return 0
-  local sudo=()
-  if [ "$(id -u)" != 0 ]; then
-    command -v sudo >/dev/null || { log "missing Debian packages: $missing (run as root or install sudo)"; exit 1; }
-    sudo=(sudo)
-  fi
-  log "apt-get install $missing"
-  "${sudo[@]}" apt-get update -qq
-  # shellcheck disable=SC2086 # word splitting of the package list is intended
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends $missing >/dev/null
+  log "missing Debian packages: $missing"
+  log "install them with: sudo apt-get install --no-install-recommends $missing   (.ci/run does this in CI)"
+  exit "$EXIT_MISSING"
 }
 
 # node-gyp must build against the headers of the node that runs code-server, without downloading
@@ -67,9 +73,10 @@ node_headers_dir() {
 if [ -f "$stamp" ] && [ -f "$cs/out/node/entry.js" ] && command -v chromium >/dev/null; then
   exit 0
 fi
+[ "${1:-}" = "--check" ] && { check_apt_packages; log "code-server $CODE_SERVER_VERSION is not installed in $prefix"; exit "$EXIT_MISSING"; }
 
 start=$(date +%s)
-install_apt_packages
+check_apt_packages
 
 export npm_config_nodedir
 npm_config_nodedir="$(node_headers_dir)"

@@ -13,35 +13,45 @@ import {
   type ModelTreeResult,
   type SummaryResult,
 } from '../protocol/messages';
-import type { TensorInfo } from '../protocol/types';
+import type { InputRequest, TensorInfo } from '../protocol/types';
 import { formatEngineError, formatProfile, formatSummary } from '../client/textFormat';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 
-/** Exit codes promised in the README. */
-export const EXIT_OK = 0;
-export const EXIT_MODEL_FAILED = 1;
-export const EXIT_USAGE = 2;
-const EXIT_INTERRUPTED = 130;
 
 const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
 
 const USAGE = `Usage:
-  model-lens inspect FILE [--model NAME] [--input SHAPE]... [--json]
-  model-lens profile FILE [--model NAME] [--input SHAPE]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
+  model-lens inspect FILE [--model NAME] [--input INPUT]... [--device meta] [--json]
+  model-lens profile FILE [--model NAME] [--input INPUT]... [--steps N] [--mode forward|train] [--trace OUT.json] [--json]
 ${RUN_USAGE}
-  model-lens system [--json]
+  model-lens system [--python PATH] [--json]
 
 FILE is a PyTorch model file (.py) or a TensorFlow.js model file (.js, .mjs, .ts, model.json).
-SHAPE is comma- or x-separated, e.g. --input 1,3,224,224 (repeat --input for several inputs).
+INPUT is [NAME=]SHAPE[:DTYPE]: SHAPE comma- or x-separated, e.g. --input 1,3,224,224; DTYPE
+float32 (default; int64 for a model whose first layer is an Embedding), int64, float16, bool...;
+NAME passes it as that keyword argument of forward(). Repeat --input for several inputs, e.g.
+--input input_ids=1,128:int64 --input attention_mask=1,128:int64.
 
 Options:
   --model NAME       class, instance or export to use when the file defines several
-  --input SHAPE      input shape (default: the file's example input, else inferred)
+  --input INPUT      an input (default: the file's example input, else inferred)
+  --device meta      inspect: build the model on torch's meta device (torch 2.x): shapes, params
+                     and mult-adds with no weight memory (automatic when the weights do not fit)
   --json             machine-readable output on stdout
-  --python PATH      Python interpreter for .py files (default: first of python3, /usr/bin/python3,
-                     python that can import torch)
+  --python PATH      Python interpreter for .py files and system (default: first of python3,
+                     /usr/bin/python3, python that can import torch)
   --backend NAME     tfjs: auto|tensorflow|wasm|cpu; pytorch: auto|cpu|cuda|cuda:N|mps
   --timeout SECONDS  per-request limit (default 120)
   --steps N          profile: timed steps (default ${DEFAULT_PROFILE_STEPS})
@@ -49,11 +59,10 @@ Options:
 
 Exit codes: 0 ok, 1 the model failed (the message names file, line, layer), 2 bad usage.`;
 
-class UsageError extends Error {}
-
 const OPTIONS = {
   model: { type: 'string' },
   input: { type: 'string', multiple: true },
+  device: { type: 'string' },
   json: { type: 'boolean', default: false },
   python: { type: 'string' },
   backend: { type: 'string' },
@@ -68,6 +77,7 @@ const OPTIONS = {
 interface Options {
   model?: string;
   input?: string[];
+  device?: string;
   json: boolean;
   python?: string;
   backend?: string;
@@ -86,21 +96,48 @@ export function parseShape(text: string): number[] {
   return dims;
 }
 
-function positiveInt(flag: string, text: string | undefined, fallback: number): number {
-  if (text === undefined) return fallback;
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new UsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
+const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const INPUT_DTYPE = /^[a-z]+[0-9]*$/;
+
+/** `[NAME=]SHAPE[:DTYPE]`, e.g. `input_ids=1,128:int64`. */
+export function parseInput(text: string): InputRequest {
+  let rest = text.trim();
+  let name: string | undefined;
+  const eq = rest.indexOf('=');
+  if (eq >= 0) {
+    name = rest.slice(0, eq).trim();
+    rest = rest.slice(eq + 1);
+    if (!INPUT_NAME.test(name)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
+    }
+  }
+  let dtype: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon >= 0) {
+    dtype = rest.slice(colon + 1).trim().toLowerCase();
+    rest = rest.slice(0, colon);
+    if (!INPUT_DTYPE.test(dtype)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
+    }
+  }
+  const input: InputRequest = { shape: parseShape(rest) };
+  if (dtype) input.dtype = dtype;
+  if (name) input.name = name;
+  return input;
 }
 
-function resolveModelFile(file: string | undefined): string {
-  if (!file) throw new UsageError('missing FILE');
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    // Not a usage error: the user named a file, it just is not there. Same code as a model failure.
-    throw new EngineError(`${file}: no such file`, 0, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
+/** Load params for --input flags: plain shapes for every engine, `inputs` when a dtype or name is given. */
+export function inputParams(flags: string[] | undefined): { inputShapes?: number[][]; inputs?: InputRequest[] } {
+  if (!flags?.length) return {};
+  const inputs = flags.map(parseInput);
+  const plain = inputs.every((i) => i.dtype === undefined && i.name === undefined);
+  return plain ? { inputShapes: inputs.map((i) => i.shape) } : { inputShapes: inputs.map((i) => i.shape), inputs };
+}
+
+function deviceParam(device: string | undefined): { device?: 'meta' } {
+  if (device === undefined) return {};
+  if (device !== 'meta') throw new UsageError(`--device ${device}: the one device option is meta (use --backend for cpu/cuda)`);
+  return { device: 'meta' };
 }
 
 async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
@@ -132,13 +169,13 @@ async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) 
 }
 
 function requestTimeout(opts: Options): number | undefined {
-  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout, 0) * 1000;
+  return opts.timeout === undefined ? undefined : positiveInt('timeout', opts.timeout) * 1000;
 }
 
 async function load(client: EngineClient, file: string, opts: Options): Promise<ModelLoadResult> {
   const loaded = await client.request(
     modelLoadRequest,
-    { file, model: opts.model, inputShapes: opts.input?.map(parseShape) },
+    { file, model: opts.model, ...inputParams(opts.input), ...deviceParam(opts.device) },
     { timeoutMs: requestTimeout(opts) },
   );
   if (!opts.json) {
@@ -163,7 +200,7 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
   return {
     engine: client.info.kind,
     backend: client.info.backend,
-    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs },
+    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs, ...(loaded.meta ? { meta: true } : {}) },
     modules: tree.modules.map((m) => {
       const row = rows.get(m.path);
       return {
@@ -171,11 +208,14 @@ export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree:
         type: m.type,
         depth: m.depth,
         params: m.totalParams,
+        ownParams: m.ownParams,
         trainableParams: m.trainableParams,
         outputShape: row?.outputShape ?? null,
         output: outputFacts(row?.output),
         aliases: m.aliases,
         macs: row?.macs ?? 0,
+        ...(row?.executedMacs !== undefined ? { executedMacs: row.executedMacs } : {}),
+        ...(row?.outputType ? { outputType: row.outputType } : {}),
         training: m.training,
         ran: row?.ran ?? false,
         ...(row?.note ? { note: row.note } : {}),
@@ -205,7 +245,7 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
 }
 
 async function profileCommand(file: string, opts: Options): Promise<void> {
-  const steps = positiveInt('steps', opts.steps, DEFAULT_PROFILE_STEPS);
+  const steps = opts.steps === undefined ? DEFAULT_PROFILE_STEPS : positiveInt('steps', opts.steps);
   if (opts.mode && opts.mode !== 'forward' && opts.mode !== 'train') {
     throw new UsageError(`--mode ${opts.mode}: expected forward or train`);
   }
@@ -255,7 +295,7 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'run') return runCommand(argv.slice(1), cliVersion());
   let parsed;
   try {
-    parsed = parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true });
+    parsed = asUsageError(() => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }));
   } catch (err) {
     process.stderr.write(`model-lens: ${(err as Error).message}\n\n${USAGE}\n`);
     return EXIT_USAGE;
@@ -281,7 +321,7 @@ export async function main(argv: string[]): Promise<number> {
         await profileCommand(resolveModelFile(rest[0]), opts);
         return EXIT_OK;
       case 'system':
-        await systemCommand(opts.json);
+        await systemCommand({ json: opts.json, python: opts.python });
         return EXIT_OK;
       default:
         throw new UsageError(`unknown command ${command}`);
@@ -293,10 +333,10 @@ export async function main(argv: string[]): Promise<number> {
     }
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return EXIT_MODEL_FAILED;
+      return EXIT_FAILED;
     }
     process.stderr.write(`model-lens: internal error: ${(err as Error).stack ?? err}\n`);
-    return EXIT_MODEL_FAILED;
+    return EXIT_FAILED;
   }
 }
 
@@ -308,7 +348,7 @@ export function run(): void {
     },
     (err) => {
       process.stderr.write(`model-lens: ${err}\n`);
-      process.exitCode = EXIT_MODEL_FAILED;
+      process.exitCode = EXIT_FAILED;
     },
   );
 }

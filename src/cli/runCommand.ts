@@ -1,6 +1,5 @@
 // `model-lens run FILE`: runs a training script (PyTorch `__main__`, or a TF.js file's `train`
 // export) in its engine with live progress, Ctrl-C to stop, and a summary with the diagnosis.
-import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs, type ParseArgsConfig } from 'node:util';
 import { EngineClient, EngineError, engineKindForFile } from '../client/engineClient';
@@ -16,7 +15,26 @@ import {
   type TrainProgress,
 } from '../protocol/messages';
 import { formatEngineError, formatLocation } from '../client/textFormat';
-import { formatDuration, formatLoss, formatRate, isFinalState, progressText } from '../client/trainingText';
+import { describeExit } from '../shared/processExit';
+import {
+  EXIT_FAILED,
+  EXIT_INTERRUPTED,
+  EXIT_OK,
+  EXIT_USAGE,
+  UsageError,
+  asUsageError,
+  positiveInt,
+  resolveModelFile,
+} from './cliArgs';
+import { RunRecord } from '../client/runRecord';
+import {
+  epochsDone,
+  formatDuration,
+  formatLoss,
+  formatRate,
+  isFinalState,
+  progressText,
+} from '../client/trainingText';
 import {
   DISTRIBUTED_HELP,
   DISTRIBUTED_USAGE,
@@ -29,12 +47,6 @@ import {
   withRankPrefix,
 } from './distributedRun';
 import type { DistributedLaunch } from '../protocol/messages';
-
-export const RUN_EXIT_DONE = 0;
-export const RUN_EXIT_FAILED = 1;
-export const RUN_EXIT_USAGE = 2;
-/** 128 + SIGINT, what a shell reports for a program stopped with Ctrl-C. */
-export const RUN_EXIT_INTERRUPTED = 130;
 
 /** Without a TTY, one progress line at most this often (logs and CI stay readable). */
 export const PLAIN_PROGRESS_INTERVAL_MS = 5_000;
@@ -51,11 +63,13 @@ const RUN_HELP = `Usage:
 ${RUN_USAGE}
 
 Runs FILE's training in its engine: a PyTorch script as __main__ (ARGS become sys.argv[1:]),
-or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script's output is shown
-as it prints; progress goes to stderr. Ctrl-C stops the run (exit 130).
+or the \`train(model, { epochs })\` export of a TensorFlow.js file. The script runs in the
+current directory, as \`python FILE\` would. Its output is shown as it prints; progress goes
+to stderr. Ctrl-C stops the run (exit 130).
 
 Options:
-  --epochs N         tfjs: override the epochs of the train export / fit
+  --epochs N         tfjs only: override the epochs of the train export / fit. A .py script
+                     reads its own arguments: pass them after -- (--epochs on a .py is an error)
   --model NAME       tfjs: the export that builds the model, when the file has several
   --json             print {runId, state, steps, epochs, loss, diagnosis} on stdout at the end
                      (the script's stdout then goes to stderr)
@@ -77,8 +91,6 @@ const OPTIONS = {
   help: { type: 'boolean', short: 'h', default: false },
 } satisfies ParseArgsConfig['options'];
 
-class RunUsageError extends Error {}
-
 export interface RunOptions {
   file: string;
   epochs?: number;
@@ -96,16 +108,18 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   const dashes = argv.indexOf('--');
   const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
   const scriptArgs = dashes >= 0 ? argv.slice(dashes + 1) : [];
-  let parsed;
-  try {
-    parsed = parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true });
-  } catch (err) {
-    throw new RunUsageError((err as Error).message);
-  }
-  const { values, positionals } = parsed;
+  const { values, positionals } = asUsageError(() =>
+    parseArgs({ args: own, options: OPTIONS, allowPositionals: true, strict: true }),
+  );
   if (values.help) return 'help';
-  if (positionals.length === 0) throw new RunUsageError('missing FILE');
-  if (positionals.length > 1) throw new RunUsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (positionals.length === 0) throw new UsageError('missing FILE');
+  if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (values.epochs !== undefined && positionals[0].endsWith('.py')) {
+    throw new UsageError(
+      `--epochs applies to a TF.js train export; ${positionals[0]} reads its own arguments: ` +
+        `pass them after --, e.g. -- --epochs ${values.epochs}`,
+    );
+  }
   return {
     file: positionals[0],
     epochs: values.epochs === undefined ? undefined : positiveInt('epochs', values.epochs),
@@ -118,69 +132,7 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   };
 }
 
-function positiveInt(flag: string, text: string): number {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n <= 0) throw new RunUsageError(`--${flag} ${text}: expected a positive integer`);
-  return n;
-}
-
-// ---- what a run looked like -------------------------------------------------------------------
-
-/** Everything the progress notifications said about one run, folded. */
-export class RunRecord {
-  runId: string | undefined;
-  last: TrainProgress | undefined;
-  /** Every loss point the engine sent, in step order. */
-  readonly loss: [number, number][] = [];
-  diagnosis: TrainDiagnosis | undefined;
-  readonly warnings: string[] = [];
-  readonly startedAt = Date.now();
-  endedAt: number | undefined;
-
-  add(p: TrainProgress): void {
-    this.last = p;
-    for (const point of p.loss) {
-      const prev = this.loss[this.loss.length - 1];
-      // Sampled batches can repeat the last point of the previous one; keep each step once.
-      if (!prev || point[0] > prev[0]) this.loss.push(point);
-    }
-    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
-    if (isFinalState(p.state)) this.endedAt ??= Date.now();
-  }
-
-  get state(): TrainProgress['state'] {
-    return this.last?.state ?? 'starting';
-  }
-
-  get seconds(): number {
-    return ((this.endedAt ?? Date.now()) - this.startedAt) / 1000;
-  }
-
-  get finalLoss(): number | null {
-    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
-  }
-
-  json(): object {
-    return {
-      runId: this.runId ?? null,
-      state: this.state,
-      steps: this.last?.step ?? 0,
-      epochs: this.last?.epoch ?? null,
-      totalEpochs: this.last?.totalEpochs ?? null,
-      seconds: Number(this.seconds.toFixed(3)),
-      loss: this.loss,
-      diagnosis: this.diagnosis ?? null,
-      ...(this.last?.error ? { error: this.last.error } : {}),
-      ...(this.last?.ranks ? { ranks: this.last.ranks, worldSize: this.last.worldSize ?? null } : {}),
-      ...(this.last?.lossSpread ? { lossSpread: this.last.lossSpread } : {}),
-      warnings: this.warnings,
-    };
-  }
-}
-
-
 // ---- text ------------------------------------------------------------------------------------
-
 
 /** One progress bar line for a terminal `columns` wide (no newline; the caller rewrites it). */
 export function progressBar(p: TrainProgress, loss: number | null, columns: number): string {
@@ -201,12 +153,15 @@ export function formatRunSummary(r: RunRecord): string {
   const p = r.last;
   const lines: string[] = [];
   const steps = p?.step ?? 0;
-  const epochs = p?.epoch ?? null;
-  // The engine's own rate leaves out the start (imports, model build) that `seconds` includes.
-  const perSec = p?.stepsPerSec ?? (steps > 0 && r.seconds > 0 ? steps / r.seconds : null);
-  const rate = perSec ? ` (${formatRate(perSec)})` : '';
+  const epochs = p ? epochsDone(p) : null;
+  const d = r.diagnosis;
+  const epochText = epochs !== null ? `, ${plural(epochs, 'epoch')}` : '';
+  // The CLI's clock covers the engine's start and the script's imports; per-step figures come
+  // from the engine's clock (the Diagnosis line), so say which is which.
+  let rate = '';
+  if (!d && p?.stepsPerSec) rate = ` (${formatRate(p.stepsPerSec)})`;
   lines.push(
-    `Training ${r.state}: ${steps} step${steps === 1 ? '' : 's'}${epochs !== null ? `, ${epochs} epoch${epochs === 1 ? '' : 's'}` : ''} in ${formatDuration(r.seconds)}${rate}`,
+    `Training ${r.state}: ${plural(steps, 'step')}${epochText} in ${formatDuration(r.seconds)} wall, start-up included${rate}`,
   );
   if (r.loss.length) {
     let min = r.loss[0];
@@ -215,10 +170,18 @@ export function formatRunSummary(r: RunRecord): string {
   } else {
     lines.push('Loss: none reported');
   }
+  const mode = modeText(p);
+  if (mode) lines.push(`Model as last seen: ${mode}`);
   for (const w of r.warnings) lines.push(`warning: ${w}`);
-  const d = r.diagnosis;
   if (d) {
-    const facts = [`${d.steps} steps on ${d.device}`, `${d.stepMs.toFixed(2)} ms/step`];
+    const facts = [`${d.steps} steps on ${d.device}`];
+    if (d.steps >= 2 && d.stepMs > 0) {
+      facts.push(
+        `${d.stepMs.toFixed(2)} ms/step (${formatRate(1000 / d.stepMs)}), wall clock, mean of steps 2–${d.steps} (step 1 is warm-up)`,
+      );
+    } else if (d.stepMs > 0) {
+      facts.push(`${d.stepMs.toFixed(2)} ms for its one step, start-up included`);
+    }
     if (d.batchSize !== null) facts.push(`batch ${d.batchSize}`);
     lines.push(`Diagnosis: ${facts.join(', ')}`);
     if (d.breakdown) {
@@ -232,6 +195,20 @@ export function formatRunSummary(r: RunRecord): string {
     for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
   }
   return lines.join('\n');
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`;
+}
+
+/** "eval mode, grad off, lr 0.1": what the engine saw last (parts it knows). */
+export function modeText(p: TrainProgress | undefined): string {
+  if (!p) return '';
+  const parts: string[] = [];
+  if (p.training !== undefined) parts.push(p.training ? 'train mode' : 'eval mode');
+  if (p.gradEnabled !== undefined) parts.push(p.gradEnabled ? 'grad on' : 'grad off');
+  if (p.lr !== undefined && p.lr !== null) parts.push(`lr ${p.lr}`);
+  return parts.join(', ');
 }
 
 // ---- the command -----------------------------------------------------------------------------
@@ -272,14 +249,6 @@ class ProgressDisplay {
   }
 }
 
-function resolveFile(file: string): string {
-  const abs = path.resolve(file);
-  if (!fs.existsSync(abs)) {
-    throw new EngineError(`${file}: no such file`, ErrorCodes.userError, { kind: 'fileNotFound', location: { file: abs, line: 1 } });
-  }
-  return abs;
-}
-
 /** Entry from main.ts: `argv` is everything after `run`. Returns the exit code. */
 export async function runCommand(argv: string[], clientVersion: string): Promise<number> {
   let opts: RunOptions | 'help';
@@ -291,25 +260,25 @@ export async function runCommand(argv: string[], clientVersion: string): Promise
       opts.distributed = taken.distributed;
     }
   } catch (err) {
-    if (!(err instanceof RunUsageError) && !(err instanceof DistributedUsageError)) throw err;
+    if (!(err instanceof UsageError) && !(err instanceof DistributedUsageError)) throw err;
     process.stderr.write(`model-lens run: ${err.message}\n\n${RUN_HELP}\n`);
-    return RUN_EXIT_USAGE;
+    return EXIT_USAGE;
   }
   if (opts === 'help') {
     process.stdout.write(`${RUN_HELP}\n`);
-    return RUN_EXIT_DONE;
+    return EXIT_OK;
   }
   try {
-    const code = await runTraining(resolveFile(opts.file), opts, clientVersion);
+    const code = await runTraining(resolveModelFile(opts.file), opts, clientVersion);
     // Ctrl-C means now: the engine is already shut down and everything is written (stdout and
     // stderr are synchronous on Linux), but the client's kill-grace timer would keep the
     // process alive for another 1.5 s.
-    if (code === RUN_EXIT_INTERRUPTED) process.exit(code);
+    if (code === EXIT_INTERRUPTED) process.exit(code);
     return code;
   } catch (err) {
     if (err instanceof EngineError) {
       process.stderr.write(formatEngineError(err.message, err.data) + '\n');
-      return RUN_EXIT_FAILED;
+      return EXIT_FAILED;
     }
     throw err;
   }
@@ -331,7 +300,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   const onSignal = (): void => {
     if (interrupted) {
       // A second Ctrl-C: stop waiting for a clean stop.
-      void client?.kill('disposed').finally(() => process.exit(RUN_EXIT_INTERRUPTED));
+      void client?.kill('disposed').finally(() => process.exit(EXIT_INTERRUPTED));
       return;
     }
     interrupted = true;
@@ -344,7 +313,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   try {
     client = await EngineClient.start({
       kind: engineKindForFile(file),
-      cwd: path.dirname(file),
+      // The caller's directory, as `python FILE` would: relative paths in the script (a saved
+      // model.pth, a data folder) mean what its user expects.
+      cwd: process.cwd(),
       python: opts.python,
       backend: opts.backend,
       // The CLI runs what its user points it at, like `python train.py` would.
@@ -352,7 +323,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       clientName: 'model-lens-cli',
       clientVersion,
     });
-    if (interrupted) return await finish(client, record, opts, RUN_EXIT_INTERRUPTED);
+    if (interrupted) return await finish(client, record, opts, EXIT_INTERRUPTED);
     for (const note of client.notes) process.stderr.write(`warning: ${note}\n`);
     const engine = client;
 
@@ -362,7 +333,6 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
-      if (record.runId && p.runId !== record.runId) return;
       record.add(p);
       if (isFinalState(p.state)) {
         display.clear();
@@ -372,13 +342,12 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       }
     });
     client.onNotification(trainDiagnosisNotification, (d) => {
-      if (record.runId && d.runId !== record.runId) return;
-      record.diagnosis = d;
+      record.setDiagnosis(d);
       if (isFinalState(record.state)) diagnosisFinal = true;
     });
     const engineGone = new Promise<never>((_, reject) =>
       engine.onExit((e) => {
-        const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+        const how = describeExit(e);
         const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
         reject(
           new EngineError(`The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`, ErrorCodes.internal, {
@@ -402,7 +371,7 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
         record.runId = late.runId;
         await stopRun(engine, late.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
       }
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // A run that fails at once can report its end before train/start's response arrives.
     const started = raced ?? (await start);
@@ -411,12 +380,12 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
     await Promise.race([ended, engineGone]);
     if (interrupted && !isFinalState(record.state)) {
       await stopRun(engine, started.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
-      return await finish(engine, record, opts, RUN_EXIT_INTERRUPTED);
+      return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
     if (!diagnosisFinal) record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
-    const code = record.state === 'done' ? RUN_EXIT_DONE : RUN_EXIT_FAILED;
-    return await finish(engine, record, opts, interrupted ? RUN_EXIT_INTERRUPTED : code);
+    const code = record.state === 'done' ? EXIT_OK : EXIT_FAILED;
+    return await finish(engine, record, opts, interrupted ? EXIT_INTERRUPTED : code);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

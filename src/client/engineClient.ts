@@ -17,7 +17,9 @@ import {
 import { ErrorCodes, type EngineErrorData, type EngineErrorKind } from '../protocol/errors';
 import { initializeRequest, logNotification, shutdownRequest, type InitializeResult } from '../protocol/messages';
 import { PROTOCOL_VERSION, type EngineInfo, type EngineKind } from '../protocol/types';
+import { describeExit } from '../shared/processExit';
 import { packageRoot } from './packageRoot';
+import { killProcessGroup } from './processGroup';
 import { findPython } from './pythonFinder';
 
 /** Default for requests that run user code (a forward, a summary). Generous: torch imports are slow. */
@@ -84,6 +86,11 @@ export class EngineError extends Error {
   get kind(): EngineErrorKind {
     return this.data.kind;
   }
+}
+
+/** Engines and clients with the same major protocol version understand each other. */
+function protocolMajor(version: unknown): string {
+  return String(version ?? '').split('.')[0];
 }
 
 /** Which engine runs a model file, by its extension. */
@@ -179,6 +186,13 @@ export class EngineClient {
           { timeoutMs: START_TIMEOUT_MS },
         ) as Promise<InitializeResult>,
       ]);
+      if (protocolMajor(init.protocolVersion) !== protocolMajor(PROTOCOL_VERSION)) {
+        throw new EngineError(
+          `The ${options.kind} engine speaks protocol ${init.protocolVersion}; this client speaks ${PROTOCOL_VERSION}`,
+          ErrorCodes.environment,
+          { kind: 'unsupported', expected: PROTOCOL_VERSION, got: String(init.protocolVersion) },
+        );
+      }
       client.info = init.engine;
       client.notes = notes;
       return client;
@@ -291,11 +305,11 @@ export class EngineClient {
     this.killReason ??= reason;
     let timer: NodeJS.Timeout | undefined;
     const exited = Promise.race([this.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), KILL_GRACE_MS)))]);
-    signalGroup(this.child, 'SIGTERM');
+    killProcessGroup(this.child, 'SIGTERM');
     const gone = await exited;
     // A pending grace timer would keep a CLI alive after the engine is already gone.
     clearTimeout(timer);
-    if (!gone) signalGroup(this.child, 'SIGKILL');
+    if (!gone) killProcessGroup(this.child, 'SIGKILL');
     return this.exited;
   }
 
@@ -305,7 +319,7 @@ export class EngineClient {
   }
 
   private deadError(method: string, e: EngineExit): EngineError {
-    const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
+    const how = describeExit(e);
     const why =
       e.reason === 'disposed'
         ? 'the engine was shut down'
@@ -336,22 +350,8 @@ export class EngineClient {
 /** Every engine this process started, so none outlives an abrupt exit of the CLI. */
 const liveChildren = new Set<ChildProcess>();
 process.once('exit', () => {
-  for (const child of liveChildren) signalGroup(child, 'SIGKILL');
+  for (const child of liveChildren) killProcessGroup(child, 'SIGKILL');
 });
-
-function signalGroup(child: ChildProcess, signal: NodeJS.Signals): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  try {
-    if (process.platform === 'win32') child.kill(signal);
-    else process.kill(-child.pid, signal);
-  } catch {
-    try {
-      child.kill(signal);
-    } catch {
-      // Gone between the check and the signal.
-    }
-  }
-}
 
 async function engineCommand(
   options: EngineStartOptions,

@@ -1,6 +1,11 @@
 import { execFile } from 'node:child_process';
 
-/** Importing torch takes 1–2 s on a quiet machine and far more on a loaded one. */
+/**
+ * The probe does not import torch (1–2 s on a quiet machine, far more on a loaded one, and the
+ * engine imports it again right after): it finds the package and reads its version from the
+ * installed metadata. A torch that is installed but fails to import is reported by the engine
+ * itself (engine/initialize says why). Python start-up alone can still be slow on a loaded box.
+ */
 const PROBE_TIMEOUT_MS = 60_000;
 const MIN_PYTHON: [number, number] = [3, 8];
 
@@ -38,8 +43,16 @@ const PROBE_SCRIPT = [
   'import sys, json',
   'out = {"python": "%d.%d.%d" % sys.version_info[:3], "executable": sys.executable}',
   'try:',
-  '    import torch',
-  '    out["torch"] = torch.__version__',
+  '    import importlib.util',
+  '    spec = importlib.util.find_spec("torch")',
+  '    if spec is None:',
+  '        out["torchError"] = "ModuleNotFoundError: No module named \'torch\'"',
+  '    else:',
+  '        try:',
+  '            import importlib.metadata',
+  '            out["torch"] = importlib.metadata.version("torch")',
+  '        except Exception:',
+  '            out["torch"] = "unknown version"',
   'except Exception as e:',
   '    out["torchError"] = "%s: %s" % (type(e).__name__, e)',
   'print(json.dumps(out))',

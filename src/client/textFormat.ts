@@ -12,11 +12,26 @@ function mb(bytes: number): string {
   return (bytes / 1e6).toFixed(2);
 }
 
+const LISTED_UNCOUNTED_OPS = 6;
+
 /** Scales mult-adds the way torchinfo does: the largest unit that keeps the figure ≥ 1. */
-export function formatMacs(macs: number): string {
-  if (macs >= 1e12) return `Total mult-adds (T): ${(macs / 1e12).toFixed(2)}`;
-  if (macs >= 1e9) return `Total mult-adds (G): ${(macs / 1e9).toFixed(2)}`;
-  return `Total mult-adds (M): ${(macs / 1e6).toFixed(2)}`;
+export function formatMacs(macs: number, label = 'Total mult-adds'): string {
+  if (macs >= 1e12) return `${label} (T): ${(macs / 1e12).toFixed(2)}`;
+  if (macs >= 1e9) return `${label} (G): ${(macs / 1e9).toFixed(2)}`;
+  return `${label} (M): ${(macs / 1e6).toFixed(2)}`;
+}
+
+/** The executed count under its own name, below torchinfo's, with the ops it could not price. */
+function executedLines(t: SummaryResult['totals']): string[] {
+  if (t.executedMacs === undefined) return [];
+  const lines = [`${formatMacs(t.executedMacs, 'Executed mult-adds')}  (aten ops that ran, ${t.executedMacsMethod ?? 'own formulas'})`];
+  const ops = t.uncountedOps ?? [];
+  if (ops.length) {
+    const listed = ops.slice(0, LISTED_UNCOUNTED_OPS).map((o) => `${o.name} ×${o.calls}`);
+    if (ops.length > LISTED_UNCOUNTED_OPS) listed.push(`${ops.length - LISTED_UNCOUNTED_OPS} more`);
+    lines.push(`  not counted (no formula): ${listed.join(', ')}`);
+  }
+  return lines;
 }
 
 function pad(s: string, width: number): string {
@@ -50,6 +65,10 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     if (node.frozen && node.totalParams > 0) notes.push('frozen');
     if (!node.training) notes.push('eval');
     if (row && !row.ran && row.note) notes.push(row.note);
+    if (row?.storedParams !== undefined) notes.push(`pruned: ${formatCount(row.storedParams)} stored`);
+    if (node.packedParams) notes.push(`${formatCount(node.packedParams)} packed quantized weights`);
+    if (row?.outputType) notes.push(`output: ${row.outputType}`);
+    if (depth === 0 && node.wrapper) notes.push(`wrapped by ${node.wrapper}`);
     named.push([
       name,
       formatShape(row?.outputShape ?? null),
@@ -67,14 +86,18 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
   lines.push(
     rule,
     `Total params: ${formatCount(t.params)}`,
+    ...(t.storedParams !== undefined ? [`Stored params (pruned weights before their masks): ${formatCount(t.storedParams)}`] : []),
     `Trainable params: ${formatCount(t.trainableParams)}`,
     `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
+    ...(t.frameworkCounts ? [`(${t.frameworkCounts.note})`] : []),
     formatMacs(t.macs),
+    ...executedLines(t),
     rule,
     `Input size (MB): ${mb(t.inputBytes)}`,
     `Forward/backward pass size (MB): ${mb(t.forwardBackwardBytes)}`,
     `Params size (MB): ${mb(t.paramBytes)}`,
     `Estimated Total Size (MB): ${mb(t.totalBytes)}`,
+    ...(t.leafOutputBytes !== undefined ? [`All leaf layers' outputs (MB): ${mb(t.leafOutputBytes)}`] : []),
     rule,
   );
   if (tree.buffers.length > MAX_LISTED_BUFFERS) {

@@ -30,11 +30,29 @@ export function formatRate(stepsPerSec: number | null | undefined): string | nul
   return `${(1 / stepsPerSec).toFixed(1)} s/step`;
 }
 
-/** "epoch 3/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931" (parts that are known). */
+/**
+ * Epochs completed, the same kind of count as `step` (steps completed), so the two never
+ * disagree ("epoch 518 · step 517" was the epoch in progress next to the steps done). From the
+ * steps when the engine knows how many make an epoch; else the epoch in progress minus one.
+ */
+export function epochsDone(p: TrainProgress): number | null {
+  if (p.epoch === null) return null;
+  if (p.state === 'done') return p.totalEpochs ?? p.epoch;
+  if (p.totalSteps && p.totalEpochs) {
+    // The small epsilon keeps 0.1 * 30 steps from flooring to 2.
+    return Math.min(p.totalEpochs, Math.floor((p.step * p.totalEpochs) / p.totalSteps + 1e-9));
+  }
+  return Math.max(0, p.epoch - 1);
+}
+
+/**
+ * "epoch 12/50 · step 1200/5000 · 41 steps/s · ETA 1:32 · loss 0.0931" (parts that are known):
+ * both counts are of what has completed.
+ */
 export function progressText(p: TrainProgress, loss: number | null): string {
   const parts: string[] = [];
-  // `epoch` is the 1-based epoch in progress.
-  if (p.epoch !== null) parts.push(`epoch ${p.epoch}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
+  const epochs = epochsDone(p);
+  if (epochs !== null) parts.push(`epoch ${epochs}${p.totalEpochs ? `/${p.totalEpochs}` : ''}`);
   parts.push(`step ${p.step}${p.totalSteps ? `/${p.totalSteps}` : ''}`);
   // Speed and time left describe a run in progress, not one that has ended.
   if (!isFinalState(p.state)) {

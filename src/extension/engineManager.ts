@@ -84,7 +84,7 @@ export class EngineManager implements vscode.Disposable {
   }
 
   private async start(kind: EngineKind, resource?: vscode.Uri): Promise<EngineClient> {
-    const { client: clientModule, messages } = await engineModules();
+    const { client: clientModule, messages } = engineModules();
     const config = vscode.workspace.getConfiguration('modelLens', resource);
     const folder = resource ? vscode.workspace.getWorkspaceFolder(resource) : vscode.workspace.workspaceFolders?.[0];
     const cwd = folder?.uri.fsPath ?? (resource ? path.dirname(resource.fsPath) : undefined);

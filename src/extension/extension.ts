@@ -5,31 +5,19 @@ import type { HookKind, ModuleNode } from '../protocol/types';
 import { CODELENS_SELECTOR, ModelCodeLensProvider, type ModelTarget } from './codeLens';
 import { EngineManager } from './engineManager';
 import { GpuStatusBar } from './gpuStatusBar';
-import type { HookView } from '../protocol/webviewMessages';
 import { ModelSession } from './modelSession';
 import { ModulesProvider, TensorsProvider, type TensorElement } from './moduleTree';
-import { Panels } from './panels';
+import { PanelHost } from './panels';
+import { watchInterpreter } from './pythonEnv';
 import { TrainingController } from './training';
 import { SystemPanel } from './systemPanel';
 import { GpuHistory } from './systemModel';
 import { GpuSampler } from '../system/gpuSampler';
 
-/** What activate() returns: read-only access for the editor test suite (test/vscode). */
-export interface ModelLensApi {
-  readonly engines: EngineManager;
-  modelName(): string | undefined;
-  moduleCount(): number;
-  /** The tree node at a module path, as tree commands receive it. */
-  module(path: string): ModuleNode | undefined;
-  totalParams(): number | undefined;
-  hooks(): readonly HookView[];
-  activateMs: number;
-}
-
 let activeEngines: EngineManager | undefined;
 let activeSampler: GpuSampler | undefined;
 
-export function activate(context: vscode.ExtensionContext): ModelLensApi {
+export function activate(context: vscode.ExtensionContext): void {
   const started = performance.now();
   const output = vscode.window.createOutputChannel('Model Lens');
   const engines = new EngineManager(output, String(context.extension.packageJSON.version ?? '0'));
@@ -37,16 +25,16 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
   const status = vscode.window.createStatusBarItem('modelLens.status', vscode.StatusBarAlignment.Left, 10);
   status.name = 'Model Lens';
   status.command = 'modelLens.showSummary';
-  const panels = new Panels(context.extensionUri, output, (kind, message) => s.handlePanelMessage(kind, message));
+  const panels = new PanelHost(context.extensionUri, output);
   const s = new ModelSession(engines, panels, output, diagnostics, status);
   activeEngines = engines;
   // Constructing the sampler spawns nothing; GpuStatusBar starts it after a delay.
   const sampler = new GpuSampler({ log: (line) => output.appendLine(`[gpu] ${line}`) });
   activeSampler = sampler;
   const gpuHistory = new GpuHistory(sampler);
-  const systemPanel = new SystemPanel(context.extensionUri, gpuHistory, engines, output);
+  const systemPanel = new SystemPanel(panels, gpuHistory, engines, output);
 
-  const training = new TrainingController(engines, s, output, context.extensionUri);
+  const training = new TrainingController(engines, s, output, panels);
 
   const modules = new ModulesProvider(s);
   const tensors = new TensorsProvider(s);
@@ -75,10 +63,20 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
     { dispose: () => void sampler.dispose() },
     vscode.languages.registerCodeLensProvider(CODELENS_SELECTOR, new ModelCodeLensProvider()),
     vscode.workspace.onDidSaveTextDocument((doc) => s.onDidSave(doc)),
+    vscode.window.onDidChangeActiveTextEditor(() => s.describeViews()),
     vscode.workspace.onDidGrantWorkspaceTrust(() => s.setMessage(undefined)),
     vscode.workspace.onDidChangeConfiguration((e) => {
       if (e.affectsConfiguration('modelLens.pythonPath')) void engines.restart('pytorch');
       if (e.affectsConfiguration('modelLens.tfjsBackend')) void engines.restart('tfjs');
+    }),
+    // The Python extension's interpreter, when modelLens.pythonPath does not override it: a new
+    // choice restarts the PyTorch engine, as a new pythonPath does. Subscribed on the first
+    // PyTorch engine start, so activating Model Lens never activates the Python extension.
+    watchInterpreter(engines, (uri) => {
+      if (vscode.workspace.getConfiguration('modelLens', uri).get<string>('pythonPath')) return;
+      if (!engines.running('pytorch')) return;
+      output.appendLine('[pytorch] the Python extension switched interpreter; restarting the engine');
+      void engines.restart('pytorch').then(() => (s.model?.kind === 'pytorch' ? s.reload() : undefined));
     }),
 
     command('modelLens.inspectCurrentFile', async (arg?: unknown) => {
@@ -136,15 +134,6 @@ export function activate(context: vscode.ExtensionContext): ModelLensApi {
 
   const activateMs = performance.now() - started;
   output.appendLine(`[extension] activated in ${activateMs.toFixed(1)} ms`);
-  return {
-    engines,
-    activateMs,
-    modelName: () => s.model?.load.name,
-    moduleCount: () => s.model?.modules.size ?? 0,
-    module: (p: string) => s.model?.modules.get(p),
-    totalParams: () => s.model?.summary?.totals.params,
-    hooks: () => s.hooks.all(),
-  };
 }
 
 /** Engines are stopped (with their process groups) before the extension host goes away. */

@@ -3,16 +3,40 @@
 import type { ModuleNode, SummaryRow } from '../protocol/types';
 import { formatCount, formatShape } from '../shared/format';
 
-/** Tree item description: `Linear · [1, 10] · 50 params · also at blocks.1 · frozen · eval`. */
+/**
+ * Tree item description, what matters first so a narrow side bar cuts only the least useful:
+ * `[1, 10] · 50 params · Linear`. The root's label already names the model, so no type there.
+ * Aliases, frozen, eval mode and "not run" are in the tooltip (moduleNotes) and the icon.
+ */
 export function moduleDescription(node: ModuleNode, row: SummaryRow | undefined): string {
-  const parts = [node.type];
+  const parts: string[] = [];
   if (row?.outputShape) parts.push(formatShape(row.outputShape));
+  else if (row && !row.ran) parts.push('not run');
   parts.push(`${formatCount(node.totalParams)} params`);
-  if (node.aliases.length) parts.push(`also at ${node.aliases.join(', ')}`);
-  if (node.frozen && node.totalParams > 0) parts.push('frozen');
-  if (!node.training) parts.push('eval');
-  if (row && !row.ran) parts.push('not run');
+  if (node.path !== '') parts.push(node.type);
   return parts.join(' · ');
+}
+
+/** What the description leaves out: `also at shared`, `frozen`, `eval`, `not run`. */
+export function moduleNotes(node: ModuleNode, row: SummaryRow | undefined): string[] {
+  const notes: string[] = [];
+  if (node.aliases.length) notes.push(`also at ${node.aliases.join(', ')}`);
+  if (node.frozen && node.totalParams > 0) notes.push('frozen');
+  if (!node.training) notes.push('eval');
+  if (row && !row.ran) notes.push('not run');
+  return notes;
+}
+
+/** The alias paths registered under `parent` (a shared module's other names), for tree rows. */
+export function aliasesUnder(parent: string, modules: Iterable<ModuleNode>): { alias: string; target: ModuleNode }[] {
+  const prefix = parent === '' ? '' : `${parent}.`;
+  const out: { alias: string; target: ModuleNode }[] = [];
+  for (const m of modules) {
+    for (const a of m.aliases) {
+      if (a.startsWith(prefix) && !a.slice(prefix.length).includes('.')) out.push({ alias: a, target: m });
+    }
+  }
+  return out;
 }
 
 /**

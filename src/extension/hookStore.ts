@@ -6,6 +6,8 @@ import type { HookView } from '../protocol/webviewMessages';
 
 /** Points kept for each sparkline; older ones scroll out. */
 export const HOOK_HISTORY_POINTS = 120;
+/** Histograms kept for the offset view: enough to see a trend, few enough to stay readable. */
+export const HOOK_HISTOGRAM_SNAPSHOTS = 16;
 
 export class HookStore {
   private readonly hooks = new Map<string, HookView>();
@@ -26,7 +28,12 @@ export class HookStore {
     h.shape = e.tensor.shape;
     h.dtype = e.tensor.dtype;
     h.latest = e.stats;
-    if (e.histogram) h.histogram = e.histogram;
+    if (e.histogram) {
+      h.histogram = e.histogram;
+      const snaps = (h.histograms ??= []);
+      snaps.push({ call: e.call, step: e.step, histogram: e.histogram });
+      if (snaps.length > HOOK_HISTOGRAM_SNAPSHOTS) snaps.splice(0, snaps.length - HOOK_HISTOGRAM_SNAPSHOTS);
+    }
     h.history.push({ call: e.call, mean: e.stats.mean, std: e.stats.std });
     if (h.history.length > HOOK_HISTORY_POINTS) h.history.splice(0, h.history.length - HOOK_HISTORY_POINTS);
     if (e.stats.nanCount > 0) h.nanEvents++;

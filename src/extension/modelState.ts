@@ -12,6 +12,8 @@ export class ModelState {
   /** Modules with a parameter or buffer somewhere below, for the Parameters & Buffers view. */
   readonly holdsTensors = new Set<string>();
   summary: SummaryResult | undefined;
+  /** Some module is registered under a second name (a shared module). */
+  readonly hasAliases: boolean;
 
   constructor(
     readonly file: string,
@@ -20,6 +22,7 @@ export class ModelState {
     readonly tree: ModelTreeResult,
   ) {
     for (const m of tree.modules) this.modules.set(m.path, m);
+    this.hasAliases = tree.modules.some((m) => m.aliases.length > 0);
     for (const p of tree.parameters) push(this.params, p.module, p);
     for (const b of tree.buffers) push(this.buffers, b.module, b);
     for (const owner of [...this.params.keys(), ...this.buffers.keys()]) {

@@ -1,7 +1,7 @@
 import * as vscode from 'vscode';
 import type { BufferInfo, ModuleNode, ParameterInfo } from '../protocol/types';
 import { formatCount, formatShape } from '../shared/format';
-import { moduleDescription } from './format';
+import { aliasesUnder, moduleDescription, moduleNotes } from './format';
 import type { HookStore } from './hookStore';
 import type { ModelState } from './modelState';
 
@@ -12,11 +12,27 @@ export interface ModelSource {
 }
 
 /**
+ * A second name of a shared module (`layers.2` when `layers[2] is layers[0]`): torch lists the
+ * module once, under its first name, so without this row `layers.2` would be missing.
+ */
+export interface ModuleAlias {
+  kind: 'alias';
+  alias: string;
+  target: ModuleNode;
+}
+
+export type ModuleElement = ModuleNode | ModuleAlias;
+
+export function isAlias(e: ModuleElement): e is ModuleAlias {
+  return (e as ModuleAlias).kind === 'alias';
+}
+
+/**
  * The Modules view. Children are looked up per node from the path index when VS Code asks, so
  * nothing is built for collapsed subtrees.
  */
-export class ModulesProvider implements vscode.TreeDataProvider<ModuleNode> {
-  private readonly changed = new vscode.EventEmitter<ModuleNode | undefined>();
+export class ModulesProvider implements vscode.TreeDataProvider<ModuleElement> {
+  private readonly changed = new vscode.EventEmitter<ModuleElement | undefined>();
   readonly onDidChangeTreeData = this.changed.event;
   /** Paths the user expanded (root counts as expanded until collapsed), kept across re-inspects. */
   readonly expanded = new Set<string>(['']);
@@ -27,18 +43,26 @@ export class ModulesProvider implements vscode.TreeDataProvider<ModuleNode> {
     this.changed.fire(undefined);
   }
 
-  getChildren(node?: ModuleNode): ModuleNode[] {
+  getChildren(element?: ModuleElement): ModuleElement[] {
     const model = this.source.model;
     if (!model) return [];
-    if (!node) return model.root ? [model.root] : [];
-    return model.children(node.path);
+    if (!element) return model.root ? [model.root] : [];
+    if (isAlias(element)) return [];
+    const children: ModuleElement[] = model.children(element.path);
+    // Shared modules are rare; only look for aliases when the model has any.
+    if (model.hasAliases) for (const a of aliasesUnder(element.path, model.modules.values())) children.push({ kind: 'alias', ...a });
+    return children;
   }
 
-  getParent(node: ModuleNode): ModuleNode | undefined {
-    return node.parent === null ? undefined : this.source.model?.modules.get(node.parent);
+  getParent(element: ModuleElement): ModuleNode | undefined {
+    const model = this.source.model;
+    if (isAlias(element)) return model?.modules.get(element.alias.slice(0, Math.max(0, element.alias.lastIndexOf('.'))));
+    return element.parent === null ? undefined : model?.modules.get(element.parent);
   }
 
-  getTreeItem(node: ModuleNode): vscode.TreeItem {
+  getTreeItem(element: ModuleElement): vscode.TreeItem {
+    if (isAlias(element)) return aliasItem(element);
+    const node = element;
     const model = this.source.model;
     const isRoot = node.path === '';
     const hasChildren = node.children.some((c) => model?.modules.has(c));
@@ -52,25 +76,38 @@ export class ModulesProvider implements vscode.TreeDataProvider<ModuleNode> {
     );
     item.id = `module:${node.path}`;
     const hooks = this.source.hooks.attachedOn(node.path);
-    const hookNote = hooks.length ? ` · hooked (${hooks.map((h) => h.kind).join(', ')})` : '';
-    item.description = moduleDescription(node, model?.rows.get(node.path)) + hookNote;
+    item.description = moduleDescription(node, model?.rows.get(node.path));
     item.accessibilityInformation = { label: isRoot ? 'Module (root)' : `Module ${node.path}` };
     item.contextValue = 'module';
     item.iconPath = new vscode.ThemeIcon(
       hooks.length ? 'debug-breakpoint-log' : node.frozen && node.totalParams > 0 ? 'lock' : node.isLeaf ? 'symbol-field' : 'symbol-class',
     );
-    item.tooltip = moduleTooltip(node, model);
+    item.tooltip = moduleTooltip(node, model, hooks.map((h) => h.kind));
     return item;
   }
 }
 
-function moduleTooltip(node: ModuleNode, model: ModelState | undefined): vscode.MarkdownString {
+function aliasItem(a: ModuleAlias): vscode.TreeItem {
+  const name = a.alias.slice(a.alias.lastIndexOf('.') + 1);
+  const item = new vscode.TreeItem(name, vscode.TreeItemCollapsibleState.None);
+  item.id = `module-alias:${a.alias}`;
+  item.description = `= ${a.target.path} (shared) · ${a.target.type}`;
+  item.tooltip = `${a.alias} is the same ${a.target.type} object as ${a.target.path}: its parameters are counted once, there.`;
+  item.iconPath = new vscode.ThemeIcon('references');
+  item.accessibilityInformation = { label: `Module ${a.alias}, shared with ${a.target.path}` };
+  item.contextValue = 'moduleAlias';
+  return item;
+}
+
+function moduleTooltip(node: ModuleNode, model: ModelState | undefined, hooks: string[]): vscode.MarkdownString {
   const row = model?.rows.get(node.path);
   const md = new vscode.MarkdownString(undefined, false);
   md.appendMarkdown(`**${escapeMd(node.type)}** \`${escapeMd(node.path || '(root)')}\`\n\n`);
+  const notes = moduleNotes(node, row);
+  if (hooks.length) notes.unshift(`hooked (${hooks.join(', ')})`);
+  if (notes.length) md.appendMarkdown(`${notes.map(escapeMd).join(' · ')}\n\n`);
   md.appendMarkdown(`Parameters: ${formatCount(node.totalParams)} (trainable ${formatCount(node.trainableParams)}, own ${formatCount(node.ownParams)})\n\n`);
   if (row) md.appendMarkdown(`Output: ${formatShape(row.outputShape)} · MACs ${formatCount(row.macs)}${row.note ? ` · ${escapeMd(row.note)}` : ''}\n\n`);
-  if (node.aliases.length) md.appendMarkdown(`Also registered at: ${node.aliases.map(escapeMd).join(', ')}\n\n`);
   if (!node.training) md.appendMarkdown('In eval mode (training=False)\n\n');
   if (node.frozen && node.totalParams > 0) md.appendMarkdown('Frozen: no parameter below requires grad\n\n');
   const def = node.source?.definition;

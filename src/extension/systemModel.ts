@@ -3,7 +3,7 @@
 // the engine's process, the memory breakdown and the CPU load.
 import type * as os from 'node:os';
 import type { EngineKind, GpuInfo, MemoryInfo } from '../protocol/types';
-import { escapeMarkdown, formatBytes, formatGpuStatus, formatGpuTooltip, pickGpu } from '../system/gpuFormat';
+import { escapeMarkdown, formatBytes, formatGpuStatus, gibFromMiB, pickGpu } from '../system/gpuFormat';
 import type { RunGpuHint } from '../system/gpuFormat';
 import { memoryThreeWays } from '../system/gpuMemory';
 import type { Disposable, GpuSampler, GpuSamplerStatus, GpuSnapshot } from '../system/gpuSampler';
@@ -170,6 +170,31 @@ export interface StatusBarView {
 }
 
 const CLICK_HINT = '_Click for the System panel._';
+
+/**
+ * The GPUs for the tooltip, one block per GPU and one line per figure. A status bar hover does
+ * not lay out markdown tables, so a table ran Util, Temp and Power together on one line.
+ */
+export function gpuTooltip(gpus: readonly GpuInfo[], shownIndex?: number): string {
+  const first = gpus[0];
+  const facts = [first?.driverVersion && `driver ${escapeMarkdown(first.driverVersion)}`, first?.cudaVersion && `CUDA ${escapeMarkdown(first.cudaVersion)}`].filter(Boolean);
+  const blocks = gpus.map((g) => {
+    const marker = g.index === shownIndex && gpus.length > 1 ? ' (in the status bar)' : '';
+    const util = g.utilizationPct !== null ? `${Math.round(g.utilizationPct)}%` : g.mig ? 'not reported per MIG instance' : '—';
+    const temp = g.temperatureC === null ? '—' : `${g.temperatureC} °C`;
+    const draw = g.powerW === null || g.powerW === undefined ? null : Math.round(g.powerW);
+    const limit = g.powerLimitW === null || g.powerLimitW === undefined ? null : Math.round(g.powerLimitW);
+    const power = draw === null ? '—' : limit === null ? `${draw} W` : `${draw} / ${limit} W`;
+    return [
+      `**GPU ${g.index}** · ${escapeMarkdown(g.name)}${marker}`,
+      `Memory: ${gibFromMiB(g.memoryUsedMiB)} / ${gibFromMiB(g.memoryTotalMiB)} GiB`,
+      `Util: ${util}`,
+      `Temp: ${temp}`,
+      `Power: ${power}`,
+    ].join('  \n');
+  });
+  return [...(facts.length ? [`NVIDIA ${facts.join(' · ')}`] : []), ...blocks].join('\n\n');
+}
 /** Failures that mean this machine has no usable NVIDIA GPU, as opposed to nvidia-smi misbehaving. */
 const NO_GPU_KINDS: ReadonlySet<NvidiaSmiFailureKind> = new Set(['notFound', 'notExecutable', 'driver', 'nvml', 'noDevices']);
 
@@ -184,12 +209,12 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
   const withFooter = (body: string) => [body, engineLine, CLICK_HINT].filter((x) => x !== undefined).join('\n\n');
   if (status.available && snapshot && snapshot.gpus.length > 0) {
     const v = formatGpuStatus({ available: true, gpus: snapshot.gpus, processes: input.processes }, run);
-    return { text: v.text, tooltip: withFooter(v.tooltip), live: true };
+    return { text: v.text, tooltip: withFooter(gpuTooltip(snapshot.gpus, v.gpuIndex)), live: true };
   }
   if (status.state === 'unavailable' && snapshot && snapshot.gpus.length > 0) {
     const last = pickGpu(snapshot.gpus, run, input.processes);
-    const head = `**GPU data unavailable** (${escapeMarkdown(status.reason ?? 'nvidia-smi stopped answering')}); retrying.`;
-    const stale = `Last figures, ${new Date(snapshot.time).toLocaleTimeString()}:\n\n${formatGpuTooltip(snapshot.gpus, last?.index)}`;
+    const head = `**GPU data unavailable**: ${escapeMarkdown(sentence(status.reason ?? 'nvidia-smi stopped answering'))} Retrying.`;
+    const stale = `Last figures, ${new Date(snapshot.time).toLocaleTimeString()}:\n\n${gpuTooltip(snapshot.gpus, last?.index)}`;
     return { text: 'GPU ?', tooltip: withFooter(`${head}\n\n${stale}`), live: false };
   }
   if (status.state === 'unavailable' && (status.kind === undefined || NO_GPU_KINDS.has(status.kind))) {
@@ -198,13 +223,19 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
   }
   if (status.state === 'unavailable') {
     // nvidia-smi exists but misbehaves (hangs, prints garbage): there may well be a GPU.
-    const head = `**GPU data unavailable** (${escapeMarkdown(status.reason ?? 'nvidia-smi is not answering')}); retrying.`;
+    const head = `**GPU data unavailable**: ${escapeMarkdown(sentence(status.reason ?? 'nvidia-smi is not answering'))} Retrying.`;
     return { text: 'GPU ?', tooltip: withFooter(head), live: false };
   }
   const v = formatGpuStatus({ available: false, starting: true });
   return { text: v.text, tooltip: withFooter(v.tooltip), live: false };
 }
 
+
+/** A reason with a final full stop (kept lower-case: reasons often start with `nvidia-smi`). */
+export function sentence(text: string): string {
+  const t = text.trim();
+  return !t || /[.!?]$/.test(t) ? t : `${t}.`;
+}
 
 export interface MemorySectionInput {
   engine?: EngineProcess;
@@ -219,7 +250,10 @@ export interface MemorySectionInput {
 export function memorySection(input: MemorySectionInput): MemorySection {
   const { engine, torch, gpus } = input;
   if (gpus.length === 0) {
-    return { message: `No NVIDIA GPU${input.gpuReason ? ` (${input.gpuReason})` : ''}, so there is no CUDA memory to break down.`, engine };
+    // The reason may carry its own parentheses ("… (no NVIDIA driver installed?)"): a sentence
+    // of its own reads better than nested ones.
+    const why = input.gpuReason ? `: ${sentence(input.gpuReason)}` : '.';
+    return { message: `No NVIDIA GPU, so there is no CUDA memory to break down${why}`, engine };
   }
   if (!engine || engine.kind !== 'pytorch') {
     return { message: 'No PyTorch engine is running. Inspect a PyTorch model on CUDA to compare what the device reports with what PyTorch reserves and allocates.', engine };

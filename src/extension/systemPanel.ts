@@ -4,18 +4,17 @@
 import * as os from 'node:os';
 import * as vscode from 'vscode';
 import type { CpuInfo, MemoryInfo } from '../protocol/types';
-import type { HostMessage } from '../protocol/webviewMessages';
 import type { Disposable } from '../system/gpuSampler';
 import type { GpuProcess } from '../system/nvidiaSmiParse';
 import type { EngineManager } from './engineManager';
 import { activeEngineProcess } from './gpuStatusBar';
-import { engineModules } from './lazyModules';
+import { collectCpuFacts } from './cpuFacts';
+import { protocol } from './lazyModules';
+import type { PanelHost } from './panels';
 import { SYSTEM_HISTORY_SAMPLES, cpuLoadPct, gpuRows, memorySection } from './systemModel';
 import type { MemorySection, SystemPanelPatch, SystemPanelState } from '../protocol/webviewMessages';
 import type { CpuTimes, GpuHistory } from './systemModel';
-import { webviewHtml } from './webviewHtml';
 
-const TITLE = 'Model Lens: System';
 /** How often the PyTorch engine is asked for torch.cuda memory figures while the panel is visible. */
 export const TORCH_MEMORY_POLL_MS = 2_000;
 /**
@@ -25,15 +24,19 @@ export const TORCH_MEMORY_POLL_MS = 2_000;
 const TORCH_MEMORY_TIMEOUT_MS = 30 * 60_000;
 /** CPU load refresh, independent of the GPU stream (which a machine without a GPU lacks). */
 export const CPU_LOAD_INTERVAL_MS = 2_000;
+/** The first load figure comes sooner, so the panel does not open on "Load —". */
+const CPU_LOAD_FIRST_MS = 300;
 
 
 export class SystemPanel implements vscode.Disposable {
-  private panel: vscode.WebviewPanel | undefined;
+  private watching = false;
   private readonly subs: Disposable[] = [];
+  private readonly hostSubs: vscode.Disposable[];
   private cpu: CpuInfo | null = null;
   private cpuError: string | undefined;
   private cpuLoading: Promise<void> | undefined;
   private lastCpuTimes: CpuTimes | undefined;
+  private lastCpuLoad: number | null = null;
   private processes: GpuProcess[] | undefined;
   private torch: MemoryInfo | undefined;
   private torchPid: number | undefined;
@@ -41,49 +44,34 @@ export class SystemPanel implements vscode.Disposable {
   private timers: NodeJS.Timeout[] = [];
 
   constructor(
-    private readonly extensionUri: vscode.Uri,
+    private readonly panels: PanelHost,
     private readonly history: GpuHistory,
     private readonly engines: EngineManager,
     private readonly output: vscode.OutputChannel,
-  ) {}
+  ) {
+    // A page that (re)loads gets the whole current state; after that, only patches.
+    panels.provide('system', () => this.state());
+    this.hostSubs = [
+      panels.onDidChangeVisibility(({ kind, visible }) => kind === 'system' && visible && void this.pollTorch()),
+      panels.onDidClose((kind) => kind === 'system' && this.stopWatching()),
+    ];
+  }
 
   get isOpen(): boolean {
-    return this.panel !== undefined;
+    return this.panels.isOpen('system');
   }
 
   show(): void {
-    if (this.panel) {
-      this.panel.reveal();
-      return;
-    }
-    const media = vscode.Uri.joinPath(this.extensionUri, 'media');
-    const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
-    const panel = vscode.window.createWebviewPanel('modelLens.system', TITLE, vscode.ViewColumn.Active, {
-      enableScripts: true,
-      localResourceRoots: [media, dist],
-      enableFindWidget: true,
-    });
-    this.panel = panel;
-    panel.iconPath = vscode.Uri.joinPath(media, 'modelLens.svg');
-    panel.webview.html = this.html(panel.webview);
-    panel.webview.onDidReceiveMessage((raw: unknown) => {
-      // The page only ever says `ready`; anything else is ignored, never acted on.
-      if (typeof raw === 'object' && raw !== null && (raw as { type?: unknown }).type === 'ready') void this.postFull();
-      else this.output.appendLine('[webview system] ignored a message');
-    });
-    panel.onDidChangeViewState(() => this.onVisibility());
-    panel.onDidDispose(() => {
-      if (this.panel === panel) this.panel = undefined;
-      this.stopWatching();
-    });
+    this.panels.show('system', this.state());
+    if (this.watching) return;
+    this.watching = true;
     this.startWatching();
     void this.loadCpu();
   }
 
   dispose(): void {
     this.stopWatching();
-    this.panel?.dispose();
-    this.panel = undefined;
+    for (const d of this.hostSubs) d.dispose();
   }
 
   private startWatching(): void {
@@ -106,33 +94,28 @@ export class SystemPanel implements vscode.Disposable {
     this.timers.push(
       setInterval(() => this.refreshCpuLoad(), CPU_LOAD_INTERVAL_MS),
       setInterval(() => void this.pollTorch(), TORCH_MEMORY_POLL_MS),
+      setTimeout(() => this.refreshCpuLoad(), CPU_LOAD_FIRST_MS),
     );
     void this.pollTorch();
   }
 
   private stopWatching(): void {
+    this.watching = false;
     for (const s of this.subs.splice(0)) s.dispose();
     for (const t of this.timers.splice(0)) clearInterval(t);
     this.processes = undefined;
   }
 
-  private onVisibility(): void {
-    if (this.panel?.visible) {
-      void this.pollTorch();
-    }
-  }
-
   private async loadCpu(): Promise<void> {
     this.cpuLoading ??= (async () => {
       try {
-        // systeminformation is loaded on first use: activate() stays cheap.
-        const report = require('../system/systemReport') as typeof import('../system/systemReport');
-        this.cpu = await report.collectCpuInfo();
+        this.cpu = await collectCpuFacts();
         this.cpuError = undefined;
       } catch (err) {
         this.cpuError = err instanceof Error ? err.message : String(err);
         this.cpuLoading = undefined;
       }
+      if (this.cpu && this.lastCpuLoad !== null) this.cpu = { ...this.cpu, loadPct: this.lastCpuLoad };
       this.post({ cpu: this.cpu, cpuError: this.cpuError });
     })();
     return this.cpuLoading;
@@ -142,6 +125,7 @@ export class SystemPanel implements vscode.Disposable {
     const now = os.cpus();
     const load = this.lastCpuTimes ? cpuLoadPct(this.lastCpuTimes, now) : null;
     this.lastCpuTimes = now;
+    if (load !== null) this.lastCpuLoad = Math.round(load);
     if (this.cpu && load !== null) {
       this.cpu = { ...this.cpu, loadPct: Math.round(load) };
       this.post({ cpu: this.cpu });
@@ -150,13 +134,12 @@ export class SystemPanel implements vscode.Disposable {
 
   /** torch.cuda figures from the PyTorch engine: only while the panel is visible and one runs. */
   private async pollTorch(): Promise<void> {
-    if (!this.panel?.visible || this.torchInFlight) return;
+    if (!this.panels.isVisible('system') || this.torchInFlight) return;
     const client = this.engines.running('pytorch');
     if (!client) return;
     this.torchInFlight = true;
     try {
-      const { messages } = await engineModules();
-      const info = await client.request(messages.systemInfoRequest, undefined, { timeoutMs: TORCH_MEMORY_TIMEOUT_MS });
+      const info = await client.request(protocol().systemInfoRequest, undefined, { timeoutMs: TORCH_MEMORY_TIMEOUT_MS });
       this.torch = info.memory;
       this.torchPid = client.pid;
       this.post({ memory: this.memory() });
@@ -193,17 +176,8 @@ export class SystemPanel implements vscode.Disposable {
     };
   }
 
-  private async postFull(): Promise<void> {
-    await this.panel?.webview.postMessage({ type: 'state', state: this.state() } satisfies HostMessage);
-  }
-
   /** Deltas go only to a visible page; a hidden one reloads and asks for the full state. */
   private post(patch: SystemPanelPatch): void {
-    if (!this.panel?.visible) return;
-    void this.panel.webview.postMessage({ type: 'patch', state: patch } satisfies HostMessage);
-  }
-
-  private html(webview: vscode.Webview): string {
-    return webviewHtml(webview, this.extensionUri, 'system', TITLE);
+    this.panels.patch('system', patch);
   }
 }

@@ -6,17 +6,15 @@ import * as vscode from 'vscode';
 import type { EngineClient } from '../client/engineClient';
 import type { TrainDiagnosis, TrainHistograms, TrainProgress } from '../protocol/messages';
 import type { SourceLocation } from '../protocol/types';
-import type { HostMessage } from '../protocol/webviewMessages';
 import type { EngineManager } from './engineManager';
 import { isEngineError } from './errors';
 import { engineModules } from './lazyModules';
+import { openLocation } from './errorReporter';
+import type { PanelHost } from './panels';
 import type { ModelSession } from './modelSession';
 import { progressText } from '../client/trainingText';
-import type { TrainingPanelState } from '../protocol/webviewMessages';
 import { fractionDone, statusText, TrainingRun } from './trainingModel';
-import { webviewHtml } from './webviewHtml';
 
-const TITLE = 'Model Lens: Training';
 /** The panel and the status bar are redrawn at most this often, however fast progress comes. */
 export const TRAINING_UI_FLUSH_MS = 250;
 /** train/start imports the script and builds the model: as slow as an inspect. */
@@ -34,7 +32,6 @@ export class TrainingController implements vscode.Disposable {
   private client: EngineClient | undefined;
   private readonly runSubs: vscode.Disposable[] = [];
   private readonly status: vscode.StatusBarItem;
-  private readonly panel: TrainingPanel;
   private flushTimer: NodeJS.Timeout | undefined;
   private hideTimer: NodeJS.Timeout | undefined;
   private reportProgress: ((p: TrainProgress) => void) | undefined;
@@ -45,17 +42,17 @@ export class TrainingController implements vscode.Disposable {
     private readonly engines: EngineManager,
     private readonly session: ModelSession,
     private readonly output: vscode.OutputChannel,
-    extensionUri: vscode.Uri,
+    private readonly panels: PanelHost,
   ) {
     this.status = vscode.window.createStatusBarItem('modelLens.training', vscode.StatusBarAlignment.Left, 9);
     this.status.name = 'Model Lens Training';
     this.status.command = 'modelLens.showTraining';
-    this.panel = new TrainingPanel(
-      extensionUri,
-      output,
-      (index) => this.openSource(index),
-      () => void this.stop(),
-    );
+    // The page may only stop the run or open one of the run's own source locations, by index:
+    // text from user code shown in it cannot make the editor open anything else.
+    panels.handle('training', (m) => {
+      if (m.type === 'stopTraining') void this.stop();
+      else if (m.type === 'openOpSource') this.openSource(m.index);
+    });
   }
 
   get active(): boolean {
@@ -66,11 +63,10 @@ export class TrainingController implements vscode.Disposable {
     this.endRun();
     clearTimeout(this.hideTimer);
     this.status.dispose();
-    this.panel.dispose();
   }
 
   showPanel(): void {
-    this.panel.show(this.run?.panelState() ?? null);
+    this.panels.show('training', this.run?.panelState() ?? null);
   }
 
   /** Runs the file's training; resolves when the run has ended. */
@@ -93,7 +89,7 @@ export class TrainingController implements vscode.Disposable {
     const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && path.resolve(d.uri.fsPath) === path.resolve(file));
     if (doc?.isDirty) await doc.save();
 
-    const { client: clientModule, messages } = await engineModules();
+    const { client: clientModule, messages } = engineModules();
     const kind = clientModule.engineKindForFile(file);
     const run = new TrainingRun(file, kind);
     this.run = run;
@@ -103,7 +99,7 @@ export class TrainingController implements vscode.Disposable {
     this.status.tooltip = `Training ${file}\nClick for the Training panel`;
     this.status.show();
     void vscode.commands.executeCommand('setContext', 'modelLens.training', true);
-    this.panel.show(run.panelState(), true);
+    this.panels.show('training', run.panelState(), true);
     this.output.appendLine(`[training] starting ${file}`);
     this.output.show(true);
 
@@ -166,7 +162,7 @@ export class TrainingController implements vscode.Disposable {
     if (!run.runId) return;
     this.status.text = `$(sync~spin) stopping · step ${run.last?.step ?? 0}`;
     try {
-      const { messages } = await engineModules();
+      const { messages } = engineModules();
       const r = await client.request(messages.trainStopRequest, { runId: run.runId }, { timeoutMs: TRAIN_STOP_TIMEOUT_MS });
       if (!r.stopped && !run.finished) this.output.appendLine(`[training] run ${run.runId} had already ended`);
     } catch (err) {
@@ -214,7 +210,7 @@ export class TrainingController implements vscode.Disposable {
       : run.stopRequested && !run.finished
         ? `$(sync~spin) stopping · step ${run.last?.step ?? 0}`
         : statusText(run.last, run.lastLoss);
-    this.panel.update(run.panelState());
+    this.panels.update('training', run.panelState());
   }
 
   private async finish(run: TrainingRun): Promise<void> {
@@ -229,7 +225,7 @@ export class TrainingController implements vscode.Disposable {
     // The engine may send its final diagnosis with the end of the run; ask when it did not.
     if (runId && client?.alive && run.state !== 'failed') {
       try {
-        const { messages } = await engineModules();
+        const { messages } = engineModules();
         run.setDiagnosis(await client.request(messages.trainDiagnoseRequest, { runId }, { timeoutMs: DIAGNOSE_TIMEOUT_MS }));
         this.redraw();
       } catch (err) {
@@ -284,79 +280,6 @@ export class TrainingController implements vscode.Disposable {
   private openSource(index: number): void {
     const loc: SourceLocation | undefined = this.run?.sources[index];
     if (!loc) return;
-    const pos = new vscode.Position(Math.max(0, loc.line - 1), Math.max(0, (loc.column ?? 1) - 1));
-    void vscode.window.showTextDocument(vscode.Uri.file(loc.file), { selection: new vscode.Range(pos, pos), preview: true, viewColumn: vscode.ViewColumn.One });
-  }
-}
-
-/**
- * The Training webview. The page may only say `ready`, `showLog`, `stopTraining`, or `openOpSource` with an index
- * into the run's own list of source locations (never a path), so text from user code shown in it
- * cannot make the editor open anything else.
- */
-class TrainingPanel implements vscode.Disposable {
-  private panel: vscode.WebviewPanel | undefined;
-  private state: TrainingPanelState | null = null;
-
-  constructor(
-    private readonly extensionUri: vscode.Uri,
-    private readonly output: vscode.OutputChannel,
-    private readonly onOpenSource: (index: number) => void,
-    private readonly onStop: () => void,
-  ) {}
-
-  show(state: TrainingPanelState | null, preserveFocus = false): void {
-    this.state = state;
-    if (this.panel) {
-      this.panel.reveal(undefined, preserveFocus);
-      void this.panel.webview.postMessage({ type: 'state', state } satisfies HostMessage);
-      return;
-    }
-    const media = vscode.Uri.joinPath(this.extensionUri, 'media');
-    const dist = vscode.Uri.joinPath(this.extensionUri, 'dist');
-    const panel = vscode.window.createWebviewPanel(
-      'modelLens.training',
-      TITLE,
-      { viewColumn: vscode.ViewColumn.Beside, preserveFocus },
-      { enableScripts: true, localResourceRoots: [media, dist], enableFindWidget: true },
-    );
-    this.panel = panel;
-    panel.iconPath = vscode.Uri.joinPath(media, 'modelLens.svg');
-    panel.webview.html = this.html(panel.webview);
-    panel.webview.onDidReceiveMessage((raw: unknown) => this.onMessage(raw));
-    panel.onDidDispose(() => {
-      if (this.panel === panel) this.panel = undefined;
-    });
-  }
-
-  update(state: TrainingPanelState): void {
-    this.state = state;
-    // A hidden page reloads with `ready` and gets the latest state then.
-    if (this.panel?.visible) void this.panel.webview.postMessage({ type: 'state', state } satisfies HostMessage);
-  }
-
-  dispose(): void {
-    this.panel?.dispose();
-    this.panel = undefined;
-  }
-
-  private onMessage(raw: unknown): void {
-    const msg = raw as { type?: unknown; index?: unknown } | null;
-    const keys = typeof raw === 'object' && raw !== null ? Object.keys(raw) : [];
-    if (msg?.type === 'ready' && keys.length === 1) {
-      void this.panel?.webview.postMessage({ type: 'state', state: this.state } satisfies HostMessage);
-    } else if (msg?.type === 'showLog' && keys.length === 1) {
-      this.output.show(true);
-    } else if (msg?.type === 'stopTraining' && keys.length === 1) {
-      this.onStop();
-    } else if (msg?.type === 'openOpSource' && keys.length === 2 && Number.isInteger(msg.index) && (msg.index as number) >= 0) {
-      this.onOpenSource(msg.index as number);
-    } else {
-      this.output.appendLine('[webview training] ignored a message');
-    }
-  }
-
-  private html(webview: vscode.Webview): string {
-    return webviewHtml(webview, this.extensionUri, 'training', TITLE);
+    void openLocation(loc);
   }
 }

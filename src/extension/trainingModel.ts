@@ -6,8 +6,11 @@ import type { EngineKind, SourceLocation } from '../protocol/types';
 import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
 import type { FindingView, TrainingPanelState } from '../protocol/webviewMessages';
 
-/** Points the panel draws at most; the run keeps every point it was sent. */
-export const CHART_MAX_POINTS = 600;
+/** Points the panel draws at most; the run keeps every point it was sent. uPlot draws 2,000
+ * points in well under a frame, and the EMA smoothing wants the curve's detail. */
+export const CHART_MAX_POINTS = 2_000;
+/** Histogram snapshots kept for the offset view (each is ~30 bins × parameters × 2). */
+export const HISTOGRAM_SNAPSHOTS = 16;
 
 
 /**
@@ -69,9 +72,13 @@ export class TrainingRun {
   runId: string | undefined;
   last: TrainProgress | undefined;
   readonly loss: [number, number][] = [];
+  /** Validation loss, for engines and scripts that report it. */
+  readonly evalLoss: [number, number][] = [];
   diagnosis: TrainDiagnosis | undefined;
-  /** The latest weight/gradient histograms; older snapshots are dropped (they can be large). */
+  /** The latest weight/gradient histograms. */
   histograms: TrainHistograms | undefined;
+  /** The last HISTOGRAM_SNAPSHOTS snapshots, oldest first, for the offset view. */
+  readonly histogramHistory: TrainHistograms[] = [];
   readonly warnings: string[] = [];
   /** Places the panel may link to; the webview only ever sends back an index into this. */
   readonly sources: SourceLocation[] = [];
@@ -111,6 +118,10 @@ export class TrainingRun {
       const prev = this.loss[this.loss.length - 1];
       if (!prev || point[0] > prev[0]) this.loss.push(point);
     }
+    for (const point of p.evalLoss ?? []) {
+      const prev = this.evalLoss[this.evalLoss.length - 1];
+      if (!prev || point[0] > prev[0]) this.evalLoss.push(point);
+    }
     for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
     if (isFinalState(p.state)) this.endedAt ??= now;
     return true;
@@ -127,6 +138,10 @@ export class TrainingRun {
     if (this.runId !== undefined && h.runId !== this.runId) return false;
     if (this.histograms && this.histograms.runId === h.runId && h.step < this.histograms.step) return false;
     this.histograms = h;
+    const last = this.histogramHistory[this.histogramHistory.length - 1];
+    if (last && last.step === h.step) this.histogramHistory.pop();
+    this.histogramHistory.push(h);
+    if (this.histogramHistory.length > HISTOGRAM_SNAPSHOTS) this.histogramHistory.shift();
     return true;
   }
 
@@ -176,6 +191,7 @@ export class TrainingRun {
       modelId: p?.modelId ?? null,
       loss: decimate(this.loss, CHART_MAX_POINTS),
       pointCount: this.loss.length,
+      evalLoss: decimate(this.evalLoss, CHART_MAX_POINTS),
       lastLoss: this.lastLoss,
       minLoss: min,
       error:
@@ -204,6 +220,7 @@ export class TrainingRun {
           }
         : null,
       histograms: this.histograms ? { step: this.histograms.step, params: this.histograms.params, omitted: this.histograms.omitted ?? 0 } : null,
+      histogramHistory: this.histogramHistory.map((h) => ({ step: h.step, params: h.params })),
     };
   }
 }

@@ -9,6 +9,8 @@ import * as vscode from 'vscode';
 export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, panel: string, title: string): string {
   const nonce = randomBytes(16).toString('base64');
   const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'webview.css'));
+  // uPlot's own stylesheet (copied by esbuild.js), before ours so the theme rules win.
+  const chartCss = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'uPlot.min.css'));
   const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${panel}Panel.js`));
   const csp = [
     "default-src 'none'",
@@ -23,6 +25,7 @@ export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, p
 <meta charset="UTF-8">
 <meta http-equiv="Content-Security-Policy" content="${csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1.0">
+<link rel="stylesheet" href="${chartCss.toString()}">
 <link rel="stylesheet" href="${css.toString()}">
 <title>${title}</title>
 </head>

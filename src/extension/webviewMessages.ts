@@ -3,21 +3,21 @@
 // sends back as untrusted: only these shapes are acted on, and none of them carries a command,
 // a file path or text to execute; paths and indices are looked up in the host's own state.
 // No `vscode` import here: unit tests run this without an editor.
-import type { WebviewMessage } from '../protocol/webviewMessages';
+import type { PanelKind, WebviewMessage } from '../protocol/webviewMessages';
 
-export type PanelKind = 'summary' | 'tensor' | 'ops' | 'hooks';
+export type { PanelKind };
 
 type Field = 'string' | 'index';
 const SPECS: Record<WebviewMessage['type'], { panels: PanelKind[] | 'all'; fields: Record<string, Field> }> = {
   ready: { panels: 'all', fields: {} },
-  restartEngine: { panels: 'all', fields: {} },
-  showLog: { panels: 'all', fields: {} },
+  restartEngine: { panels: ['summary', 'tensor', 'ops', 'hooks'], fields: {} },
+  showLog: { panels: ['summary', 'tensor', 'ops', 'hooks', 'training'], fields: {} },
   copySummary: { panels: ['summary'], fields: {} },
   revealModule: { panels: ['summary', 'ops', 'hooks'], fields: { path: 'string' } },
   exportTrace: { panels: ['ops'], fields: {} },
-  openOpSource: { panels: ['ops'], fields: { index: 'index' } },
-  // Sent only by the Training panel, which validates its own messages (src/extension/training.ts).
-  stopTraining: { panels: [], fields: {} },
+  // An index into the host's own list of locations (the profile's ops, the run's sources).
+  openOpSource: { panels: ['ops', 'training'], fields: { index: 'index' } },
+  stopTraining: { panels: ['training'], fields: {} },
   detachHook: { panels: ['hooks'], fields: { hookId: 'string' } },
 };
 

@@ -8,8 +8,10 @@ import type {
   GpuInfo,
   Histogram,
   HookKind,
+  InputRequest,
   InputSpec,
   MemoryInfo,
+  TorchInfo,
   ModelCandidate,
   ModuleNode,
   ModuleTiming,
@@ -59,6 +61,16 @@ export interface ModelLoadParams {
   model?: string;
   /** One shape per model input; omitted to use the file's example input or infer one. */
   inputShapes?: number[][];
+  /**
+   * Inputs with dtype and keyword name; wins over `inputShapes`. Names are keyword arguments of
+   * forward() (PyTorch); a TF.js model's inputs are matched by its input names.
+   */
+  inputs?: InputRequest[];
+  /**
+   * "meta": build the model on torch's meta device (torch 2.x): shapes, parameters and mult-adds
+   * with no weight memory. The PyTorch engine also falls back to it when the weights do not fit.
+   */
+  device?: 'meta';
 }
 
 export interface ModelLoadResult {
@@ -74,9 +86,17 @@ export interface ModelLoadResult {
   /** Things the user should know that are not errors (e.g. an inferred input shape). */
   warnings: string[];
   location?: SourceLocation;
+  /** Built on the meta device: no weights, no values (asked for, or the weights did not fit). */
+  meta?: boolean;
 }
 
-/** Import (never run as `__main__`) a model file and build the chosen model. */
+/**
+ * Import (never run as `__main__`) a model file and build the chosen model. Loading never runs
+ * the model's forward: it rejects only inputs that contradict what the model declares (the number
+ * of inputs, their rank). An input shape that does not fit a layer fails the first request that
+ * runs the model (model/summary, model/forward, profile/run) with kind `shapeMismatch`, naming
+ * the layer in `layer`; the loaded model stays usable with other shapes.
+ */
 export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
 
 export interface ModelRef {
@@ -96,6 +116,8 @@ export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, Engin
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
   inputShapes?: number[][];
+  /** Overrides the load-time inputs with dtype and keyword name (both engines). */
+  inputs?: InputRequest[];
 }
 
 export interface SummaryResult {
@@ -193,7 +215,10 @@ export interface HookAttachResult {
   hookId: string;
 }
 
-/** Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call. */
+/**
+ * Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call.
+ * The root ("") only where `capabilities.rootHooks`; elsewhere it fails with kind `unsupported`.
+ */
 export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
 
 export interface HookDetachParams {
@@ -243,9 +268,12 @@ export interface TrainStartParams {
   args?: string[];
   /** tfjs: override epochs of the `train` export / fit. */
   epochs?: number;
-  /** Send `train/histograms` after every N-th optimizer step and at the end; 0 disables. */
+  /**
+   * Send `train/histograms` after every N-th optimizer step and at the end; 0 disables
+   * (default DEFAULT_HISTOGRAM_EVERY_STEPS). Only engines with `capabilities.histograms` send them.
+   */
   histogramEverySteps?: number;
-  /** ...but no sooner than this after the previous one (default 2000 ms), so tiny fast models stay cheap. */
+  /** ...but no sooner than this after the previous one (DEFAULT_HISTOGRAM_MIN_INTERVAL_MS), so tiny fast models stay cheap. */
   histogramMinIntervalMs?: number;
   /** pytorch: run the script on every rank of a torch.distributed.run job instead of once. */
   distributed?: DistributedLaunch;
@@ -276,9 +304,6 @@ export interface LossSpread {
   max: number;
 }
 
-/** Default of `TrainStartParams.histogramEverySteps`. */
-export const DEFAULT_HISTOGRAM_EVERY_STEPS = 100;
-
 export interface TrainStartResult {
   runId: string;
 }
@@ -290,14 +315,23 @@ export interface TrainStopParams {
   runId: string;
 }
 
-/** Stop a run; the response comes when it has stopped. */
-export const trainStopRequest = new RequestType<TrainStopParams, { stopped: boolean }, EngineErrorData>('train/stop');
+export interface TrainStopResult {
+  stopped: boolean;
+}
+
+/**
+ * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
+ * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
+ */
+export const trainStopRequest = new RequestType<TrainStopParams, TrainStopResult, EngineErrorData>('train/stop');
 
 export interface TrainProgress extends TrainProgressStats {
   runId: string;
   state: 'starting' | 'running' | 'done' | 'stopped' | 'failed';
   /** Loss values since the previous notification: [step, value] pairs (sampled). */
   loss: [number, number][];
+  /** Validation loss since the previous notification, [step, value], when the run reports one. */
+  evalLoss?: [number, number][];
   lr?: number | null;
   /** Training mode and grad state as last seen. */
   training?: boolean;
@@ -446,6 +480,8 @@ export interface SystemInfoResult {
   /** Why `gpus` is empty (no driver, nvidia-smi failing), when it is. */
   gpuError?: string;
   memory: MemoryInfo;
+  /** PyTorch engine: torch's own view of CUDA (version, build, is_available, devices). */
+  torch?: TorchInfo;
 }
 
 /** Facts about the engine's machine and its own memory use. */

@@ -21,7 +21,10 @@ export interface RuntimeVersion {
   version: string;
 }
 
-export type HookKind = 'forward' | 'forwardPre' | 'backward';
+/** Every hook kind, in the order a UI lists them. */
+export const HOOK_KINDS = ['forward', 'forwardPre', 'backward'] as const;
+
+export type HookKind = (typeof HOOK_KINDS)[number];
 
 export interface EngineCapabilities {
   tree: boolean;
@@ -31,7 +34,14 @@ export interface EngineCapabilities {
   /** Writes a Chrome trace (`{"traceEvents": [...]}`) when `profile/run` gets `traceFile`. */
   trace: boolean;
   hooks: HookKind[];
+  /**
+   * Hooks can be attached to the root module (path ""). False where the framework never calls
+   * the root's own forward (TF.js predict and fit); hook/attach on "" then fails `unsupported`.
+   */
+  rootHooks: boolean;
   train: boolean;
+  /** A training run sends `train/histograms` (weights and gradients) when asked to. */
+  histograms: boolean;
   /**
    * `real`: strides and storage offsets are the framework's own (PyTorch).
    * `rowMajor`: the framework has no strides; they are the row-major strides of a contiguous
@@ -187,6 +197,14 @@ export interface ModuleNode {
   frozen: boolean;
   isLeaf: boolean;
   source?: ModuleSource;
+  /** Pruned weights below (torch.nn.utils.prune): parameters the masks keep, torchinfo's count. */
+  effectiveParams?: number;
+  /** Packed weights of dynamically quantized layers below (no nn.Parameter holds them). */
+  packedParams?: number;
+  /** A TorchScript module: its type is the class it was scripted from. */
+  scripted?: boolean;
+  /** Root only: what wrapped the model (torch.compile, DataParallel...); the tree is the inner module's. */
+  wrapper?: string;
 }
 
 export interface ModelCandidate {
@@ -205,6 +223,23 @@ export interface InputSpec {
   source: 'request' | 'example' | 'inferred' | 'model';
   /** e.g. "inferred from fc1 (Linear, in_features=4) with batch 1". */
   note?: string;
+  /** Passed as this keyword argument of forward(); positional when absent. */
+  name?: string;
+}
+
+/** One model input a request asks for. */
+export interface InputRequest {
+  shape: number[];
+  /** Default: int64 for a model whose first layer is an Embedding, else float32. */
+  dtype?: DType;
+  /** Keyword argument of forward() (input_ids, attention_mask...); positional when absent. */
+  name?: string;
+}
+
+/** An op that ran without a multiply-add formula, and how often. */
+export interface UncountedOp {
+  name: string;
+  calls: number;
 }
 
 export interface SummaryRow {
@@ -217,14 +252,32 @@ export interface SummaryRow {
   output?: TensorInfo;
   /** Own-or-total following torchinfo: totals for containers, own for leaves. */
   params: number;
+  /** Parameters of this module alone and of its whole subtree (both, for every row). */
+  ownParams?: number;
+  totalParams?: number;
   trainableParams: number;
-  /** Multiply-accumulates by torchinfo's rule for leaf layers; 0 where it has none. */
+  /**
+   * Multiply-accumulates of one forward pass, every call counted. A leaf follows torchinfo 1.8's
+   * rule: Conv — (weight + bias elements) × batch × output positions; Linear/Dense — (weight +
+   * bias elements) × every output dim but the last; any other layer with parameters (BatchNorm,
+   * LayerNorm, Embedding...) — its parameters × batch; a leaf without parameters — 0. A container
+   * shows the sum over the leaves below it, as `params` does (and as torchinfo prints a container
+   * at its max depth), so the root's row equals `SummaryTotals.macs`.
+   */
   macs: number;
   paramBytes: number;
   aliases: string[];
   /** Forward hooks fired for this module. False with `note` when a fused path skipped it. */
   ran: boolean;
   note?: string;
+  /** Multiply-adds of the aten ops that ran inside this module (children included). */
+  executedMacs?: number;
+  /** Pruned: parameters stored (weight_orig), where `params` counts the effective ones. */
+  storedParams?: number;
+  /** Packed weights of a dynamically quantized layer. */
+  packedParams?: number;
+  /** Python type of an output that is not a tensor or a plain tuple/list (ModelOutput, Normal...). */
+  outputType?: string;
 }
 
 export interface SummaryTotals {
@@ -235,9 +288,36 @@ export interface SummaryTotals {
   paramBytes: number;
   bufferBytes: number;
   inputBytes: number;
-  /** torchinfo "Forward/backward pass size": output bytes of leaves, ×2. */
+  /** torchinfo "Forward/backward pass size": output bytes of leaves with parameters, ×2. */
   forwardBackwardBytes: number;
+  /**
+   * torchinfo's "Estimated Total Size": inputBytes + forwardBackwardBytes + paramBytes. Buffers
+   * are not in it (torchinfo leaves them out too); they are reported in `bufferBytes`.
+   */
   totalBytes: number;
+  /**
+   * The framework's own count where it differs from ours (tfjs's countParams() includes the
+   * BatchNorm moving statistics we list as buffers), with the sentence that says so.
+   */
+  frameworkCounts?: FrameworkCounts;
+  /** Every output tensor of every leaf call, once (parameter-free layers too). */
+  leafOutputBytes?: number;
+  /** Multiply-adds of the aten ops that ran (matmul, conv, attention...), beside torchinfo's `macs`. */
+  executedMacs?: number;
+  /** Where the executed formulas come from (torch.utils.flop_counter, own formulas). */
+  executedMacsMethod?: string;
+  /** Ops that ran and have no multiply-add formula (not counted in executedMacs). */
+  uncountedOps?: UncountedOp[];
+  /** Pruned: parameters stored, where `params` counts the effective ones. */
+  storedParams?: number;
+  /** Packed weights of dynamically quantized layers. */
+  packedParams?: number;
+}
+
+export interface FrameworkCounts {
+  params: number;
+  nonTrainableParams: number;
+  note: string;
 }
 
 /** Totals over all timed steps of a `profile/run` (divide by `steps` for per-step figures). */
@@ -302,6 +382,38 @@ export interface GpuInfo {
   cudaVersion?: string | null;
   /** MIG mode enabled on this GPU. */
   mig?: boolean;
+}
+
+/** One CUDA device as torch sees it (`torch.cuda.get_device_properties`, allocator figures). */
+export interface TorchDevice {
+  index: number;
+  name: string | null;
+  totalBytes: number | null;
+  computeCapability: string | null;
+  /** `torch.cuda.memory_allocated(i)`: 0 until CUDA is initialised. */
+  allocatedBytes: number;
+  /** `torch.cuda.memory_reserved(i)`: what the caching allocator holds from the driver. */
+  reservedBytes: number;
+}
+
+/** torch's own view of CUDA, next to nvidia-smi's: the first check when "my GPU is not used". */
+export interface TorchInfo {
+  /** `torch.__version__` */
+  version: string;
+  /** `torch.version.cuda`: the CUDA the wheel was built with; null for a CPU-only build. */
+  cudaBuild: string | null;
+  /** `torch.version.hip` on ROCm builds. */
+  hipBuild?: string | null;
+  cudnnVersion?: number | null;
+  /** `torch.cuda.is_available()` */
+  cudaAvailable: boolean;
+  /** `torch.cuda.device_count()` when CUDA is available, else 0. */
+  deviceCount: number;
+  devices: TorchDevice[];
+  /** Whether this engine process has initialised CUDA (a context exists), when available. */
+  cudaInitialized?: boolean;
+  /** Why `cudaAvailable` is false: a CPU-only build, or torch's own warning about the driver. */
+  cudaUnavailableReason?: string;
 }
 
 export interface TrainProgressStats {

@@ -1,8 +1,8 @@
 // Messages between the extension and its webview panels. Both sides import these types; the
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
-import type { DiagnosisFinding, ParameterHistogram, StepBreakdown, TrainProgress } from './messages';
-import type { CpuInfo, EngineKind, GpuInfo, Histogram, HookKind, TensorStats } from './types';
+import type { DiagnosisFinding, ParameterHistogram, ProfileResult, StepBreakdown, SummaryResult, TensorInspectResult, TrainProgress } from './messages';
+import type { CpuInfo, EngineKind, GpuInfo, Histogram, HookKind, InputSpec, TensorStats } from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
 export type WebviewMessage =
@@ -15,6 +15,48 @@ export type WebviewMessage =
   | { type: 'openOpSource'; index: number }
   | { type: 'detachHook'; hookId: string }
   | { type: 'stopTraining' };
+
+/** The six Model Lens panels; each has one webview bundle, `dist/webview/<kind>Panel.js`. */
+export type PanelKind = 'summary' | 'tensor' | 'ops' | 'hooks' | 'training' | 'system';
+
+/** What each panel draws: the extension posts it whole, the webview renders it. */
+export interface PanelStates {
+  summary: SummaryPanelState;
+  tensor: TensorPanelState;
+  ops: OpsPanelState;
+  hooks: HooksPanelState;
+  training: TrainingPanelState;
+  system: SystemPanelState;
+}
+
+/** Panels that also take deltas (appended samples, changed hooks). */
+export interface PanelPatches {
+  hooks: { hooks: HookView[] };
+  system: SystemPanelPatch;
+}
+
+export interface SummaryPanelState {
+  modelName: string;
+  file: string;
+  kind: EngineKind;
+  inputs: InputSpec[];
+  /** Absent until the summary's forward pass has run (or when it failed). */
+  summary?: SummaryResult;
+}
+
+export type TensorPanelState = TensorInspectResult & { modelName: string };
+
+export interface OpsPanelState {
+  modelName: string;
+  kind: EngineKind;
+  profile: ProfileResult;
+  canExport: boolean;
+}
+
+export interface HooksPanelState {
+  modelName?: string;
+  hooks: HookView[];
+}
 
 /** What the extension posts to a webview: a whole state, a patch of it, or the engine's health. */
 export type HostMessage =
@@ -110,6 +152,8 @@ export interface TrainingPanelState {
   /** Decimated for drawing; `pointCount` is how many the run holds. */
   loss: [number, number][];
   pointCount: number;
+  /** Validation loss [step, value], decimated like `loss`; empty when none was reported. */
+  evalLoss: [number, number][];
   lastLoss: number | null;
   minLoss: [number, number] | null;
   error: { message: string; where?: string; sourceIndex?: number; hint?: string } | null;
@@ -124,6 +168,8 @@ export interface TrainingPanelState {
   } | null;
   /** The latest `train/histograms`: per-parameter weight and gradient summaries at `step`. */
   histograms: { step: number; params: ParameterHistogram[]; omitted: number } | null;
+  /** The latest snapshots, oldest first (the last one is `histograms`), for the offset view. */
+  histogramHistory: { step: number; params: ParameterHistogram[] }[];
 }
 
 // ---- Hooks panel state (src/extension/hookStore.ts → webview/hooksPanel.ts) ------------------
@@ -143,6 +189,8 @@ export interface HookView {
   history: { call: number; mean: number | null; std: number | null }[];
   latest?: TensorStats;
   histogram?: Histogram;
+  /** The latest histograms, oldest first, for the offset view (the last one is `histogram`). */
+  histograms?: { call: number; step?: number; histogram: Histogram }[];
   /** Events whose tensor held a NaN / an Inf, and the first call where one was seen. */
   nanEvents: number;
   infEvents: number;

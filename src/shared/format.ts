@@ -8,19 +8,26 @@ export function formatCount(n: number): string {
 
 export function formatShape(shape: number[] | number[][] | null | undefined): string {
   if (!shape) return '--';
-  if (shape.length > 0 && Array.isArray(shape[0])) return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
+  if (shape.length > 0 && Array.isArray(shape[0]))
+    return (shape as number[][]).map((s) => `[${s.join(', ')}]`).join(', ');
   return `[${(shape as number[]).join(', ')}]`;
 }
 
-/** Binary units: `512 B`, `3.91 KiB`, `44.6 MiB`. */
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
+/**
+ * Binary units with three significant digits: `512 B`, `3.91 KiB`, `44.6 MiB`, `512 MiB`,
+ * `7.50 GiB`; `?` when unknown. The one spelling of a byte count in the CLI, the extension, the
+ * system report and the webviews.
+ */
+export function formatBytes(bytes: number | null | undefined): string {
+  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '?';
+  if (Math.abs(bytes) < 1024) return `${bytes} B`;
   const units = ['KiB', 'MiB', 'GiB', 'TiB'];
   let v = bytes / 1024;
   let i = 0;
-  while (v >= 1024 && i < units.length - 1) {
+  while (Math.abs(v) >= 1024 && i < units.length - 1) {
     v /= 1024;
     i++;
   }
-  return `${v.toFixed(v < 10 ? 2 : 1)} ${units[i]}`;
+  const digits = Math.abs(v) < 10 ? 2 : Math.abs(v) < 100 ? 1 : 0;
+  return `${v.toFixed(digits)} ${units[i]}`;
 }

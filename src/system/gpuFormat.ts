@@ -4,21 +4,15 @@ import type { GpuInfo } from '../protocol/types';
 import type { GpuProcess } from './nvidiaSmiParse';
 
 const MIB_PER_GIB = 1024;
-const BYTES_PER_MIB = 1024 * 1024;
 
 /** `12.3` GiB from MiB, one decimal as the status bar shows it; `?` when unknown. */
 export function gibFromMiB(mib: number | null | undefined): string {
   return mib === null || mib === undefined ? '?' : (mib / MIB_PER_GIB).toFixed(1);
 }
 
-/** Bytes in the largest unit that keeps the number readable: `512 MiB`, `7.50 GiB`. */
-export function formatBytes(bytes: number | null | undefined): string {
-  if (bytes === null || bytes === undefined || !Number.isFinite(bytes)) return '?';
-  const mib = bytes / BYTES_PER_MIB;
-  if (Math.abs(mib) >= MIB_PER_GIB) return `${(mib / MIB_PER_GIB).toFixed(2)} GiB`;
-  if (Math.abs(mib) >= 1) return `${Math.round(mib)} MiB`;
-  return `${Math.round(bytes / 1024)} KiB`;
-}
+// Transitional: src/extension/systemModel.ts imports it from here; new code imports
+// src/shared/format.ts directly.
+export { formatBytes } from '../shared/format';
 
 /** Which GPU the user's run is on, as far as the caller knows it. */
 export interface RunGpuHint {

@@ -1,6 +1,6 @@
 // "Why does nvidia-smi say 20 GiB when my tensors are 8?" Three figures, each with the reason it
 // differs from the one before: live tensors < PyTorch's reserved pool < what the device reports.
-import { formatBytes } from './gpuFormat';
+import { formatBytes } from '../shared/format';
 
 const BYTES_PER_MIB = 1024 * 1024;
 

@@ -6,11 +6,11 @@
 import type { ChildProcess } from 'node:child_process';
 import { spawn } from 'node:child_process';
 import * as readline from 'node:readline';
+import { killProcessGroup } from '../client/processGroup';
 import type { GpuInfo } from '../protocol/types';
 import {
   NVIDIA_SMI_ONESHOT_TIMEOUT_MS,
   failureOfRun,
-  killTree,
   nvidiaSmiSpawnOptions,
   queryCudaVersion,
   resolveNvidiaSmi,
@@ -165,7 +165,7 @@ class StreamLoop {
         clearTimeout(give);
         resolve();
       });
-      killTree(child);
+      killProcessGroup(child);
     });
   }
 
@@ -274,7 +274,7 @@ class StreamLoop {
             reason: `nvidia-smi printed an unexpected format: "${said.split('\n')[0].slice(0, 160)}"`,
           })
         : { ok: false, kind: 'timeout', reason: `nvidia-smi printed no ${this.hooks.label} row for ${ms / 1000} s (driver hung?)` };
-      killTree(this.child);
+      killProcessGroup(this.child);
     }, ms);
   }
 

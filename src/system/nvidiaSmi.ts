@@ -5,6 +5,8 @@ import { spawn } from 'node:child_process';
 import type { ChildProcess } from 'node:child_process';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
+import { killProcessGroup } from '../client/processGroup';
+import { describeExit } from '../shared/processExit';
 import {
   GPU_QUERY_FIELDS,
   OPTIONAL_GPU_QUERY_FIELDS,
@@ -82,32 +84,11 @@ export interface CapturedRun {
   spawnError?: NodeJS.ErrnoException;
 }
 
-/**
- * Kills a child and everything it started. On POSIX children are spawned as group leaders
- * (`detached`), so a wrapper script's own children die with it.
- */
-export function killTree(child: ChildProcess, signal: NodeJS.Signals = 'SIGKILL'): void {
-  if (child.pid === undefined || child.exitCode !== null || child.signalCode !== null) return;
-  if (!IS_WINDOWS) {
-    try {
-      process.kill(-child.pid, signal);
-      return;
-    } catch {
-      // Not a group leader (spawned elsewhere) or already gone: fall back to the child alone.
-    }
-  }
-  try {
-    child.kill(signal);
-  } catch {
-    // Already exited.
-  }
-}
-
 /** Spawn options shared by every nvidia-smi child. */
 export function nvidiaSmiSpawnOptions(env?: NodeJS.ProcessEnv) {
   return {
     stdio: ['ignore', 'pipe', 'pipe'] as ['ignore', 'pipe', 'pipe'],
-    // A group of its own so killTree reaches grandchildren; on Windows detached opens a console.
+    // A group of its own so killProcessGroup reaches grandchildren; on Windows detached opens a console.
     detached: !IS_WINDOWS,
     windowsHide: true,
     env: env ?? process.env,
@@ -136,7 +117,7 @@ export function runCaptured(file: string, args: string[], timeoutMs: number, env
     }
     const timer = setTimeout(() => {
       timedOut = true;
-      killTree(child);
+      killProcessGroup(child);
       // Resolve now: a grandchild holding the pipes open must not keep the caller waiting.
       finish({ code: null, signal: 'SIGKILL' });
     }, timeoutMs);
@@ -170,7 +151,7 @@ export function failureOfRun(run: CapturedRun, file: string, timeoutMs: number):
   if (known) return known;
   if (run.code !== 0) {
     const said = (run.stderr || run.stdout).trim().split('\n')[0] ?? '';
-    const how = run.signal ? `was killed by ${run.signal}` : `exited with code ${run.code}`;
+    const how = describeExit(run);
     return { ok: false, kind: 'exited', reason: `nvidia-smi ${how}${said ? `: "${said.slice(0, 160)}"` : ''}` };
   }
   return null;

@@ -4,9 +4,10 @@
 import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as si from 'systeminformation';
-import type { CpuInfo, GpuInfo } from '../protocol/types';
+import type { CpuInfo, GpuInfo, TorchInfo } from '../protocol/types';
 import { queryGpusOnce } from './nvidiaSmi';
 import type { NvidiaSmiOptions } from './nvidiaSmi';
+import { torchGpuWarnings, type TorchView } from './torchView';
 
 export interface SystemReport {
   cpu: CpuInfo;
@@ -87,9 +88,17 @@ export interface SystemReportJson {
     Pick<GpuInfo, 'index' | 'name' | 'memoryTotalMiB' | 'memoryUsedMiB' | 'utilizationPct' | 'temperatureC' | 'computeCapability' | 'driverVersion'>
   >;
   gpuError?: string;
+  /** torch's own view (a PyTorch engine's `system/info`), null when none answered. */
+  torch?: TorchInfo | null;
+  /** Why `torch` is null. */
+  torchError?: string;
+  /** The interpreter whose torch this is. */
+  python?: string;
+  /** Where torch and nvidia-smi disagree, with the fix (a CPU-only torch on a GPU machine...). */
+  warnings?: string[];
 }
 
-export function systemReportJson(report: SystemReport): SystemReportJson {
+export function systemReportJson(report: SystemReport, torchView?: TorchView): SystemReportJson {
   const { model, arch, physicalCores, logicalCores, speedMHz, speedMaxMHz } = report.cpu;
   const out: SystemReportJson = {
     cpu: { model, arch, physicalCores, logicalCores, speedMHz, speedMaxMHz },
@@ -105,5 +114,11 @@ export function systemReportJson(report: SystemReport): SystemReportJson {
     })),
   };
   if (report.gpuError !== undefined) out.gpuError = report.gpuError;
+  if (torchView) {
+    out.torch = torchView.torch;
+    if (torchView.error !== undefined) out.torchError = torchView.error;
+    if (torchView.python !== undefined) out.python = torchView.python;
+    out.warnings = torchGpuWarnings(torchView.torch, report.gpus);
+  }
   return out;
 }

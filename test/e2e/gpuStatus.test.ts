@@ -106,11 +106,14 @@ describe('GPU status bar and System panel in a real VS Code', { timeout: SUITE_T
         const said = await frame.locator('#gpu-none').innerText();
         assert.match(said, /No NVIDIA GPU data: nvidia-smi is not on PATH/);
         const memory = await frame.locator('#memory-message').innerText();
-        assert.match(memory, /No NVIDIA GPU .*no CUDA memory to break down/);
+        assert.match(memory, /^No NVIDIA GPU, so there is no CUDA memory to break down: nvidia-smi is not on PATH/);
+        assert.doesNotMatch(`${said} ${memory}`, /\)\)/, 'no nested parentheses');
         await frame.locator('#cpu-facts').waitFor({ state: 'visible' });
         const cpu = await frame.locator('#cpu-facts').innerText();
         // The host's own logical CPU count, from node, must appear as the panel's thread count.
         assert.match(cpu, new RegExp(`Logical threads\\s+${os.cpus().length}\\b`));
+        // The load is measured within a second of opening, not left at "—" (it was on Linux).
+        await wb.waitFor('the CPU load', async () => frame.locator('#cpu-facts').innerText(), (t) => /Load\s+\d+ %/.test(t));
       });
       const log = outputChannelLog(session.server.userDataDir);
       assert.match(log, /\[gpu\] GPU monitor unavailable: nvidia-smi is not on PATH/);
@@ -154,11 +157,16 @@ describe('GPU status bar and System panel in a real VS Code', { timeout: SUITE_T
         assert.match(row, /9\.0 \(Hopper\)/);
         assert.match(row, /79\.6 GiB/);
         assert.match(row, /550\.54\.15/);
-        // The chart fills in: wait for a second sample so the line has two points.
-        await wb.waitFor('chart samples', async () => (await frame.locator('figure.system-figure figcaption').first().innerText()).match(/(\d+) samples/)?.[1], (n) => Number(n) >= 2);
-        const points = await frame.locator('svg.system-chart polyline.util').first().getAttribute('points');
-        // utilization 87 % on a 140-unit-high chart: y = 140 − 0.87·140 = 18.2.
-        assert.match(points ?? '', /,18\.2( |$)/);
+        // The chart fills in: wait for a second sample, then hover its latest one.
+        await wb.waitFor('chart samples', async () => Number(await frame.locator('.gpu-chart').first().getAttribute('data-samples')), (n) => n >= 2);
+        const over = frame.locator('.gpu-chart .u-over').first();
+        const box = await over.boundingBox();
+        assert.ok(box, 'the GPU chart has a plot area');
+        await over.hover({ position: { x: box.width - 2, y: box.height / 2 } });
+        const legend = frame.locator('.gpu-chart .u-legend').first();
+        await wb.waitFor('the hovered utilization', async () => legend.innerText(), (t) => /utilization\s*:?\s*87 %/.test(t));
+        // The fixture's memory.used, 1234 MiB + 16 MiB a tick: 1.2x GiB in the first ticks.
+        assert.match(await legend.innerText(), /memory used\s*:?\s*1\.\d\d GiB/);
         assert.match(await frame.locator('#memory-message').innerText(), /^No PyTorch engine is running/);
       });
       {

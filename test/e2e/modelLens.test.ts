@@ -126,18 +126,24 @@ async function irisScenario(session: Session, expected: Expected): Promise<void>
   const afterDetach = await wb.step('detach', async () => {
     await wb.showContainer('Model Lens');
     await wb.contextMenu(wb.treeRow(rowLabel(hooked), 'Modules'), 'Detach Hooks');
+    // The Hooks panel keeps a detached hook's card, marked detached, with its count frozen.
+    const card = `[data-hook-path="${hooked}"].detached`;
+    const frame = await wb.webviewFrameWith(card);
+    assert.equal(await frame.locator(card).count(), 1, `one detached card for ${hooked}`);
     // Let any event already in flight arrive before taking the reference count.
     await new Promise((r) => setTimeout(r, 500));
-    return hookEventCount(wb, hooked).catch(() => null);
+    const count = await hookEventCount(wb, hooked);
+    assert.ok(count !== null && count >= afterFirst, `the detached card keeps its count: ${count}`);
+    return count;
   });
 
   await wb.step('forward-detached', async () => {
     await runForward(wb);
     await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
-    const now = await hookEventCount(wb, hooked).catch(() => null);
-    // The panel may keep the detached hook's row (count frozen) or drop it (no row): both mean
-    // no event arrived after detaching; a higher count means the hook still fires.
-    if (now !== null) assert.ok(afterDetach !== null && now <= afterDetach, `events kept arriving after detach: ${afterDetach} → ${now}`);
+    // The card must still be there (a missing panel or card is a failure, not "no events"), and
+    // its count must not have moved: a higher count means the hook still fires.
+    const now = await hookEventCount(wb, hooked);
+    assert.equal(now, afterDetach, `events after detach: ${afterDetach} → ${now}`);
   }, FORWARD_TIMEOUT_MS + QUIET_WINDOW_MS + 10_000);
 }
 

@@ -104,12 +104,17 @@ async function trainingScenario(session: Session, sc: Scenario): Promise<void> {
   }, STEP_TIMEOUT_MS + 10_000);
 
   await wb.step('loss-curve', async () => {
-    const points = await wb.waitFor('the loss curve to have points', async () => Number(await trainingAttr(wb, 'svg.loss-chart', 'data-points')), (n) => n >= 5, STEP_TIMEOUT_MS);
-    const frame = await wb.webviewFrameWith('svg.loss-chart polyline.loss-line');
-    const drawn = (await frame.locator('polyline.loss-line').getAttribute('points'))?.trim().split(/\s+/).length ?? 0;
-    assert.ok(drawn >= 2, `the polyline has ${drawn} vertices for ${points} points`);
+    const points = await wb.waitFor('the loss curve to have points', async () => Number(await trainingAttr(wb, '#loss-chart', 'data-points')), (n) => n >= 5, STEP_TIMEOUT_MS);
+    const frame = await wb.webviewFrameWith('#loss-chart .u-over');
     assert.equal(await trainingAttr(wb, '#training-state', 'data-state'), 'running');
-    assert.ok((await frame.locator('.tick-y').count()) >= 2, 'the y axis has ticks');
+    // Hover the middle of the curve: the legend names the step and the raw and smoothed loss there.
+    const over = frame.locator('#loss-chart .u-over');
+    const box = await over.boundingBox();
+    assert.ok(box, 'the loss chart has a plot area');
+    await over.hover({ position: { x: box.width / 2, y: box.height / 2 } });
+    const legend = await wb.waitFor('hover values in the legend', async () => frame.locator('#loss-chart .u-legend').innerText(), (t) => /step\s*:?\s*\d+/.test(t));
+    assert.match(legend, /train\s*:?\s*-?\d/, `the raw loss at the hovered step (${points} points): ${legend}`);
+    assert.match(legend, /train \(smoothed\)\s*:?\s*-?\d/);
   }, STEP_TIMEOUT_MS + 10_000);
 
   await wb.step('trained-model-tree', async () => {
@@ -141,7 +146,7 @@ async function trainingScenario(session: Session, sc: Scenario): Promise<void> {
     // The Hooks panel opened over the Training panel; a hidden webview has no page to read.
     await wb.runCommand('Model Lens: Show Training');
     await wb.waitFor('the Training panel to say stopped', () => trainingAttr(wb, '#training-state', 'data-state'), (s) => s === 'stopped', STEP_TIMEOUT_MS);
-    const points = Number(await trainingAttr(wb, 'svg.loss-chart', 'data-points'));
+    const points = Number(await trainingAttr(wb, '#loss-chart', 'data-points'));
     assert.ok(points >= 5, `the partial curve is kept (${points} points)`);
     const errors = (await wb.notifications()).filter((n) => /error|failed/i.test(n));
     assert.deepEqual(errors, [], 'no error notification');
@@ -180,7 +185,7 @@ async function failingScenario(session: Session): Promise<void> {
     assert.match(text, /loss diverged at epoch 2/);
     assert.match(text, new RegExp(`${FAILING_FILE.replace('.', '\\.')}:${throwLine}\\b`), `the error names the user's line: ${text}`);
     // The steps before the failure are still drawn.
-    assert.ok(Number(await trainingAttr(wb, 'svg.loss-chart', 'data-points')) > 0, 'the partial curve is kept');
+    assert.ok(Number(await trainingAttr(wb, '#loss-chart', 'data-points')) > 0, 'the partial curve is kept');
   }, FIRST_PROGRESS_TIMEOUT_MS + 10_000);
   await wb.step('failing-go-to-line', async () => {
     const frame = await wb.webviewFrameWith('#training-error a.source-link');

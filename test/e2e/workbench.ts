@@ -14,6 +14,8 @@ export const WORKBENCH_READY_TIMEOUT_MS = 60_000;
 export const STEP_TIMEOUT_MS = 30_000;
 const UI_TIMEOUT_MS = 15_000;
 const POLL_MS = 100;
+/** How long one palette query may take to list a command before it is typed again. */
+const PALETTE_REQUERY_MS = 1_000;
 const VIEWPORT = { width: 1440, height: 900 };
 
 const CHROMIUM_ARGS = [
@@ -71,6 +73,12 @@ export class Workbench {
   }
 
   static async open(browser: Browser, url: string, prefix: string): Promise<Workbench> {
+    // Screenshots of an earlier run of this scenario (a stale ...-FAILED.png above all) must not
+    // sit next to this run's.
+    fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
+    for (const f of fs.readdirSync(SCREENSHOT_DIR)) {
+      if (f.startsWith(`${prefix}-`) && f.endsWith('.png')) fs.rmSync(path.join(SCREENSHOT_DIR, f), { force: true });
+    }
     const page = await browser.newPage({ viewport: VIEWPORT });
     const wb = new Workbench(page, prefix);
     await wb.step('workbench', async () => {
@@ -110,10 +118,21 @@ export class Workbench {
     await this.page.keyboard.press('Escape');
     await this.page.keyboard.press('F1');
     await input.waitFor({ state: 'visible' });
-    await input.fill(`>${title}`);
     // Rows carry the title in their aria-label, sometimes followed by a keybinding or a detail.
     const row = this.page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first();
-    await row.waitFor({ state: 'visible' });
+    // The palette lists the commands registered when the query last changed. Commands that come
+    // from extension contributions (View: Show <container>, our own) are registered once the
+    // extension host has read them, which can be after the workbench looks ready — especially
+    // behind the Workspace Trust dialog — so a query typed too early matched nothing and never
+    // did (the e2e failure "the palette never listed 'View: Show Model Lens'"). Re-typing the
+    // query asks again; the deadline stays UI_TIMEOUT_MS.
+    await this.waitFor(`the palette to list "${title}"`, async () => {
+      await input.fill(`>${title}`);
+      return row.waitFor({ state: 'visible', timeout: PALETTE_REQUERY_MS }).then(
+        () => true,
+        () => false,
+      );
+    }, (listed) => listed);
     await row.click();
     await this.page.locator('.quick-input-widget').waitFor({ state: 'hidden' }).catch(() => undefined);
   }
@@ -149,6 +168,9 @@ export class Workbench {
 
   /** Shows an activity bar container, e.g. `Model Lens`. */
   async showContainer(label: string): Promise<void> {
+    // The activity bar entry appears once the extension's contributions are registered: the
+    // palette cannot list "View: Show <container>" before that.
+    await this.page.locator(`.activitybar [aria-label^="${label}"]`).first().waitFor({ state: 'attached' });
     // "View: Show <container>" opens the container whatever state the side bar is in; clicking
     // its activity bar entry toggles instead, and closes a container that is already shown.
     await this.runCommand(`View: Show ${label}`);

@@ -18,6 +18,9 @@ class Counters:
         self.t_bwd = 0.0
         self.t_opt = 0.0
         self.fwd_steps = 0
+        # True when forward() itself is timed on every call (the script calls model.forward(x)
+        # directly): t_fwd then covers every step, not `fwd_steps` sampled ones.
+        self.fwd_every_step = False
         # (time, t_data, t_fwd, t_bwd, t_opt, fwd_steps) when step 1 ended: the first step (model
         # discovery, lazy initialisation, allocator warm-up) is excluded from per-step figures.
         self.snap = None
@@ -25,11 +28,13 @@ class Counters:
         self.d2h = [0, 0]
         # (kind, file, line) -> [count, seconds waited, function, first step, last step]
         self.syncs = {}
-        # The sampled op count: steps sampled, ops in them, seconds inside those ops.
+        # The sampled op count: steps sampled, ops in them.
         self.op_steps = 0
         self.op_count = 0
-        self.op_seconds = 0.0
         self.batch_size = None
+        # The DataLoader the script iterated last: {"workers", "pinMemory", "persistent", "rows"}
+        # (rows None when the dataset has no len()).
+        self.loader = None
         self.device_findings = []
 
     def take_snapshot(self, now):

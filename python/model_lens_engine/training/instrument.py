@@ -39,6 +39,8 @@ DEVICE_CHECK_CALLS = 20
 _perf = time.perf_counter
 _Tensor = torch.Tensor
 _TORCH_DIR = os.path.dirname(os.path.realpath(torch.__file__)) + os.sep
+# torch's files through which printing a tensor or a parameter reaches Tensor.__repr__.
+_PRINT_FILES = (os.sep + "_tensor.py", os.sep + "parameter.py")
 
 try:
     from torch.utils._python_dispatch import TorchDispatchMode
@@ -48,19 +50,27 @@ except ImportError:  # torch < 1.13
 if TorchDispatchMode is not None:
 
     class _OpCounter(TorchDispatchMode):
+        """Counts the ops of one step (not their time: see diagnosis.py's avgOpUs)."""
+
         def __init__(self):
             super().__init__()
             self.ops = 0
-            self.seconds = 0.0
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            t0 = _perf()
-            out = func(*args, **kwargs) if kwargs else func(*args)
-            self.seconds += _perf() - t0
             self.ops += 1
-            return out
+            return func(*args, **kwargs) if kwargs else func(*args)
 else:
     _OpCounter = None
+
+
+def _loader_facts(loader):
+    try:
+        rows = len(loader.dataset)
+    except Exception:  # an IterableDataset without len()
+        rows = None
+    return {"workers": int(getattr(loader, "num_workers", 0) or 0),
+            "pinMemory": bool(getattr(loader, "pin_memory", False)),
+            "persistent": bool(getattr(loader, "persistent_workers", False)), "rows": rows}
 
 
 class Instrumentation:
@@ -189,13 +199,14 @@ class Instrumentation:
         def module_call(m, *a, **k):
             if inst._call_patched and inst._depth == 0 and get_ident() == tid:
                 if inst.lm is None and inst._qualifies(m):
-                    inst._adopt(m, a)
+                    inst._adopt_called(m, a, sys._getframe(1))
                 inst._depth += 1
                 try:
                     return orig_call(m, *a, **k)
                 finally:
                     inst._depth -= 1
             return orig_call(m, *a, **k)
+        self._module_call = module_call
         self._restore_call = self.patcher.patch(nn.Module, "__call__", module_call)
         self._call_patched = True
 
@@ -212,11 +223,17 @@ class Instrumentation:
         orig_iter = dl.DataLoader.__iter__
 
         def dl_iter(loader):
+            if get_ident() != tid:
+                return orig_iter(loader)
+            # Starting an iterator starts the workers (again each epoch unless they persist):
+            # that time is data loading too.
+            t0 = _perf()
             it = orig_iter(loader)
-            if get_ident() == tid:
-                epochs.on_loader_iter(loader, it)
-                if inst._mp_iter_cls is not None and isinstance(it, inst._mp_iter_cls):
-                    inst.mp_iters.add(it)
+            c.t_data += _perf() - t0
+            c.loader = _loader_facts(loader)
+            epochs.on_loader_iter(loader, it)
+            if inst._mp_iter_cls is not None and isinstance(it, inst._mp_iter_cls):
+                inst.mp_iters.add(it)
             return it
         self.patcher.patch(dl.DataLoader, "__iter__", dl_iter)
         orig_next = dl._BaseDataLoaderIter.__next__
@@ -282,10 +299,18 @@ class Instrumentation:
     # ---- optimizer steps ----------------------------------------------------------------
 
     def _on_optimizer(self, opt, global_hooks):
+        first = not self.optimizers
         self.optimizers.append(weakref.ref(opt))
         for g in opt.param_groups:
             for p in g.get("params", []):
                 self.opt_params.add(id(p))
+        if first:
+            # Losses before any optimizer are a demonstration (autograd on its own), not the
+            # training: the curve starts at the first step.
+            self.losses.discard()
+        if self.lm is not None and not any(id(p) in self.opt_params
+                                           for p in self.lm.module.parameters()):
+            self._drop_model()
         if not global_hooks:
             self._wrap_step(type(opt))
 
@@ -391,11 +416,13 @@ class Instrumentation:
         c = self.c
         c.op_steps += 1
         c.op_count += oc.ops
-        c.op_seconds += oc.seconds
 
     # ---- the trained model --------------------------------------------------------------
 
     def _qualifies(self, m):
+        """A module the script may be training: called with gradients on, with trainable
+        parameters, some of them stepped by an optimizer (before any optimizer exists, any such
+        module is adopted provisionally: see _on_optimizer)."""
         if not torch.is_grad_enabled():
             return False
         ids = [id(p) for p in m.parameters() if p.requires_grad]
@@ -403,7 +430,21 @@ class Instrumentation:
             return False
         return not self.opt_params or any(i in self.opt_params for i in ids)
 
-    def _adopt(self, module, args):
+    def _adopt_called(self, m, args, caller):
+        """`m` was called at the top level. When the caller is the `forward` of a module that
+        holds `m` (the script called `model.forward(x)` directly, which skips __call__), the
+        model is that module."""
+        owner = caller.f_locals.get("self") if caller is not None else None
+        if (caller is not None and caller.f_code.co_name == "forward"
+                and isinstance(owner, nn.Module) and owner is not m
+                and any(sub is m for sub in owner.modules()) and self._qualifies(owner)):
+            self._adopt(owner, None, direct=caller.f_back)
+        else:
+            self._adopt(m, args)
+
+    def _adopt(self, module, args, direct=None):
+        """Makes `module` the trained model. `direct` is the user's frame that called its
+        forward() directly (None when it was called as module(x))."""
         from ..loader import LoadedModel
 
         # Restore Module.__call__ at once: the patch costs a Python call per module call.
@@ -419,7 +460,7 @@ class Instrumentation:
         params = list(module.parameters())
         lm.device = params[0].device if params else torch.device("cpu")
         self.model_device = lm.device
-        firsts = [a for a in args if isinstance(a, _Tensor)]
+        firsts = [a for a in args or () if isinstance(a, _Tensor)]
         if firsts and len(firsts) == len(args):
             lm.inputs = [a.detach() for a in firsts]
             lm.input_specs = [{"shape": list(a.shape), "dtype": dtype_name(a.dtype),
@@ -440,7 +481,55 @@ class Instrumentation:
                 "%s on %s" % (path, dev) for dev, path in by_dev.items()))
         run.adopt_model(lm)
         self.lm = lm
-        self._root_hooks_on()
+        if direct is None:
+            self._root_hooks_on()
+        else:
+            self._time_forward_directly(module, direct)
+
+    def _time_forward_directly(self, module, frame):
+        """The script calls module.forward(x) itself, so root hooks never fire: time forward()
+        through an instance attribute instead (which module(x) goes through as well)."""
+        inst = self
+        c = self.c
+        c.fwd_every_step = True
+        where = ""
+        while frame is not None and self._file_kind(frame.f_code.co_filename) != 1:
+            frame = frame.f_back
+        if frame is not None:
+            where = " (%s:%d)" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno)
+        self.run.warn("The script calls %s.forward() directly%s instead of calling the model: "
+                      "that skips the module's hooks (forward hooks, and Model Lens's hooks on "
+                      "the whole model). Its forward time is measured inside forward() instead."
+                      % (type(module).__name__, where))
+        orig = module.forward
+
+        def forward(*a, **k):
+            inst._observe_input(module, a)
+            t0 = _perf()
+            try:
+                return orig(*a, **k)
+            finally:
+                c.t_fwd += _perf() - t0
+
+        module.forward = forward
+
+        def undo():
+            if vars(module).get("forward") is forward:
+                del module.forward
+        self.patcher.on_restore(undo)
+
+    def _drop_model(self):
+        """An optimizer appeared that does not step the provisionally adopted model (an
+        autograd demo before the real training): forget it and look again."""
+        self._root_hooks_off()
+        self.lm = None
+        self.model_device = None
+        self._first_layer = None
+        self._device_checks = DEVICE_CHECK_CALLS
+        self._fwd_cur = 0.0
+        self.c.batch_size = None
+        self._restore_call = self.patcher.patch(nn.Module, "__call__", self._module_call)
+        self._call_patched = True
 
     def _root_hooks_on(self):
         m = self.lm.module
@@ -454,6 +543,11 @@ class Instrumentation:
         self._root_handles = None
 
     def _root_pre(self, m, args):
+        self._observe_input(m, args)
+        self._t_fwd0 = _perf()
+        return None
+
+    def _observe_input(self, m, args):
         # Runs once per forward of the trained model (the RPC thread is refused that model), so
         # it is kept to attribute reads; the device check runs on the first calls only.
         run = self.run
@@ -475,8 +569,6 @@ class Instrumentation:
                         "The input batch is on %s but the model is on %s: its first layer %s (%s) "
                         "has its weights on %s." % (x.device, self.model_device, path or "(root)",
                                                     typ, dev))
-        self._t_fwd0 = _perf()
-        return None
 
     def _root_post(self, m, args, out):
         if self._t_fwd0 is not None:
@@ -522,9 +614,10 @@ class Instrumentation:
     def _note_sync(self, kind, frame, seconds):
         f = frame
         # torch's own bookkeeping (an optimizer reading its step count) is not the user's sync;
-        # torch/_tensor.py is where print(tensor) and f-strings come in.
-        if self._file_kind(f.f_code.co_filename) == 3 and not f.f_code.co_filename.endswith(
-                "_tensor.py"):
+        # torch/_tensor.py is where print(tensor) and f-strings come in, nn/parameter.py where
+        # print(parameter) does.
+        fn = f.f_code.co_filename
+        if self._file_kind(fn) == 3 and not fn.endswith(_PRINT_FILES):
             return
         while f is not None:
             u = self._file_kind(f.f_code.co_filename)

@@ -161,13 +161,24 @@ class LossQueue:
     def __init__(self):
         self.pending = collections.deque(maxlen=MAX_PENDING_LOSSES)
         self.nan_step = None
+        # Until the script creates an optimizer, losses are held back: those before it are an
+        # autograd demonstration, dropped by discard(). A script that never makes one (a manual
+        # update loop) gets its losses with the final progress.
+        self.held = True
+
+    def discard(self):
+        """The first optimizer exists: what came before is not the training."""
+        self.pending.clear()
+        self.held = False
 
     def append(self, step, t):
         # A CPU loss is read now, which costs less than keeping hundreds of tensors alive. The
         # deque needs no lock.
         self.pending.append((step, _item(t) if t.is_cpu else t.detach()))
 
-    def points(self, warn):
+    def points(self, warn, final=False):
+        if self.held and not final:
+            return []
         q = self.pending
         pend = [q.popleft() for _ in range(len(q))]
         if not pend:
@@ -214,8 +225,12 @@ class RateWindow:
     def __init__(self):
         self.hist = []
 
-    def rate(self, c):
+    def rate(self, c, final=False):
+        """Steps per second now; at the end, over the same steps as the diagnosis's stepMs (2 to
+        the last, step 1 being warm-up), so the two figures agree."""
         steps = c.steps
+        if final and c.snap is not None and steps >= 2 and c.t_last_step is not None:
+            return (steps - 1) / max(c.t_last_step - c.snap[0], 1e-9)
         now = time.monotonic()
         self.hist.append((now, steps))
         while len(self.hist) > 2 and now - self.hist[1][0] >= RATE_WINDOW_S:

@@ -1,5 +1,10 @@
 """A training run's lifecycle: start, the script as `__main__`, stop, outcome, and the
-notifications (train/progress, train/diagnosis, train/histograms) it sends."""
+notifications (train/progress, train/diagnosis, train/histograms) it sends.
+
+The script runs on the engine's main thread, in the caller's working directory with its own
+folder as sys.path[0], as `python script.py` would run it (signal.signal works, relative paths
+mean what the user expects). Requests are served on another thread meanwhile (server.py's
+`_run_on_main`), and progress is sent from a third."""
 
 import ctypes
 import gc
@@ -11,29 +16,28 @@ import time
 
 import torch
 
-from ..errors import USER_ERROR, EngineFault, UserScope, bad_request, location, not_found
+from ..errors import EngineFault, UserScope, bad_request, location, not_found
 from ..errors import user_fault
 from ..output import UserOutput
+from ..protocol import BAD_REQUEST, DEFAULT_HISTOGRAM_EVERY_STEPS, DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+from ..protocol import HOOK_EVENT, TRAIN_DIAGNOSIS, TRAIN_HISTOGRAMS, TRAIN_PROGRESS
+from ..protocol import TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS
 from .counters import Counters
 from .diagnosis import diagnose
 from .histograms import histogram_message
 from .instrument import Instrumentation
 from .progress import EpochTracker, LossQueue, RateWindow, starting_message
 
-PROGRESS_INTERVAL_MS = 250
+PROGRESS_INTERVAL_MS = TRAIN_PROGRESS_INTERVAL_MS
 # A train/diagnosis snapshot is also sent this often during a run.
 DIAGNOSIS_INTERVAL_MS = 5000
 # How often train/stop re-raises the stop exception in the script's thread (a bare `except:` in
 # user code may swallow one), and how long it waits before reporting that the run did not stop.
 STOP_RETRY_MS = 50
-STOP_GIVE_UP_S = 10.0
-# train/histograms: default step interval (train/start `histogramEverySteps`; 0 disables)...
-DEFAULT_HISTOGRAM_EVERY_STEPS = 100
-# ...and no sooner than this after the previous snapshot (train/start `histogramMinIntervalMs`):
-# on a tiny model 100 steps pass in milliseconds, and a snapshot costs more than a step.
-DEFAULT_HISTOGRAM_MIN_INTERVAL_MS = 2000
-# How long the script's start waits for the train/start response to go out.
-RESPONSE_WAIT_S = 5.0
+STOP_GIVE_UP_S = TRAIN_STOP_TIMEOUT_MS / 1000.0
+# train/histograms: DEFAULT_HISTOGRAM_EVERY_STEPS (0 disables) and DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
+# come from the protocol (on a tiny model 100 steps pass in milliseconds, and a snapshot costs more
+# than a step).
 
 _perf = time.perf_counter
 
@@ -57,7 +61,7 @@ class TrainingRun:
         self.histogram_min_interval_s = histogram_min_interval_ms / 1000.0
         self._hist_sent_step = None
         self._hist_sent_at = None
-        self.rpc_thread = threading.get_ident()
+        self.rpc_thread = None  # the thread serving requests while the script runs
         self.lock = threading.Lock()
         self.state = "starting"
         self.error = None
@@ -85,19 +89,17 @@ class TrainingRun:
 
     # ---- lifecycle -------------------------------------------------------------------------
 
-    def start(self, respond_first):
-        self.thread = threading.Thread(target=self._thread_main, args=(respond_first,),
-                                       name="model-lens-run", daemon=True)
-        self.thread.start()
-
     def active(self):
         # False from the moment the final notifications go out: a client reacting to the final
         # train/progress must find the model free.
         return not self.ended
 
-    def _thread_main(self, respond_first):
+    def main(self, request_thread):
+        """Runs the script on the calling thread: the main thread (server.main_job), while
+        `request_thread` serves requests. Returns when the run has ended."""
         self.tid = threading.get_ident()
-        respond_first()  # notifications only after the client has the runId
+        self.rpc_thread = request_thread
+        self.conn.notify("train/progress", starting_message(self.run_id))
         outcome = None
         try:
             try:
@@ -144,14 +146,14 @@ class TrainingRun:
             self.error = error
         self.ended = True
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception as e:
             self._log_failure("diagnosis", e)
         try:
             self.send_progress(final=True)
         except Exception as e:
             self._log_failure("progress", e)
-            self.conn.notify("train/progress", dict(starting_message(self.run_id), state=state,
+            self.conn.notify(TRAIN_PROGRESS, dict(starting_message(self.run_id), state=state,
                                                     step=self.counters.steps))
         finally:
             self.finished.set()
@@ -237,8 +239,9 @@ class TrainingRun:
         from ..loader import _purge_user_modules
 
         _purge_user_modules(self.folder)
+        # As `python script.py` would: the caller's working directory stays, the script's folder
+        # is sys.path[0].
         self._saved = (os.getcwd(), list(sys.argv), sys.stdout, sys.stderr)
-        os.chdir(self.folder)
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
         sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
@@ -249,7 +252,7 @@ class TrainingRun:
             run = self
 
             def notify(method, params):
-                if method == "hook/event":
+                if method == HOOK_EVENT:
                     params["step"] = run.counters.steps + 1
                 run._orig_notify(method, params)
             hooks._notify = notify
@@ -323,11 +326,11 @@ class TrainingRun:
             msg = histogram_message(lm.module, self.run_id, self.counters.steps)
         finally:
             self.inst.sync_depth -= 1
-        self.conn.notify("train/histograms", msg)
+        self.conn.notify(TRAIN_HISTOGRAMS, msg)
 
     def send_diagnosis(self):
         try:
-            self.conn.notify("train/diagnosis", self.diagnosis())
+            self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
         except Exception:
             pass
 
@@ -345,7 +348,7 @@ class TrainingRun:
                 self.send_progress()
                 if time.monotonic() >= next_diag:
                     next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_MS / 1000.0
-                    self.conn.notify("train/diagnosis", self.diagnosis())
+                    self.conn.notify(TRAIN_DIAGNOSIS, self.diagnosis())
             except Exception as e:  # a progress bug must not end the run
                 self._log_failure("progress", e)
 
@@ -355,13 +358,13 @@ class TrainingRun:
             error = self.error
             new_warn = self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)
-        loss = self.losses.points(self.warn)
+        loss = self.losses.points(self.warn, final)
         with self.lock:  # a NaN warning from these very points goes out with them
             new_warn = new_warn + self.warnings[self._sent_warnings:]
             self._sent_warnings = len(self.warnings)
         c = self.counters
         steps = c.steps
-        rate = self.rates.rate(c)
+        rate = self.rates.rate(c, final)
         epoch, total_epochs, total_steps = self.epochs.epochs()
         if final and state == "done" and total_epochs is not None:
             epoch = total_epochs
@@ -397,7 +400,7 @@ class TrainingRun:
             p["error"] = error
         if new_warn:
             p["warnings"] = new_warn
-        self.conn.notify("train/progress", p)
+        self.conn.notify(TRAIN_PROGRESS, p)
 
     def diagnosis(self):
         dev = self.inst.model_device
@@ -411,6 +414,9 @@ def start_run(server, params):
     file = params.get("file")
     if not isinstance(file, str) or not file:
         raise bad_request("train/start needs `file`")
+    if params.get("epochs") is not None:
+        raise bad_request("train/start `epochs` applies to a TF.js train export; a PyTorch "
+                          "script reads its own arguments (`args`)", got=params.get("epochs"))
     args = params.get("args") or []
     if not isinstance(args, list):
         raise bad_request("train/start `args` must be a list of strings")
@@ -432,21 +438,13 @@ def start_run(server, params):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
     run = getattr(server, "run", None)
     if run is not None and run.active():
-        raise EngineFault(USER_ERROR, "badRequest", "Run %s is still going; stop it (train/stop) "
+        raise EngineFault(BAD_REQUEST, "badRequest", "Run %s is still going; stop it (train/stop) "
                           "before starting another." % run.run_id, got=run.run_id)
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)
     server.run = run
-    rid = server.current_id
-
-    def respond_first():
-        # The response to train/start goes out when its handler returns; wait for that.
-        deadline = time.monotonic() + RESPONSE_WAIT_S
-        while server.current_id == rid and time.monotonic() < deadline:
-            time.sleep(0.001)
-        run.conn.notify("train/progress", starting_message(run.run_id))
-
-    run.start(respond_first)
+    # The script starts on the main thread once this response has gone out.
+    server.main_job = run.main
     return {"runId": run.run_id}
 
 

@@ -76,10 +76,6 @@ export function addCallListener(layer: Layer, listener: CallListener): () => voi
   };
 }
 
-export function isPatched(layer: Layer): boolean {
-  return patched.has(layer);
-}
-
 export function tensorsOf(v: CallOutput | undefined | null): tfTypes.Tensor[] {
   if (!v) return [];
   return (Array.isArray(v) ? v : [v]).filter((t) => t && typeof (t as tfTypes.Tensor).dataSync === 'function');

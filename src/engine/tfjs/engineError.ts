@@ -1,21 +1,9 @@
 // One error type for everything the engine refuses or fails at; main.ts turns it into a
 // JSON-RPC ResponseError carrying EngineErrorData, so clients never have to parse messages.
-import { ErrorCodes } from '../../protocol/errors';
-import type { EngineErrorData, EngineErrorKind } from '../../protocol/errors';
+import { ERROR_CODE_OF_KIND } from '../../protocol/errors';
+import type { EngineErrorData, EngineErrorKind, ErrorCode } from '../../protocol/errors';
 
-type Code = (typeof ErrorCodes)[keyof typeof ErrorCodes];
-
-const CODE_OF_KIND: Partial<Record<EngineErrorKind, Code>> = {
-  untrusted: ErrorCodes.environment,
-  runtimeMissing: ErrorCodes.environment,
-  unsupported: ErrorCodes.environment,
-  notLoaded: ErrorCodes.notFound,
-  unknownPath: ErrorCodes.notFound,
-  unknownHook: ErrorCodes.notFound,
-  badRequest: ErrorCodes.notFound,
-  cancelled: ErrorCodes.cancelled,
-  internal: ErrorCodes.internal,
-};
+type Code = ErrorCode;
 
 export class EngineFailure extends Error {
   readonly code: Code;
@@ -25,7 +13,7 @@ export class EngineFailure extends Error {
     super(message);
     this.name = 'EngineFailure';
     this.data = data;
-    this.code = code ?? CODE_OF_KIND[data.kind] ?? ErrorCodes.userError;
+    this.code = code ?? ERROR_CODE_OF_KIND[data.kind];
   }
 }
 

@@ -9,11 +9,11 @@ import { addCallListener, tensorsOf } from './callInterceptor';
 import type { CallOutput } from './callInterceptor';
 import { fail } from './engineError';
 import type { ModelSession } from './modelSession';
-import { DEFAULT_HISTOGRAM_BINS, rowMajorStrides, tensorStats } from './tensorFacts';
+import { DEFAULT_HISTOGRAM_BINS, HOOK_STATS_INTERVAL_MS } from '../../protocol/defaults';
+import { HOOK_KINDS } from '../../protocol/types';
+import { rowMajorStrides, tensorStats } from './tensorFacts';
 
 /** Default minimum time between two events of one hook. */
-export const HOOK_STATS_INTERVAL_MS = 250;
-const HOOK_KINDS: HookKind[] = ['forward', 'forwardPre', 'backward'];
 
 interface Hook {
   id: string;
@@ -39,7 +39,7 @@ export class HookManager {
   ) {}
 
   attach(s: ModelSession, p: HookAttachParams): string {
-    if (!HOOK_KINDS.includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+    if (!(HOOK_KINDS as readonly string[]).includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
     const layer = s.index.layerAt.get(p.path);
     if (!layer) {
       fail('unknownPath', `No module at path '${p.path}' in ${s.name}`, {
@@ -53,6 +53,70 @@ export class HookManager {
         hint: 'Hook one of its layers instead.',
       });
     }
+    const { hook, due, send } = this.newHook(s, p);
+    if (p.kind === 'forwardPre') {
+      hook.remove = addCallListener(layer, {
+        before: (_l, inputs) => {
+          hook.calls++;
+          if (due()) send(tensorsOf(inputs));
+        },
+      });
+    } else if (p.kind === 'forward') {
+      hook.remove = addCallListener(layer, {
+        after: (_l, _in, _kw, output) => {
+          hook.calls++;
+          if (due()) send(tensorsOf(output));
+        },
+      });
+    } else {
+      hook.remove = addCallListener(layer, {
+        after: (_l, _in, _kw, output): CallOutput | void => {
+          hook.calls++;
+          const outs = Array.isArray(output) ? output : [output];
+          if (tensorsOf(output).length !== outs.length) return;
+          const tf = this.tf();
+          const wrapped = outs.map((t, index) =>
+            tf.customGrad(((x: tfTypes.Tensor) => ({
+              value: x.clone(),
+              gradFunc: (dy: tfTypes.Tensor) => {
+                if (due()) send([dy], index);
+                return dy;
+              },
+            })) as never)(t) as tfTypes.Tensor,
+          );
+          return Array.isArray(output) ? wrapped : wrapped[0];
+        },
+      });
+    }
+    this.hooks.set(hook.id, hook);
+    return hook.id;
+  }
+
+  /**
+   * A hook whose events come from elsewhere than a layer's call (graph-model node outputs):
+   * `install` gets the throttled sender and returns the remover.
+   */
+  attachExternal(
+    s: { id: string; name: string; device: string },
+    p: HookAttachParams,
+    install: (emit: (ts: tfTypes.Tensor[]) => void) => () => void,
+  ): string {
+    if (!HOOK_KINDS.includes(p.kind)) {
+      fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+    }
+    const { hook, due, send } = this.newHook(s, p);
+    hook.remove = install((ts) => {
+      hook.calls++;
+      if (due()) send(ts);
+    });
+    this.hooks.set(hook.id, hook);
+    return hook.id;
+  }
+
+  private newHook(
+    s: { id: string; device: string },
+    p: HookAttachParams,
+  ): { hook: Hook; due: () => boolean; send: (ts: tfTypes.Tensor[], firstIndex?: number) => void } {
     const hook: Hook = {
       id: `h${this.next++}`,
       path: p.path,
@@ -90,42 +154,7 @@ export class HookManager {
         });
       });
     };
-    if (p.kind === 'forwardPre') {
-      hook.remove = addCallListener(layer, {
-        before: (_l, inputs) => {
-          hook.calls++;
-          if (due()) send(tensorsOf(inputs));
-        },
-      });
-    } else if (p.kind === 'forward') {
-      hook.remove = addCallListener(layer, {
-        after: (_l, _in, _kw, output) => {
-          hook.calls++;
-          if (due()) send(tensorsOf(output));
-        },
-      });
-    } else {
-      hook.remove = addCallListener(layer, {
-        after: (_l, _in, _kw, output): CallOutput | void => {
-          hook.calls++;
-          const outs = Array.isArray(output) ? output : [output];
-          if (tensorsOf(output).length !== outs.length) return;
-          const tf = this.tf();
-          const wrapped = outs.map((t, index) =>
-            tf.customGrad(((x: tfTypes.Tensor) => ({
-              value: x.clone(),
-              gradFunc: (dy: tfTypes.Tensor) => {
-                if (due()) send([dy], index);
-                return dy;
-              },
-            })) as never)(t) as tfTypes.Tensor,
-          );
-          return Array.isArray(output) ? wrapped : wrapped[0];
-        },
-      });
-    }
-    this.hooks.set(hook.id, hook);
-    return hook.id;
+    return { hook, due, send };
   }
 
   detach(p: HookDetachParams): HookDetachResult {

@@ -3,15 +3,21 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type * as tfTypes from '@tensorflow/tfjs';
-import type { InputSpec, ModelCandidate, SourceLocation } from '../../protocol/types';
+import type { DType, InputSpec, ModelCandidate, SourceLocation } from '../../protocol/types';
 import type { Tf } from './backend';
+import { namingFailedLayer } from './applyTracker';
 import { EngineFailure, fail, messageOf } from './engineError';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
+import { missingWeightsWarning, readModelJson } from './modelJson';
 import { importUserFile, readSourceLines, SCRIPT_EXTENSIONS, userCodeFailure } from './userCode';
 
+/** Longest tfjs error text quoted in a load failure. */
+const MESSAGE_MAX_CHARS = 300;
 /** Exports with a meaning of their own, never model candidates. */
 const RESERVED_EXPORTS = new Set(['train', 'inputShape', 'inputShapes', 'exampleInput', '__esModule']);
 
 export interface LoadedModel {
+  kind: 'layers';
   model: tfTypes.LayersModel;
   name: string;
   candidates: ModelCandidate[];
@@ -21,7 +27,83 @@ export interface LoadedModel {
   location?: SourceLocation;
   /** Tensors from an `exampleInput` export, when the file has one. */
   example?: tfTypes.Tensor[];
+  /** Weight shards a model.json lists that are not on disk. */
+  weightsMissing: string[];
 }
+
+export interface LoadedGraph {
+  kind: 'graph';
+  file: string;
+  model: tfTypes.GraphModel;
+  topology: { node?: { name: string; op: string; input?: string[] }[] };
+  weightsMissing: string[];
+  warnings: string[];
+}
+
+/** First line of a tfjs message, without the model config some of them append. */
+export function shortMessage(err: unknown): string {
+  const line = messageOf(err)
+    .split('\n')[0]
+    .replace(/ This may be due to.*$/, '')
+    .replace(/[{[].{120,}$/s, '…');
+  return line.length > MESSAGE_MAX_CHARS ? `${line.slice(0, MESSAGE_MAX_CHARS)}…` : line;
+}
+
+async function loadModelJsonFile(
+  tf: Tf,
+  file: string,
+  params: object,
+): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
+  const mj = readModelJson(file);
+  const warnings = [...mj.warnings];
+  if (mj.weightsMissing.length) warnings.push(missingWeightsWarning(file, mj.weightsMissing));
+  const location = { file, line: 1 };
+  if (mj.format === 'graph-model') {
+    let model: tfTypes.GraphModel;
+    try {
+      model = await tf.loadGraphModel(tf.io.fromMemory(mj.artifacts));
+    } catch (err) {
+      const why = shortMessage(err);
+      const msg = `${file}: tfjs could not load this graph model: ${why}`;
+      return fail('userCodeError', msg, { location });
+    }
+    const topology = mj.artifacts.modelTopology as LoadedGraph['topology'];
+    return { kind: 'graph', file, model, topology, weightsMissing: mj.weightsMissing, warnings };
+  }
+  let model: tfTypes.LayersModel;
+  try {
+    model = await tf.loadLayersModel(tf.io.fromMemory(mj.artifacts));
+  } catch (err) {
+    if (err instanceof EngineFailure) throw err;
+    if (mj.warnings.some((w) => /Keras 3/.test(w))) {
+      const tfjs = `tfjs ${tf.version?.tfjs ?? ''}`.trim();
+      const why = shortMessage(err);
+      const msg = `${file} is a Keras 3 export that ${tfjs} cannot read even translated: ${why}`;
+      return fail('unsupported', msg, {
+        location,
+        hint:
+          'Save the model with tf_keras (Keras 2), e.g. TF_USE_LEGACY_KERAS=1, then run ' +
+          'tensorflowjs_converter again.',
+      });
+    }
+    const why = shortMessage(err);
+    return fail('userCodeError', `${file}: could not load the layers model: ${why}`, { location });
+  }
+  const candidates: ModelCandidate[] = [{ name: path.basename(file), kind: 'file', location }];
+  return {
+    kind: 'layers',
+    file,
+    model,
+    name: model.name,
+    candidates,
+    exports: {},
+    inputs: requestedInputs(model, {}, undefined, params, file),
+    warnings,
+    weightsMissing: mj.weightsMissing,
+  };
+}
+
+
 
 export function isLayersModel(v: unknown): v is tfTypes.LayersModel {
   return (
@@ -98,37 +180,6 @@ async function build(file: string, exports: Record<string, unknown>, cand: Model
   return made;
 }
 
-/** An IOHandler reading model.json and its weight shards from disk. */
-function fsHandler(tf: Tf, file: string): tfTypes.io.IOHandler {
-  return {
-    load: async () => {
-      let json: tfTypes.io.ModelJSON;
-      try {
-        json = JSON.parse(fs.readFileSync(file, 'utf8')) as tfTypes.io.ModelJSON;
-      } catch (err) {
-        return fail('syntaxError', `${file}: not valid JSON: ${messageOf(err)}`, { location: { file, line: 1 } });
-      }
-      if (!json.modelTopology) {
-        return fail('noModel', `${file} has no modelTopology: not a LayersModel model.json`, { location: { file, line: 1 } });
-      }
-      return tf.io.getModelArtifactsForJSON(json, async (manifest) => {
-        const specs: tfTypes.io.WeightsManifestEntry[] = [];
-        const buffers: Buffer[] = [];
-        for (const group of manifest) {
-          specs.push(...group.weights);
-          for (const p of group.paths) {
-            const shard = path.resolve(path.dirname(file), p);
-            if (!fs.existsSync(shard)) fail('fileNotFound', `Weight file ${shard} listed in ${file} is missing`, { location: { file, line: 1 } });
-            buffers.push(fs.readFileSync(shard));
-          }
-        }
-        const all = Buffer.concat(buffers);
-        return [specs, all.buffer.slice(all.byteOffset, all.byteOffset + all.byteLength) as ArrayBuffer];
-      });
-    },
-  };
-}
-
 function shapeFromExport(v: unknown, rank: number, name: string): number[] | null {
   if (!Array.isArray(v) || !v.every((d) => d === null || typeof d === 'number')) return null;
   const dims = (v as (number | null)[]).map((d) => (d === null || d < 0 ? 1 : d));
@@ -142,6 +193,29 @@ function shapeFromExport(v: unknown, rank: number, name: string): number[] | nul
 
 /** Shapes the engine feeds the model: request > example/inputShape export > the model's own. */
 export function resolveInputs(
+  model: tfTypes.LayersModel,
+  exports: Record<string, unknown>,
+  requested: number[][] | undefined,
+  example: tfTypes.Tensor[] | undefined,
+  dtypes?: (DType | null)[],
+): InputSpec[] {
+  const specs = resolveShapes(model, exports, requested, example);
+  const ranges = idRanges(model);
+  if (dtypes && dtypes.length !== specs.length) {
+    const n = `${specs.length} input(s) but ${dtypes.length} dtype(s)`;
+    fail('shapeMismatch', `The model has ${n} were given`, {
+      expected: `${specs.length} dtypes`,
+      got: `${dtypes.length}`,
+    });
+  }
+  return specs.map((spec, i) => {
+    const asked = dtypes?.[i];
+    const withDtype = asked ? { ...spec, dtype: checkDtype(asked, `input ${i}`) } : spec;
+    return describeIds(withDtype, ranges[i]);
+  });
+}
+
+function resolveShapes(
   model: tfTypes.LayersModel,
   exports: Record<string, unknown>,
   requested: number[][] | undefined,
@@ -177,6 +251,18 @@ export function resolveInputs(
   }));
 }
 
+/** The inputs a request asks for (shapes, dtypes, names), else the file's or the model's own. */
+function requestedInputs(
+  model: tfTypes.LayersModel,
+  exports: Record<string, unknown>,
+  example: tfTypes.Tensor[] | undefined,
+  params: object,
+  file: string,
+): InputSpec[] {
+  const { shapes, dtypes } = askedInputs(params, model.inputNames, file);
+  return resolveInputs(model, exports, shapes, shapes ? undefined : example, dtypes);
+}
+
 async function exampleTensors(tf: Tf, exports: Record<string, unknown>, file: string): Promise<tfTypes.Tensor[] | undefined> {
   let v = exports.exampleInput;
   if (v === undefined) return undefined;
@@ -198,30 +284,20 @@ export async function loadModelFile(
   tf: Tf,
   fileParam: string,
   modelName: string | undefined,
-  inputShapes: number[][] | undefined,
-): Promise<LoadedModel & { file: string }> {
+  params: object = {},
+): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const file = path.resolve(fileParam);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
     fail('fileNotFound', `No such model file: ${file}`, { hint: 'Give a .js, .mjs, .ts file or a model.json.' });
   }
   const ext = path.extname(file).toLowerCase();
-  if (ext === '.json') {
-    let model: tfTypes.LayersModel;
-    try {
-      model = await tf.loadLayersModel(fsHandler(tf, file));
-    } catch (err) {
-      if (err instanceof EngineFailure) throw err;
-      return fail('userCodeError', `${file}: could not load the LayersModel: ${messageOf(err)}`, { location: { file, line: 1 } });
-    }
-    const candidates: ModelCandidate[] = [{ name: path.basename(file), kind: 'file', location: { file, line: 1 } }];
-    return { file, model, name: model.name, candidates, exports: {}, inputs: resolveInputs(model, {}, inputShapes, undefined), warnings: [] };
-  }
+  if (ext === '.json') return loadModelJsonFile(tf, file, params);
   if (!SCRIPT_EXTENSIONS.includes(ext)) {
     fail('unsupported', `Cannot load ${ext || 'extension-less'} files as TF.js models: ${file}`, {
       hint: `Use one of ${SCRIPT_EXTENSIONS.join(' ')} or a model.json.`,
     });
   }
-  const exports = importUserFile(file, tf);
+  const exports = await namingFailedLayer(tf, () => importUserFile(file, tf));
   const candidates = findCandidates(file, exports);
   let chosen: ModelCandidate | undefined;
   if (modelName) {
@@ -255,12 +331,24 @@ export async function loadModelFile(
       });
     }
   }
-  const model = await build(file, exports, chosen);
+  const model = await namingFailedLayer(tf, () => build(file, exports, chosen));
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
-  const inputs = resolveInputs(model, exports, inputShapes, inputShapes ? undefined : example);
+  const inputs = requestedInputs(model, exports, example, params, file);
   if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
     warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
   }
-  return { file, model, name: chosen.name, candidates, exports, inputs, warnings, location: chosen.location, example };
+  return {
+    kind: 'layers',
+    file,
+    model,
+    name: chosen.name,
+    candidates,
+    exports,
+    inputs,
+    warnings,
+    location: chosen.location,
+    example,
+    weightsMissing: [],
+  };
 }

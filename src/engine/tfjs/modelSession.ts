@@ -6,6 +6,8 @@ import type { LayerIndex } from './layerTree';
 import { userCodeFailure } from './userCode';
 import { addCallListener, tensorsOf } from './callInterceptor';
 import { EngineFailure } from './engineError';
+import { synthesize } from './inputSynthesis';
+import type { IdRange } from './inputSynthesis';
 
 export interface ModelSession {
   id: string;
@@ -15,25 +17,29 @@ export interface ModelSession {
   model: tfTypes.LayersModel;
   index: LayerIndex;
   inputs: InputSpec[];
+  /** Per input: the Embedding id range its values must stay in, if one consumes it. */
+  idRanges: (IdRange | undefined)[];
   example?: tfTypes.Tensor[];
   exports: Record<string, unknown>;
   candidates: ModelCandidate[];
   location?: SourceLocation;
   device: string;
+  /** Weight shards a model.json lists that are not on disk (its weights are placeholders). */
+  weightsMissing: string[];
 }
 
 function sameShape(a: readonly number[], b: readonly number[]): boolean {
   return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
-/** The example input when it fits the specs, otherwise random normal (zeros for integers). */
+/** The example input when it fits the specs, otherwise synthesized (see inputSynthesis). */
 export function makeInputs(tf: Tf, s: ModelSession, specs: InputSpec[] = s.inputs): tfTypes.Tensor[] {
-  if (s.example && s.example.length === specs.length && s.example.every((t, i) => sameShape(t.shape, specs[i].shape))) {
+  const fits = (t: tfTypes.Tensor, i: number): boolean =>
+    sameShape(t.shape, specs[i].shape) && t.dtype === specs[i].dtype;
+  if (s.example && s.example.length === specs.length && s.example.every(fits)) {
     return s.example.map((t) => t.clone());
   }
-  return specs.map((spec) =>
-    spec.dtype === 'float32' ? tf.randomNormal(spec.shape, 0, 1, 'float32', 42) : tf.zeros(spec.shape, spec.dtype as 'int32'),
-  );
+  return specs.map((spec, i) => synthesize(tf, spec, s.idRanges[i]));
 }
 
 /** One inference pass; errors become shapeMismatch / userCodeError with the user's frames. */

@@ -14,6 +14,8 @@ type Layer = tfTypes.layers.Layer;
 interface Seen {
   calls: number;
   shapes: number[][];
+  /** First input's shape in the last call (recurrent layers count over its time axis). */
+  inShape?: number[];
   info?: TensorInfo;
   /** Output bytes summed over every call (torchinfo counts each call). */
   bytes: number;
@@ -28,11 +30,13 @@ export function captureOutputs(s: ModelSession, fn: () => tfTypes.Tensor[]): { s
     if (layer === root) continue;
     removers.push(
       addCallListener(layer, {
-        after: (l, _in, _kw, output) => {
+        after: (l, inputs, _kw, output) => {
           const ts = tensorsOf(output);
           const cur = seen.get(l) ?? { calls: 0, shapes: [], bytes: 0 };
           cur.calls++;
           cur.shapes = ts.map((t) => [...t.shape]);
+          const first = tensorsOf(inputs)[0];
+          if (first) cur.inShape = [...first.shape];
           if (ts[0]) cur.info = tensorInfo(ts[0].shape, ts[0].dtype, s.device, ts[0]);
           cur.bytes += ts.reduce((a, t) => a + t.size * elementSize(t.dtype), 0);
           seen.set(l, cur);
@@ -52,14 +56,73 @@ function channelAxis(layer: Layer, rank: number): number {
   return fmt === 'channelsFirst' ? 1 : rank - 1;
 }
 
-/** torchinfo: Linear = params × output rows; Conv = params × batch × output positions. */
-export function macsOf(layer: Layer, ownParams: number, outShape: number[] | undefined): number {
+const RECURRENT = /^(LSTM|GRU|SimpleRNN|RNN)$/;
+
+/**
+ * torchinfo: Linear = params × output rows; Conv = params × batch × output positions;
+ * nn.LSTM/GRU/RNN = params × batch × time steps (its rule for `weight_*`/`bias_*` parameters
+ * takes the first two dims of the [B, T, H] output, which are those of the [B, T, F] input);
+ * any other layer with parameters (BatchNormalization, Embedding...) = params × batch.
+ */
+export function macsOf(
+  layer: Layer,
+  ownParams: number,
+  outShape: number[] | undefined,
+  inShape?: number[],
+): number {
   if (!outShape || ownParams === 0) return 0;
   const type = classNameOf(layer);
-  if (!/Dense|Conv/.test(type)) return 0;
+  if (RECURRENT.test(type)) {
+    return inShape && inShape.length >= 2 ? ownParams * inShape[0] * inShape[1] : 0;
+  }
+  if (!/Dense|Conv/.test(type)) return ownParams * (outShape[0] ?? 1);
   const axis = /Conv/.test(type) ? channelAxis(layer, outShape.length) : outShape.length - 1;
   const positions = outShape.reduce((a, d, i) => (i === axis ? a : a * d), 1);
   return ownParams * positions;
+}
+
+/** Output of a container from the captured outputs of the layers that make its outputs. */
+function containerOutput(
+  layer: Layer,
+  seen: Map<Layer, Seen>,
+): { shapes: number[][]; info?: TensorInfo } | undefined {
+  const outs = (layer as unknown as { outputs?: tfTypes.SymbolicTensor[] }).outputs;
+  if (!Array.isArray(outs) || outs.length === 0) return undefined;
+  const shapes: number[][] = [];
+  let info: TensorInfo | undefined;
+  for (const t of outs) {
+    const src = seen.get(t.sourceLayer as Layer) ?? containerSeen(t.sourceLayer as Layer, seen);
+    const shape = src?.shapes[t.tensorIndex ?? 0];
+    if (!shape) return undefined;
+    shapes.push(shape);
+    info ??= src?.info;
+  }
+  return { shapes, info };
+}
+
+function containerSeen(layer: Layer, seen: Map<Layer, Seen>): Seen | undefined {
+  const r = containerOutput(layer, seen);
+  return r ? { calls: 1, shapes: r.shapes, info: r.info, bytes: 0 } : undefined;
+}
+
+/**
+ * tfjs's countParams() and model.summary() include the buffers (BatchNorm moving statistics);
+ * ours keep PyTorch's split. Both figures are given so neither looks wrong.
+ */
+function frameworkCounts(s: ModelSession, totals: SummaryTotals): SummaryTotals['frameworkCounts'] {
+  const buffers = s.index.weights.filter((w) => w.isBuffer);
+  if (!buffers.length) return undefined;
+  const count = buffers.reduce((a, w) => a + numelOf(w.variable.shape), 0);
+  const allBatchNorm = buffers.every(
+    (w) => classNameOf(s.index.layerAt.get(w.module)!) === 'BatchNormalization',
+  );
+  const what = allBatchNorm ? 'moving statistics' : 'non-trainable weights listed here as buffers';
+  const n = (x: number): string => x.toLocaleString('en-US');
+  return {
+    params: totals.params + count,
+    nonTrainableParams: totals.nonTrainableParams + count,
+    note: `tfjs counts ${n(totals.params + count)} including ${n(count)} ${what}`,
+  };
 }
 
 export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows: SummaryRow[]; totals: SummaryTotals } {
@@ -89,15 +152,19 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     const layer = s.index.layerAt.get(node.path)!;
     const cap = seen.get(layer);
     // torchinfo lists every call of a shared layer, so its MACs count once per call.
-    macsByPath.set(node.path, macsOf(layer, node.ownParams, cap?.shapes[0]) * (cap?.calls ?? 0));
+    const perCall = macsOf(layer, node.ownParams, cap?.shapes[0], cap?.inShape);
+    macsByPath.set(node.path, perCall * (cap?.calls ?? 0));
   }
   const rows: SummaryRow[] = s.index.modules.map((node) => {
     const layer = s.index.layerAt.get(node.path)!;
     const isRoot = layer === root;
     const cap = seen.get(layer);
-    const shapes = isRoot ? out.map((o) => o.shape) : cap?.shapes;
-    const ran = isRoot || !!cap;
     const subtree = node.isLeaf ? new Set([node.path]) : below(node.path);
+    // tfjs runs a model added with Sequential.add(model) through its inner graph, so the
+    // container's own call never runs: its output is that of its output layers.
+    const inner = !isRoot && !cap && !node.isLeaf ? containerOutput(layer, seen) : undefined;
+    const shapes = isRoot ? out.map((o) => o.shape) : cap?.shapes ?? inner?.shapes;
+    const ran = isRoot || !!cap || !!inner;
     const row: SummaryRow = {
       path: node.path,
       type: node.type,
@@ -111,8 +178,11 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
       aliases: node.aliases,
       ran,
     };
+    row.ownParams = node.ownParams;
+    row.totalParams = node.totalParams;
     if (isRoot && out[0]) row.output = tensorInfo(out[0].shape, out[0].dtype, s.device);
     else if (cap?.info) row.output = cap.info;
+    else if (inner?.info) row.output = inner.info;
     if (!ran) row.note = 'not called in the forward pass';
     return row;
   });
@@ -133,7 +203,9 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     bufferBytes,
     inputBytes,
     forwardBackwardBytes,
-    totalBytes: inputBytes + forwardBackwardBytes + paramBytes + bufferBytes,
+    totalBytes: inputBytes + forwardBackwardBytes + paramBytes,
   };
+  const counts = frameworkCounts(s, totals);
+  if (counts) totals.frameworkCounts = counts;
   return { rows, totals };
 }

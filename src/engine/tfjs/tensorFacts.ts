@@ -1,9 +1,9 @@
 // TensorInfo in PyTorch's words for TF.js tensors: TF.js has no strides or views, every tensor
 // is a dense row-major buffer, so strides are synthetic and contiguity is always true.
 import type * as tfTypes from '@tensorflow/tfjs';
+import { DEFAULT_HISTOGRAM_BINS } from '../../protocol/defaults';
 import type { Histogram, TensorInfo, TensorStats } from '../../protocol/types';
 
-export const DEFAULT_HISTOGRAM_BINS = 30;
 export const CONTIGUOUS_REASON =
   'TF.js tensors are always contiguous: each is one dense row-major buffer (no views or strides), so these strides are synthetic.';
 

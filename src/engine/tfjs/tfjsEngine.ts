@@ -1,6 +1,7 @@
 // Every protocol request of the TF.js engine, independent of the transport (main.ts wires it to
 // JSON-RPC over stdio; tests and benches can drive it in-process).
 import * as os from 'node:os';
+import * as path from 'node:path';
 import { collectSystemReport } from '../../system/systemReport';
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
@@ -30,18 +31,37 @@ import type {
   TrainStartParams,
   TrainStartResult,
 } from '../../protocol/messages';
+import { TRAIN_STOP_TIMEOUT_MS } from '../../protocol/defaults';
 import { PROTOCOL_VERSION } from '../../protocol/types';
-import type { EngineInfo } from '../../protocol/types';
+import type { EngineInfo, InputSpec } from '../../protocol/types';
 import { getTf, selectBackend } from './backend';
 import type { Tf } from './backend';
 import { addCallListener, tensorsOf } from './callInterceptor';
 import { fail } from './engineError';
 import { HookManager } from './hooks';
+import { askedInputs, checkDtype, describeIds, idRanges } from './inputSynthesis';
 import { buildLayerIndex, classNameOf, parameterInfos } from './layerTree';
+import { requireWeights } from './modelJson';
 import { loadModelFile } from './modelLoader';
+import type { LoadedGraph, LoadedModel } from './modelLoader';
 import { forwardBackward, makeInputs, predict, predictNamingLayer } from './modelSession';
 import type { ModelSession } from './modelSession';
-import { runProfile } from './profiler';
+import { graphInputs, graphParameterInfos, newGraphSession } from './graphModel';
+import type { GraphSession } from './graphModel';
+import {
+  attachGraphHook,
+  graphForward,
+  graphInspect,
+  graphProfile,
+  graphSummary,
+  graphUnsupported,
+} from './graphRun';
+import {
+  PROFILE_DEFAULT_STEPS,
+  PROFILE_DEFAULT_WARMUP,
+  PROFILE_MAX_STEPS,
+  runProfile,
+} from './profiler';
 import { runSummary } from './summary';
 import { tensorInfo, tensorStats } from './tensorFacts';
 import { startTrainRun, stopTrainRun } from './training';
@@ -50,6 +70,8 @@ import type { TrainRun } from './training';
 
 export const ENGINE_VERSION = '0.1.0';
 export const FORWARD_MAX_STEPS = 1000;
+const WEIGHTS_MISSING_SUMMARY =
+  'Weights are missing: shapes and counts come from the topology; output values mean nothing.';
 
 export interface EngineEvents {
   hookEvent(e: HookEvent): void;
@@ -62,6 +84,7 @@ export class TfjsEngine {
   private trusted = false;
   private info: EngineInfo | null = null;
   private readonly models = new Map<string, ModelSession>();
+  private readonly graphs = new Map<string, GraphSession>();
   private readonly runs = new Map<string, TrainRun>();
   private activeRun: TrainRun | null = null;
   private nextModel = 1;
@@ -118,7 +141,9 @@ export class TfjsEngine {
         profile: true,
         trace: true,
         hooks: ['forward', 'forwardPre', 'backward'],
+        rootHooks: false,
         train: true,
+        histograms: false,
         strides: 'rowMajor',
         backwardTimings: true,
       },
@@ -148,9 +173,20 @@ export class TfjsEngine {
     return s;
   }
 
-  private async makeSession(file: string, model: string | undefined, inputShapes?: number[][]) {
-    const loaded = await loadModelFile(this.tf, file, model, inputShapes);
+  private async makeSession(
+    file: string,
+    model: string | undefined,
+    params: object = {},
+  ): Promise<
+    { graph: GraphSession; loaded: LoadedGraph } | { s: ModelSession; loaded: LoadedModel }
+  > {
+    const loaded = await loadModelFile(this.tf, file, model, params);
     const id = `m${this.nextModel++}`;
+    if (loaded.kind === 'graph') {
+      const names = loaded.model.inputs.map((i) => i.name);
+      const { shapes, dtypes } = askedInputs(params, names, loaded.file);
+      return { graph: newGraphSession(id, loaded, this.device, shapes, dtypes), loaded };
+    }
     const s: ModelSession = {
       id,
       file: loaded.file,
@@ -159,15 +195,37 @@ export class TfjsEngine {
       model: loaded.model,
       index: buildLayerIndex(loaded.model),
       inputs: loaded.inputs,
+      idRanges: idRanges(loaded.model),
       example: loaded.example,
       exports: loaded.exports,
       candidates: loaded.candidates,
       location: loaded.location,
       device: this.device,
+      weightsMissing: loaded.weightsMissing,
     };
     if (s.location) s.index.modules[0].source = { creation: s.location };
     addCreationLines(s);
     return { s, loaded };
+  }
+
+  /** The graph-model session `ref` names, if it names one. */
+  private graph(ref: { modelId?: string }): GraphSession | undefined {
+    this.requireInit();
+    return ref.modelId ? this.graphs.get(ref.modelId) : undefined;
+  }
+
+  /** "Loading again replaces the previous model" (a model being trained stays). */
+  private replaceModels(): void {
+    for (const old of [...this.models.values()]) {
+      if (this.activeRun?.session === old) continue;
+      this.hooks.detachModel(old.id);
+      this.models.delete(old.id);
+    }
+    for (const old of [...this.graphs.values()]) {
+      this.hooks.detachModel(old.id);
+      old.model.dispose();
+      this.graphs.delete(old.id);
+    }
   }
 
   private requireTrust(): void {
@@ -181,15 +239,26 @@ export class TfjsEngine {
   async loadModel(p: ModelLoadParams): Promise<ModelLoadResult> {
     this.requireTrust();
     this.requireInit();
-    const { s, loaded } = await this.makeSession(p.file, p.model, p.inputShapes);
-    // A shape that does not fit is reported now, naming the layer, not at the first summary.
-    this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s)));
-    // "Loading again replaces the previous model."
-    for (const old of [...this.models.values()]) {
-      if (this.activeRun?.session === old) continue;
-      this.hooks.detachModel(old.id);
-      this.models.delete(old.id);
+    // Loading never runs the model (src/protocol/messages.ts): a shape that does not fit a layer
+    // fails the first request that runs it, naming the layer.
+    const made = await this.makeSession(p.file, p.model, p);
+    if ('graph' in made) {
+      const g = made.graph;
+      this.replaceModels();
+      this.graphs.set(g.id, g);
+      const location = { file: g.file, line: 1 };
+      return {
+        modelId: g.id,
+        file: g.file,
+        name: g.name,
+        type: g.type,
+        candidates: [{ name: path.basename(g.file), kind: 'file', location }],
+        inputs: g.inputs,
+        warnings: made.loaded.warnings,
+      };
     }
+    const { s, loaded } = made;
+    this.replaceModels();
     this.models.set(s.id, s);
     return {
       modelId: s.id,
@@ -204,33 +273,59 @@ export class TfjsEngine {
   }
 
   tree(p: ModelRef): ModelTreeResult {
+    const g = this.graph(p);
+    if (g) return { modules: g.index.modules, ...graphParameterInfos(g) };
     const s = this.session(p);
     return { modules: s.index.modules, ...parameterInfos(s.index, s.device) };
   }
 
-  summary(p: SummaryParams): SummaryResult {
+  async summary(p: SummaryParams): Promise<SummaryResult> {
+    const g = this.graph(p);
+    if (g) {
+      const { shapes, dtypes } = askedInputs(p, g.model.inputs.map((i) => i.name), g.file);
+      const asked = shapes ?? g.inputs.map((i) => i.shape);
+      const specs = shapes || dtypes ? graphInputs(g.model, asked, dtypes) : g.inputs;
+      return graphSummary(this.tf, g, specs);
+    }
     const s = this.session(p);
-    const specs = p.inputShapes ? p.inputShapes.map((shape, i) => ({ shape, dtype: s.model.inputs[i]?.dtype ?? 'float32', source: 'request' as const })) : s.inputs;
-    const { rows, totals } = runSummary(this.tf, s, specs);
-    return { rows, totals, inputs: specs, warnings: [] };
+    const specs = summarySpecs(s, p);
+    let result;
+    try {
+      result = runSummary(this.tf, s, specs);
+    } catch (err) {
+      // Run once more with the layers named, so a shape that does not fit says where.
+      this.tf.tidy(() => void predictNamingLayer(s, makeInputs(this.tf, s, specs)));
+      throw err;
+    }
+    const { rows, totals } = result;
+    const warnings = s.weightsMissing.length ? [WEIGHTS_MISSING_SUMMARY] : [];
+    return { rows, totals, inputs: specs, warnings };
   }
 
-  forward(p: ForwardParams): ForwardResult {
-    const s = this.session(p);
+  async forward(p: ForwardParams): Promise<ForwardResult> {
     const steps = Math.max(1, Math.min(FORWARD_MAX_STEPS, p.steps ?? 1));
+    const g = this.graph(p);
+    if (g) {
+      if (p.backward) graphUnsupported('A backward pass', g);
+      return { steps, ...(await graphForward(this.tf, g, steps)) };
+    }
+    const s = this.session(p);
+    requireWeights(s, 'Running the model');
     let outputShapes: number[][] = [];
     const start = performance.now();
     for (let i = 0; i < steps; i++) {
       this.tf.tidy(() => {
         const xs = makeInputs(this.tf, s);
         if (p.backward) forwardBackward(this.tf, s, xs, (outs) => (outputShapes = outs.map((o) => [...o.shape])));
-        else outputShapes = predict(s, xs).map((t) => [...t.shape]);
+        else outputShapes = predictNamingLayer(s, xs).map((t) => [...t.shape]);
       });
     }
     return { steps, outputShapes, stepMs: (performance.now() - start) / steps };
   }
 
-  inspect(p: TensorInspectParams): TensorInspectResult {
+  async inspect(p: TensorInspectParams): Promise<TensorInspectResult> {
+    const g = this.graph(p);
+    if (g) return graphInspect(this.tf, g, p);
     const s = this.session(p);
     const bins = p.histogramBins;
     const t = p.target;
@@ -241,6 +336,7 @@ export class TfjsEngine {
           candidates: s.index.weights.filter((e) => e.isBuffer === (t.kind === 'buffer')).map((e) => e.name),
         });
       }
+      if (p.stats) requireWeights(s, 'Reading weight values');
       const v = w.variable.read();
       const info = tensorInfo(v.shape, v.dtype, s.device, v, w.isBuffer ? false : w.requiresGrad);
       return { name: w.name, tensor: info, ...(p.stats ? tensorStats(v, bins) : {}) };
@@ -256,6 +352,7 @@ export class TfjsEngine {
       return res!;
     }
     const out = t as { kind: 'output'; path: string; index?: number };
+    requireWeights(s, 'Reading outputs');
     const layer = s.index.layerAt.get(out.path);
     if (!layer) fail('unknownPath', `No module at path '${out.path}'`, { layer: out.path, candidates: s.index.modules.map((m) => m.path) });
     const isRoot = layer === (s.model as unknown as tfTypes.layers.Layer);
@@ -287,10 +384,19 @@ export class TfjsEngine {
   }
 
   profile(p: ProfileParams): Promise<ProfileResult> {
-    return runProfile(this.tf, this.session(p), p);
+    const g = this.graph(p);
+    if (g) {
+      const steps = Math.max(1, Math.min(PROFILE_MAX_STEPS, p.steps ?? PROFILE_DEFAULT_STEPS));
+      return graphProfile(this.tf, g, p, steps, Math.max(0, p.warmup ?? PROFILE_DEFAULT_WARMUP));
+    }
+    const s = this.session(p);
+    requireWeights(s, 'Profiling');
+    return runProfile(this.tf, s, p);
   }
 
   attachHook(p: HookAttachParams): HookAttachResult {
+    const g = this.graph(p);
+    if (g) return { hookId: attachGraphHook(this.hooks, g, p) };
     const s = this.session(p);
     return { hookId: this.hooks.attach(s, p) };
   }
@@ -303,7 +409,9 @@ export class TfjsEngine {
     this.requireTrust();
     this.requireInit();
     if (this.activeRun) fail('badRequest', `Run ${this.activeRun.id} is still training; stop it first`);
-    const { s } = await this.makeSession(p.file, p.model);
+    const made = await this.makeSession(p.file, p.model);
+    if ('graph' in made) return graphUnsupported('Training', made.graph);
+    const { s } = made;
     this.models.set(s.id, s);
     const id = `r${this.nextRun++}`;
     const run = startTrainRun(
@@ -322,14 +430,18 @@ export class TfjsEngine {
   async stopTrain(p: { runId: string }): Promise<{ stopped: boolean }> {
     const run = this.runs.get(p.runId);
     if (!run) fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
-    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: true };
-    return { stopped: await stopTrainRun(run) };
+    // `stopped` says whether this request ended the run (src/protocol/messages.ts trainStopRequest).
+    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: false };
+    if (!(await stopTrainRun(run))) {
+      fail('timeout', `Run ${run.id} did not stop within ${TRAIN_STOP_TIMEOUT_MS / 1000} s`);
+    }
+    return { stopped: true };
   }
 
   diagnose(p: { runId: string }): TrainDiagnosis {
     const run = this.runs.get(p.runId);
     if (!run) {
-      fail('unknownPath', `No training run '${p.runId}' to diagnose`, {
+      fail('notLoaded', `No training run '${p.runId}' to diagnose`, {
         candidates: [...this.runs.keys()],
         hint: 'Use the runId that train/start returned.',
       });
@@ -364,9 +476,33 @@ export class TfjsEngine {
     }
     this.hooks.detach({ all: true });
     this.models.clear();
+    for (const g of this.graphs.values()) g.model.dispose();
+    this.graphs.clear();
   }
 }
 
+
+/** The load-time inputs, with this request's shapes and dtypes where it gives them. */
+function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
+  const asked = askedInputs(p, s.model.inputNames, s.file);
+  if (!asked.shapes && !asked.dtypes) return s.inputs;
+  const n = asked.shapes?.length ?? asked.dtypes?.length ?? 0;
+  if (n !== s.inputs.length) {
+    fail('shapeMismatch', `The model has ${s.inputs.length} input(s) but ${n} were given`, {
+      expected: `${s.inputs.length} inputs`,
+      got: `${n}`,
+    });
+  }
+  return s.inputs.map((spec, i) => {
+    const dtype = asked.dtypes?.[i];
+    const next: InputSpec = {
+      shape: asked.shapes?.[i] ?? spec.shape,
+      dtype: dtype ? checkDtype(dtype, `input ${i}`) : spec.dtype,
+      source: 'request',
+    };
+    return describeIds(next, s.idRanges[i]);
+  });
+}
 
 /**
  * TF.js layers carry no creation site; a layer given an explicit name is found by that name

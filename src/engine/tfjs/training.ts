@@ -3,6 +3,7 @@
 // request (model.stopTraining) survives fit resetting it at the start of each call.
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
+import { TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS } from '../../protocol/defaults';
 import type { TrainDiagnosis, TrainProgress, TrainStartParams } from '../../protocol/messages';
 import type { Tf } from './backend';
 import { RunDiagnostics } from './diagnosis';
@@ -10,12 +11,8 @@ import { EngineFailure, fail, messageOf } from './engineError';
 import type { ModelSession } from './modelSession';
 import { userCodeFailure } from './userCode';
 
-/** Minimum time between two train/progress notifications. */
-export const TRAIN_PROGRESS_INTERVAL_MS = 250;
 /** Loss points per notification; denser histories are sampled evenly. */
 export const TRAIN_LOSS_MAX_POINTS = 200;
-/** How long train/stop waits for a run to notice the stop. */
-export const TRAIN_STOP_TIMEOUT_MS = 15_000;
 const DEFAULT_FIT_BATCH_SIZE = 32;
 
 type FitArgs = tfTypes.ModelFitArgs;
@@ -86,6 +83,9 @@ export function startTrainRun(
   let totalEpochs: number | null = params.epochs ?? null;
   let pending: [number, number][] = [];
   let lastSent = 0;
+  /** Warnings not yet sent; the first non-finite loss adds one (as the PyTorch engine does). */
+  let unsent: string[] = [];
+  let nanStep: number | null = null;
 
   const progress = (state: TrainProgress['state'], extra: Partial<TrainProgress> = {}): void => {
     run.state = state;
@@ -106,7 +106,11 @@ export function startTrainRun(
       gradEnabled: true,
       modelId: s.id,
       ...extra,
+      ...(unsent.length || extra.warnings
+        ? { warnings: [...unsent, ...(extra.warnings ?? [])] }
+        : {}),
     });
+    unsent = [];
     pending = [];
     lastSent = performance.now();
   };
@@ -123,7 +127,15 @@ export function startTrainRun(
       const loss = logs?.loss;
       if (typeof loss === 'number') pending.push([run.step, loss]);
       if (run.stopRequested) model.stopTraining = true;
-      if (performance.now() - lastSent >= TRAIN_PROGRESS_INTERVAL_MS) progress('running');
+      if (typeof loss === 'number' && !Number.isFinite(loss) && nanStep === null) {
+        nanStep = run.step;
+        unsent.push(
+          `The loss became ${loss} at step ${run.step}; the model's weights are probably ` +
+            'ruined from there on ' +
+            '(check the learning rate, the inputs and log/divide operations).',
+        );
+        progress('running');
+      } else if (performance.now() - lastSent >= TRAIN_PROGRESS_INTERVAL_MS) progress('running');
     },
   });
 

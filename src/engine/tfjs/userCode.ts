@@ -1,13 +1,14 @@
-// Runs the user's model file inside the engine: esbuild bundles its local imports into one CJS
-// module (packages stay external and resolve from the user's folder), imports of tfjs get the
-// engine's own tf instance, and stack frames in the generated code are mapped back to the
-// user's lines through the source map esbuild emits.
+// Runs the user's model file inside the engine: transpile.ts joins it and its local imports into
+// one CJS module (packages stay external and resolve from the user's folder), imports of tfjs get
+// the engine's own tf instance, and stack frames in the generated code are mapped back to the
+// user's lines through the source map it emits.
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import Module, { SourceMap } from 'node:module';
 import type { SourceLocation } from '../../protocol/types';
 import { EngineFailure, fail, messageOf } from './engineError';
 import type { Tf } from './backend';
+import { TranspileError, transpileModelFile } from '../transpile';
 
 /** These resolve to the engine's tf so a model folder needs nothing installed. */
 const TF_SHIMS = new Set([
@@ -33,63 +34,17 @@ interface MappedFile {
 /** Generated filename → its source map; a file loaded twice replaces its entry. */
 const maps = new Map<string, MappedFile>();
 
-interface EsbuildMessage {
-  text: string;
-  location: { file: string; line: number; column: number; lineText?: string } | null;
-}
-
-function esbuildModule(): typeof import('esbuild') {
-  try {
-    // Lazy: esbuild is a native runtime dependency only model loading needs.
-    return require('esbuild') as typeof import('esbuild');
-  } catch (err) {
-    return fail('runtimeMissing', `esbuild is needed to load model files: ${messageOf(err)}`, {
-      hint: 'Reinstall the extension; esbuild ships with it.',
-    });
-  }
-}
-
+/** The model file and its local imports as one CommonJS module (src/engine/transpile.ts). */
 function compile(file: string): { code: string; map: string } {
-  const esbuild = esbuildModule();
-  const outfile = file + '.model-lens.js';
-  let result;
   try {
-    result = esbuild.buildSync({
-      entryPoints: [file],
-      bundle: true,
-      write: false,
-      format: 'cjs',
-      platform: 'node',
-      target: 'node20',
-      packages: 'external',
-      sourcemap: 'external',
-      sourcesContent: false,
-      outfile,
-      logLevel: 'silent',
-      absWorkingDir: path.dirname(file),
-      // import.meta.url has no CJS equivalent; give ESM model files a working one.
-      define: { 'import.meta.url': '__modelLensImportMetaUrl' },
-      banner: { js: "var __modelLensImportMetaUrl = require('url').pathToFileURL(__filename).href;" },
-    });
+    return transpileModelFile(file);
   } catch (err) {
-    const errors = ((err as { errors?: EsbuildMessage[] }).errors ?? []) as EsbuildMessage[];
-    const first = errors[0];
-    if (!first) throw err;
-    const loc = first.location;
-    const location: SourceLocation | undefined = loc
-      ? { file: path.resolve(path.dirname(file), loc.file), line: loc.line, column: loc.column + 1 }
-      : undefined;
-    const where = location ? `${location.file}:${location.line}:${location.column}` : file;
-    const unresolved = /Could not resolve/.test(first.text);
-    return fail(unresolved ? 'importError' : 'syntaxError', `${where}: ${first.text}`, {
-      location,
-      hint: unresolved ? 'Check the import path; packages are resolved from the model file’s folder.' : undefined,
+    if (!(err instanceof TranspileError)) throw err;
+    return fail(err.kind, err.message, {
+      location: err.location,
+      hint: err.kind === 'importError' ? 'Check the import path; packages are resolved from the model file’s folder.' : undefined,
     });
   }
-  const js = result.outputFiles.find((f) => f.path.endsWith('.js'));
-  const map = result.outputFiles.find((f) => f.path.endsWith('.map'));
-  if (!js) return fail('internal', `esbuild produced no JavaScript for ${file}`);
-  return { code: js.text, map: map?.text ?? '' };
 }
 
 interface ModuleInternals {
@@ -173,7 +128,8 @@ export function mapStackText(stack: string): string {
 
 const SHAPE_RE = /expected (\S+) to have shape \[([^\]]*)\] but got array with shape \[([^\]]*)\]/;
 /** Shape errors as tfjs words them (user code's own messages are left as userCodeError). */
-const TFJS_SHAPE_ERROR_RE = /Error when checking|Operands could not be broadcast|Incompatible shapes|must match|shapes? .* and .* (?:must|are)|rank-?\d+ .*expected|expected rank/i;
+const TFJS_SHAPE_ERROR_RE =
+  /Error when checking|does not match the shape of the rest|Operands could not be broadcast|Incompatible shapes|must match|shapes? .* and .* (?:must|are)|rank-?\d+ .*expected|expected rank/i;
 const LAYER_INCOMPATIBLE_RE = /(?:incompatible with layer|Layer) ([\w./-]+)[:,]? (.*)/;
 
 /** Classifies an error thrown by user code or by tfjs while running it. */

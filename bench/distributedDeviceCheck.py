@@ -45,7 +45,8 @@ def check(name, nproc, args):
     out = {"check": name, "finished": ok, "state": p.get("state"), "error": (p.get("error") or {}).get("message"),
            "device": d.get("device"), "loss": p.get("loss", [])[:3], "ranks": [
                {"rank": r["rank"], "state": r["state"], "steps": r["steps"], "stepMs": r["stepMs"],
-                "collectives": [(c["op"], c["count"], round(c["msPerStep"], 3)) for c in r["collectives"]]}
+                "collectives": [(c["op"], c["count"], round(c["msPerStep"], 3)) for c in r["collectives"]],
+                "gpu": r.get("gpu")}
                for r in d.get("ranks", [])],
            "findings": [f["message"] for f in d.get("findings", [])][:3]}
     print(json.dumps(out, indent=1), flush=True)

@@ -18,6 +18,7 @@ from engine_process import EXAMPLES, EngineProcess, RpcError  # noqa: E402
 from model_lens_engine.distributed.aggregate import JobView, job_findings  # noqa: E402
 from model_lens_engine.distributed.collectives import CollectiveTimer  # noqa: E402
 from model_lens_engine.distributed.job import launcher_args  # noqa: E402
+from model_lens_engine.distributed.rank import smi_identity  # noqa: E402
 from model_lens_engine.errors import EngineFault, UserScope  # noqa: E402
 
 HERE = os.path.abspath(__file__)
@@ -174,6 +175,15 @@ class LauncherArgsTest(unittest.TestCase):
             launcher_args({"nprocPerNode": 0})
         with self.assertRaisesRegex(EngineFault, r"-m is set by Model Lens"):
             launcher_args({"launcherArgs": ["-m"]})
+
+
+class GpuIdentityTest(unittest.TestCase):
+    def test_cuda_visible_devices_maps_torch_devices_to_nvidia_smi(self):
+        self.assertEqual(smi_identity(1, None), {"index": 1})
+        self.assertEqual(smi_identity(0, "2,3"), {"index": 2})
+        self.assertEqual(smi_identity(1, "2, 3"), {"index": 3})
+        self.assertEqual(smi_identity(0, "GPU-8f2a"), {"uuid": "GPU-8f2a"})
+        self.assertEqual(smi_identity(2, "0,1"), {})
 
 
 class TrainStartDistributedTest(unittest.TestCase):

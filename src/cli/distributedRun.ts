@@ -142,6 +142,11 @@ export function formatRankLine(r: RankDiagnosis): string {
   if (b) {
     line += ` (data ${ms(b.dataMs)}, forward ${ms(b.forwardMs)}, backward ${ms(b.backwardMs)}, optimizer ${ms(b.optimizerMs)}, other ${ms(b.otherMs)})`;
   }
+  if (r.gpu) {
+    const gib = (n: number): string => (n / 2 ** 30).toFixed(2);
+    const which = r.gpu.index !== undefined ? ` (GPU ${r.gpu.index})` : r.gpu.uuid ? ` (${r.gpu.uuid})` : '';
+    line += `; ${r.gpu.device}${which} ${gib(r.gpu.allocatedBytes)} GiB allocated, peak ${gib(r.gpu.peakBytes)} GiB`;
+  }
   const top = r.collectives[0];
   if (top && r.steps >= 2) {
     const at = top.source ? ` at ${path.basename(top.source.file)}:${top.source.line}` : '';

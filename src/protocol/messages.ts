@@ -453,6 +453,19 @@ export interface RankDiagnosis {
   pid?: number;
   localRank?: number;
   groupRank?: number;
+  /** Where the rank uses CUDA: its device and memory (torch's allocator). */
+  gpu?: RankGpu;
+}
+
+export interface RankGpu {
+  /** torch's name for it: `cuda:0` is the first visible device. */
+  device: string;
+  /** nvidia-smi's index, through CUDA_VISIBLE_DEVICES (absent when that lists UUIDs). */
+  index?: number;
+  /** CUDA_VISIBLE_DEVICES's entry when it is a GPU or MIG UUID. */
+  uuid?: string;
+  allocatedBytes: number;
+  peakBytes: number;
 }
 
 /** Diagnosis of a run so far (also sent as `train/diagnosis` when the run ends). */

@@ -211,6 +211,8 @@ class JobView:
         for k in ("host", "pid", "localRank", "groupRank"):
             if v.hello.get(k) is not None:
                 out[k] = v.hello[k]
+        if stats.get("gpu"):
+            out["gpu"] = stats["gpu"]
         return out
 
     def diagnosis(self, run_id):

@@ -13,8 +13,8 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(
 import torch  # noqa: E402
 import torch.distributed as dist  # noqa: E402
 import torch.nn as nn  # noqa: E402
-
 from engine_process import EXAMPLES, EngineProcess, RpcError  # noqa: E402
+
 from model_lens_engine.distributed.aggregate import JobView, job_findings  # noqa: E402
 from model_lens_engine.distributed.collectives import CollectiveTimer  # noqa: E402
 from model_lens_engine.distributed.job import launcher_args  # noqa: E402
@@ -38,7 +38,9 @@ class CollectiveTimerTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp()
-        dist.init_process_group("gloo", init_method="file://" + os.path.join(cls.tmp, "store"), rank=0, world_size=1)
+        dist.init_process_group(
+            "gloo", init_method="file://" + os.path.join(cls.tmp, "store"), rank=0, world_size=1
+        )
 
     @classmethod
     def tearDownClass(cls):
@@ -101,11 +103,28 @@ def rank_report(rank, data_ms, backward_ms, wait_ms, steps=21, line=57):
     """One rank's rank/stats: forward 1, optimizer 0.5, other 0.5 ms; DDP's wait is in backward."""
     per = steps - 1
     return {
-        "rank": rank, "state": "done", "steps": steps, "stepMs": data_ms + 1.0 + backward_ms + 0.5 + 0.5,
-        "breakdown": {"dataMs": data_ms, "forwardMs": 1.0, "backwardMs": backward_ms, "optimizerMs": 0.5,
-                      "otherMs": 0.5},
-        "collectives": [{"op": "all_reduce", "file": "/w/train.py", "line": line, "function": "<module>",
-                         "count": steps, "seconds": wait_ms * per / 1e3, "steadySeconds": wait_ms * per / 1e3}],
+        "rank": rank,
+        "state": "done",
+        "steps": steps,
+        "stepMs": data_ms + 1.0 + backward_ms + 0.5 + 0.5,
+        "breakdown": {
+            "dataMs": data_ms,
+            "forwardMs": 1.0,
+            "backwardMs": backward_ms,
+            "optimizerMs": 0.5,
+            "otherMs": 0.5,
+        },
+        "collectives": [
+            {
+                "op": "all_reduce",
+                "file": "/w/train.py",
+                "line": line,
+                "function": "<module>",
+                "count": steps,
+                "seconds": wait_ms * per / 1e3,
+                "steadySeconds": wait_ms * per / 1e3,
+            }
+        ],
     }
 
 
@@ -113,7 +132,9 @@ class JobViewTest(unittest.TestCase):
     def view(self, reports):
         v = JobView()
         for r in reports:
-            v.on_message("rank/hello", {"rank": r["rank"], "worldSize": len(reports), "pid": 100 + r["rank"]})
+            v.on_message(
+                "rank/hello", {"rank": r["rank"], "worldSize": len(reports), "pid": 100 + r["rank"]}
+            )
             v.on_message("rank/stats", r)
             v.on_message("rank/end", {"rank": r["rank"], "state": "done"})
         return v
@@ -121,15 +142,22 @@ class JobViewTest(unittest.TestCase):
     def test_straggler_named_with_its_phase_and_the_others_wait(self):
         # Rank 1's data takes 4.5 ms more; ranks 0, 2, 3 wait for it in the all-reduce, so every
         # rank's step takes 11 ms.
-        reports = [rank_report(0, 0.5, 8.5, 4.9), rank_report(1, 5.0, 4.0, 0.4),
-                   rank_report(2, 0.5, 8.6, 5.0), rank_report(3, 0.5, 8.4, 4.8)]
+        reports = [
+            rank_report(0, 0.5, 8.5, 4.9),
+            rank_report(1, 5.0, 4.0, 0.4),
+            rank_report(2, 0.5, 8.6, 5.0),
+            rank_report(3, 0.5, 8.4, 4.8),
+        ]
         d = self.view(reports).diagnosis("r1")
         f = d["findings"][0]
         busy = 11.0 - 0.4
         others = sorted([11.0 - 4.9, 11.1 - 5.0, 10.9 - 4.8])[1]
-        self.assertEqual(f["message"], "rank 1 is %.0f%% slower per step than the others (%.1f vs %.1f ms of work per "
-                         "step; data 4.5 ms more); ranks 0, 2, 3 wait 4.9 ms per step in all_reduce at train.py:57."
-                         % ((busy / others - 1) * 100, busy, others))
+        self.assertEqual(
+            f["message"],
+            "rank 1 is %.0f%% slower per step than the others (%.1f vs %.1f ms of work per "
+            "step; data 4.5 ms more); ranks 0, 2, 3 wait 4.9 ms per step in all_reduce at "
+            "train.py:57." % ((busy / others - 1) * 100, busy, others),
+        )
         self.assertEqual(f["severity"], "warning")
         self.assertEqual(f["source"], {"file": "/w/train.py", "line": 57, "function": "<module>"})
         self.assertEqual([r["rank"] for r in d["ranks"]], [0, 1, 2, 3])
@@ -145,13 +173,31 @@ class JobViewTest(unittest.TestCase):
         v = JobView()
         for r in (0, 1):
             v.on_message("rank/hello", {"rank": r, "worldSize": 2, "localWorldSize": 2})
-        v.on_message("train/progress", {"rank": 1, "state": "failed", "step": 4, "loss": [[4, 1.0]],
-                                        "error": {"kind": "userCodeError", "message": "boom"}})
-        v.on_message("train/progress", {"rank": 0, "state": "failed", "step": 4, "loss": [[4, 2.0]],
-                                        "error": {"kind": "userCodeError", "message": "Connection closed by peer"}})
+        v.on_message(
+            "train/progress",
+            {
+                "rank": 1,
+                "state": "failed",
+                "step": 4,
+                "loss": [[4, 1.0]],
+                "error": {"kind": "userCodeError", "message": "boom"},
+            },
+        )
+        v.on_message(
+            "train/progress",
+            {
+                "rank": 0,
+                "state": "failed",
+                "step": 4,
+                "loss": [[4, 2.0]],
+                "error": {"kind": "userCodeError", "message": "Connection closed by peer"},
+            },
+        )
         self.assertEqual(v.first_failure().rank, 1)
         p = v.progress("r1", "failed")
-        self.assertEqual([(r["rank"], r["state"]) for r in p["ranks"]], [(0, "stopped"), (1, "failed")])
+        self.assertEqual(
+            [(r["rank"], r["state"]) for r in p["ranks"]], [(0, "stopped"), (1, "failed")]
+        )
         self.assertEqual(p["lossSpread"], {"step": 4, "min": 1.0, "max": 2.0})
         self.assertEqual(p["loss"], [[4, 2.0]], "rank 0's curve")
         self.assertEqual(v.progress("r1", "failed")["loss"], [], "each point is passed on once")
@@ -170,8 +216,13 @@ class LauncherArgsTest(unittest.TestCase):
         self.assertEqual(own[:3], ["--nproc_per_node", "2", "--master_port"])
         self.assertTrue(1024 <= int(own[3]) <= 65535, own)
         multi = ["--nnodes", "2", "--node-rank", "0", "--rdzv-endpoint", "127.0.0.1:29400"]
-        self.assertEqual(launcher_args({"nprocPerNode": 1, "launcherArgs": multi}), ["--nproc_per_node", "1"] + multi)
-        with self.assertRaisesRegex(EngineFault, r"nprocPerNode. must be a whole number from 1 to 256, got 0"):
+        self.assertEqual(
+            launcher_args({"nprocPerNode": 1, "launcherArgs": multi}),
+            ["--nproc_per_node", "1"] + multi,
+        )
+        with self.assertRaisesRegex(
+            EngineFault, r"nprocPerNode. must be a whole number from 1 to 256, got 0"
+        ):
             launcher_args({"nprocPerNode": 0})
         with self.assertRaisesRegex(EngineFault, r"-m is set by Model Lens"):
             launcher_args({"launcherArgs": ["-m"]})
@@ -191,8 +242,13 @@ class TrainStartDistributedTest(unittest.TestCase):
         engine = EngineProcess(cwd=EXAMPLES)
         try:
             with self.assertRaises(RpcError) as cm:
-                engine.request("train/start", {"file": os.path.join(EXAMPLES, "ddp_train.py"),
-                                               "distributed": {"nprocPerNode": "two"}})
+                engine.request(
+                    "train/start",
+                    {
+                        "file": os.path.join(EXAMPLES, "ddp_train.py"),
+                        "distributed": {"nprocPerNode": "two"},
+                    },
+                )
             self.assertEqual(cm.exception.kind, "badRequest")
             self.assertIn("distributed.nprocPerNode", str(cm.exception))
         finally:

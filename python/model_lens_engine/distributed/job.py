@@ -26,8 +26,8 @@ import time
 
 from ..errors import EngineFault, UserScope, bad_request, user_fault
 from ..rpc import Connection
-from .aggregate import JobView
 from ..training.run import DEFAULT_HISTOGRAM_EVERY_STEPS
+from .aggregate import JobView
 from .rank import ENV_AGGREGATOR, ENV_HISTOGRAMS, ENV_RUN_ID
 
 PROGRESS_INTERVAL_S = 0.25
@@ -44,9 +44,23 @@ LAUNCHER_EXIT_S = 10.0
 LISTEN_BACKLOG = 128
 MAX_NPROC_PER_NODE = 256
 _RENDEZVOUS_OPTIONS = {
-    "--standalone", "--nnodes", "--rdzv-backend", "--rdzv_backend", "--rdzv-endpoint", "--rdzv_endpoint",
-    "--rdzv-id", "--rdzv_id", "--rdzv-conf", "--rdzv_conf", "--master-addr", "--master_addr", "--master-port", "--master_port", "--node-rank",
-    "--node_rank"}
+    "--standalone",
+    "--nnodes",
+    "--rdzv-backend",
+    "--rdzv_backend",
+    "--rdzv-endpoint",
+    "--rdzv_endpoint",
+    "--rdzv-id",
+    "--rdzv_id",
+    "--rdzv-conf",
+    "--rdzv_conf",
+    "--master-addr",
+    "--master_addr",
+    "--master-port",
+    "--master_port",
+    "--node-rank",
+    "--node_rank",
+}
 _ENGINE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
@@ -59,14 +73,19 @@ def launcher_args(spec):
     n = spec.get("nprocPerNode")
     if n is not None:
         if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_NPROC_PER_NODE:
-            raise bad_request("train/start `distributed.nprocPerNode` must be a whole number from 1 to %d, got %r"
-                              % (MAX_NPROC_PER_NODE, n), got=n)
+            raise bad_request(
+                "train/start `distributed.nprocPerNode` must be a whole number from 1 to %d, got %r"
+                % (MAX_NPROC_PER_NODE, n),
+                got=n,
+            )
         out += ["--nproc_per_node", str(n)]
     extra = spec.get("launcherArgs") or []
     if isinstance(extra, str):
         extra = shlex.split(extra)
     if not isinstance(extra, list) or not all(isinstance(a, str) for a in extra):
-        raise bad_request("train/start `distributed.launcherArgs` must be a list of strings", got=extra)
+        raise bad_request(
+            "train/start `distributed.launcherArgs` must be a list of strings", got=extra
+        )
     for a in extra:
         if a.split("=")[0] in _RENDEZVOUS_OPTIONS:
             break
@@ -77,8 +96,11 @@ def launcher_args(spec):
         out += ["--master_port", str(_free_port())]
     for a in extra:
         if a in ("-m", "--module", "--no-python", "--no_python", "--run-path", "--run_path"):
-            raise bad_request("train/start `distributed.launcherArgs`: %s is set by Model Lens (each rank runs "
-                              "the script under its instrumentation)" % a, got=a)
+            raise bad_request(
+                "train/start `distributed.launcherArgs`: %s is set by Model Lens (each rank runs "
+                "the script under its instrumentation)" % a,
+                got=a,
+            )
     return out + extra
 
 
@@ -143,8 +165,9 @@ class DistributedJob:
         self._listener.listen(LISTEN_BACKLOG)
         cmd, env = self.command(self._listener.getsockname()[1])
         threading.Thread(target=self._accept, name="model-lens-job-accept", daemon=True).start()
-        threading.Thread(target=self._main, args=(respond_first, cmd, env), name="model-lens-job",
-                         daemon=True).start()
+        threading.Thread(
+            target=self._main, args=(respond_first, cmd, env), name="model-lens-job", daemon=True
+        ).start()
 
     def active(self):
         return not self.ended
@@ -152,12 +175,20 @@ class DistributedJob:
     def _main(self, respond_first, cmd, env):
         respond_first()
         try:
-            self.proc = subprocess.Popen(cmd, cwd=os.path.dirname(self.file), env=env, stdin=subprocess.DEVNULL,
-                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                cmd,
+                cwd=os.path.dirname(self.file),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+            )
         except OSError as e:
             self._finish(1, launch_error="Could not start %s: %s" % (cmd[0], e))
             return
-        threading.Thread(target=self._read_launcher, name="model-lens-job-launcher", daemon=True).start()
+        threading.Thread(
+            target=self._read_launcher, name="model-lens-job-launcher", daemon=True
+        ).start()
         next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_S
         rc = None
         while True:
@@ -175,7 +206,9 @@ class DistributedJob:
             if self._dirty:
                 self._dirty = False
                 with self.lock:
-                    self.conn.notify("train/progress", self.view.progress(self.run_id, self._state()))
+                    self.conn.notify(
+                        "train/progress", self.view.progress(self.run_id, self._state())
+                    )
             if time.monotonic() >= next_diag:
                 next_diag = time.monotonic() + DIAGNOSIS_INTERVAL_S
                 with self.lock:
@@ -184,7 +217,9 @@ class DistributedJob:
         for t in list(self.readers):
             t.join(max(0.0, deadline - time.monotonic()))
         if rc is None:
-            threading.Thread(target=self._reap_launcher, name="model-lens-job-reap", daemon=True).start()
+            threading.Thread(
+                target=self._reap_launcher, name="model-lens-job-reap", daemon=True
+            ).start()
         self._finish(rc)
 
     def _reap_launcher(self):
@@ -235,7 +270,9 @@ class DistributedJob:
         tail = "\n".join(self.tail).strip()
         if launch_error is None:
             launch_error = "torch.distributed.run exited with code %s%s" % (
-                rc, " before every rank reported its end" if rc == 0 else "")
+                rc,
+                " before every rank reported its end" if rc == 0 else "",
+            )
         msg = launch_error + ((".\nLast launcher output:\n" + tail) if tail else ".")
         return "failed", {"kind": "launcherFailed", "message": msg}
 
@@ -269,7 +306,11 @@ class DistributedJob:
                 pass
         for v in list(self.view.ranks.values()):
             pid = v.hello.get("pid")
-            if isinstance(pid, int) and v.state not in ("done", "stopped", "failed") and _alive(pid):
+            if (
+                isinstance(pid, int)
+                and v.state not in ("done", "stopped", "failed")
+                and _alive(pid)
+            ):
                 try:
                     os.kill(pid, signal.SIGKILL)
                 except OSError:
@@ -286,7 +327,9 @@ class DistributedJob:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             conn = Connection(sock.makefile("rb"), sock.makefile("wb"))
             conn.start()
-            t = threading.Thread(target=self._read_rank, args=(conn, sock), name="model-lens-job-rank", daemon=True)
+            t = threading.Thread(
+                target=self._read_rank, args=(conn, sock), name="model-lens-job-rank", daemon=True
+            )
             self.readers.append(t)
             t.start()
 
@@ -310,7 +353,11 @@ class DistributedJob:
 
     def _on_rank_message(self, conn, method, params):
         if method == "output":
-            out = {"stream": params.get("stream", "stdout"), "text": params.get("text", ""), "runId": self.run_id}
+            out = {
+                "stream": params.get("stream", "stdout"),
+                "text": params.get("text", ""),
+                "runId": self.run_id,
+            }
             if isinstance(params.get("rank"), int):
                 out["rank"] = params["rank"]
             self.conn.notify("output", out)
@@ -320,7 +367,10 @@ class DistributedJob:
                 self.conn.notify(method, dict(params, runId=self.run_id))
             return
         if method == "log":
-            self.server.log(params.get("level", "info"), "rank %s: %s" % (params.get("rank"), params.get("message")))
+            self.server.log(
+                params.get("level", "info"),
+                "rank %s: %s" % (params.get("rank"), params.get("message")),
+            )
             return
         with self.lock:
             if method == "rank/hello" and isinstance(params.get("rank"), int):
@@ -367,22 +417,32 @@ def start_distributed_run(server, params):
     if every is None:
         every = DEFAULT_HISTOGRAM_EVERY_STEPS
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-        raise bad_request("train/start `histogramEverySteps` must be a whole number >= 0 (0 disables), got %r"
-                          % (every,), got=every)
+        raise bad_request(
+            "train/start `histogramEverySteps` must be a whole number >= 0 (0 disables), got %r"
+            % (every,),
+            got=every,
+        )
     path = os.path.abspath(file)
     if not os.path.isfile(path):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
     launch = launcher_args(params.get("distributed"))
     run = getattr(server, "run", None)
     if run is not None and run.active():
-        raise EngineFault(-32001, "badRequest", "Run %s is still going; stop it (train/stop) before starting another."
-                          % run.run_id, got=run.run_id)
+        raise EngineFault(
+            -32001,
+            "badRequest",
+            "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
+            got=run.run_id,
+        )
     try:
         import torch.distributed  # noqa: F401
         import torch.distributed.run  # noqa: F401
     except ImportError as e:
-        raise user_fault("unsupported", "This torch has no torch.distributed.run (%s): distributed runs need a torch "
-                         "built with distributed support." % e)
+        raise user_fault(
+            "unsupported",
+            "This torch has no torch.distributed.run (%s): distributed runs need a torch "
+            "built with distributed support." % e,
+        ) from None
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run_id = "r%d" % server.run_counter
     job = DistributedJob(server, path, args, run_id, launch, every)
@@ -393,9 +453,20 @@ def start_distributed_run(server, params):
         deadline = time.monotonic() + 5.0
         while server.current_id == rid and time.monotonic() < deadline:
             time.sleep(0.001)
-        server.conn.notify("train/progress", {
-            "runId": run_id, "state": "starting", "step": 0, "epoch": None, "totalSteps": None, "totalEpochs": None,
-            "stepsPerSec": None, "etaSec": None, "loss": []})
+        server.conn.notify(
+            "train/progress",
+            {
+                "runId": run_id,
+                "state": "starting",
+                "step": 0,
+                "epoch": None,
+                "totalSteps": None,
+                "totalEpochs": None,
+                "stepsPerSec": None,
+                "etaSec": None,
+                "loss": [],
+            },
+        )
 
     job.start(respond_first)
     return {"runId": run_id}

@@ -94,8 +94,11 @@ def _gpu_memory():
     if not torch.cuda.is_available() or not torch.cuda.is_initialized():
         return None
     dev = torch.cuda.current_device()
-    out = {"device": "cuda:%d" % dev, "allocatedBytes": torch.cuda.memory_allocated(dev),
-           "peakBytes": torch.cuda.max_memory_allocated(dev)}
+    out = {
+        "device": "cuda:%d" % dev,
+        "allocatedBytes": torch.cuda.memory_allocated(dev),
+        "peakBytes": torch.cuda.max_memory_allocated(dev),
+    }
     out.update(smi_identity(dev, os.environ.get("CUDA_VISIBLE_DEVICES")))
     return out
 
@@ -134,8 +137,10 @@ def main(argv=None):
     rank = _int_env("RANK", 0)
     where = os.environ.get(ENV_AGGREGATOR)
     if not where:
-        sys.stderr.write("model_lens_engine.distributed.rank: %s is not set; start the run with "
-                         "`model-lens run --nproc-per-node N`\n" % ENV_AGGREGATOR)
+        sys.stderr.write(
+            "model_lens_engine.distributed.rank: %s is not set; start the run with "
+            "`model-lens run --nproc-per-node N`\n" % ENV_AGGREGATOR
+        )
         return 2
     _die_with_parent()
     host, _, port = where.rpartition(":")
@@ -145,18 +150,26 @@ def main(argv=None):
     raw = Connection(sock.makefile("rb"), sock.makefile("wb"))
     raw.start()
     conn = RankConnection(raw, rank)
-    conn.notify("rank/hello", {
-        "pid": os.getpid(), "host": socket.gethostname(), "localRank": _int_env("LOCAL_RANK"),
-        "worldSize": _int_env("WORLD_SIZE"), "groupRank": _int_env("GROUP_RANK"),
-        "localWorldSize": _int_env("LOCAL_WORLD_SIZE"),
-    })
+    conn.notify(
+        "rank/hello",
+        {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "localRank": _int_env("LOCAL_RANK"),
+            "worldSize": _int_env("WORLD_SIZE"),
+            "groupRank": _int_env("GROUP_RANK"),
+            "localWorldSize": _int_env("LOCAL_WORLD_SIZE"),
+        },
+    )
 
     import torch  # noqa: F401  (after hello: the aggregator knows the rank while torch loads)
+
     from ..training.run import TrainingRun
 
     histograms = _int_env(ENV_HISTOGRAMS, 0) if rank == 0 else 0
-    run = TrainingRun(RankServer(conn), file, args, os.environ.get(ENV_RUN_ID, "r1"),
-                      histogram_every=histograms)
+    run = TrainingRun(
+        RankServer(conn), file, args, os.environ.get(ENV_RUN_ID, "r1"), histogram_every=histograms
+    )
     timer = CollectiveTimer(run.scope, lambda: run.counters.steps)
     stop = threading.Event()
     orphaned = threading.Event()

@@ -5,6 +5,7 @@ The launched 2-rank jobs themselves are tested end to end in test/distributedRun
 import os
 import sys
 import tempfile
+import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -22,6 +23,8 @@ from model_lens_engine.distributed.rank import smi_identity  # noqa: E402
 from model_lens_engine.errors import EngineFault, UserScope  # noqa: E402
 
 HERE = os.path.abspath(__file__)
+# A 2-rank launch imports torch in three processes: seconds, many on a loaded machine.
+RUN_TIMEOUT_S = 240
 
 
 def line_here(needle):
@@ -237,7 +240,60 @@ class GpuIdentityTest(unittest.TestCase):
         self.assertEqual(smi_identity(2, "0,1"), {})
 
 
+def wait_for(what, check, timeout_s=RUN_TIMEOUT_S):
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.1)
+
+
 class TrainStartDistributedTest(unittest.TestCase):
+    def test_hooks_on_one_rank_or_all_and_events_carry_the_rank(self):
+        engine = EngineProcess(cwd=EXAMPLES)
+        try:
+            script = os.path.join(EXAMPLES, "ddp_train.py")
+            args = ["--steps", "1000000", "--slow-rank", "1", "--slow-ms", "5"]
+            run_id = engine.request(
+                "train/start", {"file": script, "args": args, "distributed": {"nprocPerNode": 2}}
+            )["runId"]
+
+            def training():
+                last = [p for p in engine.notes("train/progress") if p["runId"] == run_id]
+                ranks = last[-1].get("ranks", []) if last else []
+                return len(ranks) == 2 and all(r["step"] > 0 for r in ranks)
+
+            wait_for("both ranks to train", training)
+            with self.assertRaises(RpcError) as cm:
+                engine.request("hook/attach", {"path": "module.9", "kind": "forward", "rank": 1})
+            self.assertIn("rank 1: ", str(cm.exception))
+            one = engine.request(
+                "hook/attach", {"path": "module.0", "kind": "forward", "rank": 1, "intervalMs": 50}
+            )
+            self.assertEqual(one["ranks"], [1])
+            both = engine.request(
+                "hook/attach", {"path": "module.2", "kind": "forward", "intervalMs": 50}
+            )
+            self.assertEqual(both["ranks"], [0, 1])
+
+            def seen():
+                return {(e["hookId"], e.get("rank")) for e in engine.notes("hook/event")}
+
+            expected = {(one["hookId"], 1), (both["hookId"], 0), (both["hookId"], 1)}
+            wait_for("events of both hooks", lambda: expected <= seen(), 60)
+            self.assertEqual(seen(), expected, "rank 0 has no event of the rank-1 hook")
+            event = [e for e in engine.notes("hook/event") if e["hookId"] == both["hookId"]][-1]
+            self.assertEqual(event["path"], "module.2")
+            self.assertEqual(event["tensor"]["shape"], [16, 1], "the DDP model's last Linear")
+            self.assertGreater(event["step"], 0)
+            self.assertEqual(
+                engine.request("hook/detach", {"hookId": one["hookId"]}),
+                {"detached": 1, "remaining": 1},
+            )
+            self.assertEqual(engine.request("train/stop", {"runId": run_id}), {"stopped": True})
+        finally:
+            engine.close()
+
     def test_bad_distributed_params_are_refused_by_name(self):
         engine = EngineProcess(cwd=EXAMPLES)
         try:

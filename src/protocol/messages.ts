@@ -209,10 +209,14 @@ export interface HookAttachParams {
   /** Minimum time between two events of this hook (engine default HOOK_STATS_INTERVAL_MS). */
   intervalMs?: number;
   histogramBins?: number;
+  /** Distributed runs: attach on this rank only; omitted, on every rank (one hook id). */
+  rank?: number;
 }
 
 export interface HookAttachResult {
   hookId: string;
+  /** Distributed runs: the ranks the hook is attached on. */
+  ranks?: number[];
 }
 
 /**
@@ -244,6 +248,8 @@ export interface HookEvent {
   call: number;
   /** Training step when a run is active. */
   step?: number;
+  /** Distributed runs: the rank whose module this is. */
+  rank?: number;
   /** ms since the Unix epoch. */
   time: number;
   /** Which output (or grad) of a tuple this is; 0 for single tensors. */

@@ -161,7 +161,7 @@ class JobView:
             "etaSec": base.get("etaSec"),
             "loss": [],
         }
-        for k in ("lr", "training", "gradEnabled"):
+        for k in ("lr", "training", "gradEnabled", "modelId"):
             if k in base:
                 p[k] = base[k]
         if r0 is not None:

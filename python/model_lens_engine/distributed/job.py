@@ -24,7 +24,16 @@ import tempfile
 import threading
 import time
 
-from ..errors import EngineFault, UserScope, bad_request, user_fault
+from ..errors import (
+    INTERNAL,
+    INVALID_PARAMS,
+    USER_ERROR,
+    EngineFault,
+    UserScope,
+    bad_request,
+    not_found,
+    user_fault,
+)
 from ..rpc import Connection
 from ..training.run import DEFAULT_HISTOGRAM_EVERY_STEPS
 from .aggregate import JobView
@@ -39,6 +48,8 @@ STOP_GIVE_UP_S = 20.0
 # After the launcher exits, how long the ranks' last reports may take to arrive.
 DRAIN_S = 3.0
 LAUNCHER_TAIL_LINES = 40
+# hook/attach and hook/detach wait this long for the ranks' replies.
+HOOK_REPLY_TIMEOUT_S = 10.0
 # After every rank ended, how long the launcher gets to exit by itself before SIGTERM.
 LAUNCHER_EXIT_S = 10.0
 LISTEN_BACKLOG = 128
@@ -142,6 +153,12 @@ class DistributedJob:
         self._dirty = True
         self._listener = None
         self.log_dir = None
+        # Hooks: the job's hook id -> {rank: that rank's hook id}, and back.
+        self.hooks = {}
+        self._hook_of = {}
+        self._hook_counter = 0
+        self._replies = {}
+        self._request_counter = 0
 
     # ---- lifecycle -------------------------------------------------------------------------
 
@@ -362,6 +379,18 @@ class DistributedJob:
                 out["rank"] = params["rank"]
             self.conn.notify("output", out)
             return
+        if method == "hook/event":
+            hid = self._hook_of.get((params.get("rank"), params.get("hookId")))
+            if hid is not None:  # the job's id for it; a hook detached meanwhile is dropped
+                self.conn.notify(method, dict(params, hookId=hid))
+            return
+        if method == "rank/hookReply":
+            waiting = self._replies.get(params.get("requestId"))
+            if waiting is not None:
+                waiting[1][params.get("rank")] = params
+                if len(waiting[1]) >= waiting[2]:
+                    waiting[0].set()
+            return
         if method == "train/histograms":
             if params.get("rank") == 0:  # rank 0's weights stand for all: DDP keeps them equal
                 self.conn.notify(method, dict(params, runId=self.run_id))
@@ -389,6 +418,93 @@ class DistributedJob:
     def diagnosis(self):
         with self.lock:
             return self.view.diagnosis(self.run_id)
+
+    # ---- hooks -----------------------------------------------------------------------------
+
+    def _ask(self, ranks, method, params):
+        """Sends `method` to these ranks and returns {rank: reply}; raises when one does not
+        answer within HOOK_REPLY_TIMEOUT_S."""
+        with self.lock:
+            self._request_counter += 1
+            rid = self._request_counter
+            conns = {r: self.rank_conns[r] for r in ranks}
+        done = threading.Event()
+        self._replies[rid] = (done, {}, len(conns))
+        try:
+            for c in conns.values():
+                c.notify(method, dict(params, requestId=rid))
+            if not done.wait(HOOK_REPLY_TIMEOUT_S):
+                missing = sorted(set(conns) - set(self._replies[rid][1]))
+                raise EngineFault(
+                    INTERNAL,
+                    "timeout",
+                    "rank %s did not answer %s within %.0f s"
+                    % (", ".join(map(str, missing)), method, HOOK_REPLY_TIMEOUT_S),
+                )
+            return dict(self._replies[rid][1])
+        finally:
+            del self._replies[rid]
+
+    def _ranks_for(self, rank):
+        with self.lock:
+            known = sorted(self.rank_conns)
+        if rank is None:
+            if not known:
+                raise not_found("notLoaded", "Run %s has no rank running yet" % self.run_id)
+            return known
+        if isinstance(rank, bool) or not isinstance(rank, int) or rank not in known:
+            raise bad_request(
+                "hook/attach `rank` must be one of this run's ranks (%s), got %r"
+                % (", ".join(map(str, known)) or "none yet", rank),
+                got=rank,
+            )
+        return [rank]
+
+    def hook_attach(self, params):
+        """hook/attach during a distributed run: on `rank`, or on every rank when omitted. One
+        hook id for the job; each event carries the rank it came from. A rank that cannot attach
+        fails the request (the others' hooks are removed again)."""
+        ranks = self._ranks_for(params.get("rank"))
+        ask = {k: params.get(k) for k in ("path", "kind", "intervalMs", "histogramBins")}
+        replies = self._ask(ranks, "rank/hookAttach", ask)
+        failed = [(r, rep) for r, rep in sorted(replies.items()) if rep.get("error")]
+        attached = {r: rep["hookId"] for r, rep in replies.items() if not rep.get("error")}
+        if failed:
+            for r, hid in attached.items():
+                self._ask([r], "rank/hookDetach", {"hookId": hid})
+            r, rep = failed[0]
+            err = rep["error"]
+            raise EngineFault(
+                INVALID_PARAMS if err.get("kind") == "badRequest" else USER_ERROR,
+                err.get("kind", "badRequest"),
+                "rank %d: %s" % (r, err.get("message")),
+                got=params.get("path"),
+            )
+        with self.lock:
+            self._hook_counter += 1
+            hid = "d%d" % self._hook_counter
+            self.hooks[hid] = attached
+            for r, rank_hid in attached.items():
+                self._hook_of[(r, rank_hid)] = hid
+        return {"hookId": hid, "ranks": sorted(attached)}
+
+    def owns_hook(self, params):
+        return params.get("hookId") in self.hooks or (bool(params.get("all")) and self.active())
+
+    def hook_detach(self, params):
+        if params.get("all"):
+            targets = {hid: dict(m) for hid, m in self.hooks.items()}
+        else:
+            targets = {params["hookId"]: dict(self.hooks[params["hookId"]])}
+        for hid, per_rank in targets.items():
+            for r, rank_hid in per_rank.items():
+                if self.active() and r in self.rank_conns:  # ended ranks took their hooks along
+                    self._ask([r], "rank/hookDetach", {"hookId": rank_hid})
+            with self.lock:
+                self.hooks.pop(hid, None)
+                for r, rank_hid in per_rank.items():
+                    self._hook_of.pop((r, rank_hid), None)
+        return {"detached": len(targets), "remaining": len(self.hooks)}
 
 
 def _free_port():
@@ -429,7 +545,7 @@ def start_distributed_run(server, params):
     run = getattr(server, "run", None)
     if run is not None and run.active():
         raise EngineFault(
-            -32001,
+            USER_ERROR,
             "badRequest",
             "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
             got=run.run_id,

@@ -51,11 +51,14 @@ class RankConnection:
 
 
 class RankServer:
-    """What a TrainingRun needs of the engine's Server: a connection, a log, no hooks."""
+    """What a TrainingRun needs of the engine's Server: a connection, a log, the hooks (their
+    events go to the aggregator with this rank)."""
 
     def __init__(self, conn):
+        from ..hooks import HookManager
+
         self.conn = conn
-        self.hooks = None
+        self.hooks = HookManager(conn.notify)
         self.lm = None
         self.model_counter = 0
         self.device = "cpu"
@@ -112,6 +115,39 @@ def smi_identity(dev, visible_env):
     if dev >= len(visible):
         return {}
     return {"index": int(visible[dev])} if visible[dev].isdigit() else {"uuid": visible[dev]}
+
+
+def hook_request(run, method, params):
+    """rank/hookAttach {requestId, path, kind, intervalMs?, histogramBins?} on the model this
+    rank trains, or rank/hookDetach {requestId, hookId?, all?}: the reply's `hookId`, `detached`
+    or `error` {message, kind}."""
+    from ..errors import EngineFault
+
+    reply = {"requestId": params.get("requestId")}
+    hooks = run.server.hooks
+    try:
+        if method == "rank/hookDetach":
+            reply["detached"], _ = hooks.detach(params.get("hookId"), bool(params.get("all")))
+            return reply
+        lm = run.lm
+        if lm is None:
+            reply["error"] = {
+                "kind": "notLoaded",
+                "message": "this rank has not called its model yet",
+            }
+            return reply
+        reply["hookId"] = hooks.attach(
+            lm,
+            params.get("path"),
+            params.get("kind"),
+            params.get("intervalMs"),
+            params.get("histogramBins"),
+        )
+    except EngineFault as e:
+        reply["error"] = {"kind": e.data.get("kind", "badRequest"), "message": e.message}
+    except Exception as e:  # a module path the model does not have, a bad kind
+        reply["error"] = {"kind": "badRequest", "message": "%s: %s" % (type(e).__name__, e)}
+    return reply
 
 
 def _stats(run, timer):
@@ -185,8 +221,13 @@ def main(argv=None):
                 orphaned.set()
                 stop.set()
                 return
-            if kind == "message" and isinstance(msg, dict) and msg.get("method") == "rank/stop":
+            if kind != "message" or not isinstance(msg, dict):
+                continue
+            method, params = msg.get("method"), msg.get("params") or {}
+            if method == "rank/stop":
                 stop.set()
+            elif method in ("rank/hookAttach", "rank/hookDetach"):
+                conn.notify("rank/hookReply", hook_request(run, method, params))
 
     def report():
         """Sends rank/stats every REPORT_INTERVAL_S; stops the run when asked; ends the process

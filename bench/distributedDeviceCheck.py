@@ -42,22 +42,53 @@ def check(name, nproc, args):
     start_distributed_run(s, {"file": SCRIPT, "args": args, "distributed": {"nprocPerNode": nproc}})
     ok = s.run.finished.wait(TIMEOUT_S)
     p, d = s.last.get("train/progress", {}), s.last.get("train/diagnosis", {})
-    out = {"check": name, "finished": ok, "state": p.get("state"), "error": (p.get("error") or {}).get("message"),
-           "device": d.get("device"), "loss": p.get("loss", [])[:3], "ranks": [
-               {"rank": r["rank"], "state": r["state"], "steps": r["steps"], "stepMs": r["stepMs"],
-                "collectives": [(c["op"], c["count"], round(c["msPerStep"], 3)) for c in r["collectives"]]}
-               for r in d.get("ranks", [])],
-           "findings": [f["message"] for f in d.get("findings", [])][:3]}
+    out = {
+        "check": name,
+        "finished": ok,
+        "state": p.get("state"),
+        "error": (p.get("error") or {}).get("message"),
+        "device": d.get("device"),
+        "loss": p.get("loss", [])[:3],
+        "ranks": [
+            {
+                "rank": r["rank"],
+                "state": r["state"],
+                "steps": r["steps"],
+                "stepMs": r["stepMs"],
+                "collectives": [
+                    (c["op"], c["count"], round(c["msPerStep"], 3)) for c in r["collectives"]
+                ],
+                "gpu": r.get("gpu"),
+            }
+            for r in d.get("ranks", [])
+        ],
+        "findings": [f["message"] for f in d.get("findings", [])][:3],
+    }
     print(json.dumps(out, indent=1), flush=True)
     return out
 
 
 def main():
-    print("torch", torch.__version__, "cuda", torch.cuda.is_available(), torch.cuda.device_count(), flush=True)
+    print(
+        "torch",
+        torch.__version__,
+        "cuda",
+        torch.cuda.is_available(),
+        torch.cuda.device_count(),
+        flush=True,
+    )
     results = [check("gloo, CUDA tensors, 2 ranks", 2, ["--steps", "200", "--device", "cuda"])]
     n = max(1, torch.cuda.device_count())
-    results.append(check("nccl, %d rank(s)" % n, n, ["--steps", "200", "--device", "cuda", "--backend", "nccl"]))
-    results.append(check("gloo, CPU, slowed rank 1", 2, ["--steps", "200", "--slow-rank", "1", "--slow-ms", "5"]))
+    results.append(
+        check(
+            "nccl, %d rank(s)" % n, n, ["--steps", "200", "--device", "cuda", "--backend", "nccl"]
+        )
+    )
+    results.append(
+        check(
+            "gloo, CPU, slowed rank 1", 2, ["--steps", "200", "--slow-rank", "1", "--slow-ms", "5"]
+        )
+    )
     if len(sys.argv) > 1:
         with open(sys.argv[1], "w") as f:
             json.dump(results, f, indent=1)

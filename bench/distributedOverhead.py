@@ -49,19 +49,27 @@ def step_times(text):
         line = line.split(":", 1)[1] if line.startswith("[default") else line
         for key in ("step times ms: ", "step cpu ms: "):
             if line.startswith(key):
-                got[key] = [float(v) for v in line[len(key):].split()]
+                got[key] = [float(v) for v in line[len(key) :].split()]
     if len(got) != 2:
         raise RuntimeError("no step times in the output:\n" + text[-2000:])
     return got["step times ms: "], got["step cpu ms: "]
 
 
-def plain(steps):
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port())]
+def plain(steps, extra):
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        str(_free_port()),
+    ]
     from model_lens_engine.distributed.job import _needs_redirect_workaround
 
     if _needs_redirect_workaround([]):
         cmd += ["--redirects", "1", "--tee", "1"]
-    cmd += [SCRIPT, "--steps", str(steps), "--step-times"]
+    cmd += [SCRIPT, "--steps", str(steps), "--step-times"] + extra
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=LAUNCH_TIMEOUT_S, cwd=REPO)
     if out.returncode:
         raise RuntimeError("plain torchrun failed:\n" + out.stderr[-3000:])
@@ -78,7 +86,9 @@ class _Server:
         self.output = []
 
     def notify(self, method, params):
-        rpc.encode_frame({"jsonrpc": "2.0", "method": method, "params": params})  # as the engine would
+        rpc.encode_frame(
+            {"jsonrpc": "2.0", "method": method, "params": params}
+        )  # as the engine would
         if method == "output":
             self.output.append(params["text"])
 
@@ -106,6 +116,7 @@ class _FrameCounter:
                     if r == 0:
                         self.frames.append(data)
             return msg
+
         rpc.read_frame = read_frame
         return self
 
@@ -113,14 +124,22 @@ class _FrameCounter:
         rpc.read_frame = self._orig
 
 
-def instrumented(steps):
+def instrumented(steps, extra):
     server = _Server()
     with _FrameCounter() as counter:
-        start_distributed_run(server, {"file": SCRIPT, "args": ["--steps", str(steps), "--step-times"],
-                                       "distributed": {"nprocPerNode": 2}})
+        t0 = time.monotonic()
+        start_distributed_run(
+            server,
+            {
+                "file": SCRIPT,
+                "args": ["--steps", str(steps), "--step-times"] + extra,
+                "distributed": {"nprocPerNode": 2},
+            },
+        )
         if not server.run.finished.wait(LAUNCH_TIMEOUT_S):
             server.run.stop()
             raise RuntimeError("the instrumented job did not end")
+        counter.seconds = time.monotonic() - t0
     return step_times("".join(server.output)), counter
 
 
@@ -152,9 +171,12 @@ def aggregator_cpu(frames, ranks):
     diagnosis = view.diagnosis("r1")
     t3 = time.process_time()
     return {
-        "reports": reports, "foldCpuMsPer1000Reports": fold / reports * 1e6,
-        "progressCpuMs": (t2 - t1) * 1e3, "progressBytes": len(json.dumps(progress)),
-        "diagnosisCpuMs": (t3 - t2) * 1e3, "diagnosisBytes": len(json.dumps(diagnosis)),
+        "reports": reports,
+        "foldCpuMsPer1000Reports": fold / reports * 1e6,
+        "progressCpuMs": (t2 - t1) * 1e3,
+        "progressBytes": len(json.dumps(progress)),
+        "diagnosisCpuMs": (t3 - t2) * 1e3,
+        "diagnosisBytes": len(json.dumps(diagnosis)),
     }
 
 
@@ -163,53 +185,116 @@ def main():
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--ranks", type=int, default=1000)
+    ap.add_argument(
+        "--hidden", type=int, default=64, help="the example's hidden width (64: its default)"
+    )
     ap.add_argument("--json")
     args = ap.parse_args()
     import torch
 
     ratios, floor, cpu_ratios, cpu_floor, rows = [], [], [], [], []
     counter = None
+    extra = ["--hidden", str(args.hidden)]
     for rep in range(args.reps):
         order = ["plain", "plain-again", "instrumented"]
         random.shuffle(order)
         got = {}
         for variant in order:
             if variant == "instrumented":
-                times, counter = instrumented(args.steps)
+                times, counter = instrumented(args.steps, extra)
             else:
-                times = plain(args.steps)
+                times = plain(args.steps, extra)
             got[variant] = per_step(times)
         ratios.append(got["instrumented"][0] / got["plain"][0])
         floor.append(got["plain-again"][0] / got["plain"][0])
         cpu_ratios.append(got["instrumented"][1] / got["plain"][1])
         cpu_floor.append(got["plain-again"][1] / got["plain"][1])
         rows.append(got)
-        print("rep %d: wall ms/step plain %.3f, again %.3f, instrumented %.3f (ratio %.3f); rank 0 CPU ms/step "
-              "plain %.3f, again %.3f, instrumented %.3f (ratio %.3f)" % (
-                  rep + 1, got["plain"][0], got["plain-again"][0], got["instrumented"][0], ratios[-1],
-                  got["plain"][1], got["plain-again"][1], got["instrumented"][1], cpu_ratios[-1]), flush=True)
+        print(
+            "rep %d: wall ms/step plain %.3f, again %.3f, instrumented %.3f (ratio %.3f); "
+            "rank 0 CPU ms/step plain %.3f, again %.3f, instrumented %.3f (ratio %.3f)"
+            % (
+                rep + 1,
+                got["plain"][0],
+                got["plain-again"][0],
+                got["instrumented"][0],
+                ratios[-1],
+                got["plain"][1],
+                got["plain-again"][1],
+                got["instrumented"][1],
+                cpu_ratios[-1],
+            ),
+            flush=True,
+        )
     per_rank = {r: b / args.steps for r, b in sorted(counter.bytes.items()) if r is not None}
+    per_sec = {r: b / counter.seconds for r, b in sorted(counter.bytes.items()) if r is not None}
+    by_method = {}
+    for f in counter.frames:
+        method = json.loads(f.split(b"\r\n\r\n", 1)[1])["method"]
+        n, total = by_method.get(method, (0, 0))
+        by_method[method] = (n + 1, total + len(f))
     agg = aggregator_cpu(counter.frames, args.ranks)
     result = {
-        "torch": torch.__version__, "steps": args.steps, "reps": rows,
-        "ratio": statistics.median(ratios), "ratioRange": [min(ratios), max(ratios)],
-        "aaFloor": statistics.median(floor), "aaRange": [min(floor), max(floor)],
-        "cpuRatio": statistics.median(cpu_ratios), "cpuRatioRange": [min(cpu_ratios), max(cpu_ratios)],
-        "cpuAaFloor": statistics.median(cpu_floor), "cpuAaRange": [min(cpu_floor), max(cpu_floor)],
-        "bytesPerStepPerRank": per_rank, "aggregator": agg, "target": TARGET,
+        "torch": torch.__version__,
+        "steps": args.steps,
+        "reps": rows,
+        "ratio": statistics.median(ratios),
+        "ratioRange": [min(ratios), max(ratios)],
+        "aaFloor": statistics.median(floor),
+        "aaRange": [min(floor), max(floor)],
+        "cpuRatio": statistics.median(cpu_ratios),
+        "cpuRatioRange": [min(cpu_ratios), max(cpu_ratios)],
+        "cpuAaFloor": statistics.median(cpu_floor),
+        "cpuAaRange": [min(cpu_floor), max(cpu_floor)],
+        "bytesPerStepPerRank": per_rank,
+        "bytesPerSecondPerRank": per_sec,
+        "aggregator": agg,
+        "target": TARGET,
+        "hidden": args.hidden,
+        "rank0Messages": {m: {"count": n, "meanBytes": t / n} for m, (n, t) in by_method.items()},
     }
-    print("torch %s, 2 ranks, gloo, %d steps (median step after %d warm-up steps), %d repetitions" % (
-        torch.__version__, args.steps, WARMUP_STEPS, args.reps))
-    print("step time (wall), instrumented / plain: %.3f (%.3f–%.3f); A/A noise floor %.3f (%.3f–%.3f); "
-          "target ≤ %.2f" % (result["ratio"], *result["ratioRange"], result["aaFloor"], *result["aaRange"], TARGET))
-    print("rank 0 CPU per step, instrumented / plain: %.3f (%.3f–%.3f); A/A %.3f (%.3f–%.3f)" % (
-        result["cpuRatio"], *result["cpuRatioRange"], result["cpuAaFloor"], *result["cpuAaRange"]))
-    print("bytes per step per rank (whole run incl. start and end): %s" % ", ".join(
-        "rank %s %.0f B" % kv for kv in per_rank.items()))
-    print("aggregator: %.1f ms CPU per 1,000 rank reports (decode + fold, %d reports); one progress over %d ranks "
-          "%.1f ms / %d B, one diagnosis %.1f ms / %d B" % (
-              agg["foldCpuMsPer1000Reports"], agg["reports"], args.ranks, agg["progressCpuMs"], agg["progressBytes"],
-              agg["diagnosisCpuMs"], agg["diagnosisBytes"]))
+    print(
+        "torch %s, 2 ranks, gloo, hidden %d, %d steps (median step after %d warm-up steps), "
+        "%d repetitions" % (torch.__version__, args.hidden, args.steps, WARMUP_STEPS, args.reps)
+    )
+    print(
+        "step time (wall), instrumented / plain: %.3f (%.3f–%.3f); "
+        "A/A noise floor %.3f (%.3f–%.3f); target ≤ %.2f"
+        % (result["ratio"], *result["ratioRange"], result["aaFloor"], *result["aaRange"], TARGET)
+    )
+    print(
+        "rank 0 CPU per step, instrumented / plain: %.3f (%.3f–%.3f); A/A %.3f (%.3f–%.3f)"
+        % (
+            result["cpuRatio"],
+            *result["cpuRatioRange"],
+            result["cpuAaFloor"],
+            *result["cpuAaRange"],
+        )
+    )
+    print(
+        "bytes per step per rank (whole run incl. start and end): %s; per second: %s"
+        % (
+            ", ".join("rank %s %.0f B" % kv for kv in per_rank.items()),
+            ", ".join("rank %s %.0f B" % kv for kv in per_sec.items()),
+        )
+    )
+    print(
+        "rank 0's messages: %s"
+        % ", ".join("%s %d × %.0f B" % (m, n, t / n) for m, (n, t) in sorted(by_method.items()))
+    )
+    print(
+        "aggregator: %.1f ms CPU per 1,000 rank reports (decode + fold, %d reports); "
+        "one progress over %d ranks %.1f ms / %d B, one diagnosis %.1f ms / %d B"
+        % (
+            agg["foldCpuMsPer1000Reports"],
+            agg["reports"],
+            args.ranks,
+            agg["progressCpuMs"],
+            agg["progressBytes"],
+            agg["diagnosisCpuMs"],
+            agg["diagnosisBytes"],
+        )
+    )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

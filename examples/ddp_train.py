@@ -25,13 +25,16 @@ from torch.utils.data.distributed import DistributedSampler
 parser = argparse.ArgumentParser()
 parser.add_argument("--steps", type=int, default=40)
 parser.add_argument("--batch", type=int, default=16)
+parser.add_argument("--hidden", type=int, default=64, help="width of the hidden layer")
 parser.add_argument("--slow-rank", type=int, default=-1)
 parser.add_argument("--slow-ms", type=float, default=20.0)
 parser.add_argument("--fail-rank", type=int, default=-1)
 parser.add_argument("--fail-step", type=int, default=5)
 parser.add_argument("--device", default="cpu", help="cpu, or cuda (each rank on cuda:LOCAL_RANK)")
 parser.add_argument("--backend", default="gloo", help="gloo (CPU and CUDA tensors) or nccl (CUDA)")
-parser.add_argument("--step-times", action="store_true", help="rank 0 prints its step times (bench/)")
+parser.add_argument(
+    "--step-times", action="store_true", help="rank 0 prints its step times (bench/)"
+)
 opts = parser.parse_args()
 
 dist.init_process_group(opts.backend)
@@ -48,7 +51,9 @@ class Points(Dataset):
     def __init__(self, n):
         g = torch.Generator().manual_seed(1234)
         self.x = torch.randn(n, 16, generator=g)
-        self.y = self.x @ torch.linspace(-1, 1, 16).unsqueeze(1) + 0.1 * torch.randn(n, 1, generator=g)
+        self.y = self.x @ torch.linspace(-1, 1, 16).unsqueeze(1) + 0.1 * torch.randn(
+            n, 1, generator=g
+        )
 
     def __len__(self):
         return len(self.x)
@@ -59,9 +64,11 @@ class Points(Dataset):
 
 def slow_collate(delay_s):
     """The default batching, with a sleep per batch: a slow data pipeline on one rank."""
+
     def collate(items):
         time.sleep(delay_s)
         return default_collate(items)
+
     return collate
 
 
@@ -70,7 +77,9 @@ sampler = DistributedSampler(data, shuffle=False)
 collate = slow_collate(opts.slow_ms / 1000.0) if rank == opts.slow_rank else None
 loader = DataLoader(data, batch_size=opts.batch, sampler=sampler, collate_fn=collate)
 
-model = DDP(nn.Sequential(nn.Linear(16, 64), nn.ReLU(), nn.Linear(64, 1)).to(device))
+model = DDP(
+    nn.Sequential(nn.Linear(16, opts.hidden), nn.ReLU(), nn.Linear(opts.hidden, 1)).to(device)
+)
 optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
 loss_fn = nn.MSELoss()
 

@@ -28,7 +28,7 @@ class _EngineErrorDataOptional(TypedDict, total=False):
     candidates: List[str]
     userStack: List[SourceLocation]
     hint: str
-    rank: int
+    rank: int  # distributed runs: the rank whose failure ended the job
 
 
 class EngineErrorData(_EngineErrorDataOptional):
@@ -156,10 +156,11 @@ class _TrainProgressOptional(TypedDict, total=False):
     modelId: str
     error: Dict[str, object]  # EngineErrorData & {message}
     warnings: List[str]
-    # Distributed runs (src/protocol/messages.ts RankProgress, LossSpread).
-    ranks: List[Dict[str, object]]
+    # Distributed runs (python/model_lens_engine/distributed): every rank's line, the world size
+    # and the loss spread over ranks.
+    ranks: List[Dict[str, object]]  # RankProgress
     worldSize: Optional[int]
-    lossSpread: Dict[str, object]
+    lossSpread: Dict[str, float]  # LossSpread: {step, min, max}
 
 
 class TrainProgress(_TrainProgressOptional):

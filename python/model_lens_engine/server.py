@@ -455,6 +455,9 @@ class Server(dispatch.Dispatcher):
     # ---- hooks ---------------------------------------------------------------------------
 
     def hook_attach(self, params):
+        if params.get("modelId") is None and self.run is not None and self.run.active() and \
+                hasattr(self.run, "hook_attach"):
+            return self.run.hook_attach(params)  # a distributed run: the ranks' models
         if params.get("modelId") is None and self.run is not None and self.run.active():
             if self.run.lm is None:
                 raise not_found("notLoaded", "Run %s has not called its model yet; attach again once progress has a modelId"
@@ -468,6 +471,8 @@ class Server(dispatch.Dispatcher):
         return {"hookId": hid}
 
     def hook_detach(self, params):
+        if self.run is not None and hasattr(self.run, "owns_hook") and self.run.owns_hook(params):
+            return self.run.hook_detach(params)
         if self.hooks is None:
             return {"detached": 0, "remaining": 0}
         detached, remaining = self.hooks.detach(params.get("hookId"), bool(params.get("all")))

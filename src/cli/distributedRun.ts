@@ -3,10 +3,17 @@
 // reports into one run). What the CLI adds over a single-process run: the launch options, the
 // rank on each printed line, the ranks in the progress line, and a per-rank summary.
 import * as path from 'node:path';
-import type { DistributedLaunch, OutputEvent, RankDiagnosis, TrainDiagnosis, TrainProgress } from '../protocol/messages';
+import type {
+  DistributedLaunch,
+  OutputEvent,
+  RankDiagnosis,
+  TrainDiagnosis,
+  TrainProgress,
+} from '../protocol/messages';
 import { formatLoss } from '../client/trainingText';
 
-export const DISTRIBUTED_USAGE = `  model-lens run FILE --nproc-per-node N [--torchrun "LAUNCHER OPTIONS"] [-- ARGS...]`;
+export const DISTRIBUTED_USAGE =
+  '  model-lens run FILE --nproc-per-node N [--torchrun "LAUNCHER OPTIONS"] [-- ARGS...]';
 
 export const DISTRIBUTED_HELP = `Distributed (PyTorch; every rank instrumented, one view):
   --nproc-per-node N     run FILE on N ranks through torch.distributed.run (torchrun)
@@ -33,7 +40,10 @@ export class DistributedUsageError extends Error {}
  * Takes `--nproc-per-node N` and `--torchrun OPTIONS` (also in `--flag=value` form) out of the
  * arguments before `--`; returns the rest for the ordinary run parser.
  */
-export function takeDistributedArgs(argv: string[]): { argv: string[]; distributed?: DistributedLaunch } {
+export function takeDistributedArgs(argv: string[]): {
+  argv: string[];
+  distributed?: DistributedLaunch;
+} {
   const dashes = argv.indexOf('--');
   const own = dashes >= 0 ? argv.slice(0, dashes) : argv;
   const rest: string[] = [];
@@ -52,7 +62,9 @@ export function takeDistributedArgs(argv: string[]): { argv: string[]; distribut
     if (flag === '--nproc-per-node') {
       const n = Number(value);
       if (!Number.isInteger(n) || n < 1 || n > MAX_NPROC_PER_NODE) {
-        throw new DistributedUsageError(`--nproc-per-node ${value}: expected a whole number from 1 to ${MAX_NPROC_PER_NODE}`);
+        throw new DistributedUsageError(
+          `--nproc-per-node ${value}: expected a whole number from 1 to ${MAX_NPROC_PER_NODE}`,
+        );
       }
       nproc = n;
     } else {
@@ -65,7 +77,7 @@ export function takeDistributedArgs(argv: string[]): { argv: string[]; distribut
   return { argv: rest, distributed: { nprocPerNode: nproc, launcherArgs } };
 }
 
-/** Splits `--nnodes 2 --rdzv-endpoint "host:29400"` as a POSIX shell would (quotes, backslashes). */
+/** Splits `--nnodes 2 --rdzv-endpoint "host:29400"` as a POSIX shell would (quotes, `\`). */
 export function splitShellWords(text: string): string[] {
   const words: string[] = [];
   let cur = '';
@@ -92,15 +104,21 @@ export function splitShellWords(text: string): string[] {
       started = true;
     }
   }
-  if (quote) throw new DistributedUsageError(`--torchrun: unclosed ${quote} in ${JSON.stringify(text)}`);
+  if (quote)
+    throw new DistributedUsageError(`--torchrun: unclosed ${quote} in ${JSON.stringify(text)}`);
   if (started) words.push(cur);
   return words;
 }
 
 /** Distributed runs are PyTorch scripts; anything else is a usage error, said before any start. */
-export function checkDistributedFile(file: string, distributed: DistributedLaunch | undefined): void {
+export function checkDistributedFile(
+  file: string,
+  distributed: DistributedLaunch | undefined,
+): void {
   if (distributed && path.extname(file) !== '.py') {
-    throw new DistributedUsageError(`${file}: --nproc-per-node and --torchrun run PyTorch scripts (.py) only`);
+    throw new DistributedUsageError(
+      `${file}: --nproc-per-node and --torchrun run PyTorch scripts (.py) only`,
+    );
   }
 }
 
@@ -126,7 +144,8 @@ export function ranksText(p: TrainProgress): string {
   let text = ` · ${n} rank${n === 1 ? '' : 's'}`;
   const behind = p.ranks.filter((r) => r.state === 'starting').length;
   if (behind && p.state !== 'starting') text += ` (${behind} starting)`;
-  if (p.lossSpread && p.ranks.length > 1) text += ` · loss spread ${formatLoss(p.lossSpread.max - p.lossSpread.min)}`;
+  if (p.lossSpread && p.ranks.length > 1)
+    text += ` · loss spread ${formatLoss(p.lossSpread.max - p.lossSpread.min)}`;
   return text;
 }
 
@@ -136,11 +155,28 @@ function ms(v: number | null | undefined): string {
 
 /** One line per rank: its step time and split, and where it waited in collectives. */
 export function formatRankLine(r: RankDiagnosis): string {
-  const where = [r.host, r.pid !== undefined ? `pid ${r.pid}` : undefined].filter(Boolean).join(', ');
-  let line = `  rank ${r.rank}${where ? ` (${where})` : ''}: ${r.state}, ${r.steps} steps, ${ms(r.stepMs)} ms/step`;
+  const where = [r.host, r.pid !== undefined ? `pid ${r.pid}` : undefined]
+    .filter(Boolean)
+    .join(', ');
+  const who = `  rank ${r.rank}${where ? ` (${where})` : ''}`;
+  let line = `${who}: ${r.state}, ${r.steps} steps, ${ms(r.stepMs)} ms/step`;
   const b = r.breakdown;
   if (b) {
-    line += ` (data ${ms(b.dataMs)}, forward ${ms(b.forwardMs)}, backward ${ms(b.backwardMs)}, optimizer ${ms(b.optimizerMs)}, other ${ms(b.otherMs)})`;
+    const parts = [
+      `data ${ms(b.dataMs)}`,
+      `forward ${ms(b.forwardMs)}`,
+      `backward ${ms(b.backwardMs)}`,
+      `optimizer ${ms(b.optimizerMs)}`,
+      `other ${ms(b.otherMs)}`,
+    ];
+    line += ` (${parts.join(', ')})`;
+  }
+  if (r.gpu) {
+    const gib = (n: number): string => (n / 2 ** 30).toFixed(2);
+    const which =
+      r.gpu.index !== undefined ? ` (GPU ${r.gpu.index})` : r.gpu.uuid ? ` (${r.gpu.uuid})` : '';
+    const mem = `${gib(r.gpu.allocatedBytes)} GiB allocated, peak ${gib(r.gpu.peakBytes)} GiB`;
+    line += `; ${r.gpu.device}${which} ${mem}`;
   }
   const top = r.collectives[0];
   if (top && r.steps >= 2) {
@@ -151,12 +187,16 @@ export function formatRankLine(r: RankDiagnosis): string {
 }
 
 /** The per-rank part of the end-of-run summary (none for a single-process run). */
-export function formatRanksSummary(d: TrainDiagnosis | undefined, p: TrainProgress | undefined): string[] {
+export function formatRanksSummary(
+  d: TrainDiagnosis | undefined,
+  p: TrainProgress | undefined,
+): string[] {
   if (!d?.ranks?.length) return [];
   const lines = [`Ranks: ${p?.worldSize ?? d.ranks.length}`];
   if (p?.lossSpread && d.ranks.length > 1) {
     const s = p.lossSpread;
-    lines.push(`  loss at step ${s.step} over ranks: ${formatLoss(s.min)} … ${formatLoss(s.max)}`);
+    const range = `${formatLoss(s.min)} … ${formatLoss(s.max)}`;
+    lines.push(`  loss at step ${s.step} over ranks: ${range}`);
   }
   for (const r of d.ranks) lines.push(formatRankLine(r));
   return lines;

@@ -209,10 +209,14 @@ export interface HookAttachParams {
   /** Minimum time between two events of this hook (engine default HOOK_STATS_INTERVAL_MS). */
   intervalMs?: number;
   histogramBins?: number;
+  /** Distributed runs: attach on this rank only; omitted, on every rank (one hook id). */
+  rank?: number;
 }
 
 export interface HookAttachResult {
   hookId: string;
+  /** Distributed runs: the ranks the hook is attached on. */
+  ranks?: number[];
 }
 
 /**
@@ -244,6 +248,8 @@ export interface HookEvent {
   call: number;
   /** Training step when a run is active. */
   step?: number;
+  /** Distributed runs: the rank whose module this is. */
+  rank?: number;
   /** ms since the Unix epoch. */
   time: number;
   /** Which output (or grad) of a tuple this is; 0 for single tensors. */
@@ -453,6 +459,19 @@ export interface RankDiagnosis {
   pid?: number;
   localRank?: number;
   groupRank?: number;
+  /** Where the rank uses CUDA: its device and memory (torch's allocator). */
+  gpu?: RankGpu;
+}
+
+export interface RankGpu {
+  /** torch's name for it: `cuda:0` is the first visible device. */
+  device: string;
+  /** nvidia-smi's index, through CUDA_VISIBLE_DEVICES (absent when that lists UUIDs). */
+  index?: number;
+  /** CUDA_VISIBLE_DEVICES's entry when it is a GPU or MIG UUID. */
+  uuid?: string;
+  allocatedBytes: number;
+  peakBytes: number;
 }
 
 /** Diagnosis of a run so far (also sent as `train/diagnosis` when the run ends). */

@@ -18,8 +18,13 @@ STRAGGLER_FRACTION = 0.15
 MIN_STRAGGLER_MS = 2.0
 # Loss values kept per rank for the spread (the latest steps only).
 MAX_SPREAD_STEPS = 64
-PHASES = (("dataMs", "data"), ("forwardMs", "forward"), ("backwardMs", "backward"),
-          ("optimizerMs", "optimizer"), ("otherMs", "other"))
+PHASES = (
+    ("dataMs", "data"),
+    ("forwardMs", "forward"),
+    ("backwardMs", "backward"),
+    ("optimizerMs", "optimizer"),
+    ("otherMs", "other"),
+)
 FINAL_STATES = ("done", "stopped", "failed")
 
 
@@ -104,8 +109,12 @@ class JobView:
 
     def first_failure(self):
         """The rank whose failure ended the job (failures after a stop was asked for are not)."""
-        failed = [v for v in self.ranks.values() if v.failed_at is not None
-                  and (self.stopped_after is None or v.failed_at <= self.stopped_after)]
+        failed = [
+            v
+            for v in self.ranks.values()
+            if v.failed_at is not None
+            and (self.stopped_after is None or v.failed_at <= self.stopped_after)
+        ]
         return min(failed, key=lambda v: v.failed_at) if failed else None
 
     def expected(self):
@@ -113,7 +122,11 @@ class JobView:
 
     def all_ended(self):
         n = self.expected()
-        return n > 0 and len(self.ranks) >= n and all(v.state in FINAL_STATES for v in self.ranks.values())
+        return (
+            n > 0
+            and len(self.ranks) >= n
+            and all(v.state in FINAL_STATES for v in self.ranks.values())
+        )
 
     def loss_spread(self):
         """{step, min, max} over ranks at the latest step every rank reported a loss for."""
@@ -138,11 +151,17 @@ class JobView:
         r0 = self.ranks.get(0)
         base = dict(r0.progress) if r0 is not None and r0.progress else {}
         p = {
-            "runId": run_id, "state": state, "step": base.get("step", 0), "epoch": base.get("epoch"),
-            "totalSteps": base.get("totalSteps"), "totalEpochs": base.get("totalEpochs"),
-            "stepsPerSec": base.get("stepsPerSec"), "etaSec": base.get("etaSec"), "loss": [],
+            "runId": run_id,
+            "state": state,
+            "step": base.get("step", 0),
+            "epoch": base.get("epoch"),
+            "totalSteps": base.get("totalSteps"),
+            "totalEpochs": base.get("totalEpochs"),
+            "stepsPerSec": base.get("stepsPerSec"),
+            "etaSec": base.get("etaSec"),
+            "loss": [],
         }
-        for k in ("lr", "training", "gradEnabled"):
+        for k in ("lr", "training", "gradEnabled", "modelId"):
             if k in base:
                 p[k] = base[k]
         if r0 is not None:
@@ -163,15 +182,23 @@ class JobView:
         that failure; only the first failed rank is `failed`."""
         if v.state != "failed":
             return v.state
-        if self.stopped_after is not None and v.failed_at is not None and v.failed_at > self.stopped_after:
+        if (
+            self.stopped_after is not None
+            and v.failed_at is not None
+            and v.failed_at > self.stopped_after
+        ):
             return "stopped"
         first = self.first_failure()
         return "stopped" if first is not None and first is not v else "failed"
 
     def _rank_progress(self, v):
         last = max(v.losses) if v.losses else None
-        out = {"rank": v.rank, "state": self.rank_state(v), "step": (v.progress or {}).get("step", 0),
-               "loss": v.losses[last] if last is not None else None}
+        out = {
+            "rank": v.rank,
+            "state": self.rank_state(v),
+            "step": (v.progress or {}).get("step", 0),
+            "loss": v.losses[last] if last is not None else None,
+        }
         if v.stats and v.stats.get("stepMs"):
             out["stepMs"] = v.stats["stepMs"]
         return out
@@ -198,29 +225,52 @@ class JobView:
         for c in stats.get("collectives") or []:
             ms = c["steadySeconds"] * 1e3 / per if steps >= 2 else 0.0
             wait += ms
-            item = {"op": c["op"], "count": c["count"], "totalMs": c["seconds"] * 1e3, "msPerStep": ms}
+            item = {
+                "op": c["op"],
+                "count": c["count"],
+                "totalMs": c["seconds"] * 1e3,
+                "msPerStep": ms,
+            }
             if c.get("file"):
                 item["source"] = location(c["file"], c["line"], c.get("function"))
             colls.append(item)
         out = {
-            "rank": v.rank, "state": self.rank_state(v), "steps": steps,
+            "rank": v.rank,
+            "state": self.rank_state(v),
+            "steps": steps,
             "stepMs": stats.get("stepMs", d.get("stepMs")),
             "breakdown": stats.get("breakdown", d.get("breakdown")),
-            "waitMsPerStep": wait, "collectives": colls,
+            "waitMsPerStep": wait,
+            "collectives": colls,
         }
         for k in ("host", "pid", "localRank", "groupRank"):
             if v.hello.get(k) is not None:
                 out[k] = v.hello[k]
+        if stats.get("gpu"):
+            out["gpu"] = stats["gpu"]
         return out
 
     def diagnosis(self, run_id):
         """Rank 0's diagnosis (steps, device, breakdown, its findings) with every rank's figures
         under `ranks`, and the job's own findings (the straggler, collective waits) first."""
         r0 = self.ranks.get(0)
-        base = dict(r0.diagnosis) if r0 is not None and r0.diagnosis else {
-            "steps": 0, "device": "cpu", "batchSize": None, "stepMs": 0.0, "opsPerStep": None, "avgOpUs": None,
-            "hostToDevice": {"count": 0, "bytes": 0}, "deviceToHost": {"count": 0, "bytes": 0}, "syncs": [],
-            "breakdown": None, "findings": []}
+        base = (
+            dict(r0.diagnosis)
+            if r0 is not None and r0.diagnosis
+            else {
+                "steps": 0,
+                "device": "cpu",
+                "batchSize": None,
+                "stepMs": 0.0,
+                "opsPerStep": None,
+                "avgOpUs": None,
+                "hostToDevice": {"count": 0, "bytes": 0},
+                "deviceToHost": {"count": 0, "bytes": 0},
+                "syncs": [],
+                "breakdown": None,
+                "findings": [],
+            }
+        )
         base.pop("rank", None)
         base["runId"] = run_id
         ranks = [self.rank_diagnosis(v) for _, v in sorted(self.ranks.items())]
@@ -252,10 +302,16 @@ def job_findings(ranks):
         slow = max(timed, key=_busy)
         others = [r for r in timed if r is not slow]
         med = statistics.median(_busy(r) for r in others)
-        if med > 0 and _busy(slow) > med * (1 + STRAGGLER_FRACTION) and _busy(slow) - med >= MIN_STRAGGLER_MS:
+        if (
+            med > 0
+            and _busy(slow) > med * (1 + STRAGGLER_FRACTION)
+            and _busy(slow) - med >= MIN_STRAGGLER_MS
+        ):
             pct = (_busy(slow) / med - 1) * 100
-            msg = "rank %d is %.0f%% slower per step than the others (%.1f vs %.1f ms of work per step" % (
-                slow["rank"], pct, _busy(slow), med)
+            msg = (
+                "rank %d is %.0f%% slower per step than the others "
+                "(%.1f vs %.1f ms of work per step" % (slow["rank"], pct, _busy(slow), med)
+            )
             phase = _slowest_phase(slow, others)
             if phase is not None:
                 msg += "; %s %.1f ms more" % phase
@@ -273,9 +329,19 @@ def job_findings(ranks):
     for r in timed:
         if r["collectives"] and r["waitMsPerStep"] > 0:
             top = r["collectives"][0]
-            out.append({"severity": "info", "message": "rank %d spends %.2f ms per step (%.0f%% of its step) in "
-                        "collectives, most in %s." % (r["rank"], r["waitMsPerStep"],
-                                                     100 * r["waitMsPerStep"] / r["stepMs"], _site_text(top))})
+            out.append(
+                {
+                    "severity": "info",
+                    "message": "rank %d spends %.2f ms per step (%.0f%% of its step) in "
+                    "collectives, most in %s."
+                    % (
+                        r["rank"],
+                        r["waitMsPerStep"],
+                        100 * r["waitMsPerStep"] / r["stepMs"],
+                        _site_text(top),
+                    ),
+                }
+            )
     return out
 
 

@@ -25,12 +25,28 @@ _perf = time.perf_counter
 
 # The c10d ops wrapped in torch.distributed (those that exist in the installed torch).
 COLLECTIVE_OPS = (
-    "all_reduce", "broadcast", "barrier", "all_gather", "all_gather_into_tensor", "reduce_scatter",
-    "reduce_scatter_tensor", "reduce", "gather", "scatter", "all_to_all", "all_to_all_single",
-    "all_gather_object", "broadcast_object_list", "gather_object", "scatter_object_list",
+    "all_reduce",
+    "broadcast",
+    "barrier",
+    "all_gather",
+    "all_gather_into_tensor",
+    "reduce_scatter",
+    "reduce_scatter_tensor",
+    "reduce",
+    "gather",
+    "scatter",
+    "all_to_all",
+    "all_to_all_single",
+    "all_gather_object",
+    "broadcast_object_list",
+    "gather_object",
+    "scatter_object_list",
     "monitored_barrier",
     # FSDP's flat-parameter gathers and gradient reductions (names differ by torch version).
-    "all_gather_single", "reduce_scatter_single", "_all_gather_base", "_reduce_scatter_base",
+    "all_gather_single",
+    "reduce_scatter_single",
+    "_all_gather_base",
+    "_reduce_scatter_base",
 )
 DDP_ALLREDUCE = "all_reduce"
 # Distinct (op, source line) sites kept per rank; more are folded into the last one.
@@ -92,8 +108,17 @@ class CollectiveTimer:
             items = list(self.sites.items())
         out = []
         for (op, file, line), (count, secs, steady, func) in items:
-            out.append({"op": op, "file": file, "line": line, "function": func, "count": count,
-                        "seconds": secs, "steadySeconds": steady})
+            out.append(
+                {
+                    "op": op,
+                    "file": file,
+                    "line": line,
+                    "function": func,
+                    "count": count,
+                    "seconds": secs,
+                    "steadySeconds": steady,
+                }
+            )
         out.sort(key=lambda s: -s["seconds"])
         return out
 
@@ -133,6 +158,7 @@ class CollectiveTimer:
             else:
                 timer.add(site, _perf() - t0)
             return out
+
         op.__name__ = name
         op.__wrapped__ = orig
         return op
@@ -151,8 +177,8 @@ class CollectiveTimer:
         """DDP's gradient all-reduce: its default hook, timed, registered before the first
         forward unless the script registers its own (which is then timed instead)."""
         try:
-            from torch.nn.parallel import DistributedDataParallel as DDP
             from torch.distributed.algorithms.ddp_comm_hooks.default_hooks import allreduce_hook
+            from torch.nn.parallel import DistributedDataParallel as DDP
         except ImportError:
             return
         timer = self
@@ -175,7 +201,9 @@ class CollectiveTimer:
                     value = f.value()  # raises for a failed all-reduce, which is not counted
                     timer.add(site, _perf() - t0)
                     return value
+
                 return fut.then(done)
+
             return run_hook
 
         def register_comm_hook(ddp, state, hook):

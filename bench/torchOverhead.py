@@ -1,6 +1,9 @@
 """Overhead of the PyTorch engine's instrumentation vs a plain forward, and vs torch.profiler.
 
-torchvision resnet18 (random weights), CPU, batch 8×3×64×64, eval + no_grad, one thread.
+resnet18 (torchvision's layers written out in test/fixtures/torch/resnet_layers.py, so the same
+model runs on every torch, with or without torchvision; random weights), CPU, batch 8×3×64×64,
+eval + no_grad, one thread. torch.profiler is kineto's where torch has it (2.x), else the legacy
+autograd profiler: the header says which.
 Variants run interleaved in a shuffled order each repetition; a variant's figure is the median
 over repetitions of (its median step time / the plain median step time of the same repetition).
 
@@ -16,6 +19,7 @@ Step times are process CPU time by default (--clock cpu): on a shared machine wa
 measures the other jobs. Use --clock wall on a quiet one.
 
 Run: OMP_NUM_THREADS=1 /usr/bin/python3 bench/torchOverhead.py [--reps 15] [--steps 5]
+and  OMP_NUM_THREADS=1 .cache/venvs/torch2/bin/python bench/torchOverhead.py  (torch 2.13, kineto)
 Works on torch 1.13 and 2.x (feature-detected).
 """
 
@@ -32,7 +36,9 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
 
 import torch  # noqa: E402
-import torchvision  # noqa: E402
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures", "torch"))
+from resnet_layers import resnet18  # noqa: E402
 
 from model_lens_engine.errors import UserScope  # noqa: E402
 from model_lens_engine.hooks import HOOK_STATS_INTERVAL_MS, HookManager  # noqa: E402
@@ -46,7 +52,7 @@ TARGETS = {"attached": 1.02, "op-timing": 1.10}
 
 def make_model():
     torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None).eval()
+    model = resnet18().eval()
     lm = LoadedModel()
     lm.module = model
     lm.model_id = "m1"
@@ -155,11 +161,12 @@ def main():
                         times.append(clock() - t0)
                 per_rep[n].append(statistics.median(times))
     plain = per_rep["plain"]
-    print("torch %s, torchvision %s, resnet18 %s, CPU, %d thread(s), %d reps × %d steps, %s clock, load %.1f" % (
-        torch.__version__, torchvision.__version__, "×".join(map(str, BATCH_SHAPE)), torch.get_num_threads(),
-        args.reps, args.steps, args.clock, os.getloadavg()[0]))
+    kineto = bool(getattr(torch.autograd, "kineto_available", lambda: False)())
+    print("torch %s (profiler: %s), resnet18 %s, CPU, %d thread(s), %d reps × %d steps, %s clock, load %.1f" % (
+        torch.__version__, "kineto" if kineto else "legacy", "×".join(map(str, BATCH_SHAPE)),
+        torch.get_num_threads(), args.reps, args.steps, args.clock, os.getloadavg()[0]))
     print("plain step: median %.1f ms" % (statistics.median(plain) * 1000))
-    out = {"plainMs": statistics.median(plain) * 1000, "ratios": {}}
+    out = {"torch": torch.__version__, "kineto": kineto, "plainMs": statistics.median(plain) * 1000, "ratios": {}}
     for n in names[1:]:
         ratios = [v / p for v, p in zip(per_rep[n], plain)]
         r = statistics.median(ratios)

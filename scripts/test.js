@@ -22,7 +22,13 @@ for (const w of wanted) {
   }
 }
 const stages = wanted.length ? STAGES.filter((s) => wanted.includes(s)) : STAGES;
-const env = { ...process.env, OMP_NUM_THREADS: '1', MKL_NUM_THREADS: '1', FORCE_COLOR: '0', HF_HUB_OFFLINE: '1' };
+const env = {
+  ...process.env,
+  OMP_NUM_THREADS: '1',
+  MKL_NUM_THREADS: '1',
+  FORCE_COLOR: '0',
+  HF_HUB_OFFLINE: '1',
+};
 
 let passed = 0;
 let failed = 0;
@@ -39,6 +45,7 @@ const flaky = [];
 const INTEGRATION_FILES = new Set([
   'test/cli.test.ts',
   'test/cliRun.test.ts',
+  'test/cliTorchInputs.test.ts',
   'test/conformance.test.ts',
   'test/systemTorch.test.ts',
   'test/tfjsDiagnosis.test.ts',
@@ -263,18 +270,38 @@ function torchPythons() {
  * is required, so no suite is skipped for want of a package.
  */
 const PACKAGE_SUITES = [
-  { title: 'torchvision', pattern: 'vision_test*.py', envVar: 'MODEL_LENS_VISION_PYTHONS', venvs: ['torch1', 'vision2'], modules: 'torchvision, torchinfo', majors: ['1', '2'] },
-  { title: 'transformers', pattern: 'hf_test*.py', envVar: 'MODEL_LENS_HF_PYTHONS', venvs: ['torch2'], modules: 'transformers, torchinfo', majors: ['2'] },
+  {
+    title: 'torchvision',
+    pattern: 'vision_test*.py',
+    envVar: 'MODEL_LENS_VISION_PYTHONS',
+    venvs: ['torch1', 'vision2'],
+    modules: 'torchvision, torchinfo',
+    majors: ['1', '2'],
+  },
+  {
+    title: 'transformers',
+    pattern: 'hf_test*.py',
+    envVar: 'MODEL_LENS_HF_PYTHONS',
+    venvs: ['torch2'],
+    modules: 'transformers, torchinfo',
+    majors: ['2'],
+  },
 ];
 
 function suitePythons(suite) {
   const fromEnv = (process.env[suite.envVar] ?? '').split(path.delimiter).filter(Boolean);
-  const candidates = fromEnv.length ? fromEnv : suite.venvs.map((v) => path.join(ROOT, '.cache', 'venvs', v, 'bin', 'python'));
+  const candidates = fromEnv.length
+    ? fromEnv
+    : suite.venvs.map((v) => path.join(ROOT, '.cache', 'venvs', v, 'bin', 'python'));
   const found = [];
   for (const p of candidates) {
     try {
       const probe = `import torch, ${suite.modules}; print(torch.__version__)`;
-      const version = execFileSync(p, ['-c', probe], { env, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+      const version = execFileSync(p, ['-c', probe], {
+        env,
+        encoding: 'utf8',
+        stdio: ['ignore', 'pipe', 'ignore'],
+      }).trim();
       found.push({ path: p, version });
     } catch {
       console.log(`(no torch + ${suite.modules} at ${p})`);
@@ -350,7 +377,9 @@ for (const stage of stages) {
       // exits 3 naming them: a developer's machine without Chromium skips the stage, CI fails.
       const r = run('e2e setup', 'bash', [setup]);
       if (r.status === 3 && !process.env.CI) {
-        console.log(`\nSKIPPED the e2e stage (${files.length} files): see the missing packages above; .ci/run installs them.`);
+        console.log(
+          `\nSKIPPED the e2e stage (${files.length} files): see the missing packages above; .ci/run installs them.`,
+        );
         skipped += files.length;
         continue;
       }

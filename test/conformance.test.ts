@@ -238,6 +238,9 @@ describeForEngines('conformance', (engine) => {
     // torchinfo's rule for Linear/Dense: (weight + bias elements) × every output dim but the last.
     assert.equal(summary.totals.macs, 83 * batch);
     assert.equal(summary.totals.paramBytes, 83 * 4);
+    // torchinfo's forward/backward size (104 bytes at batch 1 from torchinfo.summary itself):
+    // the 10 + 3 float outputs of the two Linear/Dense layers, ×2; the ReLU has no parameters.
+    assert.equal(summary.totals.forwardBackwardBytes, 2 * (10 + 3) * 4 * batch);
     const rootRow = summary.rows.find((r) => r.path === '');
     assert.deepEqual(rootRow?.outputShape, [batch, 3]);
     checkSummaryRules(summary);

@@ -4,11 +4,12 @@
 // nvidia-smi child. Expected values are worked out by hand in the comments.
 import { test, after } from 'node:test';
 import assert from 'node:assert/strict';
+import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { GpuInfo } from '../src/protocol/types';
 import { GpuSampler } from '../src/system/gpuSampler';
 import type { GpuSamplerStatus, GpuSnapshot } from '../src/system/gpuSampler';
-import type { GpuProcess } from '../src/system/nvidiaSmiParse';
+import { parseGpuQueryCsv, type GpuProcess } from '../src/system/nvidiaSmiParse';
 import { GpuHistory, RingBuffer, cpuLoadPct, engineGpuMemoryLine, gpuArchitecture, memorySection, statusBarView } from '../src/extension/systemModel';
 import type { SystemSample } from '../src/protocol/webviewMessages';
 
@@ -285,4 +286,16 @@ test('a crashing nvidia-smi (real child, killed after one tick) degrades to "GPU
   assert.match(view.tooltip, /\*\*GPU data unavailable\*\*: .+ Retrying\./);
   // The one tick it printed (tick 0: 1234 MiB of 81559) stays in the tooltip: 1.2 / 79.6 GiB.
   assert.match(view.tooltip, /NVIDIA H100 80GB HBM3 {2}\nMemory: 1\.2 \/ 79\.6 GiB {2}\nUtil: 87%/);
+});
+
+test('status bar on a real H200 capture: one line per figure, read off the file by hand', () => {
+  // recorded/h200-real.csv is nvidia-smi 580.159.04 on an H200 (the device machine, idle):
+  // 143771 MiB / 1024 = 140.40 → "140.4"; 0 MiB used; 0 %; 37 °C; 78.08 of 700.00 W.
+  const csv = fs.readFileSync(path.join(__dirname, 'fixtures', 'nvidia-smi', 'recorded', 'h200-real.csv'), 'utf8');
+  const parsed = parseGpuQueryCsv(csv);
+  assert.ok(parsed.ok, JSON.stringify(parsed));
+  const view = statusBarView({ status: running, snapshot: snap(parsed.gpus) });
+  assert.equal(view.text, 'GPU 0.0/140.4 GiB · 0%');
+  assert.match(view.tooltip, /^NVIDIA driver 580\.159\.04\n\n\*\*GPU 0\*\* · NVIDIA H200 {2}\nMemory: 0\.0 \/ 140\.4 GiB {2}\nUtil: 0% {2}\nTemp: 37 °C {2}\nPower: 78 \/ 700 W/);
+  assert.equal(gpuArchitecture(parsed.gpus[0].computeCapability), 'Hopper');
 });

@@ -56,7 +56,10 @@ function lossData(s: TrainingState): uPlot.AlignedData {
     idx.forEach((i, j) => (out[i] = sm[j]));
     return out;
   };
-  return [steps, train, smooth(train), evalv, smooth(evalv)];
+  // Without eval points the legend shows no eval rows (the options leave those series out).
+  return s.evalLoss.length
+    ? [steps, train, smooth(train), evalv, smooth(evalv)]
+    : [steps, train, smooth(train)];
 }
 
 /**
@@ -66,12 +69,13 @@ function lossData(s: TrainingState): uPlot.AlignedData {
  */
 let lossChart: Chart | undefined;
 let lossBox: HTMLElement | undefined;
+let lossHasEval = false;
 
 function lossFigure(state: TrainingState): HTMLElement {
   if (!lossBox || !lossChart) {
     lossBox = h('div', { id: 'loss-chart', class: 'loss-chart' });
     lossChart = new Chart(lossBox, {
-      data: () => (current ? lossData(current) : [[], [], [], [], []]),
+      data: () => (current ? lossData(current) : [[], [], []]),
       options: (theme, width) => {
         const raw = (c: string) => withAlpha(c, 0.3);
         const v = (_u: uPlot, x: number | null) => (x === null ? '--' : formatNumber(x));
@@ -105,28 +109,35 @@ function lossFigure(state: TrainingState): HTMLElement {
               spanGaps: true,
               points: { show: false },
             },
-            {
-              label: 'eval',
-              stroke: raw(theme.series[1]),
-              width: 1,
-              value: v,
-              show: hasEval,
-              spanGaps: true,
-              points: { show: hasEval },
-            },
-            {
-              label: 'eval (smoothed)',
-              stroke: theme.series[1],
-              width: 2,
-              value: v,
-              show: hasEval,
-              spanGaps: true,
-              points: { show: false },
-            },
+            ...(hasEval
+              ? [
+                  {
+                    label: 'eval',
+                    stroke: raw(theme.series[1]),
+                    width: 1,
+                    value: v,
+                    spanGaps: true,
+                    points: { show: true },
+                  },
+                  {
+                    label: 'eval (smoothed)',
+                    stroke: theme.series[1],
+                    width: 2,
+                    value: v,
+                    spanGaps: true,
+                    points: { show: false },
+                  },
+                ]
+              : []),
           ],
         };
       },
     });
+    lossHasEval = state.evalLoss.length > 0;
+  } else if (state.evalLoss.length > 0 !== lossHasEval) {
+    // The first eval point adds two series: that needs new options.
+    lossHasEval = state.evalLoss.length > 0;
+    lossChart.build();
   } else lossChart.update();
   lossBox.dataset.points = String(state.pointCount);
   lossBox.dataset.drawn = String(state.loss.length);

@@ -124,6 +124,14 @@ if TorchDispatchMode is not None:
         (`enter`/`leave` from forward pre-hooks and hooks), so a parent includes its children and
         a shared module called twice counts both calls."""
 
+        @classmethod
+        def _should_skip_dynamo(cls):
+            # torch 2.x wraps a mode's __torch_dispatch__ in torch._disable_dynamo unless the
+            # mode opts out like this (its documented example); the wrapper imports torch._dynamo
+            # on the first op, a second of CPU at every start-up. This mode never runs under
+            # torch.compile's tracing (the summary pass is eager), so it has nothing to disable.
+            return False
+
         def __init__(self):
             super().__init__()
             self.stack = []
@@ -158,5 +166,7 @@ if TorchDispatchMode is not None:
         def uncounted_ops(self):
             return [{"name": n, "calls": c} for n, c in sorted(self.uncounted.items(), key=lambda kv: -kv[1])]
 
-else:
-    ExecutedCounter = None
+
+def new_counter():
+    """An ExecutedCounter, or None where torch has no TorchDispatchMode (before 1.13)."""
+    return ExecutedCounter() if TorchDispatchMode is not None else None

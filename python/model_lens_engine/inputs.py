@@ -177,13 +177,19 @@ def from_request(module, requests, device):
 
 
 def requests_of(params):
-    """The request's inputs: `inputs` ({shape, dtype?, name?}) or the older `inputShapes`."""
+    """The request's inputs: `inputs` ({shape, dtype?, name?}), else `inputShapes` with the
+    optional `inputDtypes` beside them (one per input, null for the default)."""
     if params.get("inputs") is not None:
         return check_requests(params["inputs"])
     shapes = params.get("inputShapes")
     if shapes:
         check_shapes(shapes)
-        return [(list(s), None, None) for s in shapes]
+        dtypes = params.get("inputDtypes") or []
+        if not isinstance(dtypes, list) or len(dtypes) > len(shapes):
+            raise bad_request("inputDtypes must be a list with at most one dtype per input shape, got %r" % (dtypes,))
+        dtypes = dtypes + [None] * (len(shapes) - len(dtypes))
+        return [(list(s), parse_dtype(d, "inputDtypes[%d]" % i) if d is not None else None, None)
+                for i, (s, d) in enumerate(zip(shapes, dtypes))]
     return None
 
 

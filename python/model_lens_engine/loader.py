@@ -287,8 +287,10 @@ def _pick_device(module, engine_device):
 def unwrap(obj):
     """The module a wrapper runs, and what wrapped it: torch.compile's OptimizedModule (found by
     its `_orig_mod`, torch 2.x only) and DataParallel / DistributedDataParallel (`.module`)."""
-    dynamo = getattr(torch, "_dynamo", None)
-    optimized = getattr(getattr(dynamo, "eval_frame", None), "OptimizedModule", None)
+    # Only where torch.compile has run: torch._dynamo is then imported already. Touching
+    # torch._dynamo otherwise imports it, which costs more than a second of start-up.
+    eval_frame = sys.modules.get("torch._dynamo.eval_frame")
+    optimized = getattr(eval_frame, "OptimizedModule", None)
     if optimized is not None and isinstance(obj, optimized) and isinstance(getattr(obj, "_orig_mod", None), nn.Module):
         return obj._orig_mod, "torch.compile"
     if isinstance(obj, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
@@ -317,8 +319,10 @@ def materialize_lazy(lm):
     if not has_lazy_params(lm.module):
         return
     if not lm.inputs:
-        lm.warnings.append("%s has lazy modules whose parameters are uninitialized until a forward "
-                           "pass; give an input to count them (they count 0 until then)." % lm.name)
+        note = ("%s has lazy modules whose parameters are uninitialized until a forward pass; give "
+                "an input to count them (they count 0 until then)." % lm.name)
+        if note not in lm.warnings:
+            lm.warnings.append(note)
         return
     from .tree import canonical_paths
 
@@ -489,7 +493,10 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     lm.inputs = tensors or []
     lm.input_specs = specs
     lm.warnings.extend(warns)
-    materialize_lazy(lm)
+    if has_lazy_params(module):
+        # model/load never runs the model: the tree and the summary materialize them.
+        lm.warnings.append("%s has lazy modules: their parameters get their shapes from the first "
+                           "forward pass, which the tree or the summary runs." % lm.name)
     return lm
 
 

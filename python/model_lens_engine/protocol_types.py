@@ -28,6 +28,7 @@ class _EngineErrorDataOptional(TypedDict, total=False):
     candidates: List[str]
     userStack: List[SourceLocation]
     hint: str
+    rank: int
 
 
 class EngineErrorData(_EngineErrorDataOptional):
@@ -90,6 +91,10 @@ class _SummaryRowOptional(TypedDict, total=False):
     ownParams: int
     totalParams: int
     note: str
+    executedMacs: int
+    storedParams: int
+    packedParams: int
+    outputType: str
 
 
 class SummaryRow(_SummaryRowOptional):
@@ -112,8 +117,19 @@ class FrameworkCounts(TypedDict):
     note: str
 
 
+class UncountedOp(TypedDict):
+    name: str
+    calls: int
+
+
 class _SummaryTotalsOptional(TypedDict, total=False):
     frameworkCounts: FrameworkCounts
+    leafOutputBytes: int
+    executedMacs: int
+    executedMacsMethod: str
+    uncountedOps: List[UncountedOp]
+    storedParams: int
+    packedParams: int
 
 
 class SummaryTotals(_SummaryTotalsOptional):
@@ -133,12 +149,17 @@ class TrainStopResult(TypedDict):
 
 
 class _TrainProgressOptional(TypedDict, total=False):
+    evalLoss: List[List[float]]
     lr: Optional[float]
     training: bool
     gradEnabled: bool
     modelId: str
     error: Dict[str, object]  # EngineErrorData & {message}
     warnings: List[str]
+    # Distributed runs (src/protocol/messages.ts RankProgress, LossSpread).
+    ranks: List[Dict[str, object]]
+    worldSize: Optional[int]
+    lossSpread: Dict[str, object]
 
 
 class TrainProgress(_TrainProgressOptional):
@@ -151,3 +172,27 @@ class TrainProgress(_TrainProgressOptional):
     stepsPerSec: Optional[float]
     etaSec: Optional[float]
     loss: List[List[float]]
+
+
+class TorchDevice(TypedDict):
+    index: int
+    name: Optional[str]
+    totalBytes: Optional[int]
+    computeCapability: Optional[str]
+    allocatedBytes: int
+    reservedBytes: int
+
+
+class _TorchInfoOptional(TypedDict, total=False):
+    hipBuild: Optional[str]
+    cudnnVersion: Optional[int]
+    cudaInitialized: bool
+    cudaUnavailableReason: str
+
+
+class TorchInfo(_TorchInfoOptional):
+    version: str
+    cudaBuild: Optional[str]
+    cudaAvailable: bool
+    deviceCount: int
+    devices: List[TorchDevice]

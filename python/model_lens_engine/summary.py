@@ -178,6 +178,18 @@ def forward_inputs_or_fail(lm, inputs):
         )
 
 
+class _ScriptedProbe(nn.Module):
+    """Stands in for a TorchScript module that Python code calls, so that Python hooks see its
+    inputs and outputs (the compiled module itself takes no hooks)."""
+
+    def __init__(self, inner):
+        super().__init__()
+        object.__setattr__(self, "inner", inner)  # not registered: the tree stays the model's
+
+    def forward(self, *args, **kwargs):
+        return self.inner(*args, **kwargs)
+
+
 def _scripted_owner(path, scripted_paths):
     """The outermost TorchScript module at or above `path`, or None."""
     parts = path.split(".") if path else []
@@ -196,7 +208,7 @@ def run_summary(lm, inputs, input_specs, warnings):
     handles = []
     kept = {}
     kept_bytes = [0]
-    counter = flops.ExecutedCounter() if flops.ExecutedCounter is not None else None
+    counter = flops.new_counter()
     grad_on = [False]
 
     def make_hook(mid, leaf):
@@ -236,10 +248,23 @@ def run_summary(lm, inputs, input_specs, warnings):
     scripted_paths = {p for p, m in modules if is_scripted(m)}
     modes = [(m, m.training) for _, m in modules]
     out = None
+    swapped = []
     try:
+        by_path = dict(modules)
         for path, m in modules:
             if _scripted_owner(path, scripted_paths) is not None:
-                continue  # register_forward_hook is not supported on ScriptModules
+                # register_forward_hook is not supported on ScriptModules; one that Python code
+                # calls is seen through a probe put in its place for this pass.
+                parent = by_path.get(path.rsplit(".", 1)[0] if "." in path else "") if path else None
+                if parent is not None and not is_scripted(parent):
+                    probe = _ScriptedProbe(m)
+                    name = path.rsplit(".", 1)[-1]
+                    swapped.append((parent, name, m))
+                    parent._modules[name] = probe
+                    handles.append(probe.register_forward_hook(make_hook(id(m), is_leaf(m))))
+                    if counter is not None:
+                        handles.append(probe.register_forward_pre_hook(make_pre(id(m))))
+                continue
             handles.append(m.register_forward_hook(make_hook(id(m), is_leaf(m))))
             if counter is not None:
                 handles.append(m.register_forward_pre_hook(make_pre(id(m))))
@@ -257,6 +282,8 @@ def run_summary(lm, inputs, input_specs, warnings):
     finally:
         for h in handles:
             h.remove()
+        for parent, name, m in swapped:
+            parent._modules[name] = m
         for m, t in modes:
             m.training = t
     if is_scripted(root) and out is not None:
@@ -297,6 +324,9 @@ def run_summary(lm, inputs, input_specs, warnings):
         }
         if counter is not None:
             row["executedMacs"] = executed.get(mid, 0)
+        if r is not None and is_scripted(m) and path in scripted_paths and path:
+            row["note"] = ("TorchScript: its output is seen from the Python code that calls it; "
+                           "the modules inside run as compiled code, without hooks.")
         if c["effective"] != c["stored"]:
             row["storedParams"] = c["stored"]
         if c["packed"]:

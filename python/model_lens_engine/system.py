@@ -7,6 +7,8 @@ import platform
 import re
 import warnings
 
+from .protocol_types import TorchDevice, TorchInfo
+
 MIB = 1024 * 1024
 
 
@@ -66,11 +68,15 @@ def cpu_info():
     }
 
 
-def _try(fn, default=None):
+def _try(fn, default=None, *args):
     try:
-        return fn()
+        return fn(*args)
     except Exception:
         return default
+
+
+def _float(v):
+    return float(v) if v is not None else None
 
 
 def _driver_version():
@@ -102,7 +108,7 @@ def gpu_info():
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
-        mem = _try(lambda: torch.cuda.mem_get_info(i)) if i == current else None
+        mem = _try(torch.cuda.mem_get_info, None, i) if i == current else None
         uuid = getattr(props, "uuid", None)
         temperature = getattr(torch.cuda, "temperature", None)
         out.append({
@@ -112,8 +118,8 @@ def gpu_info():
             "memoryTotalMiB": props.total_memory / MIB,
             "memoryUsedMiB": (mem[1] - mem[0]) / MIB if mem else None,
             # Both go through pynvml when the user has it; None otherwise.
-            "utilizationPct": _try(lambda: float(torch.cuda.utilization(i))),
-            "temperatureC": _try(lambda: float(temperature(i))) if temperature else None,
+            "utilizationPct": _float(_try(torch.cuda.utilization, None, i)),
+            "temperatureC": _float(_try(temperature, None, i)) if temperature else None,
             "computeCapability": "%d.%d" % (props.major, props.minor),
             "driverVersion": driver,
             "cudaVersion": torch.version.cuda,
@@ -136,7 +142,7 @@ def _cuda_unavailable_reason(torch, cuda_build, hip_build, caught):
     return "torch.cuda.is_available() is False: no NVIDIA driver or device that this torch can use"
 
 
-def torch_info():
+def torch_info() -> "TorchInfo":
     """torch's own view, as `python -c "import torch; print(torch.cuda.is_available())"` gives it.
     Reads allocator figures only: it never initialises CUDA itself."""
     import torch
@@ -146,7 +152,7 @@ def torch_info():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         available = bool(_try(torch.cuda.is_available, False))
-    out = {
+    out: TorchInfo = {
         "version": torch.__version__,
         "cudaBuild": cuda_build,
         "cudaAvailable": available,
@@ -167,11 +173,11 @@ def torch_info():
     initialised = bool(_try(torch.cuda.is_initialized, False))
     out["cudaInitialized"] = initialised
     for i in range(count):
-        props = _try(lambda: torch.cuda.get_device_properties(i))
+        props = _try(torch.cuda.get_device_properties, None, i)
         known = props is not None
-        device = {
+        device: TorchDevice = {
             "index": i,
-            "name": props.name if known else _try(lambda: torch.cuda.get_device_name(i)),
+            "name": props.name if known else _try(torch.cuda.get_device_name, None, i),
             "totalBytes": props.total_memory if known else None,
             "computeCapability": "%d.%d" % (props.major, props.minor) if known else None,
             "allocatedBytes": 0,
@@ -179,8 +185,8 @@ def torch_info():
         }
         # Before CUDA is initialised the allocator holds nothing, and asking creates no context.
         if initialised:
-            device["allocatedBytes"] = _try(lambda: torch.cuda.memory_allocated(i), 0)
-            device["reservedBytes"] = _try(lambda: torch.cuda.memory_reserved(i), 0)
+            device["allocatedBytes"] = _try(torch.cuda.memory_allocated, 0, i)
+            device["reservedBytes"] = _try(torch.cuda.memory_reserved, 0, i)
         out["devices"].append(device)
     return out
 

@@ -161,6 +161,9 @@ def named_tensors(lm):
 
 
 def build_tree(lm):
+    from .loader import materialize_lazy
+
+    materialize_lazy(lm)  # lazy modules have no parameter shapes before a forward pass
     root = lm.module
     named = named_tensors(lm)
     index = named.index()

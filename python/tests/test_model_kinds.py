@@ -71,7 +71,12 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(nodes["block"]["type"], "MLP")
         self.assertEqual(rows["stem"]["outputShape"], [2, 4])
         self.assertEqual(rows[""]["outputShape"], [2, 3])
+        # Python code calls the scripted block: its own output is seen, not its insides.
+        self.assertEqual(rows["block"]["outputShape"], [2, 3])
+        self.assertTrue(rows["block"]["ran"])
+        self.assertEqual(rows["block"]["executedMacs"], 2 * 4 * 8 + 2 * 8 * 3)
         self.assertIsNone(rows["block.fc1"]["outputShape"])
+        self.assertIn("TorchScript", rows["block.fc1"]["note"])
         self.assertEqual(s["totals"]["params"], 6 * 4 + 4 + 4 * 8 + 8 + 8 * 3 + 3)
 
     def test_lazy_modules_are_materialized_then_counted(self):
@@ -83,6 +88,12 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(nodes[""]["totalParams"], torch_count(m))
         self.assertEqual(s["totals"]["params"], 4 * 27 + 4 + 4 * 5 + 5)
         self.assertEqual(rows["fc"]["outputShape"], [2, 5])
+
+    def test_lazy_modules_summary_first(self):
+        # model/load never runs the model; the summary's own forward pass materializes them.
+        r = self.load("lazy_model.py")
+        s = self.engine.request("model/summary", {"modelId": r["modelId"]})
+        self.assertEqual(s["totals"]["params"], 4 * 27 + 4 + 4 * 5 + 5)
 
     def test_pruned_counts_effective_weights_like_torchinfo(self):
         import torchinfo
@@ -168,6 +179,13 @@ class ModelKindsTest(unittest.TestCase):
         s = self.engine.request("model/summary", {"modelId": r["modelId"]})
         rows = {row["path"]: row for row in s["rows"]}
         self.assertEqual(rows["embed"]["outputShape"], [2, 7, 16])
+
+    def test_input_dtypes_beside_shapes(self):
+        r = self.load("token_model.py", inputShapes=[[2, 5]], inputDtypes=["int32"])
+        self.assertEqual(r["inputs"][0]["dtype"], "int32")
+        with self.assertRaises(RpcError) as cm:
+            self.load("token_model.py", inputShapes=[[2, 5]], inputDtypes=["float32", "int64"])
+        self.assertIn("inputDtypes", str(cm.exception))
 
     def test_example_input_dict_is_keyword_arguments(self):
         r = self.load("kwargs_example_model.py")

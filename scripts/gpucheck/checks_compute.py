@@ -205,7 +205,7 @@ def _resnet(ctx, sizes):
     try:
         import torchvision  # noqa: F401
     except ImportError:
-        raise Skip("torchvision is not installed in %s" % ctx.python)
+        raise Skip("torchvision is not installed in %s" % ctx.python) from None
     return ctx.work.resnet50_model(**sizes["resnet50"])
 
 
@@ -213,7 +213,7 @@ def _gpt2(ctx, sizes):
     try:
         import transformers  # noqa: F401
     except ImportError:
-        raise Skip("transformers is not installed in %s" % ctx.python)
+        raise Skip("transformers is not installed in %s" % ctx.python) from None
     return ctx.work.gpt2_model(**sizes["gpt2"])
 
 

@@ -1,8 +1,8 @@
 """Section 2: GPU memory three ways -- the engine's allocator figures, mem_get_info and NVML's
 per-process figure -- around a forward, a backward and mid-run under Adam."""
 
-from .report import Check, Skip
 from .checks_system import CONTEXT_MIB_MAX, USED_MIB_TOLERANCE
+from .report import Check, Skip
 from .truth import MIB, nvidia_smi_xml
 
 # Memory-check model: 4 × Linear(4096, 4096) = 256 MiB of parameters.

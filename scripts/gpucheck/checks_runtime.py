@@ -10,8 +10,10 @@ from .truth import MIB
 OOM_SLACK_MIB = 64.0
 HOOK_OVERHEAD_MAX = 1.10
 HOOK_EVENTS_MIN = 3
-# (steps, batch repeat of the 150 iris rows, hidden width): a run of a few seconds on each device.
-HOOK_RUN = {"cpu": (1000, 1, 32), "cuda": (3000, 64, 512)}
+# (steps timed, batch repeat of the 150 iris rows, hidden width) on each device.
+HOOK_RUN = {"cpu": (300, 1, 32), "cuda": (2000, 64, 512)}
+WARMUP_STEPS = 20
+UNTIL_STOPPED = 10**9
 HISTOGRAM_EVERY_STEPS = 50
 
 
@@ -115,33 +117,56 @@ def check_oom(ctx, out):
     out.expect(r["steps"] == 2, "a forward after the OOM failed: %r" % r)
 
 
+def _step(eng, run_id):
+    return max((p["step"] for p in eng.progress(run_id)), default=0)
+
+
+def _window(eng, run_id, steps, until=lambda: True):
+    """ms per step over the next `steps` optimizer steps of a running run, from two diagnoses:
+    stepMs × (steps − 1) is the wall time since the first step, so their difference is exact."""
+    d0 = eng.request("train/diagnose", {"runId": run_id})
+    eng.wait_for(lambda: _step(eng, run_id) >= d0["steps"] + steps and until())
+    d1 = eng.request("train/diagnose", {"runId": run_id})
+    wall = d1["stepMs"] * (d1["steps"] - 1) - d0["stepMs"] * (d0["steps"] - 1)
+    return wall / (d1["steps"] - d0["steps"]), d1
+
+
 def _hooked_run(ctx, out, dev):
-    """The same training twice: without a hook, then with a forward hook on fc1 attached as soon as
-    the model is known; histograms every 50 steps in both."""
+    """The same training twice, each stopped once measured: without a hook, then with a forward
+    hook on fc1; histograms every 50 steps in both. The runs last as long as the measurement
+    needs, however fast the machine."""
     eng = ctx.engine("cpu")
     path, _ = ctx.work.iris_item()
-    steps, repeat, hidden = HOOK_RUN[dev]
-    args = [dev, steps, repeat, 0, hidden]
-    _, end_plain, plain = eng.train(path, args, histogram_every=HISTOGRAM_EVERY_STEPS)
+    window, repeat, hidden = HOOK_RUN[dev]
+    args = [dev, UNTIL_STOPPED, repeat, 0, hidden]
+    run_plain = eng.start_run(path, args, HISTOGRAM_EVERY_STEPS)
+    eng.wait_for(lambda: _step(eng, run_plain) >= WARMUP_STEPS)
+    plain_ms, plain = _window(eng, run_plain, window)
+    eng.request("train/stop", {"runId": run_plain})
     run_id = eng.start_run(path, args, HISTOGRAM_EVERY_STEPS)
     eng.wait_for(lambda: any(p.get("modelId") for p in eng.progress(run_id)))
     hook = eng.request(
         "hook/attach", {"path": "fc1", "kind": "forward", "intervalMs": 50, "histogramBins": 16}
     )["hookId"]
-    end = eng.wait_for(
-        lambda: next(
-            (p for p in eng.progress(run_id) if p["state"] in ("done", "stopped", "failed")), None
-        ),
-        120,
+
+    def events():
+        return [e for e in eng.notes("hook/event") if e["hookId"] == hook]
+
+    def hists():
+        return [h for h in eng.notes("train/histograms") if h["runId"] == run_id]
+
+    eng.wait_for(lambda: events() and _step(eng, run_id) >= WARMUP_STEPS)
+    hooked_ms, hooked = _window(
+        eng, run_id, window, lambda: len(events()) >= HOOK_EVENTS_MIN and len(hists()) >= 2
     )
-    hooked = eng.request("train/diagnose", {"runId": run_id})
     eng.request("hook/detach", {"hookId": hook})
-    events = [e for e in eng.notes("hook/event") if e["hookId"] == hook]
-    hists = [h for h in eng.notes("train/histograms") if h["runId"] == run_id]
-    ratio = hooked["stepMs"] / plain["stepMs"] if plain["stepMs"] else None
+    eng.request("train/stop", {"runId": run_id})
+    events, hists = events(), hists()
+    ratio = hooked_ms / plain_ms if plain_ms else None
     out.measured.update(
-        plainStepMs=plain["stepMs"],
-        hookedStepMs=hooked["stepMs"],
+        plainStepMs=plain_ms,
+        hookedStepMs=hooked_ms,
+        windowSteps=window,
         overhead=ratio,
         events=len(events),
         histogramNotifications=len(hists),
@@ -150,10 +175,8 @@ def _hooked_run(ctx, out, dev):
             "hooked": hooked["deviceToHost"]["count"] / max(hooked["steps"], 1),
         },
     )
-    out.expect(
-        end_plain["state"] == "done" and end["state"] == "done",
-        "runs ended %s / %s" % (end_plain["state"], end["state"]),
-    )
+    states = [eng.progress(r)[-1]["state"] for r in (run_plain, run_id)]
+    out.expect(states == ["stopped", "stopped"], "runs ended %s, not stopped" % states)
     out.expect(
         len(events) >= HOOK_EVENTS_MIN,
         "%d hook events, expected ≥ %d" % (len(events), HOOK_EVENTS_MIN),
@@ -182,9 +205,11 @@ def _hooked_run(ctx, out, dev):
             "hook histogram sums to %r, tensor has %d values" % (h and sum(h["counts"]), numel),
         )
     out.expect(len(hists) >= 2, "%d train/histograms notifications" % len(hists))
-    if hists:
-        grads = [p for p in hists[-1]["params"] if p.get("grad")]
-        out.expect(len(grads) >= 1, "the last histograms carry no gradient")
+    # Periodic snapshots are taken right after an optimizer step, where every gradient exists.
+    # (The last one comes at Stop, which may fall anywhere in a step: not checked here.)
+    for h in hists[:2]:
+        missing = [p["name"] for p in h["params"] if not p.get("grad")]
+        out.expect(not missing, "histograms at step %d lack gradients of %s" % (h["step"], missing))
     return ratio
 
 

@@ -268,7 +268,12 @@ def check_sampler_stream(ctx, out):
     out.expect(
         len(rows) == len(s.lines),
         "%d of %d lines do not parse into the %d sampler fields: %r"
-        % (len(s.lines) - len(rows), len(s.lines), len(s.fields), [l for _, l in s.lines[:3]]),
+        % (
+            len(s.lines) - len(rows),
+            len(s.lines),
+            len(s.fields),
+            [text for _, text in s.lines[:3]],
+        ),
     )
     for _, r in rows[:n_gpus]:
         for f in ("name", "memory.total", "compute_cap", "driver_version"):

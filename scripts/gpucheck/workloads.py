@@ -159,7 +159,7 @@ class Workloads:
         csv_path = os.path.join(self.repo, "examples", "data", "iris.csv")
         path = self.write("iris_item.py", IRIS_ITEM % {"csv": csv_path, "marker": ITEM_MARKER})
         with open(path, encoding="utf-8") as f:
-            line = next(i for i, l in enumerate(f, 1) if ITEM_MARKER in l)
+            line = next(i for i, text in enumerate(f, 1) if ITEM_MARKER in text)
         return path, line
 
     def mismatch_train(self, device):

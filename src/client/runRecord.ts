@@ -69,7 +69,9 @@ export class RunRecord {
       diagnosis: this.diagnosis ?? null,
       ...(this.last?.error ? { error: this.last.error } : {}),
       // Distributed runs: one entry per rank, and rank 0's loss with the spread over ranks.
-      ...(this.last?.ranks ? { ranks: this.last.ranks, worldSize: this.last.worldSize ?? null } : {}),
+      ...(this.last?.ranks
+        ? { ranks: this.last.ranks, worldSize: this.last.worldSize ?? null }
+        : {}),
       ...(this.last?.lossSpread ? { lossSpread: this.last.lossSpread } : {}),
       warnings: this.warnings,
     };

@@ -288,7 +288,10 @@ export interface SummaryTotals {
   paramBytes: number;
   bufferBytes: number;
   inputBytes: number;
-  /** torchinfo "Forward/backward pass size": output bytes of leaves with parameters, ×2. */
+  /**
+   * torchinfo's "Forward/backward pass size": output bytes of the leaves that have parameters
+   * (every call), ×2 for the gradients. Leaves without parameters (ReLU, Dropout) are not in it.
+   */
   forwardBackwardBytes: number;
   /**
    * torchinfo's "Estimated Total Size": inputBytes + forwardBackwardBytes + paramBytes. Buffers

@@ -132,30 +132,60 @@ describe('Ops and Tensor panels in a real VS Code', { timeout: SUITE_TIMEOUT_MS 
         );
       });
 
-      await wb.step('export-trace', async () => {
-        const ops = await wb.webviewFrameWith('#export-trace');
-        await ops.locator('#export-trace').click();
-        // code-server's save dialog is VS Code's simple file dialog: a path in a quick input.
-        const dest = path.join(folder, 'resnet18-trace.json');
-        await wb.answerQuickInput(dest, false);
-        await wb.waitFor(
-          'the trace file',
-          async () => fs.existsSync(dest) && fs.statSync(dest).size > 0,
-          (ok) => ok,
-        );
-        const trace = JSON.parse(fs.readFileSync(dest, 'utf8')) as
-          { traceEvents?: { name?: string }[] } | { name?: string }[];
-        const events = Array.isArray(trace) ? trace : (trace.traceEvents ?? []);
-        assert.ok(
-          events.some((e) => /conv/.test(e.name ?? '')),
-          `the Chrome trace has convolution events (${events.length} events)`,
-        );
-        await wb.waitFor(
-          'the "trace written" notification',
-          () => wb.notifications(),
-          (ns) => ns.some((n) => n.includes('trace written')),
-        );
-      });
+      await wb.step(
+        'export-trace',
+        async () => {
+          const ops = await wb.webviewFrameWith('#export-trace');
+          await ops.locator('#export-trace').click();
+          // code-server's save dialog is VS Code's simple file dialog: a path in a quick input.
+          const dest = path.join(folder, 'resnet18-trace.json');
+          const input = wb.page.locator('.quick-input-widget input');
+          await input.waitFor({ state: 'visible' });
+          // The dialog fills in its default (<workspace>/<model>-trace.json) a moment after it
+          // opens, over anything typed before: the flake where our path was replaced by it.
+          await wb.waitFor(
+            'the default path',
+            () => input.inputValue(),
+            (v) => v.endsWith('-trace.json'),
+          );
+          await input.fill(dest);
+          // The dialog re-lists the folder as the path changes (a progress bar while it does); an
+          // Enter before it settles can be taken by the listing instead of the typed path.
+          await wb.waitFor(
+            'the save dialog to hold the path',
+            () => input.inputValue(),
+            (v) => v === dest,
+          );
+          const busy = wb.page.locator('.quick-input-widget .monaco-progress-container.active');
+          await wb.waitFor(
+            'the save dialog to settle',
+            () => busy.count(),
+            (n) => n === 0,
+          );
+          await wb.page.keyboard.press('Enter');
+          await wb.page.locator('.quick-input-widget').waitFor({ state: 'hidden' });
+          // A copy of the profile's trace; a re-profile if that one is gone, hence the long wait.
+          await wb.waitFor(
+            'the trace file',
+            async () => fs.existsSync(dest) && fs.statSync(dest).size > 0,
+            (ok) => ok,
+            PROFILE_TIMEOUT_MS,
+          );
+          const trace = JSON.parse(fs.readFileSync(dest, 'utf8')) as
+            { traceEvents?: { name?: string }[] } | { name?: string }[];
+          const events = Array.isArray(trace) ? trace : (trace.traceEvents ?? []);
+          assert.ok(
+            events.some((e) => /conv/.test(e.name ?? '')),
+            `the Chrome trace has convolution events (${events.length} events)`,
+          );
+          await wb.waitFor(
+            'the "trace written" notification',
+            () => wb.notifications(),
+            (ns) => ns.some((n) => n.includes('trace written')),
+          );
+        },
+        PROFILE_TIMEOUT_MS + 30_000,
+      );
     },
   );
 

@@ -191,8 +191,12 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
   const paramBytes = weightBytes(all, false);
   const bufferBytes = weightBytes(all, true);
   const inputBytes = specs.reduce((a, sp) => a + numelOf(sp.shape) * elementSize(sp.dtype), 0);
+  // torchinfo's forward/backward size: outputs of the leaves that have parameters, ×2.
+  const ownParams = new Map(s.index.modules.map((m) => [m.path, m.ownParams]));
   let leafOutputBytes = 0;
-  for (const layer of s.index.leaves) leafOutputBytes += seen.get(layer)?.bytes ?? 0;
+  for (const layer of s.index.leaves) {
+    if ((ownParams.get(s.index.pathOf.get(layer) ?? '') ?? 0) > 0) leafOutputBytes += seen.get(layer)?.bytes ?? 0;
+  }
   const forwardBackwardBytes = 2 * leafOutputBytes;
   const totals: SummaryTotals = {
     params: rootNode.totalParams,

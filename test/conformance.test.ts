@@ -272,6 +272,13 @@ describeForEngines('conformance', (engine) => {
       { timeoutMs: REQUEST_TIMEOUT_MS },
     );
     assert.equal(summary.totals.params, 130);
+    // The shared layer runs twice (inside `sub`, then directly): its row says so, shows the last
+    // call's shape and counts both calls' mult-adds, (64 + 8) × batch each (torchinfo's rule).
+    const batch = summary.inputs[0].shape[0];
+    const row = summary.rows.find((r) => r.path === shared[0].path);
+    assert.equal(row?.calls, 2, 'called twice');
+    assert.deepEqual(row?.outputShape, [batch, 8]);
+    assert.equal(row?.macs, 2 * 72 * batch);
   });
 
   test('BatchNorm running statistics are buffers; a frozen layer keeps parameters without grad', async () => {

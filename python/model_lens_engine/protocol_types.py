@@ -95,6 +95,7 @@ class _SummaryRowOptional(TypedDict, total=False):
     storedParams: int
     packedParams: int
     outputType: str
+    calls: int
 
 
 class SummaryRow(_SummaryRowOptional):

@@ -338,6 +338,7 @@ def run_summary(lm, inputs, input_specs, warnings):
                 row["outputType"] = r["outputType"]
             if r["out"] is not None:
                 row["output"] = tensor_info(r["out"], "output:%s" % path, named, index)
+            row["calls"] = r["calls"]
             if r["calls"] > 1:
                 row["note"] = "called %d times in one forward pass; shape of the last call, mult-adds of all calls" % r["calls"]
         else:

@@ -65,6 +65,7 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     if (node.frozen && node.totalParams > 0) notes.push('frozen');
     if (!node.training) notes.push('eval');
     if (row && !row.ran && row.note) notes.push(row.note);
+    if (row?.calls !== undefined && row.calls > 1) notes.push(`called ${row.calls}×, last shape`);
     if (row?.storedParams !== undefined) notes.push(`pruned: ${formatCount(row.storedParams)} stored`);
     if (node.packedParams) notes.push(`${formatCount(node.packedParams)} packed quantized weights`);
     if (row?.outputType) notes.push(`output: ${row.outputType}`);

@@ -278,6 +278,11 @@ export interface SummaryRow {
   packedParams?: number;
   /** Python type of an output that is not a tensor or a plain tuple/list (ModelOutput, Normal...). */
   outputType?: string;
+  /**
+   * Calls of the module in the summary's forward pass (a block applied twice: 2). `outputShape` is
+   * the last call's, `macs` counts every call.
+   */
+  calls?: number;
 }
 
 export interface SummaryTotals {

@@ -184,6 +184,8 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     else if (cap?.info) row.output = cap.info;
     else if (inner?.info) row.output = inner.info;
     if (!ran) row.note = 'not called in the forward pass';
+    if (cap) row.calls = cap.calls;
+    else if (ran) row.calls = 1;
     return row;
   });
   const rootNode = s.index.modules[0];

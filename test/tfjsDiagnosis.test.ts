@@ -84,7 +84,7 @@ describe('TF.js train/diagnose', () => {
     const where = `syncEveryBatch.ts:${line}`;
     const finding = d.findings.find((f) => f.message.includes(where));
     assert.ok(finding, `a finding names ${where}: ${JSON.stringify(d.findings)}`);
-    assert.match(finding.message, new RegExp(`\`loss\\.dataSync\\(\\)\` at .*every batch: ${BATCHES} calls`));
+    assert.match(finding.message, new RegExp(`loss\\.dataSync\\(\\) at .*every batch: ${BATCHES} calls`));
     assert.ok(d.findings.some((f) => /cpu backend .*nothing leaves process memory/.test(f.message)));
     // The notification carries the same counts as the answer after the run.
     const notified = mine[finalDiagnosis];

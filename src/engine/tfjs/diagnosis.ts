@@ -67,7 +67,8 @@ function expressionAt(loc: SourceLocation, method: SyncMethod): string {
   const text = readSourceLines(loc.file)[loc.line - 1] ?? '';
   // A receiver chain such as `a.b(c(1)).d()`: names, indexing and calls nested one level deep.
   const m = new RegExp(`[A-Za-z_$][\\w$]*(?:\\.[A-Za-z_$][\\w$]*|\\[[^\\[\\]]*\\]|\\((?:[^()]|\\([^()]*\\))*\\))*\\.${method}\\(`).exec(text);
-  return m && m[0].length <= MAX_EXPR_CHARS ? `\`${m[0]})\`` : `\`.${method}()\``;
+  // Plain text, as the PyTorch engine's findings: the panel and the CLI show it as it is.
+  return m && m[0].length <= MAX_EXPR_CHARS ? `${m[0]})` : `.${method}()`;
 }
 
 export class RunDiagnostics {

@@ -5,7 +5,7 @@ layer implies (integer token ids below `num_embeddings` for an Embedding)."""
 import torch
 import torch.nn as nn
 
-from .errors import bad_request
+from .errors import bad_request, user_fault
 from .tensors import dtype_name
 
 EXAMPLE_INPUT_NAME = "example_input"
@@ -193,6 +193,21 @@ def requests_of(params):
     return None
 
 
+def _to_model_device(t, device, name, index):
+    """The example tensor on the model's device. A meta tensor has no values to move: that is a
+    device mismatch in the user's `example_input`, said as such (not an engine error)."""
+    if t.device.type == "meta" and torch.device(device).type != "meta":
+        what = "%s[%r]" % (EXAMPLE_INPUT_NAME, name) if name is not None else (
+            EXAMPLE_INPUT_NAME if index == 0 else "%s[%d]" % (EXAMPLE_INPUT_NAME, index))
+        raise user_fault(
+            "deviceMismatch",
+            "Device mismatch: %s is on meta (shapes only, no values) but the model's parameters "
+            "are on %s." % (what, device),
+            expected=str(device), got="meta",
+            hint="Make %s on %s (or leave it out and pass --input SHAPE)." % (what, device))
+    return t.to(device)
+
+
 def _example(value, device):
     """(Inputs, specs) for an `example_input` value, or None when it is none of the kinds."""
     note = "module-level `%s`" % EXAMPLE_INPUT_NAME
@@ -205,7 +220,8 @@ def _example(value, device):
         pairs = list(value.items())
     else:
         return None
-    tensors = Inputs([t.to(device) for _, t in pairs], [n for n, _ in pairs])
+    tensors = Inputs([_to_model_device(t, device, n, i) for i, (n, t) in enumerate(pairs)],
+                     [n for n, _ in pairs])
     specs = []
     for n, t in pairs:
         spec = {"shape": list(t.shape), "dtype": dtype_name(t.dtype), "source": "example", "note": note}

@@ -168,6 +168,16 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(err.data["got"], "cpu")
         self.assertEqual(err.data["location"]["line"], line_of(fx("device_mismatch.py"), "return self.fc(x) + self.offset"))
 
+    def test_input_on_another_device_than_the_model(self):
+        # A model on the CPU with an example input on meta: the input is on the wrong device,
+        # not the parameters, and it is named as such (was: an engine error, or "its
+        # parameters/buffers are on meta").
+        err = self.fails("meta_input.py", "deviceMismatch")
+        self.assertEqual(err.data["expected"], "cpu")
+        self.assertEqual(err.data["got"], "meta")
+        self.assertIn("example_input is on meta", str(err))
+        self.assertNotIn("parameters/buffers are on meta", str(err))
+
     def test_model_file_above_the_engine_package(self):
         # A model in an ancestor folder of the engine (here python/) makes the loader purge that
         # folder's modules from sys.modules; the engine's own modules must survive it.

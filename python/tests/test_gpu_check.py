@@ -208,6 +208,28 @@ class NvidiaSmiXmlTest(unittest.TestCase):
             g["processes"], [{"pid": 4242, "name": "/usr/bin/python3", "usedMiB": 1224.0}]
         )
 
+    def test_real_h200(self):
+        # nvidia-smi -q -x from a real H200 (test/fixtures/gpu-run/h200-2026-12-04/README.md);
+        # expected values read off the file and the plain nvidia-smi table captured beside it.
+        sys.path.insert(0, os.path.join(REPO, "scripts"))
+        from gpucheck.truth import parse_nvidia_smi_xml
+
+        run = os.path.join(REPO, "test", "fixtures", "gpu-run", "h200-2026-12-04")
+        with open(os.path.join(run, "nvidia-smi-q.xml"), encoding="utf-8") as f:
+            doc = parse_nvidia_smi_xml(f.read())
+        self.assertEqual(
+            (doc["driverVersion"], doc["cudaVersion"], doc["attachedGpus"]),
+            ("580.159.04", "13.0", 1),
+        )
+        g = doc["gpus"][0]
+        self.assertEqual((g["name"], g["busId"]), ("NVIDIA H200", "00000000:00:06.0"))
+        self.assertEqual((g["memoryTotalMiB"], g["memoryReservedMiB"]), (143771.0, 616.0))
+        with open(os.path.join(run, "query-gpu.csv"), encoding="utf-8") as f:
+            csv = f.read().split(", ")
+        self.assertEqual((csv[1], csv[3], csv[9]), ("NVIDIA H200", "143771", "9.0"))
+        with open(os.path.join(run, "nvidia-smi.txt"), encoding="utf-8") as f:
+            self.assertIn("Driver Version: 580.159.04", f.read())
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -1,35 +1,13 @@
 // --input with dtypes and keyword names, and the summary's size and mult-add lines, through the
 // real CLI and PyTorch engine on every interpreter the tests use (torch 1.13 and 2.x).
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
 import { inputParams, parseInput } from '../src/cli/main';
+import { cli, ROOT } from './cliProcess';
 
-const ROOT = path.resolve(__dirname, '..');
-const BIN = path.join(ROOT, 'bin', 'model-lens.js');
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'torch');
-/** A whole CLI run includes starting an engine (torch import) on a loaded 2-core machine. */
-const RUN_TIMEOUT_MS = 180_000;
 const PYTHONS = (process.env.MODEL_LENS_TEST_PYTHONS ?? '/usr/bin/python3').split(path.delimiter).filter(Boolean);
-
-function cli(args: string[]): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [BIN, ...args], { cwd: ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' } });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d) => (stdout += d));
-    child.stderr.on('data', (d) => (stderr += d));
-    const timer = setTimeout(() => {
-      child.kill('SIGKILL');
-      reject(new Error(`model-lens ${args.join(' ')} did not finish in ${RUN_TIMEOUT_MS} ms\n${stderr}`));
-    }, RUN_TIMEOUT_MS);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr });
-    });
-  });
-}
 
 describe('--input NAME=SHAPE:DTYPE', () => {
   test('parses shape, dtype and keyword name', () => {

@@ -9,6 +9,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from engine_process import EXAMPLES, FIXTURES, EngineProcess, RpcError  # noqa: E402
+from procs import children_of  # noqa: E402
 
 IRIS = os.path.join(EXAMPLES, "iris_train.py")
 RUN_TIMEOUT_S = 180
@@ -23,23 +24,6 @@ def line_of(path, needle):
             if needle in text:
                 return i
     raise AssertionError("%r not in %s" % (needle, path))
-
-
-def children_of(pid):
-    kids = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        # The command may contain spaces and parentheses: fields start after the last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == pid and fields[0] != "Z":
-            kids.append(int(name))
-    return kids
 
 
 class TrainingTest(unittest.TestCase):

@@ -14,6 +14,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from engine_process import PYTHON_DIR, frame, read_message  # noqa: E402
+from procs import children_of, group_members  # noqa: E402
 
 # Generous: torch imports slowly on a loaded machine. Each wait ends as soon as its condition holds.
 START_TIMEOUT_S = 180
@@ -47,39 +48,6 @@ engine = subprocess.Popen([sys.executable, "-u", "-m", "model_lens_engine"], std
 print(engine.pid, flush=True)
 sys.stdin.read()
 '''
-
-
-def group_members(pgid):
-    """Live (non-zombie) processes in a process group, from /proc."""
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            out.append(int(name))
-    return out
-
-
-def children_of(ppid):
-    out = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open("/proc/%s/stat" % name) as f:
-                stat = f.read()
-        except OSError:
-            continue
-        fields = stat[stat.rindex(")") + 2:].split()
-        if int(fields[1]) == ppid and fields[0] != "Z":
-            out.append(int(name))
-    return out
 
 
 def wait_until(cond, timeout, what):

@@ -2,23 +2,26 @@
 // errors with a location become diagnostics with "Go to Error", a missing runtime one actionable
 // message per distinct problem, an untrusted workspace a pointer to Workspace Trust.
 import * as vscode from 'vscode';
-import type { EngineErrorData } from '../protocol/errors';
+import { ENGINE_ERROR_KINDS, ERROR_CODE_OF_KIND, ErrorCodes } from '../protocol/errors';
+import type { EngineErrorData, EngineErrorKind } from '../protocol/errors';
 import type { EngineKind, SourceLocation } from '../protocol/types';
 import type { EngineManager } from './engineManager';
 import { isEngineError } from './errors';
 
-/** User errors the engine places in a file: worth a squiggle, not just a notification. */
-const USER_ERROR_KINDS = new Set([
-  'syntaxError',
-  'importError',
-  'noModel',
-  'ambiguousModel',
-  'constructorArgs',
-  'shapeMismatch',
-  'deviceMismatch',
-  'userCodeError',
-  'userExit',
+/**
+ * User errors the engine places in a file: worth a squiggle, not just a notification. A missing
+ * file has no file to squiggle, and a launcher failure is the launch options' fault, not a line's.
+ */
+const UNPLACED_USER_ERROR_KINDS: ReadonlySet<EngineErrorKind> = new Set<EngineErrorKind>([
+  'fileNotFound',
+  'launcherFailed',
 ]);
+const USER_ERROR_KINDS: ReadonlySet<string> = new Set(
+  ENGINE_ERROR_KINDS.filter(
+    (kind) =>
+      ERROR_CODE_OF_KIND[kind] === ErrorCodes.userError && !UNPLACED_USER_ERROR_KINDS.has(kind),
+  ),
+);
 /** How long a save's error stays in the status bar (the squiggle stays until fixed). */
 const SAVE_ERROR_STATUS_MS = 8_000;
 

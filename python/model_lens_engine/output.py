@@ -52,6 +52,9 @@ class _Flusher:
 
 _flusher = _Flusher()
 _live: "weakref.WeakSet[UserOutput]" = weakref.WeakSet()
+# The stream written last: when the script switches between stdout and stderr, what the other
+# one holds goes out first, so the two keep the order the script wrote them in.
+_last_writer: "list[UserOutput | None]" = [None]
 
 
 def flush_all():
@@ -101,6 +104,11 @@ class UserOutput(io.TextIOBase):
             return len(s)
         if self._fallback is not None and threading.get_ident() == self._rpc_thread:
             return self._fallback.write(s)
+        last = _last_writer[0]
+        if last is not self:
+            _last_writer[0] = self
+            if last is not None and last._buf and last._pid == self._pid:
+                last.send_lines(whole=True)
         with self._lock:
             self._buf += s
             full = len(self._buf) >= MAX_OUTPUT_BUFFER_CHARS

@@ -280,9 +280,16 @@ class TrainingRun:
         sys.argv = [self.file] + self.args
         sys.path.insert(0, self.folder)
         # Where the CLI shows the output in a terminal, the script writes to one (a pty).
-        out = terminal.PtyOutput if terminal.wanted() else UserOutput
-        sys.stdout = out(self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread)
-        sys.stderr = out(self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread)
+        if terminal.wanted():
+            sys.stdout = terminal.PtyOutput(self.conn, "stdout", self.run_id, self._saved[2],
+                                            self.rpc_thread)
+            sys.stderr = terminal.PtyOutput(self.conn, "stderr", self.run_id, self._saved[3],
+                                            self.rpc_thread, share=sys.stdout)
+        else:
+            sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2],
+                                    self.rpc_thread)
+            sys.stderr = UserOutput(self.conn, "stderr", self.run_id, self._saved[3],
+                                    self.rpc_thread)
         hooks = self.server.hooks
         if hooks is not None:
             self._orig_notify = hooks._notify

@@ -1,8 +1,10 @@
 """A pseudo-terminal for a training script whose output ends up in a terminal (the CLI says so
 with MODEL_LENS_TERMINAL=1, COLUMNS and LINES): sys.stdout and sys.stderr are then the slave
 ends of two ptys sized like that terminal, so isatty() is true and os.get_terminal_size() works
-(tqdm sizes its bar with it). A thread per pty forwards what arrives as `output` notifications,
-unchanged (output post-processing is off, so "\\n" stays "\\n")."""
+(tqdm sizes its bar with it). As in a real terminal, stdout and stderr are one pty, so what the
+script writes to both keeps its order (tqdm draws on stderr, print() goes to stdout). A thread
+forwards what arrives as `output` notifications, unchanged (output post-processing is off, so
+"\\n" stays "\\n")."""
 
 import codecs
 import fcntl
@@ -36,13 +38,18 @@ class PtyOutput(io.TextIOBase):
     """The script's sys.stdout or sys.stderr: a pty's slave end. Writes from the thread that
     serves requests go to `fallback`, as UserOutput does."""
 
-    def __init__(self, conn, stream, run_id, fallback, rpc_thread):
+    def __init__(self, conn, stream, run_id, fallback, rpc_thread, share=None):
         super().__init__()
         self._conn = conn
         self._stream = stream
         self._run_id = run_id
         self._fallback = fallback
         self._rpc_thread = rpc_thread
+        # `share`: the PtyOutput whose terminal this stream writes to (stderr shares stdout's).
+        self._owner = share is None
+        if share is not None:
+            self._master, self._slave, self._reader = share._master, share._slave, None
+            return
         self._master, self._slave = pty.openpty()
         attrs = termios.tcgetattr(self._slave)
         attrs[1] &= ~termios.OPOST  # no "\n" → "\r\n": the text arrives as the script wrote it
@@ -97,7 +104,9 @@ class PtyOutput(io.TextIOBase):
                 return
 
     def close_pty(self):
-        """Closes the slave end and waits for what is left to be forwarded."""
+        """Closes the slave end and waits for what is left to be forwarded (by the owner)."""
+        if not self._owner:
+            return
         try:
             os.close(self._slave)
         except OSError:

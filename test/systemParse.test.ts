@@ -25,6 +25,28 @@ function ok(outcome: GpuQueryOutcome): GpuQuerySuccess {
   return outcome as GpuQuerySuccess;
 }
 
+test('a real H200 (nvidia-smi 580.159.04, captured on the device machine): every field', () => {
+  // Values read off the file by hand: idle, no MIG.
+  const r = ok(parseGpuQueryCsv(fixture('h200-real.csv')));
+  assert.deepEqual(r.gpus, [
+    {
+      index: 0,
+      name: 'NVIDIA H200',
+      uuid: 'GPU-8a50aeb2-82d8-fb3a-110f-c5790e9577c1',
+      memoryTotalMiB: 143771,
+      memoryUsedMiB: 0,
+      utilizationPct: 0,
+      temperatureC: 37,
+      powerW: 78.08,
+      powerLimitW: 700,
+      computeCapability: '9.0',
+      driverVersion: '580.159.04',
+      mig: false,
+    },
+  ]);
+  assert.deepEqual(r.warnings, []);
+});
+
 test('one H100: every field with its unit conventions', () => {
   const r = ok(parseGpuQueryCsv(fixture('h100.csv')));
   assert.equal(r.gpus.length, 1);

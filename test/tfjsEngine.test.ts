@@ -407,6 +407,14 @@ describe('bad input', () => {
     assert.equal(missing.kind, 'noModel');
   });
 
+  test('an input too large to allocate is refused with its size, before tfjs tries', async () => {
+    // 100000 × 100000 float32 is 40 GB (was: "TF.js engine bug: tried to allocate ...").
+    const r = await load(IRIS, { inputShapes: [[100000, 100000]] });
+    const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
+    assert.equal(err.kind, 'badRequest');
+    assert.match(err.message, /input too large: shape \[100000, 100000\] float32 is 40,000,000,000 bytes/);
+  });
+
   test('a custom layer that throws in call(): message, its line and the layer', async () => {
     const file = path.join(FIXTURES, 'customLayerThrows.ts');
     const r = await load(file);

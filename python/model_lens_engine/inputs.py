@@ -2,6 +2,8 @@
 (`example_input`: a tensor, a tuple of them, or a dict of keyword arguments), or what the first
 layer implies (integer token ids below `num_embeddings` for an Embedding)."""
 
+import os
+
 import torch
 import torch.nn as nn
 
@@ -98,9 +100,44 @@ def infer_input(module):
     return None
 
 
+# A synthesized input may take at most this share of the engine's memory ceiling (or of the
+# machine's memory without one), as the CLI checks `--input` before it starts an engine: inputs
+# from the editor or a request are checked here, before anything is allocated.
+INPUT_MEMORY_SHARE = 0.5
+
+
+def _input_bytes_limit():
+    from .watchdog import MEMORY_LIMIT_MB
+
+    if MEMORY_LIMIT_MB[0] > 0:
+        return int(MEMORY_LIMIT_MB[0] * 2 ** 20 * INPUT_MEMORY_SHARE)
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+    return int(total * INPUT_MEMORY_SHARE)
+
+
+def _check_input_size(shape, dtype, device):
+    if torch.device(device).type == "meta":
+        return
+    numel = 1
+    for d in shape:
+        numel *= d
+    size = numel * torch.empty((), dtype=dtype).element_size()
+    limit = _input_bytes_limit()
+    if limit is not None and size > limit:
+        raise bad_request(
+            "input too large: shape %s %s is %s bytes (%.1f GiB); this engine allows %.1f GiB for "
+            "its inputs. Pass a smaller --input (or modelLens.defaultInputShape)."
+            % (list(shape), dtype_name(dtype), format(size, ","), size / 2 ** 30, limit / 2 ** 30),
+            got=list(shape))
+
+
 def make_tensor(shape, dtype, device, embedding=None):
     """Random floats; for integer dtypes, ids below the first Embedding's size (zeros when the
     model has none: always a valid index)."""
+    _check_input_size(shape, dtype, device)
     if dtype.is_floating_point or dtype.is_complex:
         return torch.randn(*shape, dtype=dtype, device=device)
     if dtype == torch.bool:

@@ -24,6 +24,9 @@ EXIT_MEMORY_LIMIT = 5
 # Set by the client: the pid the engine should have as its parent, and its memory ceiling.
 PARENT_PID_ENV = "MODEL_LENS_PARENT_PID"
 MEMORY_LIMIT_ENV = "MODEL_LENS_MEMORY_LIMIT_MB"
+# The engine's memory ceiling in MiB once the watchdog has read it (0: none), for the input-size
+# check in inputs.py.
+MEMORY_LIMIT_MB = [0]
 
 
 def _group_members(pgid):
@@ -93,6 +96,7 @@ class Watchdog:
         self.client_pid = int(env_parent) if env_parent.isdigit() else None
         limit = os.environ.pop(MEMORY_LIMIT_ENV, "")
         self.memory_limit_mb = int(limit) if limit.isdigit() else 0
+        MEMORY_LIMIT_MB[0] = self.memory_limit_mb
         # What the engine is doing, for the messages below (set by the dispatcher).
         self.doing = "starting"
         self._input_closed = threading.Event()

@@ -178,6 +178,20 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("example_input is on meta", str(err))
         self.assertNotIn("parameters/buffers are on meta", str(err))
 
+    def test_input_too_large_is_refused_before_allocating(self):
+        # 100000 × 100000 float32 is 40 GB: refused with its size (was an allocator failure from
+        # inside torch), and the engine stays usable. Inputs from the editor take this path.
+        e = self.engine
+        with self.assertRaises(RpcError) as cm:
+            e.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py"),
+                                     "inputShapes": [[100000, 100000]]})
+        err = cm.exception
+        self.assertEqual(err.kind, "badRequest", "%s %s" % (err, err.data))
+        self.assertIn("input too large", str(err))
+        self.assertIn("40,000,000,000 bytes", str(err))
+        r = e.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py")})
+        self.assertTrue(r["modelId"])
+
     def test_model_file_above_the_engine_package(self):
         # A model in an ancestor folder of the engine (here python/) makes the loader purge that
         # folder's modules from sys.modules; the engine's own modules must survive it.

@@ -7,7 +7,7 @@ import type * as tfTypes from '@tensorflow/tfjs';
 import type { BufferInfo, DType, InputSpec, ModuleNode, ParameterInfo } from '../../protocol/types';
 import type { Tf } from './backend';
 import { fail } from './engineError';
-import { checkDtype, INPUT_SEED } from './inputSynthesis';
+import { checkDtype, checkInputSize, INPUT_SEED } from './inputSynthesis';
 import { numelOf, tensorInfo } from './tensorFacts';
 
 export const GRAPH_ROOT_TYPE = 'GraphModel';
@@ -249,6 +249,7 @@ export function makeGraphInputs(tf: Tf, s: GraphSession, specs = s.inputs): tfTy
   const out: tfTypes.NamedTensorMap = {};
   s.model.inputs.forEach((info, i) => {
     const spec = specs[i];
+    checkInputSize(spec);
     out[info.name] =
       spec.dtype === 'float32'
         ? tf.randomNormal(spec.shape, 0, 1, 'float32', INPUT_SEED)

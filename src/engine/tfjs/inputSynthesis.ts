@@ -1,6 +1,7 @@
 // What the engine feeds a model when the user gave no tensor: the declared dtype of every input,
 // and for an input that ends in an Embedding, integer ids below its inputDim (random normal
 // floats would become negative indices, which GatherV2 rejects).
+import * as os from 'node:os';
 import type * as tfTypes from '@tensorflow/tfjs';
 import type { DType, InputSpec } from '../../protocol/types';
 import type { Tf } from './backend';
@@ -84,8 +85,33 @@ export function checkDtype(dtype: string, what: string): DType {
   return dtype;
 }
 
+/**
+ * A synthesized input may take at most this share of the machine's memory: the CLI refuses a
+ * larger `--input` before it starts an engine; inputs from the editor are checked here, before
+ * tfjs tries to allocate them.
+ */
+const INPUT_MEMORY_SHARE = 0.5;
+const BYTES_PER_ELEMENT: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8 };
+
+/** Refuses an input too large to allocate, with its size, instead of an allocator failure. */
+export function checkInputSize(spec: InputSpec): void {
+  const bytes = spec.shape.reduce((a, d) => a * d, 1) * (BYTES_PER_ELEMENT[spec.dtype] ?? 4);
+  const limit = os.totalmem() * INPUT_MEMORY_SHARE;
+  if (bytes > limit) {
+    const gib = (n: number): string => (n / 2 ** 30).toFixed(1);
+    fail(
+      'badRequest',
+      `input too large: shape [${spec.shape.join(', ')}] ${spec.dtype} is ` +
+        `${bytes.toLocaleString('en-US')} bytes (${gib(bytes)} GiB); this engine allows ` +
+        `${gib(limit)} GiB for its inputs. Pass a smaller --input (or modelLens.defaultInputShape).`,
+      { got: `[${spec.shape.join(', ')}]` },
+    );
+  }
+}
+
 /** One synthesized tensor: ids for embeddings, random normal floats, zeros / false otherwise. */
 export function synthesize(tf: Tf, spec: InputSpec, range: IdRange | undefined): tfTypes.Tensor {
+  checkInputSize(spec);
   const dtype = spec.dtype as tfTypes.DataType;
   if (range) {
     // randomUniform over [0, high) in int32 gives whole numbers; cast keeps the declared dtype.

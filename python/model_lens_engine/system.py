@@ -5,6 +5,7 @@ when "my GPU is not used"."""
 import os
 import platform
 import re
+import subprocess
 import warnings
 
 from .protocol_types import TorchDevice, TorchInfo
@@ -98,6 +99,33 @@ def _context_device():
     return _try(torch.cuda.current_device)
 
 
+# nvidia-smi answers a one-shot query in well under a second; past this it is hung.
+NVIDIA_SMI_TIMEOUT_S = 5
+
+
+def nvidia_smi_memory():
+    """{uuid without "GPU-": (total MiB, used MiB)} from nvidia-smi, or {} without it. The GPU's
+    memory as nvidia-smi and NVML count it: torch's total_memory leaves out what the driver
+    reserves (616 MiB of an H200's 143,771), so its figure never matches what users compare."""
+    try:
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=uuid,memory.total,memory.used",
+             "--format=csv,noheader,nounits"],
+            capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return {}
+    found = {}
+    for line in out.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) != 3:
+            continue
+        try:
+            found[parts[0].replace("GPU-", "", 1)] = (float(parts[1]), float(parts[2]))
+        except ValueError:
+            continue  # [N/A] or [Not Supported]: leave this GPU to torch's figures
+    return found
+
+
 def gpu_info():
     import torch
 
@@ -105,18 +133,22 @@ def gpu_info():
         return []
     current = _context_device()
     driver = _driver_version()
+    smi = nvidia_smi_memory()
     out = []
     for i in range(torch.cuda.device_count()):
         props = torch.cuda.get_device_properties(i)
         mem = _try(torch.cuda.mem_get_info, None, i) if i == current else None
         uuid = getattr(props, "uuid", None)
         temperature = getattr(torch.cuda, "temperature", None)
+        # Matched by UUID: CUDA_VISIBLE_DEVICES renumbers torch's devices, not nvidia-smi's.
+        total_used = smi.get(str(uuid)) if uuid is not None else None
         out.append({
             "index": i,
             "name": props.name,
             "uuid": str(uuid) if uuid is not None else None,
-            "memoryTotalMiB": props.total_memory / MIB,
-            "memoryUsedMiB": (mem[1] - mem[0]) / MIB if mem else None,
+            "memoryTotalMiB": total_used[0] if total_used else props.total_memory / MIB,
+            "memoryUsedMiB": total_used[1] if total_used else (
+                (mem[1] - mem[0]) / MIB if mem else None),
             # Both go through pynvml when the user has it; None otherwise.
             "utilizationPct": _float(_try(torch.cuda.utilization, None, i)),
             "temperatureC": _float(_try(temperature, None, i)) if temperature else None,

@@ -45,6 +45,40 @@ class TorchViewTest(unittest.TestCase):
             self.assertNotIn("torchAllocatedBytes", info["memory"])
 
 
+class NvidiaSmiMemoryTest(unittest.TestCase):
+    """GPU memory as nvidia-smi counts it, read from a stand-in nvidia-smi on PATH that prints the
+    real H200's figures (test/fixtures/gpu-run/h200-2026-12-04/query-gpu.csv)."""
+
+    def test_reads_total_and_used_by_uuid(self):
+        import tempfile
+
+        from model_lens_engine import system
+
+        with tempfile.TemporaryDirectory() as d:
+            fake = os.path.join(d, "nvidia-smi")
+            with open(fake, "w") as f:
+                f.write("#!/bin/sh\necho 'GPU-0111c661-05ab-caee-e6d0-d2925b71f626, 143771, 4'\n"
+                        "echo 'GPU-deadbeef, [N/A], [N/A]'\n")
+            os.chmod(fake, 0o755)
+            old = os.environ["PATH"]
+            os.environ["PATH"] = d + os.pathsep + old
+            try:
+                got = system.nvidia_smi_memory()
+            finally:
+                os.environ["PATH"] = old
+        self.assertEqual(got, {"0111c661-05ab-caee-e6d0-d2925b71f626": (143771.0, 4.0)})
+
+    def test_no_nvidia_smi_is_empty(self):
+        from model_lens_engine import system
+
+        old = os.environ["PATH"]
+        os.environ["PATH"] = "/nonexistent"
+        try:
+            self.assertEqual(system.nvidia_smi_memory(), {})
+        finally:
+            os.environ["PATH"] = old
+
+
 class DriverVersionTest(unittest.TestCase):
     """The driver version comes from /proc/driver/nvidia/version; both kernel-module banners."""
 

@@ -1,5 +1,6 @@
-"""Section 2: GPU memory three ways -- the engine's allocator figures, mem_get_info and NVML's
-per-process figure -- around a forward, a backward and mid-run under Adam."""
+"""Section 2: GPU memory three ways -- the engine's allocator figures, system/info's device
+memory (nvidia-smi's count, which includes what the driver reserves; torch's mem_get_info does
+not) and NVML's per-process figure -- around a forward, a backward and mid-run under Adam."""
 
 from .checks_system import CONTEXT_MIB_MAX, USED_MIB_TOLERANCE
 from .report import Check, Skip
@@ -29,8 +30,8 @@ def engine_process_mib(ctx, eng, device=0):
 
 
 def check_memory_three_ways(ctx, out):
-    """Allocator figures (engine) vs mem_get_info (engine's torch) vs NVML per-process, around a
-    forward and a backward on a model of known size."""
+    """Allocator figures (engine) vs system/info's device memory vs NVML, around a forward and a
+    backward on a model of known size."""
     if ctx.nvml is None:
         raise Skip("pynvml (nvidia-ml-py) cannot be imported: no per-process ground truth")
     eng = ctx.engine("cuda")
@@ -55,7 +56,7 @@ def check_memory_three_ways(ctx, out):
         phases[name] = {
             "allocatedMiB": dev["allocatedBytes"] / MIB,
             "reservedMiB": dev["reservedBytes"] / MIB,
-            "engineUsedMiB(mem_get_info)": info["gpus"][0]["memoryUsedMiB"],
+            "engineUsedMiB(system/info)": info["gpus"][0]["memoryUsedMiB"],
             "nvmlProcessMiB": nv_proc,
             "engineProcessMatchedBy": matched,
             "nvidiaSmiProcessMiB": smi_proc,
@@ -96,12 +97,12 @@ def check_memory_three_ways(ctx, out):
                     "%s: nvidia-smi vs NVML per-process" % name,
                     abs_tol=2,
                 )
-        if p["engineUsedMiB(mem_get_info)"] is not None:
+        if p["engineUsedMiB(system/info)"] is not None:
             out.close(
-                p["engineUsedMiB(mem_get_info)"],
+                p["engineUsedMiB(system/info)"],
                 p["nvmlDeviceUsedMiB"],
                 0.0,
-                "%s: mem_get_info used vs NVML device used" % name,
+                "%s: system/info used vs NVML device used" % name,
                 abs_tol=USED_MIB_TOLERANCE,
             )
         else:
@@ -177,7 +178,7 @@ SECTION_2 = [
     Check(
         "2.1",
         "memory",
-        "allocated/reserved vs mem_get_info vs NVML per-process, load/forward/step",
+        "allocated/reserved vs system/info (nvidia-smi) vs NVML per-process, load/forward/step",
         check_memory_three_ways,
         gpu=True,
         cost_s=20,

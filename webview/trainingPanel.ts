@@ -568,6 +568,15 @@ function render(state: TrainingState | null): void {
   for (const w of state.warnings) out.push(h('p', { class: 'warning' }, `⚠ ${w}`));
   const hist = histogramsSection(state);
   if (hist) out.push(hist);
+  else if (!state.histogramsSupported) {
+    out.push(
+      h(
+        'p',
+        { class: 'note' },
+        `The ${state.engine} engine sends no weight and gradient histograms; hook a layer to see its activations.`,
+      ),
+    );
+  }
   out.push(diagnosisSection(state));
   root.replaceChildren(...out);
 }

@@ -64,6 +64,13 @@ export class HooksController implements vscode.Disposable {
       );
       return;
     }
+    if (modulePath === '' && client.info.capabilities?.rootHooks === false) {
+      // capabilities.rootHooks: a TF.js model's predict() never calls the root's own call().
+      void vscode.window.showWarningMessage(
+        `Model Lens: the ${model.kind} engine cannot hook the whole model; attach the hook to one of its layers (its output layer sees the model's output).`,
+      );
+      return;
+    }
     try {
       await this.attachOne(client, model, modulePath, kind);
       this.host.refreshTree();

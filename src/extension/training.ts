@@ -111,6 +111,7 @@ export class TrainingController implements vscode.Disposable {
       return;
     }
     this.client = client;
+    run.histogramsSupported = client.info.capabilities?.histograms ?? true;
     const done = new Promise<void>((resolve) => (this.ended = resolve));
     this.runSubs.push(
       client.onNotification(messages.trainProgressNotification, (p) => this.onProgress(run, client, p)),

@@ -88,6 +88,8 @@ export class TrainingRun {
   endedAt: number | undefined;
   /** The user asked to stop (the state becomes `stopped` when the engine confirms). */
   stopRequested = false;
+  /** The engine's capabilities.histograms: false where it never sends train/histograms. */
+  histogramsSupported = true;
 
   constructor(
     readonly file: string,
@@ -221,6 +223,7 @@ export class TrainingRun {
         : null,
       histograms: this.histograms ? { step: this.histograms.step, params: this.histograms.params, omitted: this.histograms.omitted ?? 0 } : null,
       histogramHistory: this.histogramHistory.map((h) => ({ step: h.step, params: h.params })),
+      histogramsSupported: this.histogramsSupported,
     };
   }
 }

@@ -168,6 +168,8 @@ export interface TrainingPanelState {
   } | null;
   /** The latest `train/histograms`: per-parameter weight and gradient summaries at `step`. */
   histograms: { step: number; params: ParameterHistogram[]; omitted: number } | null;
+  /** False where the engine sends no weight/gradient histograms (capabilities.histograms). */
+  histogramsSupported: boolean;
   /** The latest snapshots, oldest first (the last one is `histograms`), for the offset view. */
   histogramHistory: { step: number; params: ParameterHistogram[] }[];
 }

@@ -3,7 +3,8 @@
 import assert from 'node:assert/strict';
 import * as path from 'node:path';
 import { describe, test } from 'node:test';
-import { inputParams, parseInput } from '../src/cli/main';
+import { inputParams } from '../src/cli/main';
+import { parseInput } from '../src/cli/inputCheck';
 import { cli, ROOT } from './cliProcess';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'torch');

@@ -1,7 +1,11 @@
-// Checks `--input` values before an engine is started (starting one takes seconds), and refuses
-// an input too large to allocate with its size instead of an allocator failure from inside the
-// engine. Reads the whole `--input` grammar: `[NAME=]DIMS[:DTYPE]`, DIMS comma- or x-separated.
+// The `--input` grammar, `[NAME=]SHAPE[:DTYPE]` with SHAPE comma- or x-separated, and the checks
+// made before an engine is started (starting one takes seconds): a value that does not parse, or
+// an input too large to allocate, is refused with its size instead of an allocator failure from
+// inside the engine.
 import * as os from 'node:os';
+import type { InputRequest } from '../protocol/types';
+import { UsageError } from './cliArgs';
+
 
 /** Bytes per element of the dtypes an --input may name; unknown names are left to the engine. */
 const DTYPE_BYTES: Record<string, number> = {
@@ -31,24 +35,57 @@ export interface InputSize {
   dtype: string;
 }
 
+export function parseShape(text: string): number[] {
+  const parts = text.trim().replace(/^\[|\]$/g, '').split(/\s*[,x×]\s*/i);
+  const dims = parts.map((p) => Number(p));
+  if (parts.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
+    throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
+  }
+  return dims;
+}
+
+const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
+const INPUT_DTYPE = /^[a-z]+[0-9]*$/;
+
+/** `[NAME=]SHAPE[:DTYPE]`, e.g. `input_ids=1,128:int64`. */
+export function parseInput(text: string): InputRequest {
+  let rest = text.trim();
+  let name: string | undefined;
+  const eq = rest.indexOf('=');
+  if (eq >= 0) {
+    name = rest.slice(0, eq).trim();
+    rest = rest.slice(eq + 1);
+    if (!INPUT_NAME.test(name)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
+    }
+  }
+  let dtype: string | undefined;
+  const colon = rest.lastIndexOf(':');
+  if (colon >= 0) {
+    dtype = rest.slice(colon + 1).trim().toLowerCase();
+    rest = rest.slice(0, colon);
+    if (!INPUT_DTYPE.test(dtype)) {
+      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
+    }
+  }
+  const input: InputRequest = { shape: parseShape(rest) };
+  if (dtype) input.dtype = dtype;
+  if (name) input.name = name;
+  return input;
+}
+
 /** Elements and bytes of one --input value, or a message saying what is wrong with it. */
 export function inputSize(text: string): InputSize | string {
-  const noName = text.includes('=') ? text.slice(text.indexOf('=') + 1) : text;
-  const [dimsText, dtypeText] = noName.split(':');
-  const parts = dimsText
-    .trim()
-    .replace(/^\[|\]$/g, '')
-    .split(/\s*[,x×]\s*/i);
-  const dims = parts.map((p) => Number(p));
-  if (!dimsText.trim() || dims.some((d) => !Number.isSafeInteger(d) || d <= 0)) {
-    return `--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`;
+  let input: InputRequest;
+  try {
+    input = parseInput(text);
+  } catch (err) {
+    if (err instanceof UsageError) return err.message;
+    throw err;
   }
-  const dtype = (dtypeText ?? DEFAULT_DTYPE)
-    .trim()
-    .toLowerCase()
-    .replace(/^torch\./, '');
+  const dtype = (input.dtype ?? DEFAULT_DTYPE).replace(/^torch\./, '');
   const width = DTYPE_BYTES[dtype] ?? DTYPE_BYTES[DEFAULT_DTYPE];
-  const elements = dims.reduce((a, b) => a * b, 1);
+  const elements = input.shape.reduce((a, b) => a * b, 1);
   return { text, elements, bytes: elements * width, dtype };
 }
 

@@ -25,7 +25,7 @@ import {
   positiveInt,
   resolveModelFile,
 } from './cliArgs';
-import { inputProblem } from './inputCheck';
+import { inputProblem, parseInput } from './inputCheck';
 import { RUN_USAGE, runCommand } from './runCommand';
 import { systemCommand } from './systemCommand';
 /** 128 + the signal number, as a shell reports a program a signal ended. */
@@ -101,45 +101,6 @@ interface Options {
   steps?: string;
   mode?: string;
   trace?: string;
-}
-
-export function parseShape(text: string): number[] {
-  const parts = text.trim().replace(/^\[|\]$/g, '').split(/\s*[,x×]\s*/i);
-  const dims = parts.map((p) => Number(p));
-  if (parts.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
-    throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
-  }
-  return dims;
-}
-
-const INPUT_NAME = /^[A-Za-z_][A-Za-z0-9_]*$/;
-const INPUT_DTYPE = /^[a-z]+[0-9]*$/;
-
-/** `[NAME=]SHAPE[:DTYPE]`, e.g. `input_ids=1,128:int64`. */
-export function parseInput(text: string): InputRequest {
-  let rest = text.trim();
-  let name: string | undefined;
-  const eq = rest.indexOf('=');
-  if (eq >= 0) {
-    name = rest.slice(0, eq).trim();
-    rest = rest.slice(eq + 1);
-    if (!INPUT_NAME.test(name)) {
-      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
-    }
-  }
-  let dtype: string | undefined;
-  const colon = rest.lastIndexOf(':');
-  if (colon >= 0) {
-    dtype = rest.slice(colon + 1).trim().toLowerCase();
-    rest = rest.slice(0, colon);
-    if (!INPUT_DTYPE.test(dtype)) {
-      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
-    }
-  }
-  const input: InputRequest = { shape: parseShape(rest) };
-  if (dtype) input.dtype = dtype;
-  if (name) input.name = name;
-  return input;
 }
 
 /** Load params for --input flags: plain shapes for every engine, `inputs` when a dtype or name is given. */

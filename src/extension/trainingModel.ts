@@ -5,6 +5,7 @@ import type { DiagnosisFinding, TrainDiagnosis, TrainHistograms, TrainProgress }
 import type { EngineKind, SourceLocation } from '../protocol/types';
 import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
 import type { FindingView, TrainingPanelState } from '../protocol/webviewMessages';
+import { RunRecord } from '../client/runRecord';
 
 /** Points the panel draws at most; the run keeps every point it was sent. uPlot draws 2,000
  * points in well under a frame, and the EMA smoothing wants the curve's detail. */
@@ -67,25 +68,21 @@ export function shortLocation(loc: SourceLocation): string {
   return `${base}:${loc.line}`;
 }
 
-/** One training run, folded from the engine's notifications. */
-export class TrainingRun {
-  runId: string | undefined;
-  last: TrainProgress | undefined;
-  readonly loss: [number, number][] = [];
+/**
+ * One training run, folded from the engine's notifications: the CLI's RunRecord (the same fold of
+ * progress, loss and diagnosis) plus what only the panel needs.
+ */
+export class TrainingRun extends RunRecord {
   /** Validation loss, for engines and scripts that report it. */
   readonly evalLoss: [number, number][] = [];
-  diagnosis: TrainDiagnosis | undefined;
   /** The latest weight/gradient histograms. */
   histograms: TrainHistograms | undefined;
   /** The last HISTOGRAM_SNAPSHOTS snapshots, oldest first, for the offset view. */
   readonly histogramHistory: TrainHistograms[] = [];
-  readonly warnings: string[] = [];
   /** Places the panel may link to; the webview only ever sends back an index into this. */
   readonly sources: SourceLocation[] = [];
   /** Set when starting the run failed before the engine reported any progress. */
   startError: { message: string; location?: SourceLocation; hint?: string } | undefined;
-  readonly startedAt: number;
-  endedAt: number | undefined;
   /** The user asked to stop (the state becomes `stopped` when the engine confirms). */
   stopRequested = false;
   /** The engine's capabilities.histograms: false where it never sends train/histograms. */
@@ -96,12 +93,12 @@ export class TrainingRun {
     readonly engine: EngineKind,
     now = Date.now(),
   ) {
-    this.startedAt = now;
+    super(now);
   }
 
-  get state(): RunState {
+  override get state(): RunState {
     if (this.startError) return 'failed';
-    return this.last?.state ?? 'starting';
+    return super.state;
   }
 
   get finished(): boolean {
@@ -109,29 +106,16 @@ export class TrainingRun {
   }
 
   get lastLoss(): number | null {
-    return this.loss.length ? this.loss[this.loss.length - 1][1] : null;
+    return this.finalLoss;
   }
 
   /** Folds one notification; returns false for another run's. */
-  add(p: TrainProgress, now = Date.now()): boolean {
-    if (this.runId !== undefined && p.runId !== this.runId) return false;
-    this.last = p;
-    for (const point of p.loss) {
-      const prev = this.loss[this.loss.length - 1];
-      if (!prev || point[0] > prev[0]) this.loss.push(point);
-    }
+  override add(p: TrainProgress, now = Date.now()): boolean {
+    if (!super.add(p, now)) return false;
     for (const point of p.evalLoss ?? []) {
       const prev = this.evalLoss[this.evalLoss.length - 1];
       if (!prev || point[0] > prev[0]) this.evalLoss.push(point);
     }
-    for (const w of p.warnings ?? []) if (!this.warnings.includes(w)) this.warnings.push(w);
-    if (isFinalState(p.state)) this.endedAt ??= now;
-    return true;
-  }
-
-  setDiagnosis(d: TrainDiagnosis): boolean {
-    if (this.runId !== undefined && d.runId !== this.runId) return false;
-    this.diagnosis = d;
     return true;
   }
 

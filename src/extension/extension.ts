@@ -128,12 +128,48 @@ export function activate(context: vscode.ExtensionContext): void {
     command('modelLens.runTraining', (arg?: unknown) =>
       training.start(arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file),
     ),
+    command('modelLens.runTrainingDistributed', async (arg?: unknown) => {
+      const file = arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file;
+      if (!file?.endsWith('.py')) {
+        void vscode.window.showInformationMessage(
+          'Model Lens: Run Training (N processes) runs a PyTorch script through torch.distributed.run; open a .py training script first.',
+        );
+        return;
+      }
+      const n = await processCount(context, file);
+      if (n !== undefined) await training.start(file, n);
+    }),
     command('modelLens.stopTraining', () => training.stop()),
     command('modelLens.showTraining', () => training.showPanel()),
   );
 
   const activateMs = performance.now() - started;
   output.appendLine(`[extension] activated in ${activateMs.toFixed(1)} ms`);
+}
+
+/** The most ranks the editor starts on one machine (torch.distributed.run's --nproc-per-node). */
+const MAX_PROCESSES_PER_NODE = 64;
+
+/** N for "Run Training (N processes)": asked the first time for a file, then remembered. */
+async function processCount(context: vscode.ExtensionContext, file: string): Promise<number | undefined> {
+  const key = `modelLens.nprocPerNode:${file}`;
+  const remembered = context.workspaceState.get<number>(key);
+  if (remembered) return remembered;
+  const answer = await vscode.window.showInputBox({
+    title: 'Model Lens: Run Training (N processes)',
+    prompt: `Processes (ranks) for ${file.split(/[\\/]/).pop()}, launched with torch.distributed.run; remembered for this file`,
+    value: '2',
+    validateInput: (v) => {
+      const n = Number(v);
+      return Number.isInteger(n) && n >= 1 && n <= MAX_PROCESSES_PER_NODE
+        ? undefined
+        : `A whole number from 1 to ${MAX_PROCESSES_PER_NODE}`;
+    },
+  });
+  if (answer === undefined) return undefined;
+  const n = Number(answer);
+  await context.workspaceState.update(key, n);
+  return n;
 }
 
 /** Engines are stopped (with their process groups) before the extension host goes away. */

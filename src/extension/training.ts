@@ -69,8 +69,11 @@ export class TrainingController implements vscode.Disposable {
     this.panels.show('training', this.run?.panelState() ?? null);
   }
 
-  /** Runs the file's training; resolves when the run has ended. */
-  async start(file: string | undefined): Promise<void> {
+  /**
+   * Runs the file's training; resolves when the run has ended. `nprocPerNode`: a PyTorch script
+   * on that many ranks through torch.distributed.run, every rank instrumented.
+   */
+  async start(file: string | undefined, nprocPerNode?: number): Promise<void> {
     if (this.active) {
       const choice = await vscode.window.showInformationMessage(
         `Model Lens: ${path.basename(this.run!.file)} is still training. Stop it first.`,
@@ -137,7 +140,12 @@ export class TrainingController implements vscode.Disposable {
         };
         const cancel = token.onCancellationRequested(() => void this.stop());
         try {
-          const { runId } = await client.request(messages.trainStartRequest, { file }, { timeoutMs: TRAIN_START_TIMEOUT_MS });
+          const distributed = nprocPerNode ? { distributed: { nprocPerNode } } : {};
+          const { runId } = await client.request(
+            messages.trainStartRequest,
+            { file, ...distributed },
+            { timeoutMs: TRAIN_START_TIMEOUT_MS },
+          );
           run.runId = runId;
           this.output.appendLine(`[training] run ${runId} of ${file} started in the ${kind} engine (pid ${client.pid})`);
           // Progress of this run may have raced ahead of the response; what was kept is ours.

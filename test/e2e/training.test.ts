@@ -29,6 +29,9 @@ interface Scenario {
   hooked: string;
 }
 
+/** A 2-rank DDP script (gloo on the CPU), for "Run Training (N processes)". */
+const DDP_FILE = 'ddp_train.py';
+
 /** A TF.js script whose own code throws in its third epoch (the line is marked THROW_LINE). */
 const FAILING_FILE = 'throwsMidRun.ts';
 
@@ -55,6 +58,7 @@ function makeWorkspace(): string {
   const pyLong = py.replace(/else 1000\b/, `else ${LONG_EPOCHS}`);
   assert.notEqual(pyLong, py, 'iris_train.py defaults to 1000 epochs');
   fs.writeFileSync(path.join(dir, PYTORCH.file), pyLong);
+  fs.copyFileSync(path.join(examples, DDP_FILE), path.join(dir, DDP_FILE));
   return dir;
 }
 
@@ -198,6 +202,45 @@ async function failingScenario(session: Session): Promise<void> {
   });
 }
 
+/**
+ * "Run Training (N processes)": N asked in an input box, the script run on 2 ranks through
+ * torch.distributed.run, the Training panel reaching `done` with the collectives in its findings.
+ */
+async function distributedScenario(session: Session): Promise<void> {
+  const wb = session.wb;
+  await wb.step('ddp-open', async () => {
+    await wb.runCommand('View: Close All Editors');
+    await wb.openFile(DDP_FILE);
+  });
+  await wb.step(
+    'ddp-run',
+    async () => {
+      await wb.runCommand('Model Lens: Run Training (N processes)');
+      const box = wb.page.locator('.quick-input-widget input');
+      await box.waitFor({ state: 'visible', timeout: STEP_TIMEOUT_MS });
+      await box.fill('2');
+      await wb.page.keyboard.press('Enter');
+      await wb.waitFor(
+        'the Training panel to say done',
+        () => trainingAttr(wb, '#training-state', 'data-state'),
+        (st) => st === 'done',
+        FIRST_PROGRESS_TIMEOUT_MS,
+      );
+    },
+    FIRST_PROGRESS_TIMEOUT_MS + 10_000,
+  );
+  await wb.step('ddp-findings', async () => {
+    const frame = await wb.webviewFrameWith('#diagnosis');
+    const text = await wb.waitFor(
+      'a finding about the collectives',
+      () => frame.locator('#diagnosis').innerText(),
+      (t) => /all_reduce/.test(t),
+      STEP_TIMEOUT_MS,
+    );
+    assert.match(text, /rank 0/);
+  });
+}
+
 describe('Model Lens training in a real VS Code', { timeout: SUITE_TIMEOUT_MS }, () => {
   let session: Session | undefined;
   let workspace: string | undefined;
@@ -231,6 +274,14 @@ describe('Model Lens training in a real VS Code', { timeout: SUITE_TIMEOUT_MS },
   it('PyTorch: run, watch, hook mid-run, stop', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
     assert.ok(session && workspace);
     await trainingScenario(session, PYTORCH).catch(async (err) => {
+      await stopLeftoverRun();
+      throw err;
+    });
+  });
+
+  it('PyTorch: Run Training (N processes) on 2 ranks', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
+    assert.ok(session);
+    await distributedScenario(session).catch(async (err) => {
       await stopLeftoverRun();
       throw err;
     });

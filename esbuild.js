@@ -12,11 +12,7 @@ const root = __dirname;
 const dist = path.join(root, 'dist');
 
 /** Native or optional packages are resolved at run time from node_modules, never bundled. */
-const nodeExternals = [
-  'vscode',
-  '@tensorflow/tfjs-node',
-  '@tensorflow/tfjs-node-gpu',
-];
+const nodeExternals = ['vscode', '@tensorflow/tfjs-node', '@tensorflow/tfjs-node-gpu'];
 // Model files are transpiled by sucrase (pure JavaScript, bundled into dist/engine.js), so no
 // native esbuild binary ships: .ts models load on every platform from one package.
 
@@ -74,14 +70,19 @@ function copyWasm() {
 function copyChartCss() {
   const to = path.join(dist, 'webview');
   fs.mkdirSync(to, { recursive: true });
-  fs.copyFileSync(path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'), path.join(to, 'uPlot.min.css'));
+  fs.copyFileSync(
+    path.join(root, 'node_modules', 'uplot', 'dist', 'uPlot.min.css'),
+    path.join(to, 'uPlot.min.css'),
+  );
 }
 
 async function main() {
   fs.mkdirSync(dist, { recursive: true });
   copyWasm();
   copyChartCss();
-  const active = builds.filter((b) => Object.keys(b.entryPoints).length > 0 || b.entryPoints.length > 0);
+  const active = builds.filter(
+    (b) => Object.keys(b.entryPoints).length > 0 || b.entryPoints.length > 0,
+  );
   if (watch) {
     for (const b of active) await (await esbuild.context(b)).watch();
     return;

@@ -62,7 +62,10 @@ async function pickCommand(wb: Workbench, title: string): Promise<number> {
   const input = page.locator('.quick-input-widget input');
   await input.waitFor({ state: 'visible' });
   await input.fill(`>${title}`);
-  await page.locator('.quick-input-list .monaco-list-row', { hasText: title }).first().waitFor({ state: 'visible' });
+  await page
+    .locator('.quick-input-list .monaco-list-row', { hasText: title })
+    .first()
+    .waitFor({ state: 'visible' });
   const t0 = performance.now();
   await page.keyboard.press('Enter');
   return t0;
@@ -75,7 +78,12 @@ interface Paint {
   rowMs: number;
 }
 
-async function firstPaint(wb: Workbench, file: string, prefix: string, settleMs = 0): Promise<Paint> {
+async function firstPaint(
+  wb: Workbench,
+  file: string,
+  prefix: string,
+  settleMs = 0,
+): Promise<Paint> {
   await wb.openFile(file);
   await wb.showContainer('Model Lens');
   await new Promise((r) => setTimeout(r, settleMs));
@@ -88,12 +96,17 @@ async function firstPaint(wb: Workbench, file: string, prefix: string, settleMs 
     since(
       (async () => {
         // Both synthetic models have the same total: wait for this file's "loading" first.
-        const status = (text: string | RegExp) => wb.page.locator('.statusbar-item:visible', { hasText: text }).first();
+        const status = (text: string | RegExp) =>
+          wb.page.locator('.statusbar-item:visible', { hasText: text }).first();
         await status(`loading ${file}`).waitFor({ timeout: FIRST_PAINT_TIMEOUT_MS });
         await status(TOTAL_PARAMS_TEXT).waitFor({ timeout: FIRST_PAINT_TIMEOUT_MS });
       })(),
     ),
-    since(wb.treeRow(`Module ${prefix}0`, 'Modules').waitFor({ state: 'visible', timeout: FIRST_PAINT_TIMEOUT_MS })),
+    since(
+      wb
+        .treeRow(`Module ${prefix}0`, 'Modules')
+        .waitFor({ state: 'visible', timeout: FIRST_PAINT_TIMEOUT_MS }),
+    ),
   ]);
   await wb.screenshot(`first-paint-${prefix}`);
   return { statusMs, rowMs };
@@ -106,21 +119,28 @@ async function activateMs(userDataDir: string): Promise<number> {
     if (m) return Number(m[1]);
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new Error(`no "activated in" line in the Model Lens output log under ${userDataDir}/logs within ${ACTIVATE_TIMEOUT_MS} ms`);
+  throw new Error(
+    `no "activated in" line in the Model Lens output log under ${userDataDir}/logs within ${ACTIVATE_TIMEOUT_MS} ms`,
+  );
 }
 
 function cliInspectMs(file: string): number {
   const t0 = performance.now();
-  const r = spawnSync(process.execPath, [path.join(REPO_ROOT, 'bin', 'model-lens.js'), 'inspect', file, '--json'], {
-    encoding: 'utf8',
-    timeout: FIRST_PAINT_TIMEOUT_MS,
-    maxBuffer: 256 * 1024 * 1024,
-    env: { ...process.env, OMP_NUM_THREADS: '1' },
-  });
+  const r = spawnSync(
+    process.execPath,
+    [path.join(REPO_ROOT, 'bin', 'model-lens.js'), 'inspect', file, '--json'],
+    {
+      encoding: 'utf8',
+      timeout: FIRST_PAINT_TIMEOUT_MS,
+      maxBuffer: 256 * 1024 * 1024,
+      env: { ...process.env, OMP_NUM_THREADS: '1' },
+    },
+  );
   const ms = performance.now() - t0;
   if (r.status !== 0) throw new Error(`model-lens inspect ${file} failed: ${r.stderr.slice(-500)}`);
   const modules = (JSON.parse(r.stdout) as { modules: unknown[] }).modules.length;
-  if (modules !== MODULE_COUNT) throw new Error(`CLI saw ${modules} modules, expected ${MODULE_COUNT}`);
+  if (modules !== MODULE_COUNT)
+    throw new Error(`CLI saw ${modules} modules, expected ${MODULE_COUNT}`);
   return ms;
 }
 
@@ -128,9 +148,16 @@ function cliInspectMs(file: string): number {
  * What the engine alone needs before the tree can paint (the extension asks for model/load then
  * model/tree, and paints before the summary): the floor under the editor's figure.
  */
-async function engineFloor(file: string): Promise<{ startMs: number; loadMs: number; treeMs: number }> {
+async function engineFloor(
+  file: string,
+): Promise<{ startMs: number; loadMs: number; treeMs: number }> {
   let t = performance.now();
-  const client = await EngineClient.start({ kind: 'tfjs', cwd: path.dirname(file), trusted: true, env: { OMP_NUM_THREADS: '1' } });
+  const client = await EngineClient.start({
+    kind: 'tfjs',
+    cwd: path.dirname(file),
+    trusted: true,
+    env: { OMP_NUM_THREADS: '1' },
+  });
   try {
     const startMs = performance.now() - t;
     t = performance.now();
@@ -139,7 +166,8 @@ async function engineFloor(file: string): Promise<{ startMs: number; loadMs: num
     t = performance.now();
     const tree = await client.request(modelTreeRequest, { modelId: load.modelId });
     const treeMs = performance.now() - t;
-    if (tree.modules.length !== MODULE_COUNT) throw new Error(`engine saw ${tree.modules.length} modules, expected ${MODULE_COUNT}`);
+    if (tree.modules.length !== MODULE_COUNT)
+      throw new Error(`engine saw ${tree.modules.length} modules, expected ${MODULE_COUNT}`);
     return { startMs, loadMs, treeMs };
   } finally {
     await client.dispose();
@@ -147,7 +175,8 @@ async function engineFloor(file: string): Promise<{ startMs: number; loadMs: num
 }
 
 const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
-const fmt = (xs: number[]): string => `median ${median(xs).toFixed(1)} ms (${xs.map((x) => x.toFixed(1)).join(', ')})`;
+const fmt = (xs: number[]): string =>
+  `median ${median(xs).toFixed(1)} ms (${xs.map((x) => x.toFixed(1)).join(', ')})`;
 
 async function main(): Promise<void> {
   const i = process.argv.indexOf('--sessions');
@@ -159,7 +188,9 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(ws, 'deep_a.ts'), syntheticModelSource('a'));
     fs.writeFileSync(path.join(ws, 'deep_b.ts'), syntheticModelSource('b'));
     const cli = cliInspectMs(path.join(ws, 'deep_a.ts'));
-    console.log(`CLI inspect of a ${MODULE_COUNT}-module model (process start to JSON, summary included): ${cli.toFixed(0)} ms`);
+    console.log(
+      `CLI inspect of a ${MODULE_COUNT}-module model (process start to JSON, summary included): ${cli.toFixed(0)} ms`,
+    );
     const floor = await engineFloor(path.join(ws, 'deep_a.ts'));
     const floorMs = floor.loadMs + floor.treeMs;
     console.log(
@@ -173,7 +204,10 @@ async function main(): Promise<void> {
       const session = await openSession(`bench${s + 1}`, { folder: ws });
       try {
         // Opening the first .ts file activates the extension; its log line arrives meanwhile.
-        const [act, c] = await Promise.all([activateMs(session.server.userDataDir), firstPaint(session.wb, 'deep_a.ts', 'a', WORKBENCH_SETTLE_MS)]);
+        const [act, c] = await Promise.all([
+          activateMs(session.server.userDataDir),
+          firstPaint(session.wb, 'deep_a.ts', 'a', WORKBENCH_SETTLE_MS),
+        ]);
         activate.push(act);
         cold.push(c);
         // The engine is single-threaded: let the first model's summary (a forward pass through
@@ -196,9 +230,15 @@ async function main(): Promise<void> {
     console.log(`activate(): ${fmt(activate)} — target ≤ ${ACTIVATE_TARGET_MS} ms`);
     const rows = (ps: Paint[]): number[] => ps.map((p) => p.rowMs);
     const render = (ps: Paint[]): number[] => ps.map((p) => p.rowMs - p.statusMs);
-    console.log(`first paint, ${MODULE_COUNT} modules, engine cold: ${fmt(rows(cold))} — target ≤ ${FIRST_PAINT_TARGET_MS} ms`);
-    console.log(`first paint, ${MODULE_COUNT} modules, engine warm: ${fmt(rows(warm))} — target ≤ ${FIRST_PAINT_TARGET_MS} ms`);
-    console.log(`  of which after the model reached the extension (tree render): cold ${fmt(render(cold))}, warm ${fmt(render(warm))}`);
+    console.log(
+      `first paint, ${MODULE_COUNT} modules, engine cold: ${fmt(rows(cold))} — target ≤ ${FIRST_PAINT_TARGET_MS} ms`,
+    );
+    console.log(
+      `first paint, ${MODULE_COUNT} modules, engine warm: ${fmt(rows(warm))} — target ≤ ${FIRST_PAINT_TARGET_MS} ms`,
+    );
+    console.log(
+      `  of which after the model reached the extension (tree render): cold ${fmt(render(cold))}, warm ${fmt(render(warm))}`,
+    );
     console.log(
       `first paint (warm) / engine alone load+tree: ${(median(rows(warm)) / floorMs).toFixed(2)} (engine ${floorMs.toFixed(0)} ms)`,
     );

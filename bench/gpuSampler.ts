@@ -89,7 +89,8 @@ async function measureStreaming(fake: string): Promise<Cost> {
   });
   await sleep(WARMUP_MS);
   const pid = sampler.childPids.gpu;
-  if (pid === undefined) throw new Error(`the sampler did not start: ${JSON.stringify(sampler.status)}`);
+  if (pid === undefined)
+    throw new Error(`the sampler did not start: ${JSON.stringify(sampler.status)}`);
   events = 0;
   const child0 = procTimes(pid).own;
   const self0 = selfCpuMs();
@@ -100,7 +101,12 @@ async function measureStreaming(fake: string): Promise<Cost> {
   const child1 = procTimes(pid).own;
   if (sampler.childPids.gpu !== pid) throw new Error('the child restarted during the measurement');
   await sampler.dispose();
-  return { parentPct: pct(self1 - self0, wall), childPct: pct(child1 - child0, wall), totalPct: pct(self1 - self0 + child1 - child0, wall), events };
+  return {
+    parentPct: pct(self1 - self0, wall),
+    childPct: pct(child1 - child0, wall),
+    totalPct: pct(self1 - self0 + child1 - child0, wall),
+    events,
+  };
 }
 
 async function measureSpawning(fake: string): Promise<Cost> {
@@ -122,12 +128,22 @@ async function measureSpawning(fake: string): Promise<Cost> {
   const kids1 = procTimes('self').children;
   clearInterval(timer);
   await sleep(200);
-  return { parentPct: pct(self1 - self0, wall), childPct: pct(kids1 - kids0, wall), totalPct: pct(self1 - self0 + kids1 - kids0, wall), events };
+  return {
+    parentPct: pct(self1 - self0, wall),
+    childPct: pct(kids1 - kids0, wall),
+    totalPct: pct(self1 - self0 + kids1 - kids0, wall),
+    events,
+  };
 }
 
 function mean(runs: Cost[]): Cost {
   const avg = (k: keyof Cost) => runs.reduce((sum, c) => sum + c[k], 0) / runs.length;
-  return { parentPct: avg('parentPct'), childPct: avg('childPct'), totalPct: avg('totalPct'), events: runs.reduce((sum, c) => sum + c.events, 0) };
+  return {
+    parentPct: avg('parentPct'),
+    childPct: avg('childPct'),
+    totalPct: avg('totalPct'),
+    events: runs.reduce((sum, c) => sum + c.events, 0),
+  };
 }
 
 function line(label: string, c: Cost, what: string): string {
@@ -141,12 +157,16 @@ async function main(): Promise<void> {
     fs.writeFileSync(path.join(dir, 'fake.c'), FAKE_C);
     const fake = path.join(dir, 'nvidia-smi');
     execFileSync('cc', ['-O2', '-o', fake, path.join(dir, 'fake.c')]);
-    console.log(`GPU sampler CPU cost at ${1000 / POLL_INTERVAL_MS} Hz, ${TOTAL_SECONDS} s each in ${ROUNDS} alternating rounds, ${os.cpus().length} cores, CLK_TCK ${CLK_TCK}`);
+    console.log(
+      `GPU sampler CPU cost at ${1000 / POLL_INTERVAL_MS} Hz, ${TOTAL_SECONDS} s each in ${ROUNDS} alternating rounds, ${os.cpus().length} cores, CLK_TCK ${CLK_TCK}`,
+    );
     await sleep(SETTLE_MS);
     const idle0 = selfCpuMs();
     await sleep(BASELINE_MS);
     const idlePct = pct(selfCpuMs() - idle0, BASELINE_MS);
-    console.log(`${'idle node (baseline)'.padEnd(26)} ${idlePct.toFixed(3).padStart(7)} % of a core  (included in both figures below)`);
+    console.log(
+      `${'idle node (baseline)'.padEnd(26)} ${idlePct.toFixed(3).padStart(7)} % of a core  (included in both figures below)`,
+    );
     // Alternate the two in rounds so that drift in background load hits both alike.
     const streamRuns: Cost[] = [];
     const spawnRuns: Cost[] = [];
@@ -159,9 +179,13 @@ async function main(): Promise<void> {
     console.log(line('long-lived -lms child', streaming, 'snapshots'));
     console.log(line('spawn per poll', spawning, 'polls'));
     const ratio = spawning.totalPct / Math.max(streaming.totalPct, 1e-9);
-    console.log(`ratio spawn/stream: ${ratio.toFixed(1)}x (lower bound: a real nvidia-smi start also pays NVML init)`);
+    console.log(
+      `ratio spawn/stream: ${ratio.toFixed(1)}x (lower bound: a real nvidia-smi start also pays NVML init)`,
+    );
     const verdict = streaming.totalPct <= TARGET_PCT_OF_CORE ? 'met' : 'MISSED';
-    console.log(`target <= ${TARGET_PCT_OF_CORE} % of a core for the long-lived sampler: ${verdict}`);
+    console.log(
+      `target <= ${TARGET_PCT_OF_CORE} % of a core for the long-lived sampler: ${verdict}`,
+    );
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }

@@ -25,7 +25,10 @@ function median(xs: number[]): number {
  * Times several variants in interleaved rounds (A B C A B C ...) so drifting machine load hits
  * them alike; returns each variant's median in ms.
  */
-async function timeInterleaved(reps: number, variants: Record<string, () => unknown | Promise<unknown>>): Promise<Record<string, number>> {
+async function timeInterleaved(
+  reps: number,
+  variants: Record<string, () => unknown | Promise<unknown>>,
+): Promise<Record<string, number>> {
   const times: Record<string, number[]> = {};
   for (const [k, fn] of Object.entries(variants)) {
     await fn();
@@ -56,11 +59,20 @@ interface Row {
 
 async function measure(backend: 'wasm' | 'cpu'): Promise<Row[]> {
   const engine = new TfjsEngine({ hookEvent: () => undefined, trainProgress: () => undefined });
-  await engine.initialize({ protocolVersion: PROTOCOL_VERSION, clientName: 'bench', clientVersion: '0', trusted: true, backend });
+  await engine.initialize({
+    protocolVersion: PROTOCOL_VERSION,
+    clientName: 'bench',
+    clientVersion: '0',
+    trusted: true,
+    backend,
+  });
   const rows: Row[] = [];
   for (const m of MODELS) {
     const reps = backend === 'cpu' ? Math.max(3, Math.floor(m.reps / 10)) : m.reps;
-    const mod = (await import(m.file)) as { createModel: () => tf.LayersModel; inputShape: number[] };
+    const mod = (await import(m.file)) as {
+      createModel: () => tf.LayersModel;
+      inputShape: number[];
+    };
     const plain = mod.createModel();
     const shape = [m.batch, ...mod.inputShape.slice(1)];
     const x = tf.randomNormal(shape);
@@ -73,7 +85,8 @@ async function measure(backend: 'wasm' | 'cpu'): Promise<Row[]> {
     const base = await timeInterleaved(reps, {
       predict,
       forward,
-      inspect: () => engine.inspect({ modelId, target: { kind: 'output', path: firstLayer }, stats: true }),
+      inspect: () =>
+        engine.inspect({ modelId, target: { kind: 'output', path: firstLayer }, stats: true }),
     });
     const every = engine.attachHook({ modelId, path: firstLayer, kind: 'forward', intervalMs: 0 });
     const hooked = await timeInterleaved(reps, { predict, forward });
@@ -82,7 +95,10 @@ async function measure(backend: 'wasm' | 'cpu'): Promise<Row[]> {
     const throttled = await timeInterleaved(reps, { predict, forward });
     engine.detachHook({ hookId: throttledHook.hookId });
     const trainReps = Math.max(3, Math.floor(reps / 4));
-    const train = await timeInterleaved(trainReps, { predict, train: () => plain.trainOnBatch(x, y) });
+    const train = await timeInterleaved(trainReps, {
+      predict,
+      train: () => plain.trainOnBatch(x, y),
+    });
     // tf.profile runs its steps back to back, so its baseline is timed right before it.
     const profF = await engine.profile({ modelId, steps: reps, warmup: 1, mode: 'forward' });
     const profT = await engine.profile({ modelId, steps: trainReps, warmup: 1, mode: 'train' });
@@ -125,8 +141,12 @@ async function main(): Promise<void> {
   const wasm = await measure('wasm');
   const cpu = await measure('cpu');
   const f = (n: number, d = 2): string => n.toFixed(d);
-  console.log('\nInstrumentation overhead (× plain predict / trainOnBatch of the same model, medians)');
-  console.log('model      backend  predict ms  engine fwd  +hook every call  +hook throttled  inspect  profile fwd  trainOnBatch ms  profile train');
+  console.log(
+    '\nInstrumentation overhead (× plain predict / trainOnBatch of the same model, medians)',
+  );
+  console.log(
+    'model      backend  predict ms  engine fwd  +hook every call  +hook throttled  inspect  profile fwd  trainOnBatch ms  profile train',
+  );
   for (const r of [...wasm, ...cpu]) {
     console.log(
       `${r.model.padEnd(10)} ${r.backend.padEnd(8)} ${f(r.predictMs, 3).padStart(10)}  ${f(r.engineForwardRatio).padStart(10)}  ${f(r.hookedForwardRatio).padStart(16)}  ${f(r.throttledHookRatio).padStart(15)}  ${f(r.inspectRatio).padStart(7)}  ${f(r.profileForwardRatio).padStart(11)}  ${f(r.trainOnBatchMs, 3).padStart(15)}  ${f(r.profileTrainRatio).padStart(13)}`,
@@ -136,12 +156,20 @@ async function main(): Promise<void> {
   console.log('model      predict  trainOnBatch');
   for (const w of wasm) {
     const c = cpu.find((r) => r.model === w.model)!;
-    console.log(`${w.model.padEnd(10)} ${f(c.predictMs / w.predictMs, 1).padStart(7)}  ${f(c.trainOnBatchMs / w.trainOnBatchMs, 1).padStart(12)}`);
+    console.log(
+      `${w.model.padEnd(10)} ${f(c.predictMs / w.predictMs, 1).padStart(7)}  ${f(c.trainOnBatchMs / w.trainOnBatchMs, 1).padStart(12)}`,
+    );
   }
   const s = await startup();
-  console.log(`\nengine start-up (spawn + initialize, median of ${STARTUP_REPS}): ${f(s.startMs, 0)} ms; first model/load (iris, esbuild): ${f(s.firstLoadMs, 0)} ms`);
-  console.log('(+hook: a forward hook with stats + histogram on the first layer, at every call and at the default HOOK_STATS_INTERVAL_MS)');
-  console.log('(profile ratios include tf.profile and per-layer timing; "profile train" is forward+backward without an optimizer step, against a full trainOnBatch)');
+  console.log(
+    `\nengine start-up (spawn + initialize, median of ${STARTUP_REPS}): ${f(s.startMs, 0)} ms; first model/load (iris, esbuild): ${f(s.firstLoadMs, 0)} ms`,
+  );
+  console.log(
+    '(+hook: a forward hook with stats + histogram on the first layer, at every call and at the default HOOK_STATS_INTERVAL_MS)',
+  );
+  console.log(
+    '(profile ratios include tf.profile and per-layer timing; "profile train" is forward+backward without an optimizer step, against a full trainOnBatch)',
+  );
 }
 
 main().catch((err) => {

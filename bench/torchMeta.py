@@ -25,14 +25,14 @@ from engine_process import EngineProcess  # noqa: E402
 TARGET_WALL_S = 15.0
 TARGET_RSS_GB = 1.5
 SEQUENCE_LENGTH = 128
-MODEL_FILE = '''# Llama-3-70B's shape, random weights on the meta device (never allocated).
+MODEL_FILE = """# Llama-3-70B's shape, random weights on the meta device (never allocated).
 from transformers import LlamaConfig, LlamaForCausalLM
 
 config = LlamaConfig(num_hidden_layers=80, hidden_size=8192, num_attention_heads=64,
                      num_key_value_heads=8, intermediate_size=28672, vocab_size=128256,
                      max_position_embeddings=8192)
 model = LlamaForCausalLM(config)
-'''
+"""
 
 
 def peak_rss_gb(pid):
@@ -60,8 +60,16 @@ def main():
         e = EngineProcess(cwd=d, env={"HF_HUB_OFFLINE": "1"})
         try:
             t_init = time.perf_counter() - t0
-            r = e.request("model/load", {"file": path, "device": "meta", "inputs": [
-                {"shape": [1, SEQUENCE_LENGTH], "dtype": "int64", "name": "input_ids"}]})
+            r = e.request(
+                "model/load",
+                {
+                    "file": path,
+                    "device": "meta",
+                    "inputs": [
+                        {"shape": [1, SEQUENCE_LENGTH], "dtype": "int64", "name": "input_ids"}
+                    ],
+                },
+            )
             t_load = time.perf_counter() - t0
             tree = e.request("model/tree", {"modelId": r["modelId"]})
             t_tree = time.perf_counter() - t0
@@ -76,8 +84,12 @@ def main():
         "modules": len(tree["modules"]),
         "executedMacs": s["totals"]["executedMacs"],
         "torchinfoMacs": s["totals"]["macs"],
-        "wallS": {"engineReady": round(t_init, 2), "load": round(t_load, 2), "tree": round(t_tree, 2),
-                  "summary": round(t_summary, 2)},
+        "wallS": {
+            "engineReady": round(t_init, 2),
+            "load": round(t_load, 2),
+            "tree": round(t_tree, 2),
+            "summary": round(t_summary, 2),
+        },
         "engineCpuS": round(cpu, 2),
         "peakRssGB": round(rss, 3),
         "targets": {"wallS": TARGET_WALL_S, "peakRssGB": TARGET_RSS_GB},

@@ -33,11 +33,18 @@ import sys
 import time
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python"))
+sys.path.insert(
+    0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "python")
+)
 
 import torch  # noqa: E402
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures", "torch"))
+sys.path.insert(
+    0,
+    os.path.join(
+        os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "test", "fixtures", "torch"
+    ),
+)
 from resnet_layers import resnet18  # noqa: E402
 
 from model_lens_engine.errors import UserScope  # noqa: E402
@@ -89,6 +96,7 @@ def variants(lm, x):
             finally:
                 mgr.detach(all_hooks=True)
                 sink.clear()
+
         return ctx
 
     @contextlib.contextmanager
@@ -101,18 +109,24 @@ def variants(lm, x):
                     model(x)
                 # As profile/run does: shapes and strides come from the first step only.
                 timer.record_shapes = False
+
             yield step
 
     @contextlib.contextmanager
     def profiler():
         def step():
-            with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True):
+            with torch.profiler.profile(
+                activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+            ):
                 model(x)
+
         yield step
 
     @contextlib.contextmanager
     def profiler_long():
-        with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True):
+        with torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], record_shapes=True
+        ):
             yield lambda: model(x)
 
     out = {
@@ -135,8 +149,12 @@ def main():
     ap.add_argument("--reps", type=int, default=15)
     ap.add_argument("--steps", type=int, default=5, help="timed steps per variant per repetition")
     ap.add_argument("--json", help="write the figures here too")
-    ap.add_argument("--clock", choices=("cpu", "wall"), default="cpu",
-                    help="cpu: process CPU time (robust when other jobs share the cores); wall: perf_counter")
+    ap.add_argument(
+        "--clock",
+        choices=("cpu", "wall"),
+        default="cpu",
+        help="cpu: process CPU time (robust when other jobs share the cores); wall: perf_counter",
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     lm, x = make_model()
@@ -162,17 +180,36 @@ def main():
                 per_rep[n].append(statistics.median(times))
     plain = per_rep["plain"]
     kineto = bool(getattr(torch.autograd, "kineto_available", lambda: False)())
-    print("torch %s (profiler: %s), resnet18 %s, CPU, %d thread(s), %d reps × %d steps, %s clock, load %.1f" % (
-        torch.__version__, "kineto" if kineto else "legacy", "×".join(map(str, BATCH_SHAPE)),
-        torch.get_num_threads(), args.reps, args.steps, args.clock, os.getloadavg()[0]))
+    print(
+        "torch %s (profiler: %s), resnet18 %s, CPU, %d thread(s), %d reps × %d steps, %s clock, load %.1f"
+        % (
+            torch.__version__,
+            "kineto" if kineto else "legacy",
+            "×".join(map(str, BATCH_SHAPE)),
+            torch.get_num_threads(),
+            args.reps,
+            args.steps,
+            args.clock,
+            os.getloadavg()[0],
+        )
+    )
     print("plain step: median %.1f ms" % (statistics.median(plain) * 1000))
-    out = {"torch": torch.__version__, "kineto": kineto, "plainMs": statistics.median(plain) * 1000, "ratios": {}}
+    out = {
+        "torch": torch.__version__,
+        "kineto": kineto,
+        "plainMs": statistics.median(plain) * 1000,
+        "ratios": {},
+    }
     for n in names[1:]:
         ratios = [v / p for v, p in zip(per_rep[n], plain)]
         r = statistics.median(ratios)
         q = statistics.quantiles(ratios, n=4) if len(ratios) >= 4 else [min(ratios), r, max(ratios)]
         target = TARGETS.get(n)
-        verdict = "" if target is None else ("  target ≤ %.2f: %s" % (target, "met" if r <= target else "MISSED"))
+        verdict = (
+            ""
+            if target is None
+            else ("  target ≤ %.2f: %s" % (target, "met" if r <= target else "MISSED"))
+        )
         print("%-14s ×%.3f  (IQR %.3f–%.3f)%s" % (n, r, q[0], q[-1], verdict))
         out["ratios"][n] = {"median": r, "q1": q[0], "q3": q[-1]}
     if "op-timing" in out["ratios"]:

@@ -50,8 +50,15 @@ def main():
     ap.add_argument("--python", default=os.environ.get("MODEL_LENS_PYTHON", "/usr/bin/python3"))
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
-    lens = ["node", os.path.join(ROOT, "bin", "model-lens.js"), "inspect", args.file, "--json",
-            "--python", args.python]
+    lens = [
+        "node",
+        os.path.join(ROOT, "bin", "model-lens.js"),
+        "inspect",
+        args.file,
+        "--json",
+        "--python",
+        args.python,
+    ]
     ti = [args.python, "-c", TORCHINFO_SCRIPT, args.file]
     runs = {"modelLens": [], "torchinfo": []}
     for _ in range(args.reps):
@@ -59,12 +66,18 @@ def main():
             w, c, out = timed(cmd)
             runs[name].append((w, c))
     doc = json.loads(timed(lens)[2])
-    med = {k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v)) for k, v in runs.items()}
+    med = {
+        k: (statistics.median(w for w, _ in v), statistics.median(c for _, c in v))
+        for k, v in runs.items()
+    }
     result = {
         "file": os.path.relpath(args.file, ROOT),
         "python": args.python,
-        "torch": subprocess.run([args.python, "-c", "import torch; print(torch.__version__)"],
-                                stdout=subprocess.PIPE, text=True).stdout.strip(),
+        "torch": subprocess.run(
+            [args.python, "-c", "import torch; print(torch.__version__)"],
+            stdout=subprocess.PIPE,
+            text=True,
+        ).stdout.strip(),
         "reps": args.reps,
         "medianWallS": {k: round(v[0], 3) for k, v in med.items()},
         "medianCpuS": {k: round(v[1], 3) for k, v in med.items()},

@@ -35,18 +35,47 @@ def run(e, file, args=()):
 def main():
     import torch
 
-    print("torch", torch.__version__, "cuda", torch.version.cuda, "available",
-          torch.cuda.is_available(), flush=True)
+    print(
+        "torch",
+        torch.__version__,
+        "cuda",
+        torch.version.cuda,
+        "available",
+        torch.cuda.is_available(),
+        flush=True,
+    )
     e = EngineProcess(cwd=EXAMPLES)
     try:
         print("engine device", e.info["engine"]["device"])
         final, diag, out = run(e, os.path.join(EXAMPLES, "linear_forward_direct.py"))
         print("state", final["state"], "step", final["step"], "stepsPerSec", final["stepsPerSec"])
-        print("warnings", json.dumps([w for p in e.notes("train/progress") for w in
-                                      p.get("warnings", [])], indent=1))
-        print("diagnosis", json.dumps({k: diag[k] for k in (
-            "device", "steps", "stepMs", "batchSize", "opsPerStep", "avgOpUs", "hostToDevice",
-            "deviceToHost", "breakdown", "syncs")}, indent=1))
+        print(
+            "warnings",
+            json.dumps(
+                [w for p in e.notes("train/progress") for w in p.get("warnings", [])], indent=1
+            ),
+        )
+        print(
+            "diagnosis",
+            json.dumps(
+                {
+                    k: diag[k]
+                    for k in (
+                        "device",
+                        "steps",
+                        "stepMs",
+                        "batchSize",
+                        "opsPerStep",
+                        "avgOpUs",
+                        "hostToDevice",
+                        "deviceToHost",
+                        "breakdown",
+                        "syncs",
+                    )
+                },
+                indent=1,
+            ),
+        )
         for f in diag["findings"]:
             print(" ", f["severity"], f["message"])
         print("script output:", out.strip())

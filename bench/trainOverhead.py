@@ -79,7 +79,7 @@ class _Server:
 
 
 def iris_workload():
-    from iris_train import IrisNet, TRAIN_ROWS, load_data
+    from iris_train import TRAIN_ROWS, IrisNet, load_data
 
     torch.manual_seed(0)
     x, y = load_data()
@@ -99,6 +99,7 @@ def iris_workload():
             opt.step()
             if epoch % 100 == 0:
                 sink.append(f"epoch {epoch} loss {loss.item():.4f}")
+
     return steps, "fc1"
 
 
@@ -121,6 +122,7 @@ def resnet_workload():
             opt.step()
             if epoch % 100 == 0:
                 sink.append(f"epoch {epoch} loss {loss.item():.4f}")
+
     return steps, "layer1"
 
 
@@ -155,8 +157,9 @@ def run_variant(name, steps_fn, hook_path, n_steps, warmup, clock):
         ticker.join()
         run.inst.uninstall()
     if run.counters.steps != warmup + n_steps:
-        raise SystemExit("instrumentation counted %d steps, expected %d" % (
-            run.counters.steps, warmup + n_steps))
+        raise SystemExit(
+            "instrumentation counted %d steps, expected %d" % (run.counters.steps, warmup + n_steps)
+        )
     return dt
 
 
@@ -178,22 +181,39 @@ def bench(label, workload, reps, n_steps, warmup, clock):
         rs = per[n]
         # best-of: the fastest block of the variant over the fastest plain block, the figure
         # least disturbed by other jobs on a shared machine.
-        out[n] = {"median": statistics.median(rs), "min": min(rs), "max": max(rs),
-                  "bestOf": min(raw[n]) / min(raw["plain"])}
+        out[n] = {
+            "median": statistics.median(rs),
+            "min": min(rs),
+            "max": max(rs),
+            "bestOf": min(raw[n]) / min(raw["plain"]),
+        }
     plain_ms = statistics.median(raw["plain"]) * 1e3
-    print("%-9s plain step %.3f ms median, %.3f ms best (%d steps × %d reps)" % (
-        label, plain_ms, min(raw["plain"]) * 1e3, n_steps, reps))
+    print(
+        "%-9s plain step %.3f ms median, %.3f ms best (%d steps × %d reps)"
+        % (label, plain_ms, min(raw["plain"]) * 1e3, n_steps, reps)
+    )
     for n, v in out.items():
         tgt = TARGETS.get(n)
         # Figures that add up: the added time per step is (median ratio - 1) × the median plain
         # step, both from this run.
         v["stepMs"] = plain_ms * v["median"]
         v["addedUs"] = (v["median"] - 1.0) * plain_ms * 1e3
-        print("  %-12s ×%.3f median (spread ×%.3f–×%.3f), best-of ×%.3f: %.3f ms/step, %+.0f µs "
-              "per step%s" % (
-                  n, v["median"], v["min"], v["max"], v["bestOf"], v["stepMs"], v["addedUs"],
-                  ("  target ≤ ×%.2f %s" % (tgt, "ok" if v["median"] <= tgt else "MISSED"))
-                  if tgt else ""))
+        print(
+            "  %-12s ×%.3f median (spread ×%.3f–×%.3f), best-of ×%.3f: %.3f ms/step, %+.0f µs "
+            "per step%s"
+            % (
+                n,
+                v["median"],
+                v["min"],
+                v["max"],
+                v["bestOf"],
+                v["stepMs"],
+                v["addedUs"],
+                ("  target ≤ ×%.2f %s" % (tgt, "ok" if v["median"] <= tgt else "MISSED"))
+                if tgt
+                else "",
+            )
+        )
     return {"plainStepMs": plain_ms, "ratios": out, "steps": n_steps, "reps": reps}
 
 
@@ -206,9 +226,13 @@ def readme_rows(res):
 
     return [
         "| training run, progress + loss + histograms vs the plain script (iris %.3f ms/step / "
-        "resnet18 %.0f ms/step, CPU time) | %s (iris %+.0f µs/step) | ≤ ×1.05 |" % (
-            i["plainStepMs"], r["plainStepMs"], cell("progress"),
-            i["ratios"]["progress"]["addedUs"]),
+        "resnet18 %.0f ms/step, CPU time) | %s (iris %+.0f µs/step) | ≤ ×1.05 |"
+        % (
+            i["plainStepMs"],
+            r["plainStepMs"],
+            cell("progress"),
+            i["ratios"]["progress"]["addedUs"],
+        ),
         "| training run with one live hook (iris / resnet18) | %s (iris %+.0f µs/step) | ≤ ×1.10 |"
         % (cell("hook"), i["ratios"]["hook"]["addedUs"]),
     ]
@@ -225,12 +249,23 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(1)
     clock = time.process_time if args.clock == "cpu" else time.perf_counter
-    print("torch %s, CPU, 1 thread, %s clock, load %.1f, PROGRESS_INTERVAL_MS %d, HOOK_STATS_INTERVAL_MS %d, "
-          "OP_SAMPLE_EVERY_STEPS %d" % (torch.__version__, args.clock, os.getloadavg()[0], PROGRESS_INTERVAL_MS,
-                                        HOOK_STATS_INTERVAL_MS, OP_SAMPLE_EVERY_STEPS))
+    print(
+        "torch %s, CPU, 1 thread, %s clock, load %.1f, PROGRESS_INTERVAL_MS %d, HOOK_STATS_INTERVAL_MS %d, "
+        "OP_SAMPLE_EVERY_STEPS %d"
+        % (
+            torch.__version__,
+            args.clock,
+            os.getloadavg()[0],
+            PROGRESS_INTERVAL_MS,
+            HOOK_STATS_INTERVAL_MS,
+            OP_SAMPLE_EVERY_STEPS,
+        )
+    )
     res = {
         "iris": bench("iris", iris_workload, args.reps, args.iris_steps, 10, clock),
-        "resnet18": bench("resnet18", resnet_workload, args.resnet_reps, args.resnet_steps, 1, clock),
+        "resnet18": bench(
+            "resnet18", resnet_workload, args.resnet_reps, args.resnet_steps, 1, clock
+        ),
     }
     print("\nREADME rows (this run):")
     for row in readme_rows(res):

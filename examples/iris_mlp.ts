@@ -13,7 +13,11 @@ export function createModel(): tf.LayersModel {
       tf.layers.dense({ units: 3, activation: 'softmax', name: 'output' }),
     ],
   });
-  model.compile({ optimizer: tf.train.adam(0.05), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  model.compile({
+    optimizer: tf.train.adam(0.05),
+    loss: 'categoricalCrossentropy',
+    metrics: ['accuracy'],
+  });
   return model;
 }
 
@@ -28,11 +32,20 @@ function loadIris(): { xs: tf.Tensor2D; ys: tf.Tensor2D } {
   const features = tf.tensor2d(rows.map((r) => r.slice(0, 4)));
   const { mean, variance } = tf.moments(features, 0);
   const xs = features.sub(mean).div(variance.sqrt()) as tf.Tensor2D;
-  const ys = tf.oneHot(tf.tensor1d(rows.map((r) => r[4]), 'int32'), 3) as tf.Tensor2D;
+  const ys = tf.oneHot(
+    tf.tensor1d(
+      rows.map((r) => r[4]),
+      'int32',
+    ),
+    3,
+  ) as tf.Tensor2D;
   return { xs, ys };
 }
 
-export async function train(model: tf.LayersModel, opts: { epochs?: number } = {}): Promise<tf.History> {
+export async function train(
+  model: tf.LayersModel,
+  opts: { epochs?: number } = {},
+): Promise<tf.History> {
   const { xs, ys } = loadIris();
   return model.fit(xs, ys, {
     epochs: opts.epochs ?? 30,
@@ -40,7 +53,9 @@ export async function train(model: tf.LayersModel, opts: { epochs?: number } = {
     shuffle: true,
     callbacks: {
       onEpochEnd: async (epoch, logs) => {
-        console.log(`epoch ${epoch + 1}: loss=${logs?.loss.toFixed(4)} acc=${logs?.acc.toFixed(3)}`);
+        console.log(
+          `epoch ${epoch + 1}: loss=${logs?.loss.toFixed(4)} acc=${logs?.acc.toFixed(3)}`,
+        );
       },
     },
   });

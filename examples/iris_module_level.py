@@ -16,8 +16,10 @@ import torch.nn as nn
 try:
     from tqdm import tqdm
 except ImportError:  # the bar is optional; the training is the same
+
     def tqdm(iterable, **kwargs):
         return iterable
+
 
 EPOCHS = 20000
 DATA_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data", "iris.csv")

@@ -21,7 +21,11 @@ export function createModel(): tf.LayersModel {
       tf.layers.dense({ units: 3, activation: 'softmax', name: 'output' }),
     ],
   });
-  model.compile({ optimizer: tf.train.sgd(LEARNING_RATE), loss: 'categoricalCrossentropy', metrics: ['accuracy'] });
+  model.compile({
+    optimizer: tf.train.sgd(LEARNING_RATE),
+    loss: 'categoricalCrossentropy',
+    metrics: ['accuracy'],
+  });
   return model;
 }
 
@@ -44,15 +48,32 @@ function loadIris(): Split {
     const features = tf.tensor2d(rows.map((r) => r.slice(0, 4)));
     const { mean, variance } = tf.moments(features, 0);
     const x = features.sub(mean).div(variance.sqrt());
-    const y = tf.oneHot(tf.tensor1d(rows.map((r) => r[4]), 'int32'), 3).toFloat();
+    const y = tf
+      .oneHot(
+        tf.tensor1d(
+          rows.map((r) => r[4]),
+          'int32',
+        ),
+        3,
+      )
+      .toFloat();
     const testRows = rows.map((_, i) => i).filter((i) => i % TEST_EVERY === 0);
     const trainRows = rows.map((_, i) => i).filter((i) => i % TEST_EVERY !== 0);
-    const pick = (t: tf.Tensor, idx: number[]) => tf.gather(t, tf.tensor1d(idx, 'int32')) as tf.Tensor2D;
-    return { xTrain: pick(x, trainRows), yTrain: pick(y, trainRows), xTest: pick(x, testRows), yTest: pick(y, testRows) };
+    const pick = (t: tf.Tensor, idx: number[]) =>
+      tf.gather(t, tf.tensor1d(idx, 'int32')) as tf.Tensor2D;
+    return {
+      xTrain: pick(x, trainRows),
+      yTrain: pick(y, trainRows),
+      xTest: pick(x, testRows),
+      yTest: pick(y, testRows),
+    };
   });
 }
 
-export async function train(model: tf.LayersModel, opts: { epochs?: number } = {}): Promise<tf.History> {
+export async function train(
+  model: tf.LayersModel,
+  opts: { epochs?: number } = {},
+): Promise<tf.History> {
   const epochs = opts.epochs ?? DEFAULT_EPOCHS;
   const data = loadIris();
   try {
@@ -61,7 +82,8 @@ export async function train(model: tf.LayersModel, opts: { epochs?: number } = {
       batchSize: data.xTrain.shape[0],
       callbacks: {
         onEpochEnd: async (epoch, logs) => {
-          if (epoch % PRINT_EVERY_EPOCHS === 0) console.log(`epoch ${epoch} loss ${logs?.loss.toFixed(4)}`);
+          if (epoch % PRINT_EVERY_EPOCHS === 0)
+            console.log(`epoch ${epoch} loss ${logs?.loss.toFixed(4)}`);
         },
       },
     });

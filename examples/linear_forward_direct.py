@@ -16,8 +16,14 @@ STEPS = 30
 class Regressor(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(WIDTH, WIDTH), nn.ReLU(), nn.Linear(WIDTH, WIDTH),
-                                  nn.ReLU(), nn.Linear(WIDTH, WIDTH), nn.ReLU())
+        self.body = nn.Sequential(
+            nn.Linear(WIDTH, WIDTH),
+            nn.ReLU(),
+            nn.Linear(WIDTH, WIDTH),
+            nn.ReLU(),
+            nn.Linear(WIDTH, WIDTH),
+            nn.ReLU(),
+        )
         self.head = nn.Linear(WIDTH, 1)
 
     def forward(self, x):

@@ -9,7 +9,12 @@ import { cli, ROOT } from './cliProcess';
 
 describe('model-lens CLI', () => {
   test('usage errors exit 2 and print the usage', async () => {
-    for (const args of [[], ['frobnicate'], ['inspect'], ['inspect', 'examples/iris_mlp.ts', '--steps', 'x', '--bogus']]) {
+    for (const args of [
+      [],
+      ['frobnicate'],
+      ['inspect'],
+      ['inspect', 'examples/iris_mlp.ts', '--steps', 'x', '--bogus'],
+    ]) {
       const r = await cli(args);
       assert.equal(r.code, 2, `model-lens ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /Usage:/);
@@ -51,17 +56,36 @@ describe('model-lens CLI', () => {
       assert.equal(doc.modules[0].path, '');
       assert.equal(doc.modules[0].depth, 0);
       for (const m of doc.modules) {
-        for (const key of ['path', 'type', 'depth', 'params', 'trainableParams', 'outputShape', 'output', 'aliases', 'macs']) {
+        for (const key of [
+          'path',
+          'type',
+          'depth',
+          'params',
+          'trainableParams',
+          'outputShape',
+          'output',
+          'aliases',
+          'macs',
+        ]) {
           assert.ok(key in m, `module ${m.path} has ${key}`);
         }
       }
-      const leaves = doc.modules.filter((m: { params: number; path: string }) => m.params > 0 && m.path !== '');
+      const leaves = doc.modules.filter(
+        (m: { params: number; path: string }) => m.params > 0 && m.path !== '',
+      );
       assert.deepEqual(
         leaves.map((m: { params: number }) => m.params),
         [50, 33],
       );
       const out = doc.modules[0].output;
-      assert.deepEqual(Object.keys(out).sort(), ['contiguous', 'device', 'dtype', 'shape', 'storageOffset', 'stride']);
+      assert.deepEqual(Object.keys(out).sort(), [
+        'contiguous',
+        'device',
+        'dtype',
+        'shape',
+        'storageOffset',
+        'stride',
+      ]);
       assert.equal(doc.totals.params, 83);
       assert.equal(doc.totals.nonTrainableParams, 0);
       assert.equal(doc.totals.paramBytes, 83 * 4);
@@ -81,11 +105,20 @@ describe('model-lens CLI', () => {
   test('profile --json --trace writes a Perfetto-readable trace', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ml-cli-'));
     const trace = path.join(dir, 'out.json');
-    const r = await cli(['profile', 'examples/iris_mlp.ts', '--steps', '3', '--json', '--trace', trace]);
+    const r = await cli([
+      'profile',
+      'examples/iris_mlp.ts',
+      '--steps',
+      '3',
+      '--json',
+      '--trace',
+      trace,
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout);
     assert.ok(doc.ops.length > 0);
-    for (const op of doc.ops) for (const k of ['name', 'calls', 'totalMs', 'selfMs', 'inputShapes']) assert.ok(k in op, k);
+    for (const op of doc.ops)
+      for (const k of ['name', 'calls', 'totalMs', 'selfMs', 'inputShapes']) assert.ok(k in op, k);
     assert.ok(doc.modules.length > 0);
     assert.ok(doc.stepMs > 0);
     const t = JSON.parse(fs.readFileSync(trace, 'utf8'));
@@ -106,7 +139,9 @@ describe('model-lens CLI', () => {
   });
 
   test('system --json: CPU facts and a GPU list', async () => {
-    const r = await cli(['system', '--json'], { PATH: path.dirname(process.execPath) + ':/usr/bin:/bin' });
+    const r = await cli(['system', '--json'], {
+      PATH: path.dirname(process.execPath) + ':/usr/bin:/bin',
+    });
     assert.equal(r.code, 0, r.stderr);
     const doc = JSON.parse(r.stdout);
     assert.equal(doc.cpu.logicalCores, os.cpus().length);
@@ -120,12 +155,21 @@ describe('model-lens CLI', () => {
 describe('profile text (issue #10)', () => {
   test('train mode tells forward and backward rows of one op apart', () => {
     const op = (phase: 'forward' | 'backward', shapes: number[][]) => ({
-      name: 'aten::t', calls: 4, totalMs: 0.1, selfMs: 0.1, inputShapes: [shapes], phase,
+      name: 'aten::t',
+      calls: 4,
+      totalMs: 0.1,
+      selfMs: 0.1,
+      inputShapes: [shapes],
+      phase,
     });
     const text = formatProfile(
       {
         ops: [op('forward', [[10, 4]]), op('backward', [[4, 10]])],
-        modules: [], stepMs: 1, steps: 4, method: 'TorchDispatchMode; 1 warm-up step excluded', warnings: [],
+        modules: [],
+        stepMs: 1,
+        steps: 4,
+        method: 'TorchDispatchMode; 1 warm-up step excluded',
+        warnings: [],
       },
       10,
     );
@@ -138,7 +182,12 @@ describe('profile text (issue #10)', () => {
 
 describe('inspect text: tensor layout (issue #10)', () => {
   test('a non-contiguous output is flagged with why', async () => {
-    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3']);
+    const r = await cli([
+      'inspect',
+      'test/fixtures/torch/permuted_output.py',
+      '--python',
+      '/usr/bin/python3',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     // x.permute(2, 0, 1) of a (2, 3, 4) tensor: shape (4, 2, 3), strides (1, 12, 4).
     assert.match(r.stdout, /Non-contiguous outputs/);
@@ -149,7 +198,12 @@ describe('inspect text: tensor layout (issue #10)', () => {
 
 describe('inspect text: the inferred input (issue #10)', () => {
   test('is said once, with the flag that changes it', async () => {
-    const r = await cli(['inspect', 'test/fixtures/torch/inferred_input.py', '--python', '/usr/bin/python3']);
+    const r = await cli([
+      'inspect',
+      'test/fixtures/torch/inferred_input.py',
+      '--python',
+      '/usr/bin/python3',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const about = r.stderr.split('\n').filter((l) => /input shape/i.test(l));
     assert.equal(about.length, 1, r.stderr);
@@ -159,16 +213,28 @@ describe('inspect text: the inferred input (issue #10)', () => {
 });
 
 describe('inspect --tensors (issue #10)', () => {
-  test('prints each output tensor\'s layout facts', async () => {
-    const r = await cli(['inspect', 'test/fixtures/torch/permuted_output.py', '--python', '/usr/bin/python3', '--tensors']);
+  test("prints each output tensor's layout facts", async () => {
+    const r = await cli([
+      'inspect',
+      'test/fixtures/torch/permuted_output.py',
+      '--python',
+      '/usr/bin/python3',
+      '--tensors',
+    ]);
     assert.equal(r.code, 0, r.stderr);
     const line = r.stdout.split('\n').find((l) => l.startsWith('  permute: shape'));
     assert.ok(line, r.stdout);
-    assert.match(line, /shape \(4, 2, 3\); stride \(1, 12, 4\); offset 0; not contiguous: .*permuted/);
+    assert.match(
+      line,
+      /shape \(4, 2, 3\); stride \(1, 12, 4\); offset 0; not contiguous: .*permuted/,
+    );
     // permute returns a view of scale's output: one storage.
     assert.match(line, /storage s\d+ shared with output:scale, output:\(root\)/);
     // torch's own message for x.view(-1) on a permuted tensor.
-    assert.match(line, /view fails: view size is not compatible with input tensor's size and stride/);
+    assert.match(
+      line,
+      /view fails: view size is not compatible with input tensor's size and stride/,
+    );
     assert.match(r.stdout, /^ {2}scale: .*; contiguous; .*view works$/m);
   });
 });

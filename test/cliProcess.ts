@@ -36,7 +36,9 @@ export function startCli(args: string[], env: Record<string, string> = {}): CliP
   const done = new Promise<CliRun>((resolve, reject) => {
     const timer = setTimeout(() => {
       child.kill('SIGKILL');
-      reject(new Error(`model-lens ${args.join(' ')} did not finish in ${CLI_TIMEOUT_MS} ms\n${stderr}`));
+      reject(
+        new Error(`model-lens ${args.join(' ')} did not finish in ${CLI_TIMEOUT_MS} ms\n${stderr}`),
+      );
     }, CLI_TIMEOUT_MS);
     child.on('close', (code, signal) => {
       clearTimeout(timer);
@@ -79,17 +81,26 @@ export function processAlive(pid: number): boolean {
   }
 }
 
-export async function waitUntil(what: string, check: () => boolean, timeoutMs: number, pollMs = 100): Promise<void> {
+export async function waitUntil(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  pollMs = 100,
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    if (Date.now() > deadline)
+      throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, pollMs));
   }
 }
 
 /** 1-based line of the first line of `file` containing `marker`, read from the file itself. */
 export function lineOf(file: string, marker: string): number {
-  const i = fs.readFileSync(file, 'utf8').split('\n').findIndex((l) => l.includes(marker));
+  const i = fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .findIndex((l) => l.includes(marker));
   if (i < 0) throw new Error(`${marker} not in ${file}`);
   return i + 1;
 }
@@ -102,7 +113,10 @@ export interface RunJson {
   epochs: number | null;
   totalEpochs: number | null;
   loss: [number, number][];
-  diagnosis: null | { findings: { severity: string; message: string; source?: { file: string; line: number } }[]; steps: number };
+  diagnosis: null | {
+    findings: { severity: string; message: string; source?: { file: string; line: number } }[];
+    steps: number;
+  };
   error?: { kind: string; message: string; location?: { file: string; line: number } };
   warnings: string[];
 }

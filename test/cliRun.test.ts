@@ -8,7 +8,16 @@ import { describe, test } from 'node:test';
 import type { TrainProgress } from '../src/protocol/messages';
 import { RunRecord } from '../src/client/runRecord';
 import { formatRunSummary, parseRunArgs, progressBar } from '../src/cli/runCommand';
-import { childProcesses, cli, lineOf, processAlive, ROOT, startCli, waitUntil, type RunJson } from './cliProcess';
+import {
+  childProcesses,
+  cli,
+  lineOf,
+  processAlive,
+  ROOT,
+  startCli,
+  waitUntil,
+  type RunJson,
+} from './cliProcess';
 
 const FIXTURES = path.join(ROOT, 'test', 'fixtures', 'training');
 const IRIS_TS = path.join(ROOT, 'examples', 'iris_train.ts');
@@ -72,7 +81,6 @@ function screen(raw: string): string[] {
   return lines.map((l) => l.join('').trimEnd());
 }
 
-
 /** Sends SIGINT once the run is training, and checks the exit code, the delay and the engine. */
 async function interruptMidRun(args: string[]): Promise<{ stdout: string; stderr: string }> {
   const p = startCli(args);
@@ -94,7 +102,9 @@ async function interruptMidRun(args: string[]): Promise<{ stdout: string; stderr
   assert.equal(r.code, 130, `exit code after Ctrl-C; stderr:\n${r.stderr}`);
   assert.ok(took <= CTRL_C_EXIT_MS, `the CLI took ${took} ms to exit after Ctrl-C`);
   // The engine runs in its own process group; once the CLI is gone it must be gone too.
-  await waitUntil(`engine ${engines[0]} to exit`, () => !processAlive(engines[0]), 1_000).catch(() => undefined);
+  await waitUntil(`engine ${engines[0]} to exit`, () => !processAlive(engines[0]), 1_000).catch(
+    () => undefined,
+  );
   assert.equal(processAlive(engines[0]), false, `engine pid ${engines[0]} outlived the CLI`);
   return r;
 }
@@ -123,28 +133,67 @@ describe('model-lens run: text', () => {
   test('the terminal progress bar', () => {
     // 250 of 1000 steps is 25%: 6 of 24 bar cells.
     // 100 steps an epoch: 250 steps done is 2 epochs done (the third is in progress).
-    const line = progressBar(p({ step: 250, totalSteps: 1000, epoch: 3, totalEpochs: 10, stepsPerSec: 50, etaSec: 15 }), 0.25, 200);
-    assert.equal(line, '[######..................]  25% epoch 2/10 · step 250/1000 · 50 steps/s · ETA 0:15 · loss 0.2500');
+    const line = progressBar(
+      p({ step: 250, totalSteps: 1000, epoch: 3, totalEpochs: 10, stepsPerSec: 50, etaSec: 15 }),
+      0.25,
+      200,
+    );
+    assert.equal(
+      line,
+      '[######..................]  25% epoch 2/10 · step 250/1000 · 50 steps/s · ETA 0:15 · loss 0.2500',
+    );
     // One step an epoch, sampled between epoch 518's start and its step: 517 of each are done.
-    assert.match(progressBar(p({ step: 517, totalSteps: 1000, epoch: 518, totalEpochs: 1000 }), null, 200), /epoch 517\/1000 · step 517\/1000/);
-    assert.ok(progressBar(p({ step: 250, totalSteps: 1000 }), null, 30).length < 30, 'fits a narrow terminal');
+    assert.match(
+      progressBar(p({ step: 517, totalSteps: 1000, epoch: 518, totalEpochs: 1000 }), null, 200),
+      /epoch 517\/1000 · step 517\/1000/,
+    );
+    assert.ok(
+      progressBar(p({ step: 250, totalSteps: 1000 }), null, 30).length < 30,
+      'fits a narrow terminal',
+    );
   });
 
   test('the summary names the state, steps, loss range and findings', () => {
     const r = new RunRecord();
     r.runId = 'r1';
-    r.add(p({ step: 2, loss: [[1, 2.0], [2, 0.5]] }));
+    r.add(
+      p({
+        step: 2,
+        loss: [
+          [1, 2.0],
+          [2, 0.5],
+        ],
+      }),
+    );
     r.add(p({ state: 'done', step: 3, epoch: 1, stepsPerSec: 2, loss: [[3, 1.0]] }));
     r.diagnosis = {
-      runId: 'r1', steps: 3, device: 'cpu', batchSize: 8, stepMs: 1.5, opsPerStep: null, avgOpUs: null,
-      hostToDevice: { count: 0, bytes: 0 }, deviceToHost: { count: 0, bytes: 0 }, syncs: [], breakdown: null,
-      findings: [{ severity: 'warning', message: 'loss.item() syncs every step', source: { file: '/w/t.py', line: 9 } }],
+      runId: 'r1',
+      steps: 3,
+      device: 'cpu',
+      batchSize: 8,
+      stepMs: 1.5,
+      opsPerStep: null,
+      avgOpUs: null,
+      hostToDevice: { count: 0, bytes: 0 },
+      deviceToHost: { count: 0, bytes: 0 },
+      syncs: [],
+      breakdown: null,
+      findings: [
+        {
+          severity: 'warning',
+          message: 'loss.item() syncs every step',
+          source: { file: '/w/t.py', line: 9 },
+        },
+      ],
     };
     const text = formatRunSummary(r);
     // One clock per figure: the CLI's wall time says it includes start-up; the per-step time
     // and its rate are the engine's, over the same steps.
     assert.match(text, /^Training done: 3 steps, 1 epoch in 0:0\d wall, start-up included\n/);
-    assert.match(text, /Diagnosis: 3 steps on cpu, 1\.50 ms\/step \(667 steps\/s\), wall clock, mean of steps 2–3 \(step 1 is warm-up\), batch 8/);
+    assert.match(
+      text,
+      /Diagnosis: 3 steps on cpu, 1\.50 ms\/step \(667 steps\/s\), wall clock, mean of steps 2–3 \(step 1 is warm-up\), batch 8/,
+    );
     assert.match(text, /Loss: 2\.0000 at step 1 → 1\.0000 at step 3 \(lowest 0\.5000 at step 2\)/);
     assert.match(text, /warning: loss\.item\(\) syncs every step \(\/w\/t\.py:9\)/);
   });
@@ -153,12 +202,25 @@ describe('model-lens run: text', () => {
     const r = new RunRecord();
     r.runId = 'r1';
     // Ctrl-C during epoch 8760 of a one-step-per-epoch loop, after 8759 steps.
-    r.add(p({ state: 'stopped', step: 8759, epoch: 8760, totalEpochs: 20000, totalSteps: 20000, lr: 0.1, training: true, gradEnabled: true }));
+    r.add(
+      p({
+        state: 'stopped',
+        step: 8759,
+        epoch: 8760,
+        totalEpochs: 20000,
+        totalSteps: 20000,
+        lr: 0.1,
+        training: true,
+        gradEnabled: true,
+      }),
+    );
     const text = formatRunSummary(r);
     assert.match(text, /^Training stopped: 8759 steps, 8759 epochs in /);
     assert.match(text, /Model as last seen: train mode, grad on, lr 0\.1/);
     assert.deepEqual(
-      (({ epochs, training, gradEnabled, lr }) => ({ epochs, training, gradEnabled, lr }))(r.json() as RunJson & { training: boolean; gradEnabled: boolean; lr: number }),
+      (({ epochs, training, gradEnabled, lr }) => ({ epochs, training, gradEnabled, lr }))(
+        r.json() as RunJson & { training: boolean; gradEnabled: boolean; lr: number },
+      ),
       { epochs: 8759, training: true, gradEnabled: true, lr: 0.1 },
     );
   });
@@ -166,7 +228,13 @@ describe('model-lens run: text', () => {
 
 describe('model-lens run', () => {
   test('usage errors exit 2 and print the run usage', async () => {
-    for (const args of [['run'], ['run', IRIS_TS, '--epochs', '0'], ['run', IRIS_TS, '--epochs', 'x'], ['run', IRIS_TS, '--bogus'], ['run', IRIS_TS, 'extra']]) {
+    for (const args of [
+      ['run'],
+      ['run', IRIS_TS, '--epochs', '0'],
+      ['run', IRIS_TS, '--epochs', 'x'],
+      ['run', IRIS_TS, '--bogus'],
+      ['run', IRIS_TS, 'extra'],
+    ]) {
       const r = await cli(args);
       assert.equal(r.code, 2, `model-lens ${args.join(' ')}: ${r.stderr}`);
       assert.match(r.stderr, /model-lens run FILE/);
@@ -194,9 +262,16 @@ describe('model-lens run', () => {
     const throwLine = lineOf(file, 'THROW_LINE');
     const r = await cli(['run', file, '--json']);
     assert.equal(r.code, 1, r.stderr);
-    assert.ok(r.stderr.includes(`throwsMidRun.ts:${throwLine}`), `stderr names throwsMidRun.ts:${throwLine}:\n${r.stderr}`);
+    assert.ok(
+      r.stderr.includes(`throwsMidRun.ts:${throwLine}`),
+      `stderr names throwsMidRun.ts:${throwLine}:\n${r.stderr}`,
+    );
     assert.match(r.stderr, /loss diverged at epoch 2/);
-    assert.doesNotMatch(r.stderr, /at .*node_modules.*\n.*at .*node_modules/, 'no raw library stack');
+    assert.doesNotMatch(
+      r.stderr,
+      /at .*node_modules.*\n.*at .*node_modules/,
+      'no raw library stack',
+    );
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.equal(doc.state, 'failed');
     // 64 samples / batch 8 = 8 steps per epoch; the throw ends epoch index 2, so 3 epochs ran.
@@ -231,12 +306,23 @@ describe('model-lens run', () => {
   });
 
   test('Ctrl-C stops a long TF.js run: exit 130 within 2 s, a summary, no engine left', async () => {
-    const r = await interruptMidRun(['run', 'examples/iris_train.ts', '--epochs', String(LONG_EPOCHS)]);
+    const r = await interruptMidRun([
+      'run',
+      'examples/iris_train.ts',
+      '--epochs',
+      String(LONG_EPOCHS),
+    ]);
     assert.match(r.stdout, /Training stopped: \d+ steps/);
   });
 
   test('Ctrl-C with --json still prints the partial run', async () => {
-    const r = await interruptMidRun(['run', 'examples/iris_train.ts', '--epochs', String(LONG_EPOCHS), '--json']);
+    const r = await interruptMidRun([
+      'run',
+      'examples/iris_train.ts',
+      '--epochs',
+      String(LONG_EPOCHS),
+      '--json',
+    ]);
     const doc = JSON.parse(r.stdout) as RunJson;
     assert.equal(doc.state, 'stopped');
     assert.ok(doc.steps > 0 && doc.loss.length > 0, 'the partial curve is kept');
@@ -254,7 +340,10 @@ describe('model-lens run', () => {
       // The script ends with model.eval(); the lr is its LEARNING_RATE.
       const last = doc as RunJson & { training: boolean; lr: number };
       assert.deepEqual([last.training, last.lr], [false, 0.1]);
-      assert.ok(doc.diagnosis && doc.diagnosis.findings.length > 0, 'the engine diagnosis is in the document');
+      assert.ok(
+        doc.diagnosis && doc.diagnosis.findings.length > 0,
+        'the engine diagnosis is in the document',
+      );
       assert.ok(doc.loss.length >= 2, 'a loss curve');
       const k = Math.max(1, Math.floor(doc.loss.length / 5));
       const mean = (pts: [number, number][]) => pts.reduce((s, p) => s + p[1], 0) / pts.length;
@@ -266,7 +355,10 @@ describe('model-lens run', () => {
       const raiseLine = lineOf(file, 'raise ValueError');
       const r = await cli(['run', file, '--python', '/usr/bin/python3']);
       assert.equal(r.code, 1, r.stderr);
-      assert.ok(r.stderr.includes(`train_raises.py:${raiseLine}`), `stderr names train_raises.py:${raiseLine}:\n${r.stderr}`);
+      assert.ok(
+        r.stderr.includes(`train_raises.py:${raiseLine}`),
+        `stderr names train_raises.py:${raiseLine}:\n${r.stderr}`,
+      );
       assert.match(r.stderr, /bad batch at step 6/);
       // FAIL_AT_STEP = 6: five optimizer steps ran before the raise.
       assert.match(r.stdout, /Training failed: 5 steps/);
@@ -275,7 +367,10 @@ describe('model-lens run', () => {
     test('--epochs on a .py script is a usage error that says how to pass it', async () => {
       const r = await cli(['run', IRIS_PY, '--epochs', '5']);
       assert.equal(r.code, 2, r.stderr);
-      assert.match(r.stderr, /--epochs applies to a TF\.js train export; .*iris_train\.py reads its own arguments: pass them after --, e\.g\. -- --epochs 5/);
+      assert.match(
+        r.stderr,
+        /--epochs applies to a TF\.js train export; .*iris_train\.py reads its own arguments: pass them after --, e\.g\. -- --epochs 5/,
+      );
       const help = await cli(['run', '--help']);
       assert.match(help.stdout, /--epochs N\s+tfjs only: .*\n.*--epochs on a \.py is an error/);
     });
@@ -293,10 +388,26 @@ describe('model-lens run', () => {
 
     test('on a terminal, tqdm draws full width and no line the script wrote is erased', async () => {
       const file = path.join(ROOT, 'test', 'fixtures', 'torch', 'train_tqdm.py');
-      const child = spawn('python3', ['-c', PTY_HARNESS, String(TTY_COLUMNS), String(TTY_ROWS),
-        process.execPath, path.join(ROOT, 'bin', 'model-lens.js'), 'run', file, '--python', TORCH2_PYTHON], {
-        cwd: ROOT, env: { ...process.env, OMP_NUM_THREADS: '1' }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
+      const child = spawn(
+        'python3',
+        [
+          '-c',
+          PTY_HARNESS,
+          String(TTY_COLUMNS),
+          String(TTY_ROWS),
+          process.execPath,
+          path.join(ROOT, 'bin', 'model-lens.js'),
+          'run',
+          file,
+          '--python',
+          TORCH2_PYTHON,
+        ],
+        {
+          cwd: ROOT,
+          env: { ...process.env, OMP_NUM_THREADS: '1' },
+          stdio: ['ignore', 'pipe', 'pipe'],
+        },
+      );
       let raw = '';
       child.stdout.on('data', (d) => (raw += d));
       const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
@@ -307,11 +418,21 @@ describe('model-lens run', () => {
       // tqdm sizes its bar to COLUMNS - 1; without a terminal it drew a 10-cell bar (~55 chars).
       assert.equal(shown[bar].length, TTY_COLUMNS - 1, shown[bar]);
       assert.equal(shown[bar + 1], 'after the bar');
-      assert.ok(shown.some((l) => /^Training done: 30 steps/.test(l)), shown.join('\n'));
+      assert.ok(
+        shown.some((l) => /^Training done: 30 steps/.test(l)),
+        shown.join('\n'),
+      );
     });
 
     test('Ctrl-C stops a PyTorch run: exit 130, no engine left', async (t) => {
-      await interruptMidRun(['run', IRIS_PY, '--python', '/usr/bin/python3', '--', String(LONG_EPOCHS)]);
+      await interruptMidRun([
+        'run',
+        IRIS_PY,
+        '--python',
+        '/usr/bin/python3',
+        '--',
+        String(LONG_EPOCHS),
+      ]);
     });
   });
 });

@@ -4,7 +4,13 @@ import { describe, it } from 'node:test';
 import type { HookEvent } from '../src/protocol/messages';
 import { HOOK_HISTORY_POINTS, HookStore } from '../src/extension/hookStore';
 
-function event(hookId: string, call: number, mean: number | null, nanCount = 0, infCount = 0): HookEvent {
+function event(
+  hookId: string,
+  call: number,
+  mean: number | null,
+  nanCount = 0,
+  infCount = 0,
+): HookEvent {
   return {
     hookId,
     path: 'fc1',

@@ -9,20 +9,33 @@ describe('tensor memory layout', () => {
     const l = tensorLayout([2, 3], [3, 1], 0);
     assert.deepEqual(l?.storageIndex, [0, 1, 2, 3, 4, 5]);
     assert.deepEqual([l?.rows, l?.cols], [2, 3]);
-    assert.deepEqual(l?.slots.map((s) => s.logical), [[0], [1], [2], [3], [4], [5]]);
+    assert.deepEqual(
+      l?.slots.map((s) => s.logical),
+      [[0], [1], [2], [3], [4], [5]],
+    );
   });
 
   it('its transpose (3×2, stride [1, 3]) reads storage out of order', () => {
     const l = tensorLayout([3, 2], [1, 3], 0);
     // (0,0)→0 (0,1)→3 (1,0)→1 (1,1)→4 (2,0)→2 (2,1)→5
     assert.deepEqual(l?.storageIndex, [0, 3, 1, 4, 2, 5]);
-    assert.deepEqual(l?.slots.map((s) => s.logical), [[0], [2], [4], [1], [3], [5]]);
+    assert.deepEqual(
+      l?.slots.map((s) => s.logical),
+      [[0], [2], [4], [1], [3], [5]],
+    );
   });
 
   it('an expanded tensor (stride 0) puts several elements in one slot', () => {
     const l = tensorLayout([2, 3], [0, 1], 0);
     assert.deepEqual(l?.storageIndex, [0, 1, 2, 0, 1, 2]);
-    assert.deepEqual(l?.slots.map((s) => s.logical), [[0, 3], [1, 4], [2, 5]]);
+    assert.deepEqual(
+      l?.slots.map((s) => s.logical),
+      [
+        [0, 3],
+        [1, 4],
+        [2, 5],
+      ],
+    );
   });
 
   it('a slice x[:, 1:] of a 2×3 tensor starts at offset 1 and skips slot 3', () => {

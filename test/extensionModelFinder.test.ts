@@ -17,13 +17,23 @@ describe('CodeLens model finder', () => {
   });
 
   it('finds createModel but not train or inputShape in the TF.js examples', () => {
-    assert.deepEqual(findModels('iris_mlp.ts', read('examples/iris_mlp.ts')), [at('createModel', 9)]);
-    assert.deepEqual(findModels('small_cnn.ts', read('examples/small_cnn.ts')), [at('createModel', 7)]);
+    assert.deepEqual(findModels('iris_mlp.ts', read('examples/iris_mlp.ts')), [
+      at('createModel', 9),
+    ]);
+    assert.deepEqual(findModels('small_cnn.ts', read('examples/small_cnn.ts')), [
+      at('createModel', 7),
+    ]);
   });
 
   it('finds every module class of a file with several, and none in a file without', () => {
-    assert.deepEqual(findModels('shared_model.py', read('test/fixtures/torch/shared_model.py')), [at('Block', 7), at('SharedNet', 17)]);
-    assert.deepEqual(findModels('two_models.py', read('test/fixtures/torch/two_models.py')), [at('Encoder', 5), at('Classifier', 14)]);
+    assert.deepEqual(findModels('shared_model.py', read('test/fixtures/torch/shared_model.py')), [
+      at('Block', 7),
+      at('SharedNet', 17),
+    ]);
+    assert.deepEqual(findModels('two_models.py', read('test/fixtures/torch/two_models.py')), [
+      at('Encoder', 5),
+      at('Classifier', 14),
+    ]);
     assert.deepEqual(findModels('no_module.py', read('test/fixtures/torch/no_module.py')), []);
   });
 
@@ -49,7 +59,13 @@ describe('CodeLens model finder', () => {
       '    class Nested(nn.Module):',
       '        pass',
     ].join('\n');
-    assert.deepEqual(findPythonModels(src), [at('A', 3), at('B', 5), at('C', 7), at('D', 9), at('E', 16)]);
+    assert.deepEqual(findPythonModels(src), [
+      at('A', 3),
+      at('B', 5),
+      at('C', 7),
+      at('D', 9),
+      at('E', 16),
+    ]);
   });
 
   it('recognises JS models by what they build or by their export name', () => {
@@ -64,11 +80,19 @@ describe('CodeLens model finder', () => {
       'export function helper() { return 1; }',
       'exports.createModel = function () { return make(); };',
     ].join('\n');
-    assert.deepEqual(findJsModels(src), [at('model', 2), at('net', 4), at('load', 5), at('createModel', 9)]);
+    assert.deepEqual(findJsModels(src), [
+      at('model', 2),
+      at('net', 4),
+      at('load', 5),
+      at('createModel', 9),
+    ]);
   });
 
   it('puts one lens on a TF.js layers model.json and none on other JSON', () => {
-    assert.deepEqual(findModels('web/model.json', '{"format": "layers-model", "modelTopology": {}}'), [at(undefined, 1)]);
+    assert.deepEqual(
+      findModels('web/model.json', '{"format": "layers-model", "modelTopology": {}}'),
+      [at(undefined, 1)],
+    );
     assert.deepEqual(findModels('package.json', '{"name": "x"}'), []);
   });
 });

@@ -10,7 +10,15 @@ import type { GpuInfo } from '../src/protocol/types';
 import { GpuSampler } from '../src/system/gpuSampler';
 import type { GpuSamplerStatus, GpuSnapshot } from '../src/system/gpuSampler';
 import { parseGpuQueryCsv, type GpuProcess } from '../src/system/nvidiaSmiParse';
-import { GpuHistory, RingBuffer, cpuLoadPct, engineGpuMemoryLine, gpuArchitecture, memorySection, statusBarView } from '../src/extension/systemModel';
+import {
+  GpuHistory,
+  RingBuffer,
+  cpuLoadPct,
+  engineGpuMemoryLine,
+  gpuArchitecture,
+  memorySection,
+  statusBarView,
+} from '../src/extension/systemModel';
 import type { SystemSample } from '../src/protocol/webviewMessages';
 
 const MIB = 1024 * 1024;
@@ -31,7 +39,16 @@ const H100: GpuInfo = {
   driverVersion: '550.54.15',
   cudaVersion: '12.4',
 };
-const A100: GpuInfo = { ...H100, index: 1, name: 'NVIDIA A100-SXM4-80GB', uuid: 'GPU-bbbb', memoryTotalMiB: 81920, memoryUsedMiB: 4, utilizationPct: 0, computeCapability: '8.0' };
+const A100: GpuInfo = {
+  ...H100,
+  index: 1,
+  name: 'NVIDIA A100-SXM4-80GB',
+  uuid: 'GPU-bbbb',
+  memoryTotalMiB: 81920,
+  memoryUsedMiB: 4,
+  utilizationPct: 0,
+  computeCapability: '8.0',
+};
 
 const running: GpuSamplerStatus = { state: 'running', available: true, starts: 1 };
 const snap = (gpus: GpuInfo[], time = 0): GpuSnapshot => ({ time, gpus, unavailable: [] });
@@ -71,21 +88,38 @@ test('architecture names follow the CUDA programming guide', () => {
     ['[N/A]', null],
     ['42.0', null],
   ];
-  for (const [cc, arch] of table) assert.equal(gpuArchitecture(cc), arch, `compute capability ${cc}`);
+  for (const [cc, arch] of table)
+    assert.equal(gpuArchitecture(cc), arch, `compute capability ${cc}`);
 });
 
 test("the engine's process line names its memory per GPU, or says why there is none", () => {
   const engine = { kind: 'pytorch' as const, pid: 4242 };
   const gpus = [H100, A100];
   assert.equal(engineGpuMemoryLine(undefined, [], gpus), undefined);
-  assert.equal(engineGpuMemoryLine(engine, undefined, gpus), 'Model Lens pytorch engine (pid 4242): GPU memory not known yet');
+  assert.equal(
+    engineGpuMemoryLine(engine, undefined, gpus),
+    'Model Lens pytorch engine (pid 4242): GPU memory not known yet',
+  );
   const others: GpuProcess[] = [{ gpuUuid: 'GPU-aaaa', pid: 1, usedMemoryMiB: 9000 }];
-  assert.equal(engineGpuMemoryLine(engine, others, gpus), 'Model Lens pytorch engine (pid 4242): no GPU memory listed by nvidia-smi');
+  assert.equal(
+    engineGpuMemoryLine(engine, others, gpus),
+    'Model Lens pytorch engine (pid 4242): no GPU memory listed by nvidia-smi',
+  );
   // 1536 MiB = 1.50 GiB; 300 MiB stays in MiB.
-  const mine: GpuProcess[] = [...others, { gpuUuid: 'GPU-aaaa', pid: 4242, usedMemoryMiB: 1536 }, { gpuUuid: 'GPU-bbbb', pid: 4242, usedMemoryMiB: 300 }];
-  assert.equal(engineGpuMemoryLine(engine, mine, gpus), 'Model Lens pytorch engine (pid 4242): 1.50 GiB on GPU 0, 300 MiB on GPU 1');
+  const mine: GpuProcess[] = [
+    ...others,
+    { gpuUuid: 'GPU-aaaa', pid: 4242, usedMemoryMiB: 1536 },
+    { gpuUuid: 'GPU-bbbb', pid: 4242, usedMemoryMiB: 300 },
+  ];
+  assert.equal(
+    engineGpuMemoryLine(engine, mine, gpus),
+    'Model Lens pytorch engine (pid 4242): 1.50 GiB on GPU 0, 300 MiB on GPU 1',
+  );
   const mig: GpuProcess[] = [{ gpuUuid: 'GPU-aaaa', pid: 4242, usedMemoryMiB: null }];
-  assert.equal(engineGpuMemoryLine(engine, mig, gpus), 'Model Lens pytorch engine (pid 4242): GPU 0 (memory not reported by the driver)');
+  assert.equal(
+    engineGpuMemoryLine(engine, mig, gpus),
+    'Model Lens pytorch engine (pid 4242): GPU 0 (memory not reported by the driver)',
+  );
 });
 
 test('status bar: figures of the run GPU, every GPU in the tooltip, the engine process line', () => {
@@ -94,13 +128,21 @@ test('status bar: figures of the run GPU, every GPU in the tooltip, the engine p
   assert.equal(one.text, 'GPU 12.3/79.6 GiB · 87%');
   assert.equal(one.live, true);
   // One line per figure (a status bar hover does not lay out tables).
-  assert.match(one.tooltip, /\*\*GPU 0\*\* · NVIDIA H100 80GB HBM3 {2}\nMemory: 12\.3 \/ 79\.6 GiB {2}\nUtil: 87% {2}\nTemp: 45 °C {2}\nPower: 312 \/ 700 W/);
+  assert.match(
+    one.tooltip,
+    /\*\*GPU 0\*\* · NVIDIA H100 80GB HBM3 {2}\nMemory: 12\.3 \/ 79\.6 GiB {2}\nUtil: 87% {2}\nTemp: 45 °C {2}\nPower: 312 \/ 700 W/,
+  );
   assert.match(one.tooltip, /Click for the System panel/);
   assert.doesNotMatch(one.tooltip, /engine/);
 
   // Two GPUs: the engine (pid 4242) holds memory on GPU 1, so GPU 1 is shown although GPU 0 is busier.
   const processes: GpuProcess[] = [{ gpuUuid: 'GPU-bbbb', pid: 4242, usedMemoryMiB: 2048 }];
-  const two = statusBarView({ status: running, snapshot: snap([H100, A100]), processes, engine: { kind: 'pytorch', pid: 4242 } });
+  const two = statusBarView({
+    status: running,
+    snapshot: snap([H100, A100]),
+    processes,
+    engine: { kind: 'pytorch', pid: 4242 },
+  });
   // 4 MiB / 1024 = 0.004 → 0.0; 81920 / 1024 = 80.0.
   assert.equal(two.text, 'GPU1 0.0/80.0 GiB · 0%');
   assert.match(two.tooltip, /NVIDIA H100 80GB HBM3/);
@@ -110,26 +152,53 @@ test('status bar: figures of the run GPU, every GPU in the tooltip, the engine p
 
 test('status bar: no driver is a quiet "No GPU" with the reason; a failing GPU keeps its last figures', () => {
   const reason = 'nvidia-smi is not on PATH (no NVIDIA driver installed?)';
-  const none = statusBarView({ status: { state: 'unavailable', available: false, reason, kind: 'notFound', starts: 0 } });
+  const none = statusBarView({
+    status: { state: 'unavailable', available: false, reason, kind: 'notFound', starts: 0 },
+  });
   assert.equal(none.text, 'No GPU');
   assert.equal(none.live, false);
   assert.match(none.tooltip, /nvidia-smi is not on PATH \(no NVIDIA driver installed\?\)/);
 
   const failed = statusBarView({
-    status: { state: 'unavailable', available: false, reason: 'nvidia-smi printed no GPU row for 5 s (driver hung?)', kind: 'timeout', starts: 3 },
+    status: {
+      state: 'unavailable',
+      available: false,
+      reason: 'nvidia-smi printed no GPU row for 5 s (driver hung?)',
+      kind: 'timeout',
+      starts: 3,
+    },
     snapshot: snap([H100]),
   });
   assert.equal(failed.text, 'GPU ?');
   // The reason has its own parentheses: no "(… (driver hung?))".
-  assert.match(failed.tooltip, /GPU data unavailable\*\*: nvidia-smi printed no GPU row for 5 s \(driver hung\?\)\. Retrying\./);
+  assert.match(
+    failed.tooltip,
+    /GPU data unavailable\*\*: nvidia-smi printed no GPU row for 5 s \(driver hung\?\)\. Retrying\./,
+  );
   assert.doesNotMatch(failed.tooltip, /\)\)/);
   assert.match(failed.tooltip, /12\.3 \/ 79\.6 GiB/);
 
   // nvidia-smi present but hung from the start: not "No GPU", since there may well be one.
-  const hung = statusBarView({ status: { state: 'unavailable', available: false, reason: 'nvidia-smi printed no GPU row for 20 s (driver hung?)', kind: 'timeout', starts: 1 } });
+  const hung = statusBarView({
+    status: {
+      state: 'unavailable',
+      available: false,
+      reason: 'nvidia-smi printed no GPU row for 20 s (driver hung?)',
+      kind: 'timeout',
+      starts: 1,
+    },
+  });
   assert.equal(hung.text, 'GPU ?');
   assert.match(hung.tooltip, /GPU data unavailable\*\*: nvidia-smi printed no GPU row for 20 s/);
-  const banner = statusBarView({ status: { state: 'unavailable', available: false, reason: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.", kind: 'driver', starts: 1 } });
+  const banner = statusBarView({
+    status: {
+      state: 'unavailable',
+      available: false,
+      reason: "NVIDIA-SMI has failed because it couldn't communicate with the NVIDIA driver.",
+      kind: 'driver',
+      starts: 1,
+    },
+  });
   assert.equal(banner.text, 'No GPU');
 
   const starting = statusBarView({ status: { state: 'starting', available: false, starts: 1 } });
@@ -139,8 +208,16 @@ test('status bar: no driver is a quiet "No GPU" with the reason; a failing GPU k
 test('memory three ways for a PyTorch run on CUDA, with hand-worked gaps', () => {
   const engine = { kind: 'pytorch' as const, pid: 4242, device: 'cuda:0' };
   const gpu: GpuInfo = { ...H100, memoryUsedMiB: 10 * 1024 };
-  const processes: GpuProcess[] = [{ gpuUuid: 'GPU-aaaa', pid: 4242, usedMemoryMiB: 6 * 1024 }, { gpuUuid: 'GPU-aaaa', pid: 77, usedMemoryMiB: 4 * 1024 }];
-  const m = memorySection({ engine, torch: { rssBytes: 0, torchAllocatedBytes: 3 * GIB, torchReservedBytes: 5 * GIB }, gpus: [gpu], processes });
+  const processes: GpuProcess[] = [
+    { gpuUuid: 'GPU-aaaa', pid: 4242, usedMemoryMiB: 6 * 1024 },
+    { gpuUuid: 'GPU-aaaa', pid: 77, usedMemoryMiB: 4 * 1024 },
+  ];
+  const m = memorySection({
+    engine,
+    torch: { rssBytes: 0, torchAllocatedBytes: 3 * GIB, torchReservedBytes: 5 * GIB },
+    gpus: [gpu],
+    processes,
+  });
   assert.equal(m.message, undefined);
   assert.deepEqual(
     m.figures?.map((f) => [f.key, f.bytes]),
@@ -154,23 +231,41 @@ test('memory three ways for a PyTorch run on CUDA, with hand-worked gaps', () =>
   assert.equal(m.gpuIndex, 0);
   // reserved − allocated = 2 GiB cached; process − reserved = 1 GiB overhead; device − process = 4 GiB others.
   assert.match(m.figures![1].explanation, /2\.00 GiB above live tensors/);
-  assert.match(m.figures![2].explanation, /this process 6\.00 GiB; 1\.00 GiB of it beyond PyTorch's pool .*; other processes 4\.00 GiB/);
+  assert.match(
+    m.figures![2].explanation,
+    /this process 6\.00 GiB; 1\.00 GiB of it beyond PyTorch's pool .*; other processes 4\.00 GiB/,
+  );
 });
 
 test('memory section says plainly when there is nothing to break down', () => {
-  const noGpu = memorySection({ gpus: [], gpuReason: 'nvidia-smi is not on PATH (no NVIDIA driver installed?)' });
-  assert.equal(noGpu.message, 'No NVIDIA GPU, so there is no CUDA memory to break down: nvidia-smi is not on PATH (no NVIDIA driver installed?).');
+  const noGpu = memorySection({
+    gpus: [],
+    gpuReason: 'nvidia-smi is not on PATH (no NVIDIA driver installed?)',
+  });
+  assert.equal(
+    noGpu.message,
+    'No NVIDIA GPU, so there is no CUDA memory to break down: nvidia-smi is not on PATH (no NVIDIA driver installed?).',
+  );
   const noEngine = memorySection({ gpus: [H100] });
   assert.match(noEngine.message ?? '', /^No PyTorch engine is running/);
   const tfjs = memorySection({ gpus: [H100], engine: { kind: 'tfjs', pid: 9 } });
   assert.match(tfjs.message ?? '', /^No PyTorch engine is running/);
-  const cpuRun = memorySection({ gpus: [H100], engine: { kind: 'pytorch', pid: 9, device: 'cpu' }, torch: { rssBytes: 123 } });
-  assert.equal(cpuRun.message, 'The PyTorch engine has not used CUDA (its device is cpu), so torch reports no CUDA memory.');
+  const cpuRun = memorySection({
+    gpus: [H100],
+    engine: { kind: 'pytorch', pid: 9, device: 'cpu' },
+    torch: { rssBytes: 123 },
+  });
+  assert.equal(
+    cpuRun.message,
+    'The PyTorch engine has not used CUDA (its device is cpu), so torch reports no CUDA memory.',
+  );
   assert.equal(cpuRun.figures, undefined);
 });
 
 test('CPU load is the busy share of the time between two readings', () => {
-  const t = (user: number, sys: number, idle: number) => ({ times: { user, nice: 0, sys, idle, irq: 0 } });
+  const t = (user: number, sys: number, idle: number) => ({
+    times: { user, nice: 0, sys, idle, irq: 0 },
+  });
   // CPU 0: busy 100+50 of 300 elapsed; CPU 1: busy 0 of 100 → 150 / 400 = 37.5 %.
   const before = [t(100, 50, 850), t(10, 10, 980)];
   const after = [t(200, 100, 1000), t(10, 10, 1080)];
@@ -190,7 +285,10 @@ test('GpuHistory records one sample per tick for all listeners and stops nvidia-
   const b: SystemSample[] = [];
   let childPid: number | undefined;
   await new Promise<void>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no 6 samples from the fake h100 nvidia-smi')), WAIT_MS);
+    const timer = setTimeout(
+      () => reject(new Error('no 6 samples from the fake h100 nvidia-smi')),
+      WAIT_MS,
+    );
     const subA = history.subscribe((s) => a.push(s));
     const subB = history.subscribe((s) => {
       b.push(s);
@@ -212,7 +310,9 @@ test('GpuHistory records one sample per tick for all listeners and stops nvidia-
   const first = a[0].gpus[0].memoryUsedMiB!;
   assert.equal((first - 1234) % 16, 0);
   a.forEach((s, i) => {
-    assert.deepEqual(s.gpus, [{ index: 0, memoryUsedMiB: first + 16 * i, memoryTotalMiB: 81559, utilizationPct: 87 }]);
+    assert.deepEqual(s.gpus, [
+      { index: 0, memoryUsedMiB: first + 16 * i, memoryTotalMiB: 81559, utilizationPct: 87 },
+    ]);
   });
   // Capacity 4: the ring kept samples 3..6.
   assert.deepEqual(
@@ -229,10 +329,20 @@ test('GpuHistory records one sample per tick for all listeners and stops nvidia-
       return (err as NodeJS.ErrnoException).code === 'ESRCH';
     }
   };
-  assert.ok(childPid !== undefined && gone(childPid), `nvidia-smi child ${childPid} still runs after the last listener left`);
+  assert.ok(
+    childPid !== undefined && gone(childPid),
+    `nvidia-smi child ${childPid} still runs after the last listener left`,
+  );
 
   // The status bar text for that stream, worked by hand from the fixture: 1234 MiB → 1.2 GiB.
-  const view = statusBarView({ status: running, snapshot: { time: 0, unavailable: [], gpus: [{ ...H100, memoryUsedMiB: 1234, memoryTotalMiB: 81559 }] } });
+  const view = statusBarView({
+    status: running,
+    snapshot: {
+      time: 0,
+      unavailable: [],
+      gpus: [{ ...H100, memoryUsedMiB: 1234, memoryTotalMiB: 81559 }],
+    },
+  });
   assert.equal(view.text, 'GPU 1.2/79.6 GiB · 87%');
 });
 
@@ -244,7 +354,10 @@ test("the engine process line from a real per-process stream (the fake reports i
   });
   after(() => sampler.dispose());
   const processes = await new Promise<GpuProcess[]>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error('no process list from the fake h100 nvidia-smi')), WAIT_MS);
+    const timer = setTimeout(
+      () => reject(new Error('no process list from the fake h100 nvidia-smi')),
+      WAIT_MS,
+    );
     const sub = sampler.onProcesses((p) => {
       if (p.length > 0 && sampler.latest) {
         clearTimeout(timer);
@@ -253,7 +366,12 @@ test("the engine process line from a real per-process stream (the fake reports i
       }
     });
   });
-  const view = statusBarView({ status: sampler.status, snapshot: sampler.latest, processes, engine: { kind: 'pytorch', pid: process.pid } });
+  const view = statusBarView({
+    status: sampler.status,
+    snapshot: sampler.latest,
+    processes,
+    engine: { kind: 'pytorch', pid: process.pid },
+  });
   // used_memory is 1224 + 16·tick MiB: 1224/1024 = 1.195 → "1.20 GiB", then 1.21, 1.23, ...
   const m = /Model Lens pytorch engine \(pid (\d+)\): (\d+\.\d\d) GiB on GPU 0/.exec(view.tooltip);
   assert.ok(m, view.tooltip);
@@ -291,11 +409,17 @@ test('a crashing nvidia-smi (real child, killed after one tick) degrades to "GPU
 test('status bar on a real H200 capture: one line per figure, read off the file by hand', () => {
   // recorded/h200-real.csv is nvidia-smi 580.159.04 on an H200 (the device machine, idle):
   // 143771 MiB / 1024 = 140.40 → "140.4"; 0 MiB used; 0 %; 37 °C; 78.08 of 700.00 W.
-  const csv = fs.readFileSync(path.join(__dirname, 'fixtures', 'nvidia-smi', 'recorded', 'h200-real.csv'), 'utf8');
+  const csv = fs.readFileSync(
+    path.join(__dirname, 'fixtures', 'nvidia-smi', 'recorded', 'h200-real.csv'),
+    'utf8',
+  );
   const parsed = parseGpuQueryCsv(csv);
   assert.ok(parsed.ok, JSON.stringify(parsed));
   const view = statusBarView({ status: running, snapshot: snap(parsed.gpus) });
   assert.equal(view.text, 'GPU 0.0/140.4 GiB · 0%');
-  assert.match(view.tooltip, /^NVIDIA driver 580\.159\.04\n\n\*\*GPU 0\*\* · NVIDIA H200 {2}\nMemory: 0\.0 \/ 140\.4 GiB {2}\nUtil: 0% {2}\nTemp: 37 °C {2}\nPower: 78 \/ 700 W/);
+  assert.match(
+    view.tooltip,
+    /^NVIDIA driver 580\.159\.04\n\n\*\*GPU 0\*\* · NVIDIA H200 {2}\nMemory: 0\.0 \/ 140\.4 GiB {2}\nUtil: 0% {2}\nTemp: 37 °C {2}\nPower: 78 \/ 700 W/,
+  );
   assert.equal(gpuArchitecture(parsed.gpus[0].computeCapability), 'Hopper');
 });

@@ -7,7 +7,10 @@ describe('webview message validation', () => {
   it('accepts the messages each panel sends', () => {
     assert.equal(validateWebviewMessage('summary', { type: 'ready' }).ok, true);
     assert.equal(validateWebviewMessage('summary', { type: 'copySummary' }).ok, true);
-    assert.equal(validateWebviewMessage('summary', { type: 'revealModule', path: 'features.3' }).ok, true);
+    assert.equal(
+      validateWebviewMessage('summary', { type: 'revealModule', path: 'features.3' }).ok,
+      true,
+    );
     assert.equal(validateWebviewMessage('ops', { type: 'openOpSource', index: 0 }).ok, true);
     assert.equal(validateWebviewMessage('hooks', { type: 'detachHook', hookId: 'h1' }).ok, true);
     assert.equal(validateWebviewMessage('tensor', { type: 'restartEngine' }).ok, true);
@@ -26,7 +29,14 @@ describe('webview message validation', () => {
   });
 
   it('rejects non-objects, extra fields and wrongly typed fields', () => {
-    for (const raw of [null, undefined, 'ready', 3, ['ready'], { type: 'ready', command: 'rm -rf /' }]) {
+    for (const raw of [
+      null,
+      undefined,
+      'ready',
+      3,
+      ['ready'],
+      { type: 'ready', command: 'rm -rf /' },
+    ]) {
       assert.equal(validateWebviewMessage('summary', raw).ok, false, JSON.stringify(raw));
     }
     assert.equal(validateWebviewMessage('summary', { type: 'revealModule' }).ok, false);
@@ -47,7 +57,11 @@ describe('webview message validation', () => {
     // Training may stop its run and open one of the run's own locations, by index only.
     assert.equal(validateWebviewMessage('training', { type: 'stopTraining' }).ok, true);
     assert.equal(validateWebviewMessage('training', { type: 'openOpSource', index: 2 }).ok, true);
-    assert.equal(validateWebviewMessage('training', { type: 'openOpSource', index: 2, file: '/etc/passwd' }).ok, false);
+    assert.equal(
+      validateWebviewMessage('training', { type: 'openOpSource', index: 2, file: '/etc/passwd' })
+        .ok,
+      false,
+    );
     assert.equal(validateWebviewMessage('training', { type: 'exportTrace' }).ok, false);
     assert.equal(validateWebviewMessage('ops', { type: 'stopTraining' }).ok, false);
     // System only ever says ready.

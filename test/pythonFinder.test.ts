@@ -18,22 +18,25 @@ test('every interpreter tried is listed with why it failed', async () => {
   const noTorch = pythonWithoutTorch();
   const notExecutable = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ml-py-')), 'python');
   fs.writeFileSync(notExecutable, '#!/bin/sh\n', { mode: 0o644 });
-  await assert.rejects(findPython('/nonexistent/python3', noTorch, [notExecutable]), (err: unknown) => {
-    assert.ok(err instanceof PythonNotFoundError);
-    assert.deepEqual(
-      err.probes.map((p) => [p.path, p.origin]),
-      [
-        ['/nonexistent/python3', 'configured'],
-        [noTorch, 'Python extension'],
-        [notExecutable, 'default'],
-      ],
-    );
-    assert.match(err.message, /\/nonexistent\/python3 \(configured\): no such file/);
-    assert.match(err.message, /has no torch \(ModuleNotFoundError: No module named 'torch'\)/);
-    assert.match(err.message, /not executable/);
-    assert.match(err.message, /modelLens\.pythonPath/);
-    return true;
-  });
+  await assert.rejects(
+    findPython('/nonexistent/python3', noTorch, [notExecutable]),
+    (err: unknown) => {
+      assert.ok(err instanceof PythonNotFoundError);
+      assert.deepEqual(
+        err.probes.map((p) => [p.path, p.origin]),
+        [
+          ['/nonexistent/python3', 'configured'],
+          [noTorch, 'Python extension'],
+          [notExecutable, 'default'],
+        ],
+      );
+      assert.match(err.message, /\/nonexistent\/python3 \(configured\): no such file/);
+      assert.match(err.message, /has no torch \(ModuleNotFoundError: No module named 'torch'\)/);
+      assert.match(err.message, /not executable/);
+      assert.match(err.message, /modelLens\.pythonPath/);
+      return true;
+    },
+  );
 });
 
 test('the first interpreter that imports torch wins, and the skipped ones are kept', async () => {

@@ -70,10 +70,23 @@ test('one H100: every field with its unit conventions', () => {
 
 test('eight A100s (DGX): all rows, in index order', () => {
   const r = ok(parseGpuQueryCsv(fixture('dgx-a100.csv')));
-  assert.deepEqual(r.gpus.map((g) => g.index), [0, 1, 2, 3, 4, 5, 6, 7]);
-  assert.ok(r.gpus.every((g) => g.memoryTotalMiB === 81920 && g.name === 'NVIDIA A100-SXM4-80GB' && g.computeCapability === '8.0'));
+  assert.deepEqual(
+    r.gpus.map((g) => g.index),
+    [0, 1, 2, 3, 4, 5, 6, 7],
+  );
+  assert.ok(
+    r.gpus.every(
+      (g) =>
+        g.memoryTotalMiB === 81920 &&
+        g.name === 'NVIDIA A100-SXM4-80GB' &&
+        g.computeCapability === '8.0',
+    ),
+  );
   // 34447+34639+34639+34447+4+4+78211+4, summed by hand.
-  assert.equal(r.gpus.reduce((s, g) => s + (g.memoryUsedMiB ?? 0), 0), 216395);
+  assert.equal(
+    r.gpus.reduce((s, g) => s + (g.memoryUsedMiB ?? 0), 0),
+    216395,
+  );
   assert.equal(r.gpus[6].utilizationPct, 100);
   assert.equal(r.gpus[6].powerW, 353.48);
   assert.equal(new Set(r.gpus.map((g) => g.uuid)).size, 8);
@@ -115,7 +128,9 @@ test('[Not Supported] (vGPU) and [Insufficient Permissions] (container)', () => 
   const p = ok(parseGpuQueryCsv(fixture('permissions.csv')));
   assert.equal(p.gpus[0].powerLimitW, null);
   assert.equal(p.gpus[0].powerW, 15.74);
-  assert.deepEqual(p.unavailable, [{ index: 0, field: 'power.limit', value: '[Insufficient Permissions]' }]);
+  assert.deepEqual(p.unavailable, [
+    { index: 0, field: 'power.limit', value: '[Insufficient Permissions]' },
+  ]);
 });
 
 test('an old driver rejects compute_cap; the query without it parses', () => {
@@ -161,7 +176,10 @@ test('garbage and empty output are failures that quote what was printed', () => 
 
 test('a GPU nvidia-smi cannot open is a warning; the others still parse', () => {
   const r = ok(parseGpuQueryCsv(fixture('device-handle-error.csv')));
-  assert.deepEqual(r.gpus.map((g) => g.index), [0, 2]);
+  assert.deepEqual(
+    r.gpus.map((g) => g.index),
+    [0, 2],
+  );
   assert.equal(r.warnings.length, 1);
   assert.match(r.warnings[0], /0000:3B:00\.0.*Unknown Error/);
 });
@@ -184,7 +202,8 @@ test('rows mixed with stray lines, a header, units and a comma in the name', () 
 });
 
 test('a row with a non-numeric memory value is not a GPU', () => {
-  const bad = '0, NVIDIA H100 80GB HBM3, GPU-x, lots, 1234, 87, 45, 312.45, 700.00, 9.0, 550.54.15, Disabled';
+  const bad =
+    '0, NVIDIA H100 80GB HBM3, GPU-x, lots, 1234, 87, 45, 312.45, 700.00, 9.0, 550.54.15, Disabled';
   assert.equal(parseGpuQueryCsv(bad).ok, false);
 });
 
@@ -192,11 +211,17 @@ test('compute apps: pids and MiB, [N/A] under MIG, nothing running, failures', (
   const dgx = parseComputeAppsCsv(fixture('apps-dgx.csv'));
   assert.ok(dgx.ok);
   assert.equal(dgx.processes.length, 4);
-  assert.deepEqual(dgx.processes[0], { gpuUuid: 'GPU-89fdc1e1-18b2-f499-c12b-82bcb9bfb3fa', pid: 48213, usedMemoryMiB: 34442 });
+  assert.deepEqual(dgx.processes[0], {
+    gpuUuid: 'GPU-89fdc1e1-18b2-f499-c12b-82bcb9bfb3fa',
+    pid: 48213,
+    usedMemoryMiB: 34442,
+  });
   assert.equal(dgx.processes[3].usedMemoryMiB, 0);
   const mig = parseComputeAppsCsv(fixture('apps-mig.csv'));
   assert.ok(mig.ok);
-  assert.deepEqual(mig.processes, [{ gpuUuid: 'GPU-2d9b4e70-6c1f-8a35-f7e2-b04a9d6c3e18', pid: 61234, usedMemoryMiB: null }]);
+  assert.deepEqual(mig.processes, [
+    { gpuUuid: 'GPU-2d9b4e70-6c1f-8a35-f7e2-b04a9d6c3e18', pid: 61234, usedMemoryMiB: null },
+  ]);
   const empty = parseComputeAppsCsv(fixture('empty.txt'));
   assert.ok(empty.ok);
   assert.deepEqual(empty.processes, []);
@@ -209,7 +234,12 @@ test('compute apps: pids and MiB, [N/A] under MIG, nothing running, failures', (
 test('CUDA version from the plain nvidia-smi header', () => {
   assert.equal(parseCudaVersion(fixture('nvidia-smi-h100.txt')), '12.4');
   assert.equal(parseCudaVersion(fixture('nvidia-smi-cuda-na.txt')), null);
-  assert.equal(parseCudaVersion('| NVIDIA-SMI 580.119.02   Driver Version: 580.119.02   CUDA Version: 13.0     |'), '13.0');
+  assert.equal(
+    parseCudaVersion(
+      '| NVIDIA-SMI 580.119.02   Driver Version: 580.119.02   CUDA Version: 13.0     |',
+    ),
+    '13.0',
+  );
 });
 
 test('every recorded fixture is exercised by a test above', () => {

@@ -40,7 +40,11 @@ function readStarts(file: string): Array<{ ms: number; pid: number; args: string
     });
 }
 
-function makeSampler(scenario: string, logFile: string, extra: GpuSamplerOptions = {}): { sampler: GpuSampler; logs: string[] } {
+function makeSampler(
+  scenario: string,
+  logFile: string,
+  extra: GpuSamplerOptions = {},
+): { sampler: GpuSampler; logs: string[] } {
   const logs: string[] = [];
   const sampler = new GpuSampler({
     nvidiaSmiPath: fake(scenario),
@@ -90,7 +94,11 @@ function collectSnapshots(sampler: GpuSampler, n: number): Promise<GpuSnapshot[]
   );
 }
 
-function statusWhere(sampler: GpuSampler, pred: (s: GpuSamplerStatus) => boolean, what: string): Promise<GpuSamplerStatus> {
+function statusWhere(
+  sampler: GpuSampler,
+  pred: (s: GpuSamplerStatus) => boolean,
+  what: string,
+): Promise<GpuSamplerStatus> {
   return withTimeout(
     new Promise((resolve) => {
       const sub = sampler.onStatus((s) => {
@@ -149,7 +157,10 @@ test('streams snapshots from ONE long-lived child, and stopping kills it', async
   }
   // The fake adds 16 MiB per tick: consecutive snapshots are consecutive ticks, none lost or merged.
   const used = snaps.map((s) => s.gpus[0].memoryUsedMiB as number);
-  assert.deepEqual(used.slice(1).map((u, i) => u - used[i]), [16, 16, 16]);
+  assert.deepEqual(
+    used.slice(1).map((u, i) => u - used[i]),
+    [16, 16, 16],
+  );
   const pid = readStarts(log)[0].pid;
   // The last listener went: the child is stopped.
   await withTimeout(sampler.whenStopped(), 'stop');
@@ -164,7 +175,11 @@ test('streams snapshots from ONE long-lived child, and stopping kills it', async
 test('eight GPUs per tick are grouped into one snapshot', async () => {
   const { sampler } = makeSampler('dgx', startLog());
   const snaps = await collectSnapshots(sampler, 3);
-  for (const s of snaps) assert.deepEqual(s.gpus.map((g) => g.index), [0, 1, 2, 3, 4, 5, 6, 7]);
+  for (const s of snaps)
+    assert.deepEqual(
+      s.gpus.map((g) => g.index),
+      [0, 1, 2, 3, 4, 5, 6, 7],
+    );
   assert.equal(snaps[0].gpus[6].memoryUsedMiB, 78211);
   await sampler.dispose();
 });
@@ -219,9 +234,15 @@ test('a child that keeps crashing is restarted with doubling delays, logged once
   assert.ok(starts.length >= 4);
   for (let i = 0; i + 1 < 4; i++) {
     // Each restart waited at least its backoff delay (a lower bound holds on a loaded box).
-    assert.ok(starts[i + 1].ms - starts[i].ms >= retries[i] - 5, `restart ${i + 1} came after ${starts[i + 1].ms - starts[i].ms} ms, backoff ${retries[i]} ms`);
+    assert.ok(
+      starts[i + 1].ms - starts[i].ms >= retries[i] - 5,
+      `restart ${i + 1} came after ${starts[i + 1].ms - starts[i].ms} ms, backoff ${retries[i]} ms`,
+    );
   }
-  assert.equal(logs.filter((m) => m.startsWith('GPU monitor unavailable') && m.includes('SIGKILL')).length, 1);
+  assert.equal(
+    logs.filter((m) => m.startsWith('GPU monitor unavailable') && m.includes('SIGKILL')).length,
+    1,
+  );
   assert.equal(sampler.status.available, false);
   assert.equal(sampler.status.kind, 'exited');
   await sampler.dispose();
@@ -242,7 +263,7 @@ test('a child that goes silent is killed and restarted', async () => {
   await sampler.dispose();
 });
 
-test('the driver-failure banner makes the sampler unavailable with nvidia-smi\'s words', async () => {
+test("the driver-failure banner makes the sampler unavailable with nvidia-smi's words", async () => {
   const { sampler } = makeSampler('banner', startLog());
   const failed = statusWhere(sampler, (s) => s.state === 'unavailable', 'driver failure');
   sampler.onSnapshot(() => assert.fail('no snapshot expected'));
@@ -263,7 +284,11 @@ test('garbage output is reported as an unknown format', async () => {
 });
 
 test('missing and non-executable nvidia-smi: unavailable with the reason, retried quietly', async () => {
-  const missing = new GpuSampler({ nvidiaSmiPath: path.join(tmp, 'nope', 'nvidia-smi'), backoffInitialMs: 50, backoffMaxMs: 200 });
+  const missing = new GpuSampler({
+    nvidiaSmiPath: path.join(tmp, 'nope', 'nvidia-smi'),
+    backoffInitialMs: 50,
+    backoffMaxMs: 200,
+  });
   samplers.push(missing);
   const a = statusWhere(missing, (s) => s.state === 'unavailable', 'missing');
   missing.onSnapshot(() => {});
@@ -279,10 +304,19 @@ test('missing and non-executable nvidia-smi: unavailable with the reason, retrie
   assert.match(sb.reason ?? '', /not on PATH/);
 
   const logs: string[] = [];
-  const noExec = new GpuSampler({ nvidiaSmiPath: fake('not-executable'), backoffInitialMs: 20, backoffMaxMs: 40, log: (m) => logs.push(m) });
+  const noExec = new GpuSampler({
+    nvidiaSmiPath: fake('not-executable'),
+    backoffInitialMs: 20,
+    backoffMaxMs: 40,
+    log: (m) => logs.push(m),
+  });
   samplers.push(noExec);
   let failures = 0;
-  const c = statusWhere(noExec, (s) => s.state === 'unavailable' && ++failures >= 3, 'not executable x3');
+  const c = statusWhere(
+    noExec,
+    (s) => s.state === 'unavailable' && ++failures >= 3,
+    'not executable x3',
+  );
   noExec.onSnapshot(() => {});
   assert.equal((await c).kind, 'notExecutable');
   assert.equal(logs.length, 1, `one log line per distinct failure, got ${JSON.stringify(logs)}`);
@@ -301,7 +335,10 @@ test('a hanging nvidia-smi never blocks: the sampler and the one-shot query time
   assert.ok(tickedBeforeStatus, 'the event loop kept running while nvidia-smi hung');
   await sampler.dispose();
 
-  const result = await withTimeout(queryGpusOnce({ nvidiaSmiPath: fake('hang'), timeoutMs: 500, env }), 'one-shot query');
+  const result = await withTimeout(
+    queryGpusOnce({ nvidiaSmiPath: fake('hang'), timeoutMs: 500, env }),
+    'one-shot query',
+  );
   assert.equal(result.ok, false);
   assert.equal(!result.ok && result.kind, 'timeout');
   // Every hanging shell and its sleep grandchild are gone (group kill).
@@ -311,7 +348,8 @@ test('a hanging nvidia-smi never blocks: the sampler and the one-shot query time
     .filter((l) => l.startsWith('hang '))
     .map((l) => Number(l.split(' ')[1]));
   assert.ok(groups.length >= 2);
-  for (const pgid of groups) await eventually(() => processesInGroup(pgid).length === 0, `group ${pgid} gone`);
+  for (const pgid of groups)
+    await eventually(() => processesInGroup(pgid).length === 0, `group ${pgid} gone`);
 });
 
 test('per-process memory streams while someone listens, and stops when they leave', async () => {
@@ -363,7 +401,11 @@ test('no process on the GPU: empty lists, and the silent process stream is not r
   );
   assert.equal(empties, 5);
   const appsStarts = readStarts(log).filter((s) => s.args.includes('--query-compute-apps='));
-  assert.equal(appsStarts.length, 1, 'silence from --query-compute-apps means no process, not a hang');
+  assert.equal(
+    appsStarts.length,
+    1,
+    'silence from --query-compute-apps means no process, not a hang',
+  );
   await sampler.dispose();
 });
 

@@ -36,7 +36,12 @@ describe('TF.js train/diagnose', () => {
   const seen: Seen[] = [];
 
   before(async () => {
-    client = await EngineClient.start({ kind: 'tfjs', cwd: path.dirname(FIXTURE), trusted: true, backend: 'cpu' });
+    client = await EngineClient.start({
+      kind: 'tfjs',
+      cwd: path.dirname(FIXTURE),
+      trusted: true,
+      backend: 'cpu',
+    });
     client.onNotification(trainProgressNotification, (p) => seen.push({ type: 'progress', p }));
     client.onNotification(trainDiagnosisNotification, (d) => seen.push({ type: 'diagnosis', d }));
   });
@@ -48,10 +53,20 @@ describe('TF.js train/diagnose', () => {
   });
 
   async function runToEnd(): Promise<string> {
-    const { runId } = await client.request(trainStartRequest, { file: FIXTURE, epochs: EPOCHS }, { timeoutMs: RUN_TIMEOUT_MS });
+    const { runId } = await client.request(
+      trainStartRequest,
+      { file: FIXTURE, epochs: EPOCHS },
+      { timeoutMs: RUN_TIMEOUT_MS },
+    );
     await waitUntil(
       `run ${runId} ends`,
-      () => seen.some((e) => e.type === 'progress' && e.p.runId === runId && ['done', 'failed', 'stopped'].includes(e.p.state)),
+      () =>
+        seen.some(
+          (e) =>
+            e.type === 'progress' &&
+            e.p.runId === runId &&
+            ['done', 'failed', 'stopped'].includes(e.p.state),
+        ),
       RUN_TIMEOUT_MS,
     );
     return runId;
@@ -66,7 +81,10 @@ describe('TF.js train/diagnose', () => {
     assert.equal(last.type === 'progress' && last.p.state, 'done', JSON.stringify(last));
     assert.equal(last.type === 'progress' && last.p.step, BATCHES);
     const finalDiagnosis = mine.map((e) => e.type).lastIndexOf('diagnosis');
-    assert.ok(finalDiagnosis >= 0 && finalDiagnosis === mine.length - 2, 'train/diagnosis comes just before the final train/progress');
+    assert.ok(
+      finalDiagnosis >= 0 && finalDiagnosis === mine.length - 2,
+      'train/diagnosis comes just before the final train/progress',
+    );
 
     const d = await client.request(trainDiagnoseRequest, { runId });
     assert.equal(d.runId, runId);
@@ -80,12 +98,20 @@ describe('TF.js train/diagnose', () => {
     assert.equal(site.kind, 'item', 'a one-value read is item-like');
     assert.equal(site.count, BATCHES);
     assert.ok(d.deviceToHost.count >= BATCHES, 'every user read is a device→host read');
-    assert.ok(d.hostToDevice.count >= BATCHES, 'tf.scalar made a tensor from a JS value every batch');
+    assert.ok(
+      d.hostToDevice.count >= BATCHES,
+      'tf.scalar made a tensor from a JS value every batch',
+    );
     const where = `syncEveryBatch.ts:${line}`;
     const finding = d.findings.find((f) => f.message.includes(where));
     assert.ok(finding, `a finding names ${where}: ${JSON.stringify(d.findings)}`);
-    assert.match(finding.message, new RegExp(`loss\\.dataSync\\(\\) at .*every batch: ${BATCHES} calls`));
-    assert.ok(d.findings.some((f) => /cpu backend .*nothing leaves process memory/.test(f.message)));
+    assert.match(
+      finding.message,
+      new RegExp(`loss\\.dataSync\\(\\) at .*every batch: ${BATCHES} calls`),
+    );
+    assert.ok(
+      d.findings.some((f) => /cpu backend .*nothing leaves process memory/.test(f.message)),
+    );
     // The notification carries the same counts as the answer after the run.
     const notified = mine[finalDiagnosis];
     assert.ok(notified.type === 'diagnosis');
@@ -103,14 +129,19 @@ describe('TF.js train/diagnose', () => {
     const site = d.syncs.find((s) => s.source?.file === FIXTURE && s.source.line === line);
     assert.equal(site?.count, BATCHES);
     const again = await client.request(trainDiagnoseRequest, { runId: firstRunId });
-    assert.deepEqual(again.deviceToHost, before.deviceToHost, 'the first run saw none of the second run’s reads');
+    assert.deepEqual(
+      again.deviceToHost,
+      before.deviceToHost,
+      'the first run saw none of the second run’s reads',
+    );
     assert.deepEqual(again.hostToDevice, before.hostToDevice);
   });
 
   test('an unknown runId is a clear notLoaded error (as train/stop says, in both engines)', async () => {
     await assert.rejects(
       client.request(trainDiagnoseRequest, { runId: 'r999' }),
-      (err: EngineError) => err instanceof EngineError && err.data.kind === 'notLoaded' && /r999/.test(err.message),
+      (err: EngineError) =>
+        err instanceof EngineError && err.data.kind === 'notLoaded' && /r999/.test(err.message),
     );
   });
 });

@@ -52,7 +52,10 @@ function newestSource(dir: string): number {
 function buildEngine(): void {
   const bundle = path.join(ROOT, 'dist', 'engine.js');
   const wasmOk = fs.existsSync(path.join(ROOT, 'dist', 'wasm', 'tfjs-backend-wasm-simd.wasm'));
-  const sources = Math.max(newestSource(path.join(ROOT, 'src', 'engine')), newestSource(path.join(ROOT, 'src', 'protocol')));
+  const sources = Math.max(
+    newestSource(path.join(ROOT, 'src', 'engine')),
+    newestSource(path.join(ROOT, 'src', 'protocol')),
+  );
   // Other suites may be starting dist/engine.js right now: rewrite it only when it is stale.
   if (wasmOk && fs.existsSync(bundle) && fs.statSync(bundle).mtimeMs >= sources) return;
   const esbuild = require('esbuild') as typeof import('esbuild');
@@ -110,7 +113,10 @@ describe('engine/initialize', () => {
     for (const [, pkg] of ranked.slice(0, Math.min(chosen, 2))) {
       const notes = info.backendNotes;
       const why = `a note for ${pkg}: ${notes.join('; ')}`;
-      assert.ok(notes.some((n) => n.startsWith(`${pkg}:`)), why);
+      assert.ok(
+        notes.some((n) => n.startsWith(`${pkg}:`)),
+        why,
+      );
     }
     assert.deepEqual(
       info.runtimes.find((r) => r.name === '@tensorflow/tfjs'),
@@ -123,7 +129,9 @@ describe('engine/initialize', () => {
   test('an untrusted workspace starts the engine but runs no training either', async () => {
     const c = await EngineClient.start({ kind: 'tfjs', cwd: ROOT, trusted: false });
     try {
-      const err = await rejection(c.request(trainStartRequest, { file: path.join(ROOT, 'examples', 'iris_mlp.ts') }));
+      const err = await rejection(
+        c.request(trainStartRequest, { file: path.join(ROOT, 'examples', 'iris_mlp.ts') }),
+      );
       assert.equal(err.kind, 'untrusted');
     } finally {
       await c.dispose();
@@ -157,7 +165,10 @@ describe('iris MLP (4→10→3)', () => {
     assert.match(k.contiguity.reason, /TF\.js tensors are always contiguous/);
     assert.equal(k.view.wouldFail, false);
 
-    const s = await client.request(modelSummaryRequest, { modelId: r.modelId, inputShapes: [[5, 4]] });
+    const s = await client.request(modelSummaryRequest, {
+      modelId: r.modelId,
+      inputShapes: [[5, 4]],
+    });
     const rows = Object.fromEntries(s.rows.map((row) => [row.path, row]));
     assert.deepEqual(rows.hidden.outputShape, [5, 10]);
     // torchinfo: Linear MACs = (weight + bias elements) × output rows = 50×5 and 33×5.
@@ -182,12 +193,23 @@ describe('iris MLP (4→10→3)', () => {
 
   test('tensor/inspect: a layer output (relu ≥ 0), the root output and the input', async () => {
     const r = await load(IRIS);
-    const o = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'output', path: 'hidden' }, stats: true });
+    const o = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'output', path: 'hidden' },
+      stats: true,
+    });
     assert.deepEqual(o.tensor.shape, [1, 10]);
     assert.ok((o.stats?.min ?? -1) >= 0, 'relu output is never negative');
-    const softmax = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'output', path: '' }, stats: true });
+    const softmax = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'output', path: '' },
+      stats: true,
+    });
     assert.ok(Math.abs((softmax.stats?.mean ?? 0) * 3 - 1) < 1e-5, 'softmax row sums to 1');
-    const i = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'input', index: 0 } });
+    const i = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'input', index: 0 },
+    });
     assert.deepEqual(i.tensor.shape, [1, 4]);
   });
 
@@ -198,7 +220,12 @@ describe('iris MLP (4→10→3)', () => {
     // Hook events are sent during the forward pass, before its response, and arrive in order:
     // each request's answer means its events are already here.
     try {
-      const pre = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'forwardPre', intervalMs: 0 });
+      const pre = await client.request(hookAttachRequest, {
+        modelId: r.modelId,
+        path: 'output',
+        kind: 'forwardPre',
+        intervalMs: 0,
+      });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1 });
       const inputsSeen = events.filter((e) => e.hookId === pre.hookId);
       assert.equal(inputsSeen.length, 1);
@@ -206,13 +233,21 @@ describe('iris MLP (4→10→3)', () => {
       assert.deepEqual(inputsSeen[0].tensor.shape, [1, 10]);
       assert.ok((inputsSeen[0].stats.min ?? -1) >= 0);
 
-      const bwd = await client.request(hookAttachRequest, { modelId: r.modelId, path: 'output', kind: 'backward', intervalMs: 0 });
+      const bwd = await client.request(hookAttachRequest, {
+        modelId: r.modelId,
+        path: 'output',
+        kind: 'backward',
+        intervalMs: 0,
+      });
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 1, backward: true });
       const grads = events.filter((e) => e.hookId === bwd.hookId);
       assert.equal(grads.length, 1);
       assert.deepEqual(grads[0].tensor.shape, [1, 3]);
       // d mean(y)/dy = 1/3 for each of the 3 outputs.
-      assert.ok(Math.abs((grads[0].stats.mean ?? 0) - 1 / 3) < 1e-6, `grad mean ${grads[0].stats.mean}`);
+      assert.ok(
+        Math.abs((grads[0].stats.mean ?? 0) - 1 / 3) < 1e-6,
+        `grad mean ${grads[0].stats.mean}`,
+      );
 
       const d = await client.request(hookDetachRequest, { all: true });
       assert.equal(d.detached, 2);
@@ -220,7 +255,9 @@ describe('iris MLP (4→10→3)', () => {
       const before = events.length;
       await client.request(modelForwardRequest, { modelId: r.modelId, steps: 2, backward: true });
       assert.equal(events.length, before, 'no hook events after detach');
-      const err = await rejection(client.request(hookAttachRequest, { modelId: r.modelId, path: 'nope', kind: 'forward' }));
+      const err = await rejection(
+        client.request(hookAttachRequest, { modelId: r.modelId, path: 'nope', kind: 'forward' }),
+      );
       assert.equal(err.kind, 'unknownPath');
     } finally {
       sub.dispose();
@@ -230,15 +267,30 @@ describe('iris MLP (4→10→3)', () => {
   test('profile: per-op timings without __op wrappers, per-layer times and a Chrome trace', async () => {
     const r = await load(IRIS);
     const traceFile = path.join(fs.mkdtempSync(path.join(os.tmpdir(), 'ml-trace-')), 'trace.json');
-    const p = await client.request(profileRunRequest, { modelId: r.modelId, steps: 2, warmup: 1, mode: 'train', traceFile }, { timeoutMs: REQUEST_TIMEOUT_MS });
+    const p = await client.request(
+      profileRunRequest,
+      { modelId: r.modelId, steps: 2, warmup: 1, mode: 'train', traceFile },
+      { timeoutMs: REQUEST_TIMEOUT_MS },
+    );
     assert.equal(p.method, 'tf.profile');
     assert.ok(p.ops.length > 0);
-    assert.ok(p.ops.every((o) => !o.name.endsWith('__op')), p.ops.map((o) => o.name).join(','));
-    assert.ok(p.ops.some((o) => /MatMul/.test(o.name) && o.inputShapes.some((s) => JSON.stringify(s) === '[[1,4],[4,10]]')));
+    assert.ok(
+      p.ops.every((o) => !o.name.endsWith('__op')),
+      p.ops.map((o) => o.name).join(','),
+    );
+    assert.ok(
+      p.ops.some(
+        (o) =>
+          /MatMul/.test(o.name) &&
+          o.inputShapes.some((s) => JSON.stringify(s) === '[[1,4],[4,10]]'),
+      ),
+    );
     assert.ok(p.ops.some((o) => o.phase === 'backward'));
     const hidden = p.modules.find((m) => m.path === 'hidden');
     assert.equal(hidden?.calls, 2);
-    const trace = JSON.parse(fs.readFileSync(traceFile, 'utf8')) as { traceEvents: Record<string, unknown>[] };
+    const trace = JSON.parse(fs.readFileSync(traceFile, 'utf8')) as {
+      traceEvents: Record<string, unknown>[];
+    };
     const complete = trace.traceEvents.filter((e) => e.ph === 'X');
     assert.ok(complete.some((e) => e.cat === 'kernel'));
     assert.ok(complete.some((e) => e.cat === 'layer' && e.name === 'hidden'));
@@ -256,7 +308,13 @@ describe('iris MLP (4→10→3)', () => {
     try {
       const { runId } = await client.request(trainStartRequest, { file: IRIS, epochs: 20 });
       const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-      while (!progress.some((p) => p.runId === runId && ['done', 'failed', 'stopped'].includes(p.state)) && Date.now() < deadline) await sleep(50);
+      while (
+        !progress.some(
+          (p) => p.runId === runId && ['done', 'failed', 'stopped'].includes(p.state),
+        ) &&
+        Date.now() < deadline
+      )
+        await sleep(50);
       const mine = progress.filter((p) => p.runId === runId);
       const last = mine[mine.length - 1];
       assert.equal(last.state, 'done', JSON.stringify(last.error));
@@ -266,7 +324,10 @@ describe('iris MLP (4→10→3)', () => {
       const losses = mine.flatMap((p) => p.loss.map(([, l]) => l));
       assert.ok(losses.length >= 20, `${losses.length} loss points`);
       const avg = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
-      assert.ok(avg(losses.slice(-5)) < avg(losses.slice(0, 5)) * 0.5, `loss ${avg(losses.slice(0, 5))} → ${avg(losses.slice(-5))}`);
+      assert.ok(
+        avg(losses.slice(-5)) < avg(losses.slice(0, 5)) * 0.5,
+        `loss ${avg(losses.slice(0, 5))} → ${avg(losses.slice(-5))}`,
+      );
       assert.ok(outputs.some((o) => o.runId === runId && /epoch 20: loss=/.test(o.text)));
     } finally {
       sub.dispose();
@@ -279,7 +340,13 @@ describe('model structure', () => {
     const r = await load(path.join(FIXTURES, 'nestedShared.ts'));
     const tree = await client.request(modelTreeRequest, { modelId: r.modelId });
     const byPath = Object.fromEntries(tree.modules.map((m) => [m.path, m]));
-    assert.deepEqual(Object.keys(byPath), ['', 'encoder', 'encoder.enc_dense', 'encoder.shared', 'head']);
+    assert.deepEqual(Object.keys(byPath), [
+      '',
+      'encoder',
+      'encoder.enc_dense',
+      'encoder.shared',
+      'head',
+    ]);
     assert.deepEqual(byPath['encoder.shared'].aliases, ['shared']);
     assert.deepEqual(byPath[''].children, ['encoder', 'shared', 'head']);
     assert.equal(byPath[''].totalParams, 54 + 42 + 14);
@@ -315,7 +382,13 @@ describe('model structure', () => {
     try {
       const { runId } = await client.request(trainStartRequest, { file: CNN, epochs: 1 });
       const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-      while (!progress.some((p) => p.runId === runId && ['done', 'failed', 'stopped'].includes(p.state)) && Date.now() < deadline) await sleep(50);
+      while (
+        !progress.some(
+          (p) => p.runId === runId && ['done', 'failed', 'stopped'].includes(p.state),
+        ) &&
+        Date.now() < deadline
+      )
+        await sleep(50);
       const last = progress.filter((p) => p.runId === runId).pop();
       assert.equal(last?.state, 'done', JSON.stringify(last?.error));
       assert.equal(last?.step, 128 / 32);
@@ -327,7 +400,9 @@ describe('model structure', () => {
   test('a saved model.json loads through the fs loader with its weights', async () => {
     const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ml-modeljson-'));
     await tf.setBackend('cpu');
-    const model = tf.sequential({ layers: [tf.layers.dense({ inputShape: [3], units: 2, name: 'fc' })] });
+    const model = tf.sequential({
+      layers: [tf.layers.dense({ inputShape: [3], units: 2, name: 'fc' })],
+    });
     const kernel = tf.tensor2d([1, 2, 3, 4, 5, 6], [3, 2]);
     model.getLayer('fc').setWeights([kernel, tf.tensor1d([10, 20])]);
     await model.save(
@@ -335,7 +410,11 @@ describe('model structure', () => {
         fs.writeFileSync(path.join(dir, 'weights.bin'), Buffer.from(a.weightData as ArrayBuffer));
         fs.writeFileSync(
           path.join(dir, 'model.json'),
-          JSON.stringify({ modelTopology: a.modelTopology, format: 'layers-model', weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }] }),
+          JSON.stringify({
+            modelTopology: a.modelTopology,
+            format: 'layers-model',
+            weightsManifest: [{ paths: ['weights.bin'], weights: a.weightSpecs }],
+          }),
         );
         return { modelArtifactsInfo: { dateSaved: new Date(), modelTopologyType: 'JSON' } };
       }),
@@ -343,10 +422,18 @@ describe('model structure', () => {
     const r = await load(path.join(dir, 'model.json'));
     const tree = await client.request(modelTreeRequest, { modelId: r.modelId });
     assert.equal(tree.modules[0].totalParams, 8);
-    const k = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'parameter', name: 'fc.kernel' }, stats: true });
+    const k = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'parameter', name: 'fc.kernel' },
+      stats: true,
+    });
     assert.equal(k.stats?.mean, 3.5);
     assert.equal(k.stats?.max, 6);
-    const b = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'parameter', name: 'fc.bias' }, stats: true });
+    const b = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'parameter', name: 'fc.bias' },
+      stats: true,
+    });
     assert.equal(b.stats?.mean, 15);
   });
 });
@@ -376,11 +463,17 @@ describe('user folders', () => {
     );
     const r = await load(file);
     assert.equal(r.name, 'create');
-    assert.deepEqual(r.inputs, [{ shape: [3, 5], dtype: 'float32', source: 'example', note: 'from the exampleInput export' }]);
+    assert.deepEqual(r.inputs, [
+      { shape: [3, 5], dtype: 'float32', source: 'example', note: 'from the exampleInput export' },
+    ]);
     const s = await client.request(modelSummaryRequest, { modelId: r.modelId });
     assert.deepEqual(s.rows.find((row) => row.path === 'body')?.outputShape, [3, 7]);
     // exampleInput is ones: the input's statistics say so.
-    const x = await client.request(tensorInspectRequest, { modelId: r.modelId, target: { kind: 'input', index: 0 }, stats: true });
+    const x = await client.request(tensorInspectRequest, {
+      modelId: r.modelId,
+      target: { kind: 'input', index: 0 },
+      stats: true,
+    });
     assert.deepEqual([x.stats?.min, x.stats?.max], [1, 1]);
   });
 });
@@ -412,7 +505,10 @@ describe('bad input', () => {
     const r = await load(IRIS, { inputShapes: [[100000, 100000]] });
     const err = await rejection(client.request(modelSummaryRequest, { modelId: r.modelId }));
     assert.equal(err.kind, 'badRequest');
-    assert.match(err.message, /input too large: shape \[100000, 100000\] float32 is 40,000,000,000 bytes/);
+    assert.match(
+      err.message,
+      /input too large: shape \[100000, 100000\] float32 is 40,000,000,000 bytes/,
+    );
   });
 
   test('a custom layer that throws in call(): message, its line and the layer', async () => {
@@ -477,8 +573,14 @@ describe('bad input', () => {
     const text = outputs.map((o) => o.text).join('');
     assert.match(text, /hello from the model file/);
     assert.match(text, /raw stdout write/);
-    assert.ok(logs.some((l) => /stray async error from user code/.test(l.message)), 'uncaught error logged');
-    assert.ok(logs.some((l) => /stray rejection from user code/.test(l.message)), 'rejection logged');
+    assert.ok(
+      logs.some((l) => /stray async error from user code/.test(l.message)),
+      'uncaught error logged',
+    );
+    assert.ok(
+      logs.some((l) => /stray rejection from user code/.test(l.message)),
+      'rejection logged',
+    );
   });
 
   test('user code calling process.exit is a userExit error and the engine stays up', async () => {
@@ -493,11 +595,21 @@ describe('bad input', () => {
     const progress: TrainProgress[] = [];
     const sub = client.onNotification(trainProgressNotification, (p) => progress.push(p));
     try {
-      const { runId } = await client.request(trainStartRequest, { file: path.join(FIXTURES, 'trainForever.ts') });
+      const { runId } = await client.request(trainStartRequest, {
+        file: path.join(FIXTURES, 'trainForever.ts'),
+      });
       const deadline = Date.now() + REQUEST_TIMEOUT_MS;
-      while (!progress.some((p) => p.runId === runId && p.state === 'running') && Date.now() < deadline) await sleep(20);
+      while (
+        !progress.some((p) => p.runId === runId && p.state === 'running') &&
+        Date.now() < deadline
+      )
+        await sleep(20);
       // No modelId: the hook goes on the model being trained, and fires inside fit.
-      const hook = await client.request(hookAttachRequest, { path: 'fc', kind: 'forward', intervalMs: 0 });
+      const hook = await client.request(hookAttachRequest, {
+        path: 'fc',
+        kind: 'forward',
+        intervalMs: 0,
+      });
       const events: HookEvent[] = [];
       const hookSub = client.onNotification(hookEventNotification, (e) => events.push(e));
       while (events.length < 3 && Date.now() < deadline) await sleep(20);
@@ -506,7 +618,11 @@ describe('bad input', () => {
       assert.ok(events.length >= 3, 'hook events during fit');
       assert.deepEqual(events[0].tensor.shape, [8, 1], 'batches of 8');
       assert.equal(typeof events[0].step, 'number');
-      const res = await client.request(trainStopRequest, { runId }, { timeoutMs: REQUEST_TIMEOUT_MS });
+      const res = await client.request(
+        trainStopRequest,
+        { runId },
+        { timeoutMs: REQUEST_TIMEOUT_MS },
+      );
       assert.equal(res.stopped, true);
       // The run's last progress is sent before train/stop answers: it is already here.
       const last = progress.filter((p) => p.runId === runId).pop();
@@ -526,7 +642,10 @@ describe('call interception (in-process)', () => {
     const removeB = addCallListener(layer, { before: () => undefined });
     assert.notEqual((layer as unknown as { call: unknown }).call, original);
     removeA();
-    assert.ok(Object.prototype.hasOwnProperty.call(layer, 'call'), 'still patched while a listener remains');
+    assert.ok(
+      Object.prototype.hasOwnProperty.call(layer, 'call'),
+      'still patched while a listener remains',
+    );
     removeB();
     assert.equal((layer as unknown as { call: unknown }).call, original);
     assert.equal(Object.prototype.hasOwnProperty.call(layer, 'call'), false);

@@ -46,9 +46,15 @@ describe('TF.js training of examples/iris_train.ts', () => {
       doc.loss.map((p) => p[0]),
       Array.from({ length: EPOCHS * STEPS_PER_EPOCH }, (_, i) => i + 1),
     );
-    assert.ok(Math.abs(doc.loss[0][1] - UNTRAINED_LOSS) < 0.5, `first loss ${doc.loss[0][1]} is near ln 3`);
+    assert.ok(
+      Math.abs(doc.loss[0][1] - UNTRAINED_LOSS) < 0.5,
+      `first loss ${doc.loss[0][1]} is near ln 3`,
+    );
     const tenth = Math.floor(doc.loss.length / 10);
-    assert.ok(mean(doc.loss.slice(-tenth)) < 0.8 * mean(doc.loss.slice(0, tenth)), 'the loss falls');
+    assert.ok(
+      mean(doc.loss.slice(-tenth)) < 0.8 * mean(doc.loss.slice(0, tenth)),
+      'the loss falls',
+    );
     // The script's own prints went to stderr, leaving stdout to the JSON document.
     assert.match(r.stderr, /epoch 0 loss \d/);
     assert.match(r.stderr, /test accuracy 0\.\d{3}/);
@@ -58,7 +64,12 @@ describe('TF.js training of examples/iris_train.ts', () => {
     let client: EngineClient;
 
     before(async () => {
-      client = await EngineClient.start({ kind: 'tfjs', cwd: path.dirname(IRIS), trusted: true, backend: 'cpu' });
+      client = await EngineClient.start({
+        kind: 'tfjs',
+        cwd: path.dirname(IRIS),
+        trusted: true,
+        backend: 'cpu',
+      });
     });
 
     after(async () => {
@@ -77,8 +88,16 @@ describe('TF.js training of examples/iris_train.ts', () => {
         client.onNotification(outputNotification, (o) => output.push(o)),
       ];
       try {
-        const { runId } = await client.request(trainStartRequest, { file: IRIS, epochs: 1_000_000 }, { timeoutMs: REQUEST_TIMEOUT_MS });
-        await waitUntil('a running progress with a modelId', () => progress.some((p) => p.runId === runId && p.state === 'running' && p.modelId), EVENT_TIMEOUT_MS);
+        const { runId } = await client.request(
+          trainStartRequest,
+          { file: IRIS, epochs: 1_000_000 },
+          { timeoutMs: REQUEST_TIMEOUT_MS },
+        );
+        await waitUntil(
+          'a running progress with a modelId',
+          () => progress.some((p) => p.runId === runId && p.state === 'running' && p.modelId),
+          EVENT_TIMEOUT_MS,
+        );
         const modelId = progress.find((p) => p.modelId)!.modelId!;
 
         // The editor loads the Modules tree for that modelId: 4·10+10 = 50 and 10·3+3 = 33 parameters.
@@ -87,19 +106,41 @@ describe('TF.js training of examples/iris_train.ts', () => {
         assert.deepEqual(params, { '': 83, hidden: 50, output: 33 });
 
         // No modelId: the hook goes on the model being trained.
-        const { hookId } = await client.request(hookAttachRequest, { path: 'hidden', kind: 'forward', intervalMs: 50 });
-        await waitUntil('hook events from the training run', () => events.some((e) => e.hookId === hookId), EVENT_TIMEOUT_MS);
+        const { hookId } = await client.request(hookAttachRequest, {
+          path: 'hidden',
+          kind: 'forward',
+          intervalMs: 50,
+        });
+        await waitUntil(
+          'hook events from the training run',
+          () => events.some((e) => e.hookId === hookId),
+          EVENT_TIMEOUT_MS,
+        );
         const ev = events.find((e) => e.hookId === hookId)!;
-        assert.deepEqual(ev.tensor.shape, [120, 10], 'full batch of 120 through the 10 hidden units');
+        assert.deepEqual(
+          ev.tensor.shape,
+          [120, 10],
+          'full batch of 120 through the 10 hidden units',
+        );
         assert.equal(typeof ev.step, 'number', 'events during a run carry the step');
 
-        const stop = await client.request(trainStopRequest, { runId }, { timeoutMs: REQUEST_TIMEOUT_MS });
+        const stop = await client.request(
+          trainStopRequest,
+          { runId },
+          { timeoutMs: REQUEST_TIMEOUT_MS },
+        );
         assert.equal(stop.stopped, true);
         const last = progress.filter((p) => p.runId === runId).at(-1)!;
         assert.equal(last.state, 'stopped');
         const points = progress.filter((p) => p.runId === runId).flatMap((p) => p.loss);
-        assert.ok(points.length > 0 && points.length <= last.step, `partial curve of ${points.length} points for ${last.step} steps`);
-        assert.ok(output.some((o) => o.runId === runId && /epoch 0 loss/.test(o.text)), 'the script output is tagged with the run');
+        assert.ok(
+          points.length > 0 && points.length <= last.step,
+          `partial curve of ${points.length} points for ${last.step} steps`,
+        );
+        assert.ok(
+          output.some((o) => o.runId === runId && /epoch 0 loss/.test(o.text)),
+          'the script output is tagged with the run',
+        );
       } finally {
         for (const s of subs) s.dispose();
       }

@@ -49,7 +49,12 @@ function makeInputs(inputs: Record<string, number[]>): Record<string, Float32Arr
   return out;
 }
 
-function runOn(kernel: string, inputs: Record<string, number[]>, data: Record<string, Float32Array>, attrs: Record<string, unknown>) {
+function runOn(
+  kernel: string,
+  inputs: Record<string, number[]>,
+  data: Record<string, Float32Array>,
+  attrs: Record<string, unknown>,
+) {
   return (): Float32Array => {
     const ts: Record<string, tf.Tensor> = {};
     for (const [k, shape] of Object.entries(inputs)) ts[k] = tf.tensor(data[k], shape);
@@ -74,14 +79,19 @@ async function compareKernel(
  * before they get there), so for dilation > 1 the reference is built from an identity instead:
  * a dilated filter equals a dense filter with zeros inserted, run with dilation 1 on cpu.
  */
-function expandFilter(f: Float32Array, shape: number[], d: [number, number]): { values: Float32Array; shape: number[] } {
+function expandFilter(
+  f: Float32Array,
+  shape: number[],
+  d: [number, number],
+): { values: Float32Array; shape: number[] } {
   const [kh, kw, c, m] = shape;
   const bh = (kh - 1) * d[0] + 1;
   const bw = (kw - 1) * d[1] + 1;
   const big = new Float32Array(bh * bw * c * m);
   for (let i = 0; i < kh; i++)
     for (let j = 0; j < kw; j++)
-      for (let q = 0; q < c * m; q++) big[((i * d[0]) * bw + j * d[1]) * c * m + q] = f[(i * kw + j) * c * m + q];
+      for (let q = 0; q < c * m; q++)
+        big[(i * d[0] * bw + j * d[1]) * c * m + q] = f[(i * kw + j) * c * m + q];
   return { values: big, shape: [bh, bw, c, m] };
 }
 
@@ -98,16 +108,25 @@ async function compareDilatedDepthwise(
     const big = expandFilter(data.filter, inputs.filter, d);
     want = await onBackend(
       'cpu',
-      runOn(kernel, { dy: inputs.dy, filter: big.shape }, { dy: data.dy, filter: big.values }, { ...attrs, dilations: [1, 1] }),
+      runOn(
+        kernel,
+        { dy: inputs.dy, filter: big.shape },
+        { dy: data.dy, filter: big.values },
+        { ...attrs, dilations: [1, 1] },
+      ),
     );
   } else {
     const [kh, kw, c, m] = attrs.filterShape as number[];
     const bigShape = [(kh - 1) * d[0] + 1, (kw - 1) * d[1] + 1, c, m];
-    const bigGrad = await onBackend('cpu', runOn(kernel, inputs, data, { ...attrs, dilations: [1, 1], filterShape: bigShape }));
+    const bigGrad = await onBackend(
+      'cpu',
+      runOn(kernel, inputs, data, { ...attrs, dilations: [1, 1], filterShape: bigShape }),
+    );
     want = new Float32Array(kh * kw * c * m);
     for (let i = 0; i < kh; i++)
       for (let j = 0; j < kw; j++)
-        for (let q = 0; q < c * m; q++) want[(i * kw + j) * c * m + q] = bigGrad[((i * d[0]) * bigShape[1] + j * d[1]) * c * m + q];
+        for (let q = 0; q < c * m; q++)
+          want[(i * kw + j) * c * m + q] = bigGrad[(i * d[0] * bigShape[1] + j * d[1]) * c * m + q];
   }
   return relErr(got, want);
 }
@@ -167,13 +186,17 @@ test('Conv2DBackpropFilter matches cpu (strides, paddings, data formats)', async
         const xNhwc = [2, 7, 8, 3];
         const filterShape = [3, 3, 3, 4];
         const dyNhwc = outShape(xNhwc, filterShape, strides, [1, 1], pad, false);
-        const toFmt = (s: number[]): number[] => (dataFormat === 'NCHW' ? [s[0], s[3], s[1], s[2]] : s);
+        const toFmt = (s: number[]): number[] =>
+          dataFormat === 'NCHW' ? [s[0], s[3], s[1], s[2]] : s;
         const err = await compareKernel(
           'Conv2DBackpropFilter',
           { x: toFmt(xNhwc), dy: toFmt(dyNhwc) },
           { strides, pad, dataFormat, filterShape },
         );
-        assert.ok(err < REL_TOL, `${dataFormat} strides=${strides} pad=${JSON.stringify(pad)}: rel err ${err}`);
+        assert.ok(
+          err < REL_TOL,
+          `${dataFormat} strides=${strides} pad=${JSON.stringify(pad)}: rel err ${err}`,
+        );
       }
     }
   }
@@ -217,16 +240,34 @@ test('the rewritten kernels free every intermediate buffer (only the result stay
   assert.equal(await tf.setBackend('wasm'), true);
   const backend = tf.backend() as unknown as { numDataIds(): number };
   const cases: [string, Record<string, number[]>, Record<string, unknown>][] = [
-    ['Conv2DBackpropFilter', { x: [2, 7, 8, 3], dy: [2, 4, 4, 4] }, { strides: [2, 2], pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 3, 4] }],
-    ['DepthwiseConv2dNativeBackpropFilter', { x: [2, 9, 8, 3], dy: [2, 5, 4, 6] }, { strides: [2, 2], dilations: [1, 1], pad: 'same', filterShape: [3, 3, 3, 2] }],
-    ['DepthwiseConv2dNativeBackpropInput', { dy: [2, 5, 4, 6], filter: [3, 3, 3, 2] }, { strides: [2, 2], dilations: [1, 1], pad: 'same', inputShape: [2, 9, 8, 3] }],
+    [
+      'Conv2DBackpropFilter',
+      { x: [2, 7, 8, 3], dy: [2, 4, 4, 4] },
+      { strides: [2, 2], pad: 'same', dataFormat: 'NCHW', filterShape: [3, 3, 3, 4] },
+    ],
+    [
+      'DepthwiseConv2dNativeBackpropFilter',
+      { x: [2, 9, 8, 3], dy: [2, 5, 4, 6] },
+      { strides: [2, 2], dilations: [1, 1], pad: 'same', filterShape: [3, 3, 3, 2] },
+    ],
+    [
+      'DepthwiseConv2dNativeBackpropInput',
+      { dy: [2, 5, 4, 6], filter: [3, 3, 3, 2] },
+      { strides: [2, 2], dilations: [1, 1], pad: 'same', inputShape: [2, 9, 8, 3] },
+    ],
   ];
   for (const [kernel, inputs, attrs] of cases) {
     const data = makeInputs(inputs);
-    const ts = Object.fromEntries(Object.entries(inputs).map(([k, shape]) => [k, tf.tensor(data[k], shape)]));
+    const ts = Object.fromEntries(
+      Object.entries(inputs).map(([k, shape]) => [k, tf.tensor(data[k], shape)]),
+    );
     const before = backend.numDataIds();
     const out = tf.engine().runKernel(kernel, ts as never, attrs as never) as tf.Tensor;
-    assert.equal(backend.numDataIds() - before, 1, `${kernel} leaked ${backend.numDataIds() - before - 1} buffers`);
+    assert.equal(
+      backend.numDataIds() - before,
+      1,
+      `${kernel} leaked ${backend.numDataIds() - before - 1} buffers`,
+    );
     out.dispose();
     Object.values(ts).forEach((t) => t.dispose());
   }
@@ -239,7 +280,12 @@ test('end to end: tf.grads through conv2d and depthwiseConv2d agree between wasm
     const w2 = tf.tensor4d(values(3 * 3 * 4 * 2, 5), [3, 3, 4, 2]);
     const f = (xx: tf.Tensor, a: tf.Tensor, b: tf.Tensor): tf.Scalar =>
       tf
-        .depthwiseConv2d(tf.relu(tf.conv2d(xx as tf.Tensor4D, a as tf.Tensor4D, 2, 'same')), b as tf.Tensor4D, 1, 'valid')
+        .depthwiseConv2d(
+          tf.relu(tf.conv2d(xx as tf.Tensor4D, a as tf.Tensor4D, 2, 'same')),
+          b as tf.Tensor4D,
+          1,
+          'valid',
+        )
         .square()
         .sum();
     const g = tf.grads(f)([x, w1, w2]);
@@ -255,7 +301,13 @@ test('a conv LayersModel trains on wasm (the original failure: Conv2DBackpropFil
   assert.equal(await tf.setBackend('wasm'), true);
   const model = tf.sequential({
     layers: [
-      tf.layers.conv2d({ inputShape: [8, 8, 1], filters: 4, kernelSize: 3, strides: 2, activation: 'relu' }),
+      tf.layers.conv2d({
+        inputShape: [8, 8, 1],
+        filters: 4,
+        kernelSize: 3,
+        strides: 2,
+        activation: 'relu',
+      }),
       tf.layers.depthwiseConv2d({ kernelSize: 2, depthMultiplier: 2 }),
       tf.layers.flatten(),
       tf.layers.dense({ units: 2, activation: 'softmax' }),
@@ -263,7 +315,13 @@ test('a conv LayersModel trains on wasm (the original failure: Conv2DBackpropFil
   });
   model.compile({ optimizer: 'adam', loss: 'categoricalCrossentropy' });
   const xs = tf.tensor4d(values(16 * 64, 11), [16, 8, 8, 1]);
-  const ys = tf.oneHot(tf.tensor1d(Array.from({ length: 16 }, (_, i) => i % 2), 'int32'), 2);
+  const ys = tf.oneHot(
+    tf.tensor1d(
+      Array.from({ length: 16 }, (_, i) => i % 2),
+      'int32',
+    ),
+    2,
+  );
   const loss = (await model.trainOnBatch(xs, ys)) as number;
   assert.ok(Number.isFinite(loss), `loss ${loss}`);
 });

@@ -50,7 +50,11 @@ function showBanner(crashed: boolean, message: string | undefined): void {
   if (!crashed) return;
   banner.append(
     h('span', null, message ?? 'The engine stopped.'),
-    h('button', { type: 'button', class: 'primary', onclick: () => post({ type: 'restartEngine' }) }, 'Restart Engine'),
+    h(
+      'button',
+      { type: 'button', class: 'primary', onclick: () => post({ type: 'restartEngine' }) },
+      'Restart Engine',
+    ),
     h('button', { type: 'button', onclick: () => post({ type: 'showLog' }) }, 'Show Log'),
   );
 }

@@ -14,7 +14,12 @@ export interface TensorLayout {
   slots: { index: number; logical: number[] }[];
 }
 
-export function tensorLayout(shape: number[], stride: number[], storageOffset: number, maxElements = MAX_LAYOUT_ELEMENTS): TensorLayout | undefined {
+export function tensorLayout(
+  shape: number[],
+  stride: number[],
+  storageOffset: number,
+  maxElements = MAX_LAYOUT_ELEMENTS,
+): TensorLayout | undefined {
   if (shape.length !== stride.length) return undefined;
   const numel = shape.reduce((a, b) => a * b, 1);
   if (numel === 0 || numel > maxElements) return undefined;
@@ -32,8 +37,12 @@ export function tensorLayout(shape: number[], stride: number[], storageOffset: n
   const lo = Math.min(...storageIndex);
   const hi = Math.max(...storageIndex);
   // Sparse views (a large stride) would draw long runs of gaps; cap the memory row.
-  if (hi - lo + 1 > maxElements * 4) return { storageIndex, ...grid(shape), slots: compactSlots(storageIndex) };
-  const slots = Array.from({ length: hi - lo + 1 }, (_, i) => ({ index: lo + i, logical: [] as number[] }));
+  if (hi - lo + 1 > maxElements * 4)
+    return { storageIndex, ...grid(shape), slots: compactSlots(storageIndex) };
+  const slots = Array.from({ length: hi - lo + 1 }, (_, i) => ({
+    index: lo + i,
+    logical: [] as number[],
+  }));
   storageIndex.forEach((s, logical) => slots[s - lo].logical.push(logical));
   return { storageIndex, ...grid(shape), slots };
 }
@@ -47,5 +56,7 @@ function grid(shape: number[]): { rows: number; cols: number } {
 function compactSlots(storageIndex: number[]): { index: number; logical: number[] }[] {
   const by = new Map<number, number[]>();
   storageIndex.forEach((s, logical) => by.set(s, [...(by.get(s) ?? []), logical]));
-  return [...by.entries()].sort((a, b) => a[0] - b[0]).map(([index, logical]) => ({ index, logical }));
+  return [...by.entries()]
+    .sort((a, b) => a[0] - b[0])
+    .map(([index, logical]) => ({ index, logical }));
 }

@@ -29,7 +29,9 @@ function render(state: OpsState | null): void {
   current = state;
   const root = app();
   if (!state) {
-    root.replaceChildren(h('p', { class: 'muted' }, 'Run "Model Lens: Profile Current File" to time a model.'));
+    root.replaceChildren(
+      h('p', { class: 'muted' }, 'Run "Model Lens: Profile Current File" to time a model.'),
+    );
     return;
   }
   const p = state.profile;
@@ -38,10 +40,20 @@ function render(state: OpsState | null): void {
       'header',
       null,
       h('h1', null, `${state.modelName}: ops`),
-      h('span', { class: 'muted' }, `${p.steps} step${p.steps === 1 ? '' : 's'} · median ${formatMs(p.stepMs)} ms/step · ${p.method} · ${state.kind}`),
-      h('button', { type: 'button', id: 'export-trace', onclick: () => post({ type: 'exportTrace' }) }, 'Export trace'),
+      h(
+        'span',
+        { class: 'muted' },
+        `${p.steps} step${p.steps === 1 ? '' : 's'} · median ${formatMs(p.stepMs)} ms/step · ${p.method} · ${state.kind}`,
+      ),
+      h(
+        'button',
+        { type: 'button', id: 'export-trace', onclick: () => post({ type: 'exportTrace' }) },
+        'Export trace',
+      ),
     ),
-    p.warnings.length ? h('ul', { class: 'warnings' }, ...p.warnings.map((w) => h('li', null, w))) : '',
+    p.warnings.length
+      ? h('ul', { class: 'warnings' }, ...p.warnings.map((w) => h('li', null, w)))
+      : '',
     opsTable(p.ops),
     modulesTable(p),
   );
@@ -53,7 +65,9 @@ function opsTable(ops: OpStat[]): HTMLElement {
   indexed.sort((a, b) => {
     const x = a.op[view.sort];
     const y = b.op[view.sort];
-    return (typeof x === 'string' ? x.localeCompare(y as string) : (x as number) - (y as number)) * dir;
+    return (
+      (typeof x === 'string' ? x.localeCompare(y as string) : (x as number) - (y as number)) * dir
+    );
   });
   const maxSelf = Math.max(1e-9, ...ops.map((o) => o.selfMs));
   const totalSelf = ops.reduce((a, o) => a + o.selfMs, 0) || 1;
@@ -65,7 +79,8 @@ function opsTable(ops: OpStat[]): HTMLElement {
         'th',
         {
           class: c.numeric ? 'num sortable' : 'sortable',
-          'aria-sort': view.sort === c.key ? (view.descending ? 'descending' : 'ascending') : 'none',
+          'aria-sort':
+            view.sort === c.key ? (view.descending ? 'descending' : 'ascending') : 'none',
           tabindex: 0,
           'data-sort': c.key,
           onclick: () => sortBy(c.key, c.numeric),
@@ -83,16 +98,56 @@ function opsTable(ops: OpStat[]): HTMLElement {
     h(
       'tr',
       { 'data-op': op.name },
-      h('td', { class: 'mono' }, op.name, op.phase && op.phase !== 'forward' ? h('span', { class: 'badge' }, op.phase) : ''),
+      h(
+        'td',
+        { class: 'mono' },
+        op.name,
+        op.phase && op.phase !== 'forward' ? h('span', { class: 'badge' }, op.phase) : '',
+      ),
       h('td', { class: 'num' }, formatCount(op.calls)),
       h('td', { class: 'num' }, formatMs(op.totalMs)),
       h('td', { class: 'num' }, formatMs(op.selfMs)),
-      h('td', { class: 'bar-cell' }, bar(op.selfMs / maxSelf, `${((op.selfMs / totalSelf) * 100).toFixed(1)}% of self time`), ` ${((op.selfMs / totalSelf) * 100).toFixed(1)}%`),
-      h('td', { class: 'mono shapes' }, op.inputShapes.slice(0, 2).map((s) => s.map((x) => formatShape(x)).join(' ')).join(' | ')),
-      h('td', null, op.source ? h('a', { href: '#', onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })) }, `${basename(op.source.file)}:${op.source.line}`) : ''),
+      h(
+        'td',
+        { class: 'bar-cell' },
+        bar(op.selfMs / maxSelf, `${((op.selfMs / totalSelf) * 100).toFixed(1)}% of self time`),
+        ` ${((op.selfMs / totalSelf) * 100).toFixed(1)}%`,
+      ),
+      h(
+        'td',
+        { class: 'mono shapes' },
+        op.inputShapes
+          .slice(0, 2)
+          .map((s) => s.map((x) => formatShape(x)).join(' '))
+          .join(' | '),
+      ),
+      h(
+        'td',
+        null,
+        op.source
+          ? h(
+              'a',
+              {
+                href: '#',
+                onclick: (e: Event) => (e.preventDefault(), post({ type: 'openOpSource', index })),
+              },
+              `${basename(op.source.file)}:${op.source.line}`,
+            )
+          : '',
+      ),
     ),
   );
-  return h('section', { id: 'ops' }, h('h2', null, 'Ops'), h('table', { class: 'grid', id: 'ops-table' }, h('thead', null, head), h('tbody', null, ...rows)));
+  return h(
+    'section',
+    { id: 'ops' },
+    h('h2', null, 'Ops'),
+    h(
+      'table',
+      { class: 'grid', id: 'ops-table' },
+      h('thead', null, head),
+      h('tbody', null, ...rows),
+    ),
+  );
 }
 
 function modulesTable(p: ProfileResult): HTMLElement | string {
@@ -107,7 +162,20 @@ function modulesTable(p: ProfileResult): HTMLElement | string {
     h(
       'table',
       { class: 'grid', id: 'modules-table' },
-      h('thead', null, h('tr', null, h('th', null, 'Module'), h('th', null, 'Type'), h('th', { class: 'num' }, 'Calls'), h('th', { class: 'num' }, 'Forward ms'), hasBackward ? h('th', { class: 'num' }, 'Backward ms') : '', h('th', null, ''))),
+      h(
+        'thead',
+        null,
+        h(
+          'tr',
+          null,
+          h('th', null, 'Module'),
+          h('th', null, 'Type'),
+          h('th', { class: 'num' }, 'Calls'),
+          h('th', { class: 'num' }, 'Forward ms'),
+          hasBackward ? h('th', { class: 'num' }, 'Backward ms') : '',
+          h('th', null, ''),
+        ),
+      ),
       h(
         'tbody',
         null,
@@ -118,13 +186,21 @@ function modulesTable(p: ProfileResult): HTMLElement | string {
               'data-path': m.path,
               tabindex: 0,
               onclick: () => post({ type: 'revealModule', path: m.path }),
-              onkeydown: (e: Event) => (e as KeyboardEvent).key === 'Enter' && post({ type: 'revealModule', path: m.path }),
+              onkeydown: (e: Event) =>
+                (e as KeyboardEvent).key === 'Enter' &&
+                post({ type: 'revealModule', path: m.path }),
             },
             h('td', { class: 'mono' }, m.path || '(root)'),
             h('td', null, m.type),
             h('td', { class: 'num' }, formatCount(m.calls)),
             h('td', { class: 'num' }, formatMs(m.forwardMs)),
-            hasBackward ? h('td', { class: 'num' }, m.backwardMs === undefined ? '--' : formatMs(m.backwardMs)) : '',
+            hasBackward
+              ? h(
+                  'td',
+                  { class: 'num' },
+                  m.backwardMs === undefined ? '--' : formatMs(m.backwardMs),
+                )
+              : '',
             h('td', { class: 'bar-cell' }, bar((m.forwardMs + (m.backwardMs ?? 0)) / max)),
           ),
         ),

@@ -12,12 +12,23 @@ type TensorState = TensorPanelState;
 function render(state: TensorState | null): void {
   const root = app();
   if (!state) {
-    root.replaceChildren(h('p', { class: 'muted' }, 'Pick a parameter, buffer or module output to inspect it.'));
+    root.replaceChildren(
+      h('p', { class: 'muted' }, 'Pick a parameter, buffer or module output to inspect it.'),
+    );
     return;
   }
   const t = state.tensor;
   root.replaceChildren(
-    h('header', null, h('h1', null, state.name), h('span', { class: 'muted' }, `${state.modelName} · ${t.dtype} · ${t.device} · ${formatCount(t.numel)} elements · ${formatBytes(t.bytes)}`)),
+    h(
+      'header',
+      null,
+      h('h1', null, state.name),
+      h(
+        'span',
+        { class: 'muted' },
+        `${state.modelName} · ${t.dtype} · ${t.device} · ${formatCount(t.numel)} elements · ${formatBytes(t.bytes)}`,
+      ),
+    ),
     dimsTable(t),
     contiguity(t),
     viewCheck(t),
@@ -44,17 +55,46 @@ function dimsTable(t: TensorInfo): HTMLElement {
     h(
       'table',
       { class: 'grid dims' },
-      h('thead', null, h('tr', null, h('th', null, 'dim'), ...dims.map((d) => h('th', { class: cls(d) }, d)))),
+      h(
+        'thead',
+        null,
+        h('tr', null, h('th', null, 'dim'), ...dims.map((d) => h('th', { class: cls(d) }, d))),
+      ),
       h(
         'tbody',
         null,
-        h('tr', null, h('th', null, 'size'), ...dims.map((d) => h('td', { class: cls(d) }, t.shape[d]))),
-        h('tr', null, h('th', null, 'stride'), ...dims.map((d) => h('td', { class: cls(d) }, t.stride[d]))),
-        h('tr', { class: 'muted' }, h('th', null, 'contiguous stride'), ...dims.map((d) => h('td', { class: cls(d) }, expected[d]))),
+        h(
+          'tr',
+          null,
+          h('th', null, 'size'),
+          ...dims.map((d) => h('td', { class: cls(d) }, t.shape[d])),
+        ),
+        h(
+          'tr',
+          null,
+          h('th', null, 'stride'),
+          ...dims.map((d) => h('td', { class: cls(d) }, t.stride[d])),
+        ),
+        h(
+          'tr',
+          { class: 'muted' },
+          h('th', null, 'contiguous stride'),
+          ...dims.map((d) => h('td', { class: cls(d) }, expected[d])),
+        ),
       ),
     ),
-    h('p', null, `Shape ${formatShape(t.shape)} · stride ${formatShape(t.stride)} (elements) · storage offset ${t.storageOffset}`),
-    t.strideSynthetic ? h('p', { class: 'muted' }, 'This framework has no strides: these are the row-major strides of a contiguous tensor.') : null,
+    h(
+      'p',
+      null,
+      `Shape ${formatShape(t.shape)} · stride ${formatShape(t.stride)} (elements) · storage offset ${t.storageOffset}`,
+    ),
+    t.strideSynthetic
+      ? h(
+          'p',
+          { class: 'muted' },
+          'This framework has no strides: these are the row-major strides of a contiguous tensor.',
+        )
+      : null,
   );
 }
 
@@ -64,7 +104,12 @@ function contiguity(t: TensorInfo): HTMLElement {
     'section',
     { id: 'contiguity', class: c.contiguous ? 'ok' : 'warn' },
     h('h2', null, 'Contiguity'),
-    h('p', null, c.contiguous ? 'Contiguous' : `Not contiguous: breaks at dim ${c.breaksAt}`, c.memoryFormat ? ` (${c.memoryFormat})` : ''),
+    h(
+      'p',
+      null,
+      c.contiguous ? 'Contiguous' : `Not contiguous: breaks at dim ${c.breaksAt}`,
+      c.memoryFormat ? ` (${c.memoryFormat})` : '',
+    ),
     c.reason ? h('p', { class: 'muted' }, c.reason) : null,
   );
 }
@@ -75,7 +120,13 @@ function viewCheck(t: TensorInfo): HTMLElement {
     'section',
     { id: 'view', class: v.wouldFail ? 'warn' : 'ok' },
     h('h2', null, 'view() and reshape()'),
-    h('p', null, v.wouldFail ? `view() would fail — reshape copies ${formatCount(v.copyBytes)} bytes` : `view(-1) works without a copy${v.copyBytes ? `; reshape copies ${formatCount(v.copyBytes)} bytes` : ''}`),
+    h(
+      'p',
+      null,
+      v.wouldFail
+        ? `view() would fail — reshape copies ${formatCount(v.copyBytes)} bytes`
+        : `view(-1) works without a copy${v.copyBytes ? `; reshape copies ${formatCount(v.copyBytes)} bytes` : ''}`,
+    ),
     v.error ? h('pre', { class: 'error' }, v.error) : null,
   );
 }
@@ -84,30 +135,53 @@ function layoutPicture(t: TensorInfo): HTMLElement {
   const layout = tensorLayout(t.shape, t.stride, t.storageOffset);
   const section = h('section', { id: 'layout' }, h('h2', null, 'Logical order vs memory order'));
   if (!layout) {
-    section.append(h('p', { class: 'muted' }, `Drawn for tensors of at most ${MAX_LAYOUT_ELEMENTS} elements.`));
+    section.append(
+      h('p', { class: 'muted' }, `Drawn for tensors of at most ${MAX_LAYOUT_ELEMENTS} elements.`),
+    );
     return section;
   }
   const n = layout.storageIndex.length;
   const colour = (logical: number, cell: HTMLElement) => {
     cell.style.setProperty('--hue', String(Math.round((logical / Math.max(n, 1)) * 300)));
   };
-  const logical = h('div', { class: 'cells logical', role: 'table', 'aria-label': 'Logical order: storage index of each element' });
+  const logical = h('div', {
+    class: 'cells logical',
+    role: 'table',
+    'aria-label': 'Logical order: storage index of each element',
+  });
   logical.style.gridTemplateColumns = `repeat(${layout.cols}, minmax(2.2em, auto))`;
   layout.storageIndex.forEach((s, i) => {
     const cell = h('div', { class: 'cell', title: `element ${i} → storage[${s}]` }, s);
     colour(i, cell);
     logical.append(cell);
   });
-  const memory = h('div', { class: 'cells memory', role: 'table', 'aria-label': 'Memory order: element stored in each storage slot' });
+  const memory = h('div', {
+    class: 'cells memory',
+    role: 'table',
+    'aria-label': 'Memory order: element stored in each storage slot',
+  });
   for (const slot of layout.slots) {
-    const cell = h('div', { class: slot.logical.length ? 'cell' : 'cell gap', title: `storage[${slot.index}]` }, h('small', null, slot.index), h('span', null, slot.logical.join(',') || '·'));
+    const cell = h(
+      'div',
+      { class: slot.logical.length ? 'cell' : 'cell gap', title: `storage[${slot.index}]` },
+      h('small', null, slot.index),
+      h('span', null, slot.logical.join(',') || '·'),
+    );
     if (slot.logical.length) colour(slot.logical[0], cell);
     memory.append(cell);
   }
   section.append(
-    h('p', { class: 'muted' }, 'Each element in logical (row-major) order, labelled with its storage index:'),
+    h(
+      'p',
+      { class: 'muted' },
+      'Each element in logical (row-major) order, labelled with its storage index:',
+    ),
     logical,
-    h('p', { class: 'muted' }, 'Storage from low to high address, labelled with the element stored there (· = not part of this tensor):'),
+    h(
+      'p',
+      { class: 'muted' },
+      'Storage from low to high address, labelled with the element stored there (· = not part of this tensor):',
+    ),
     memory,
   );
   return section;
@@ -120,9 +194,17 @@ function storage(t: TensorInfo): HTMLElement | null {
     'section',
     { id: 'storage' },
     h('h2', null, 'Storage'),
-    s ? h('p', null, `Storage ${s.id}: ${formatBytes(s.bytes)}${s.bytes > t.bytes ? ` (this tensor uses ${formatBytes(t.bytes)})` : ''}`) : null,
+    s
+      ? h(
+          'p',
+          null,
+          `Storage ${s.id}: ${formatBytes(s.bytes)}${s.bytes > t.bytes ? ` (this tensor uses ${formatBytes(t.bytes)})` : ''}`,
+        )
+      : null,
     t.viewOf ? h('p', null, `View of ${t.viewOf}`) : null,
-    s?.sharedWith.length ? h('p', null, `Shared with: ${s.sharedWith.join(', ')}`) : h('p', { class: 'muted' }, 'Not shared with other named tensors.'),
+    s?.sharedWith.length
+      ? h('p', null, `Shared with: ${s.sharedWith.join(', ')}`)
+      : h('p', { class: 'muted' }, 'Not shared with other named tensors.'),
   );
 }
 
@@ -133,8 +215,18 @@ function stats(state: TensorState): HTMLElement | null {
     'section',
     { id: 'stats' },
     h('h2', null, 'Values'),
-    h('p', null, `mean ${formatNumber(s.mean)} · std ${formatNumber(s.std)} · min ${formatNumber(s.min)} · max ${formatNumber(s.max)}${s.zeroCount !== undefined ? ` · zeros ${formatCount(s.zeroCount)}` : ''}`),
-    s.nanCount || s.infCount ? h('p', { class: 'warning' }, `${formatCount(s.nanCount)} NaN, ${formatCount(s.infCount)} Inf`) : null,
+    h(
+      'p',
+      null,
+      `mean ${formatNumber(s.mean)} · std ${formatNumber(s.std)} · min ${formatNumber(s.min)} · max ${formatNumber(s.max)}${s.zeroCount !== undefined ? ` · zeros ${formatCount(s.zeroCount)}` : ''}`,
+    ),
+    s.nanCount || s.infCount
+      ? h(
+          'p',
+          { class: 'warning' },
+          `${formatCount(s.nanCount)} NaN, ${formatCount(s.infCount)} Inf`,
+        )
+      : null,
     state.histogram ? histogramFigure(state.histogram) : null,
   );
 }

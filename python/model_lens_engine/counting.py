@@ -51,7 +51,14 @@ def owned_params(m, recurse=True):
 def counts(m, recurse=True):
     """{stored, effective, trainable, trainableEffective, packed, bytes} of `m`'s distinct
     parameters (effective: pruned weights count their mask's ones, torchinfo's rule)."""
-    out = {"stored": 0, "effective": 0, "trainable": 0, "trainableEffective": 0, "packed": 0, "bytes": 0}
+    out = {
+        "stored": 0,
+        "effective": 0,
+        "trainable": 0,
+        "trainableEffective": 0,
+        "packed": 0,
+        "bytes": 0,
+    }
     for owner, short, p in owned_params(m, recurse):
         n = numel(p)
         e, _ = effective(owner, short, p)
@@ -61,7 +68,7 @@ def counts(m, recurse=True):
         if p.requires_grad:
             out["trainable"] += n
             out["trainableEffective"] += e
-    for _, sub in (m.named_modules() if recurse else [("", m)]):
+    for _, sub in m.named_modules() if recurse else [("", m)]:
         out["packed"] += packed(sub)
     return out
 
@@ -73,7 +80,9 @@ def packed(module):
     if wb is None or not callable(wb) or isinstance(module, torch.jit.ScriptModule):
         return 0
     if isinstance(getattr(module, "_packed_params", None), nn.Module):
-        return 0  # the quantized Linear itself: its LinearPackedParams child holds (and counts) them
+        return (
+            0  # the quantized Linear itself: its LinearPackedParams child holds (and counts) them
+        )
     try:
         return sum(t.numel() for t in wb() if isinstance(t, torch.Tensor))
     except Exception:

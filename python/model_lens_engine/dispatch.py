@@ -85,8 +85,11 @@ class Dispatcher:
             return True  # notifications from the client ($/setTrace, exit...) need no answer
         rid = msg["id"]
         if isinstance(rid, bool) or not isinstance(rid, (int, str)) or not isinstance(method, str):
-            self.conn.respond_error(None, INVALID_REQUEST, "Invalid request: id must be a "
-                                    "number or string and method a string")
+            self.conn.respond_error(
+                None,
+                INVALID_REQUEST,
+                "Invalid request: id must be a number or string and method a string",
+            )
             return True
         self.handle(rid, method, msg.get("params"))
         return True
@@ -134,8 +137,12 @@ class Dispatcher:
     def handle(self, rid, method, params):
         handler = self.handlers.get(method)
         if handler is None:
-            self.conn.respond_error(rid, METHOD_NOT_FOUND, "Unknown method %s" % method,
-                                    {"kind": "unsupported", "got": method})
+            self.conn.respond_error(
+                rid,
+                METHOD_NOT_FOUND,
+                "Unknown method %s" % method,
+                {"kind": "unsupported", "got": method},
+            )
             return
         if self.conn.is_cancelled(rid):
             self.conn.forget(rid)
@@ -168,8 +175,12 @@ class Dispatcher:
             tb = traceback.format_exc()
             sys.stderr.write(tb)
             self.log("error", "Engine error in %s: %s" % (method, tb.strip().splitlines()[-1]))
-            self.conn.respond_error(rid, INTERNAL, "Engine error in %s: %s: %s" % (method, type(e).__name__, e),
-                                    {"kind": "internal", "hint": tb.strip().splitlines()[-1][:500]})
+            self.conn.respond_error(
+                rid,
+                INTERNAL,
+                "Engine error in %s: %s: %s" % (method, type(e).__name__, e),
+                {"kind": "internal", "hint": tb.strip().splitlines()[-1][:500]},
+            )
         finally:
             self.current_id = None
             self.conn.forget(rid)

@@ -78,7 +78,9 @@ def is_framework_file(path):
     real = os.path.realpath(path)
     if real.startswith(_torch_prefix()) or real.startswith(_ENGINE_DIR + os.sep):
         return True
-    return any(real.startswith(d) for d in _STDLIB_DIRS) and not any(m in real for m in _LIBRARY_MARKERS)
+    return any(real.startswith(d) for d in _STDLIB_DIRS) and not any(
+        m in real for m in _LIBRARY_MARKERS
+    )
 
 
 @functools.lru_cache(maxsize=4096)

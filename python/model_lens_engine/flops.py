@@ -23,19 +23,98 @@ except ImportError:  # torch 1.13
     _TORCH_FLOPS = {}
 
 # Ops that move, view or allocate data and do no arithmetic: never "uncounted".
-NO_ARITHMETIC = frozenset((
-    "view", "_unsafe_view", "reshape", "t", "transpose", "permute", "expand", "squeeze", "unsqueeze",
-    "slice", "select", "index_select", "as_strided", "clone", "copy_", "contiguous", "detach",
-    "alias", "lift_fresh", "empty", "empty_like", "empty_strided", "zeros", "zeros_like", "ones",
-    "ones_like", "full", "full_like", "fill_", "zero_", "arange", "cat", "stack", "split",
-    "split_with_sizes", "chunk", "unbind", "_to_copy", "to", "flatten", "unflatten", "narrow",
-    "new_empty", "new_zeros", "new_ones", "new_full", "scalar_tensor", "_reshape_alias", "split",
-    "max_pool2d_with_indices", "embedding", "index", "gather", "masked_fill", "masked_fill_",
-    "_local_scalar_dense", "item", "repeat", "roll", "pad", "constant_pad_nd", "eq", "ne", "lt",
-    "gt", "le", "ge", "where", "triu", "tril", "bitwise_not", "logical_not", "any", "all",
-    "set_", "resize_", "randint", "rand", "randn", "uniform_", "normal_", "bernoulli_",
-    "native_dropout", "_unsafe_index", "diagonal", "sym_size", "sym_stride", "sym_numel",
-))
+NO_ARITHMETIC = frozenset(
+    (
+        "view",
+        "_unsafe_view",
+        "reshape",
+        "t",
+        "transpose",
+        "permute",
+        "expand",
+        "squeeze",
+        "unsqueeze",
+        "slice",
+        "select",
+        "index_select",
+        "as_strided",
+        "clone",
+        "copy_",
+        "contiguous",
+        "detach",
+        "alias",
+        "lift_fresh",
+        "empty",
+        "empty_like",
+        "empty_strided",
+        "zeros",
+        "zeros_like",
+        "ones",
+        "ones_like",
+        "full",
+        "full_like",
+        "fill_",
+        "zero_",
+        "arange",
+        "cat",
+        "stack",
+        "split",
+        "split_with_sizes",
+        "chunk",
+        "unbind",
+        "_to_copy",
+        "to",
+        "flatten",
+        "unflatten",
+        "narrow",
+        "new_empty",
+        "new_zeros",
+        "new_ones",
+        "new_full",
+        "scalar_tensor",
+        "_reshape_alias",
+        "split",
+        "max_pool2d_with_indices",
+        "embedding",
+        "index",
+        "gather",
+        "masked_fill",
+        "masked_fill_",
+        "_local_scalar_dense",
+        "item",
+        "repeat",
+        "roll",
+        "pad",
+        "constant_pad_nd",
+        "eq",
+        "ne",
+        "lt",
+        "gt",
+        "le",
+        "ge",
+        "where",
+        "triu",
+        "tril",
+        "bitwise_not",
+        "logical_not",
+        "any",
+        "all",
+        "set_",
+        "resize_",
+        "randint",
+        "rand",
+        "randn",
+        "uniform_",
+        "normal_",
+        "bernoulli_",
+        "native_dropout",
+        "_unsafe_index",
+        "diagonal",
+        "sym_size",
+        "sym_stride",
+        "sym_numel",
+    )
+)
 
 
 def _shape(t):
@@ -76,8 +155,12 @@ def _dynamic_linear(args, out):
 
 
 OWN_FORMULAS = {
-    "mm": _mm, "bmm": _mm, "addmm": _addmm, "baddbmm": _addmm,
-    "convolution": _convolution, "_convolution": _convolution,
+    "mm": _mm,
+    "bmm": _mm,
+    "addmm": _addmm,
+    "baddbmm": _addmm,
+    "convolution": _convolution,
+    "_convolution": _convolution,
     "_scaled_dot_product_flash_attention_for_cpu": _sdpa,
     "_scaled_dot_product_flash_attention": _sdpa,
     "_scaled_dot_product_efficient_attention": _sdpa,
@@ -114,7 +197,11 @@ def macs_of(func, args, kwargs, out):
 
 
 def method_name():
-    return "torch.utils.flop_counter formulas" if _TORCH_FLOPS else "own aten formulas (no torch.utils.flop_counter)"
+    return (
+        "torch.utils.flop_counter formulas"
+        if _TORCH_FLOPS
+        else "own aten formulas (no torch.utils.flop_counter)"
+    )
 
 
 if TorchDispatchMode is not None:
@@ -146,7 +233,7 @@ if TorchDispatchMode is not None:
             if self.stack and self.stack[-1] == mid:
                 self.stack.pop()
             elif mid in self.stack:  # a module left without its children's post-hooks firing
-                del self.stack[self.stack.index(mid):]
+                del self.stack[self.stack.index(mid) :]
 
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
             out = func(*args, **(kwargs or {}))
@@ -164,7 +251,10 @@ if TorchDispatchMode is not None:
             return out
 
         def uncounted_ops(self):
-            return [{"name": n, "calls": c} for n, c in sorted(self.uncounted.items(), key=lambda kv: -kv[1])]
+            return [
+                {"name": n, "calls": c}
+                for n, c in sorted(self.uncounted.items(), key=lambda kv: -kv[1])
+            ]
 
 
 def new_counter():

@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from .errors import not_found, bad_request
+from .errors import bad_request, not_found
 from .protocol import HOOK_EVENT, HOOK_KINDS, HOOK_STATS_INTERVAL_MS
 from .tensors import brief_info, finish_stats, histogram, quick_stats_vector
 
@@ -66,10 +66,22 @@ class HookManager:
         if kind not in HOOK_KINDS:
             raise bad_request("kind must be one of %s, got %r" % (", ".join(HOOK_KINDS), kind))
         module = _resolve(lm.module, path)
-        interval_ms = HOOK_STATS_INTERVAL_MS if interval_ms is None else max(MIN_HOOK_INTERVAL_MS, float(interval_ms))
+        interval_ms = (
+            HOOK_STATS_INTERVAL_MS
+            if interval_ms is None
+            else max(MIN_HOOK_INTERVAL_MS, float(interval_ms))
+        )
         hook_id = "h%d" % self._next
         self._next += 1
-        h = _Hook(hook_id, path, kind, module, interval_ms / 1000.0, int(bins) if bins else None, lm.model_id)
+        h = _Hook(
+            hook_id,
+            path,
+            kind,
+            module,
+            interval_ms / 1000.0,
+            int(bins) if bins else None,
+            lm.model_id,
+        )
         h.scope = lm.scope
         if kind == "forward":
             h.handles.append(module.register_forward_hook(self._forward_fn(h)))
@@ -118,7 +130,9 @@ class HookManager:
     # ---- hook bodies ---------------------------------------------------------------------
 
     def _enqueue(self, h, tensors, frame):
-        source = h.scope.innermost_user_frame(frame, framework_only=True) if frame is not None else None
+        source = (
+            h.scope.innermost_user_frame(frame, framework_only=True) if frame is not None else None
+        )
         when = time.time() * 1000.0
         with self._lock:
             if not h.alive:
@@ -129,13 +143,16 @@ class HookManager:
                 hist = None
                 if h.bins:
                     hist = histogram(t, h.bins)
-                self._pending.append((h, h.calls, when, i, brief_info(t), quick_stats_vector(t), hist, source, t))
+                self._pending.append(
+                    (h, h.calls, when, i, brief_info(t), quick_stats_vector(t), hist, source, t)
+                )
 
     def _forward_fn(self, h):
         def fn(m, args, out):
             h.calls += 1
             if h.due():
                 self._enqueue(h, _tensors(out), sys._getframe(1))
+
         return fn
 
     def _pre_fn(self, h):
@@ -143,6 +160,7 @@ class HookManager:
             h.calls += 1
             if h.due():
                 self._enqueue(h, _tensors(args), sys._getframe(1))
+
         return fn
 
     def _backward_fn(self, h):
@@ -158,6 +176,7 @@ class HookManager:
             for i, t in enumerate(outs):
                 if t.requires_grad:
                     t.register_hook(self._grad_fn(h, i, call, src))
+
         return fn
 
     def _grad_fn(self, h, index, call, source):
@@ -166,7 +185,20 @@ class HookManager:
             with self._lock:
                 if h.alive and grad is not None:
                     hist = histogram(grad, h.bins) if h.bins else None
-                    self._pending.append((h, call, when, index, brief_info(grad), quick_stats_vector(grad), hist, source, grad))
+                    self._pending.append(
+                        (
+                            h,
+                            call,
+                            when,
+                            index,
+                            brief_info(grad),
+                            quick_stats_vector(grad),
+                            hist,
+                            source,
+                            grad,
+                        )
+                    )
+
         return g
 
     def flush(self):

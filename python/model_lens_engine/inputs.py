@@ -18,10 +18,20 @@ INFERRED_SEQUENCE_LENGTH = 8
 # Token ids are drawn from a fixed generator so that two summaries of one model agree.
 TOKEN_ID_SEED = 0
 DTYPES = {
-    "float32": torch.float32, "float": torch.float32, "float64": torch.float64,
-    "double": torch.float64, "float16": torch.float16, "half": torch.float16,
-    "bfloat16": torch.bfloat16, "int64": torch.int64, "long": torch.int64, "int32": torch.int32,
-    "int": torch.int32, "int16": torch.int16, "int8": torch.int8, "uint8": torch.uint8,
+    "float32": torch.float32,
+    "float": torch.float32,
+    "float64": torch.float64,
+    "double": torch.float64,
+    "float16": torch.float16,
+    "half": torch.float16,
+    "bfloat16": torch.bfloat16,
+    "int64": torch.int64,
+    "long": torch.int64,
+    "int32": torch.int32,
+    "int": torch.int32,
+    "int16": torch.int16,
+    "int8": torch.int8,
+    "uint8": torch.uint8,
     "bool": torch.bool,
 }
 
@@ -70,28 +80,51 @@ def infer_input(module):
         if isinstance(m, nn.Linear):
             note = "inferred from %s (Linear, in_features=%d) with batch 1" % (name, m.in_features)
             return [1, m.in_features], torch.float32, note, m
-        if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
-                          nn.ConvTranspose3d)):
+        if isinstance(
+            m,
+            (
+                nn.Conv1d,
+                nn.Conv2d,
+                nn.Conv3d,
+                nn.ConvTranspose1d,
+                nn.ConvTranspose2d,
+                nn.ConvTranspose3d,
+            ),
+        ):
             spatial = list(INFERRED_SPATIAL[len(m.kernel_size)])
-            note = "inferred from %s (%s, in_channels=%d) with batch 1 and a guessed spatial size %s" % (
-                name, type(m).__name__, m.in_channels, "×".join(str(s) for s in spatial))
+            note = (
+                "inferred from %s (%s, in_channels=%d) with batch 1 and a guessed spatial size %s"
+                % (name, type(m).__name__, m.in_channels, "×".join(str(s) for s in spatial))
+            )
             return [1, m.in_channels] + spatial, torch.float32, note, m
         if isinstance(m, nn.Embedding):
-            note = "inferred from %s (Embedding, %d entries): token ids below %d, batch 1, length %d" % (
-                name, m.num_embeddings, m.num_embeddings, INFERRED_SEQUENCE_LENGTH)
+            note = (
+                "inferred from %s (Embedding, %d entries): token ids below %d, batch 1, length %d"
+                % (name, m.num_embeddings, m.num_embeddings, INFERRED_SEQUENCE_LENGTH)
+            )
             return [1, INFERRED_SEQUENCE_LENGTH], torch.int64, note, m
         if isinstance(m, nn.RNNBase):
             n = INFERRED_SEQUENCE_LENGTH
             shape = [1, n, m.input_size] if m.batch_first else [n, 1, m.input_size]
             note = "inferred from %s (%s, input_size=%d), batch 1, sequence length %d" % (
-                name, type(m).__name__, m.input_size, n)
+                name,
+                type(m).__name__,
+                m.input_size,
+                n,
+            )
             return shape, torch.float32, note, m
-        if isinstance(m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)):
+        if isinstance(
+            m, (nn.TransformerEncoderLayer, nn.TransformerDecoderLayer, nn.MultiheadAttention)
+        ):
             d = m.self_attn.embed_dim if hasattr(m, "self_attn") else m.embed_dim
             n = INFERRED_SEQUENCE_LENGTH
             shape = [1, n, d] if getattr(m, "batch_first", False) else [n, 1, d]
             note = "inferred from %s (%s, d_model=%d), batch 1, sequence length %d" % (
-                name, type(m).__name__, d, n)
+                name,
+                type(m).__name__,
+                d,
+                n,
+            )
             return shape, torch.float32, note, m
         if isinstance(m, (nn.BatchNorm1d, nn.LayerNorm)):
             n = m.num_features if isinstance(m, nn.BatchNorm1d) else list(m.normalized_shape)[-1]
@@ -110,7 +143,7 @@ def _input_bytes_limit():
     from .watchdog import MEMORY_LIMIT_MB
 
     if MEMORY_LIMIT_MB[0] > 0:
-        return int(MEMORY_LIMIT_MB[0] * 2 ** 20 * INPUT_MEMORY_SHARE)
+        return int(MEMORY_LIMIT_MB[0] * 2**20 * INPUT_MEMORY_SHARE)
     try:
         total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
     except (ValueError, OSError, AttributeError):
@@ -130,8 +163,9 @@ def _check_input_size(shape, dtype, device):
         raise bad_request(
             "input too large: shape %s %s is %s bytes (%.1f GiB); this engine allows %.1f GiB for "
             "its inputs. Pass a smaller --input (or modelLens.defaultInputShape)."
-            % (list(shape), dtype_name(dtype), format(size, ","), size / 2 ** 30, limit / 2 ** 30),
-            got=list(shape))
+            % (list(shape), dtype_name(dtype), format(size, ","), size / 2**30, limit / 2**30),
+            got=list(shape),
+        )
 
 
 def make_tensor(shape, dtype, device, embedding=None):
@@ -154,25 +188,36 @@ def make_inputs(shapes, dtypes, device, embedding=None):
 
 
 def check_shapes(shapes):
-    if not isinstance(shapes, list) or not shapes or not all(
-        isinstance(s, list) and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s)
-        for s in shapes
+    if (
+        not isinstance(shapes, list)
+        or not shapes
+        or not all(
+            isinstance(s, list)
+            and all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in s)
+            for s in shapes
+        )
     ):
-        raise bad_request("inputShapes must be a non-empty list of shapes (lists of non-negative "
-                          "integers), got %r" % (shapes,))
+        raise bad_request(
+            "inputShapes must be a non-empty list of shapes (lists of non-negative "
+            "integers), got %r" % (shapes,)
+        )
 
 
 def parse_dtype(name, where):
     dt = DTYPES.get(str(name).lower().replace("torch.", ""))
     if dt is None:
-        raise bad_request("%s: unknown dtype %r; one of %s" % (where, name, ", ".join(sorted(DTYPES))))
+        raise bad_request(
+            "%s: unknown dtype %r; one of %s" % (where, name, ", ".join(sorted(DTYPES)))
+        )
     return dt
 
 
 def check_requests(inputs):
     """Validates `inputs: [{shape, dtype?, name?}]`; returns [(shape, dtype or None, name)]."""
     if not isinstance(inputs, list) or not inputs:
-        raise bad_request("inputs must be a non-empty list of {shape, dtype?, name?}, got %r" % (inputs,))
+        raise bad_request(
+            "inputs must be a non-empty list of {shape, dtype?, name?}, got %r" % (inputs,)
+        )
     out = []
     seen = set()
     for i, r in enumerate(inputs):
@@ -183,11 +228,17 @@ def check_requests(inputs):
         dt = parse_dtype(r["dtype"], where) if r.get("dtype") is not None else None
         name = r.get("name")
         if name is not None and (not isinstance(name, str) or not name.isidentifier()):
-            raise bad_request("%s: name must be a Python identifier (a forward() argument), got %r" % (where, name))
+            raise bad_request(
+                "%s: name must be a Python identifier (a forward() argument), got %r"
+                % (where, name)
+            )
         if name is not None and name in seen:
             raise bad_request("%s: input %r is given twice" % (where, name))
         if name is None and seen:
-            raise bad_request("%s: a positional input cannot follow a named one (%s)" % (where, ", ".join(sorted(seen))))
+            raise bad_request(
+                "%s: a positional input cannot follow a named one (%s)"
+                % (where, ", ".join(sorted(seen)))
+            )
         if name is not None:
             seen.add(name)
         out.append((list(r["shape"]), dt, name))
@@ -223,10 +274,15 @@ def requests_of(params):
         check_shapes(shapes)
         dtypes = params.get("inputDtypes") or []
         if not isinstance(dtypes, list) or len(dtypes) > len(shapes):
-            raise bad_request("inputDtypes must be a list with at most one dtype per input shape, got %r" % (dtypes,))
+            raise bad_request(
+                "inputDtypes must be a list with at most one dtype per input shape, got %r"
+                % (dtypes,)
+            )
         dtypes = dtypes + [None] * (len(shapes) - len(dtypes))
-        return [(list(s), parse_dtype(d, "inputDtypes[%d]" % i) if d is not None else None, None)
-                for i, (s, d) in enumerate(zip(shapes, dtypes))]
+        return [
+            (list(s), parse_dtype(d, "inputDtypes[%d]" % i) if d is not None else None, None)
+            for i, (s, d) in enumerate(zip(shapes, dtypes))
+        ]
     return None
 
 
@@ -234,14 +290,19 @@ def _to_model_device(t, device, name, index):
     """The example tensor on the model's device. A meta tensor has no values to move: that is a
     device mismatch in the user's `example_input`, said as such (not an engine error)."""
     if t.device.type == "meta" and torch.device(device).type != "meta":
-        what = "%s[%r]" % (EXAMPLE_INPUT_NAME, name) if name is not None else (
-            EXAMPLE_INPUT_NAME if index == 0 else "%s[%d]" % (EXAMPLE_INPUT_NAME, index))
+        what = (
+            "%s[%r]" % (EXAMPLE_INPUT_NAME, name)
+            if name is not None
+            else (EXAMPLE_INPUT_NAME if index == 0 else "%s[%d]" % (EXAMPLE_INPUT_NAME, index))
+        )
         raise user_fault(
             "deviceMismatch",
             "Device mismatch: %s is on meta (shapes only, no values) but the model's parameters "
             "are on %s." % (what, device),
-            expected=str(device), got="meta",
-            hint="Make %s on %s (or leave it out and pass --input SHAPE)." % (what, device))
+            expected=str(device),
+            got="meta",
+            hint="Make %s on %s (or leave it out and pass --input SHAPE)." % (what, device),
+        )
     return t.to(device)
 
 
@@ -250,18 +311,31 @@ def _example(value, device):
     note = "module-level `%s`" % EXAMPLE_INPUT_NAME
     if isinstance(value, torch.Tensor):
         pairs = [(None, value)]
-    elif isinstance(value, (tuple, list)) and value and all(isinstance(v, torch.Tensor) for v in value):
+    elif (
+        isinstance(value, (tuple, list))
+        and value
+        and all(isinstance(v, torch.Tensor) for v in value)
+    ):
         pairs = [(None, v) for v in value]
-    elif isinstance(value, dict) and value and all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items()):
+    elif (
+        isinstance(value, dict)
+        and value
+        and all(isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in value.items())
+    ):
         pairs = list(value.items())
     else:
         return None
-    tensors = Inputs([_to_model_device(t, device, n, i) for i, (n, t) in enumerate(pairs)],
-                     [n for n, _ in pairs])
+    tensors = Inputs(
+        [_to_model_device(t, device, n, i) for i, (n, t) in enumerate(pairs)], [n for n, _ in pairs]
+    )
     specs = []
     for n, t in pairs:
-        spec = {"shape": list(t.shape), "dtype": dtype_name(t.dtype), "source": "example", "note": note}
+        spec = {
+            "shape": list(t.shape),
+            "dtype": dtype_name(t.dtype),
+            "source": "example",
+            "note": note,
+        }
         if n is not None:
             spec["name"] = n
         specs.append(spec)
@@ -277,16 +351,34 @@ def resolve(module, user_module, requests, device):
     if example is not None:
         got = _example(example, device)
         if got is None:
-            return None, [], ["`%s` is a %s, not a tensor, a tuple of tensors or a dict of keyword "
-                              "tensors; it was ignored" % (EXAMPLE_INPUT_NAME, type(example).__name__)]
+            return (
+                None,
+                [],
+                [
+                    "`%s` is a %s, not a tensor, a tuple of tensors or a dict of keyword "
+                    "tensors; it was ignored" % (EXAMPLE_INPUT_NAME, type(example).__name__)
+                ],
+            )
         return got[0], got[1], []
     inferred = infer_input(module)
     if inferred is None:
-        return None, [], ["No input shape: give inputShapes, or define a module-level `%s` tensor "
-                          "in the file." % EXAMPLE_INPUT_NAME]
+        return (
+            None,
+            [],
+            [
+                "No input shape: give inputShapes, or define a module-level `%s` tensor "
+                "in the file." % EXAMPLE_INPUT_NAME
+            ],
+        )
     shape, dt, note, layer = inferred
     emb = layer if isinstance(layer, nn.Embedding) else None
     tensors = Inputs([make_tensor(shape, dt, device, emb)])
     spec = {"shape": shape, "dtype": dtype_name(dt), "source": "inferred", "note": note}
-    return tensors, [spec], ["Input shape %s was %s; set `%s` in the file or pass inputShapes if "
-                             "that is wrong." % (shape, note, EXAMPLE_INPUT_NAME)]
+    return (
+        tensors,
+        [spec],
+        [
+            "Input shape %s was %s; set `%s` in the file or pass inputShapes if "
+            "that is wrong." % (shape, note, EXAMPLE_INPUT_NAME)
+        ],
+    )

@@ -105,8 +105,16 @@ def required_args(cls):
         sig = inspect.signature(cls)
     except (TypeError, ValueError):
         return []
-    kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    return [p.name for p in sig.parameters.values() if p.kind in kinds and p.default is inspect.Parameter.empty]
+    kinds = (
+        inspect.Parameter.POSITIONAL_ONLY,
+        inspect.Parameter.POSITIONAL_OR_KEYWORD,
+        inspect.Parameter.KEYWORD_ONLY,
+    )
+    return [
+        p.name
+        for p in sig.parameters.values()
+        if p.kind in kinds and p.default is inspect.Parameter.empty
+    ]
 
 
 def _top_level_assignments(tree):
@@ -132,7 +140,9 @@ def _purge_user_modules(folder):
         f = getattr(mod, "__file__", None)
         if name == "model_lens_engine" or name.startswith("model_lens_engine."):
             continue  # a model file above the engine's folder must not unload the engine
-        if name.startswith(USER_MODULE_PREFIX) or (f and os.path.realpath(f).startswith(prefix) and not is_library_file(f)):
+        if name.startswith(USER_MODULE_PREFIX) or (
+            f and os.path.realpath(f).startswith(prefix) and not is_library_file(f)
+        ):
             sys.modules.pop(name, None)
 
 
@@ -155,7 +165,7 @@ def _user_exception(exc, scope, what):
             % ("" if exc.code is None else repr(exc.code), what, _at(loc)),
             location=loc,
             userStack=stack or None,
-            hint="Move script code (training, argument parsing, sys.exit) under `if __name__ == \"__main__\":`.",
+            hint='Move script code (training, argument parsing, sys.exit) under `if __name__ == "__main__":`.',
         )
     if isinstance(exc, ImportError):
         missing = getattr(exc, "name", None)
@@ -165,7 +175,9 @@ def _user_exception(exc, scope, what):
             location=loc,
             userStack=stack or None,
             got=missing,
-            hint=("Install `%s` for %s, or fix the import." % (missing, sys.executable)) if missing else None,
+            hint=("Install `%s` for %s, or fix the import." % (missing, sys.executable))
+            if missing
+            else None,
         )
     return user_fault(
         "userCodeError",
@@ -178,7 +190,11 @@ def _user_exception(exc, scope, what):
 def _at(loc):
     if not loc:
         return ""
-    return " (%s:%d%s)" % (loc["file"], loc["line"], (" in " + loc["function"]) if loc.get("function") else "")
+    return " (%s:%d%s)" % (
+        loc["file"],
+        loc["line"],
+        (" in " + loc["function"]) if loc.get("function") else "",
+    )
 
 
 def _defined_names(user_module, modname):
@@ -186,7 +202,9 @@ def _defined_names(user_module, modname):
     for name, obj in vars(user_module).items():
         if name.startswith("__") or isinstance(obj, types.ModuleType):
             continue
-        if getattr(obj, "__module__", modname) != modname and (inspect.isclass(obj) or inspect.isfunction(obj)):
+        if getattr(obj, "__module__", modname) != modname and (
+            inspect.isclass(obj) or inspect.isfunction(obj)
+        ):
             continue  # imported, not defined here
         if inspect.isclass(obj):
             out.append("%s (class)" % name)
@@ -241,7 +259,8 @@ def choose(classes, instances, wanted, file, defined):
                 return cand, obj, None
         raise user_fault(
             "noModel",
-            "%s has no nn.Module class or instance named %r; it has: %s" % (file, wanted, ", ".join(all_names) or "none"),
+            "%s has no nn.Module class or instance named %r; it has: %s"
+            % (file, wanted, ", ".join(all_names) or "none"),
             candidates=all_names or defined,
             got=wanted,
         )
@@ -257,8 +276,10 @@ def choose(classes, instances, wanted, file, defined):
         c, o = instances[0]
         why = None
         if classes:
-            why = "chose the module-level instance %r (built with the file's own arguments) over the class(es) %s" % (
-                c["name"], ", ".join(k["name"] for k, _ in classes))
+            why = (
+                "chose the module-level instance %r (built with the file's own arguments) over the class(es) %s"
+                % (c["name"], ", ".join(k["name"] for k, _ in classes))
+            )
         return c, o, why
     if not instances:
         if len(classes) == 1:
@@ -266,8 +287,15 @@ def choose(classes, instances, wanted, file, defined):
         # A class used inside another class of the file is a building block, not the model.
         tops = [(c, o) for c, o in classes if not _is_referenced(o.__name__, classes)]
         if len(tops) == 1:
-            return tops[0][0], tops[0][1], "chose %r: the other classes (%s) are used inside it" % (
-                tops[0][0]["name"], ", ".join(c["name"] for c, _ in classes if c is not tops[0][0]))
+            return (
+                tops[0][0],
+                tops[0][1],
+                "chose %r: the other classes (%s) are used inside it"
+                % (
+                    tops[0][0]["name"],
+                    ", ".join(c["name"] for c, _ in classes if c is not tops[0][0]),
+                ),
+            )
     raise user_fault(
         "ambiguousModel",
         "%s has several models (%s); say which one to load." % (file, ", ".join(all_names)),
@@ -291,7 +319,11 @@ def unwrap(obj):
     # torch._dynamo otherwise imports it, which costs more than a second of start-up.
     eval_frame = sys.modules.get("torch._dynamo.eval_frame")
     optimized = getattr(eval_frame, "OptimizedModule", None)
-    if optimized is not None and isinstance(obj, optimized) and isinstance(getattr(obj, "_orig_mod", None), nn.Module):
+    if (
+        optimized is not None
+        and isinstance(obj, optimized)
+        and isinstance(getattr(obj, "_orig_mod", None), nn.Module)
+    ):
         return obj._orig_mod, "torch.compile"
     if isinstance(obj, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
         return obj.module, type(obj).__name__
@@ -299,12 +331,16 @@ def unwrap(obj):
 
 
 WRAPPER_NOTES = {
-    "torch.compile": ("%s is compiled with torch.compile: the tree is the original module's; the "
-                      "summary and profile run the original module eagerly (per-module hooks do not "
-                      "fire inside a compiled graph), so timings are eager-mode timings."),
+    "torch.compile": (
+        "%s is compiled with torch.compile: the tree is the original module's; the "
+        "summary and profile run the original module eagerly (per-module hooks do not "
+        "fire inside a compiled graph), so timings are eager-mode timings."
+    ),
     "DataParallel": "%s is wrapped in DataParallel: showing and running its .module on one device.",
-    "DistributedDataParallel": ("%s is wrapped in DistributedDataParallel: showing and running its "
-                                ".module in this process, without the process group."),
+    "DistributedDataParallel": (
+        "%s is wrapped in DistributedDataParallel: showing and running its "
+        ".module in this process, without the process group."
+    ),
 }
 
 
@@ -319,8 +355,10 @@ def materialize_lazy(lm):
     if not has_lazy_params(lm.module):
         return
     if not lm.inputs:
-        note = ("%s has lazy modules whose parameters are uninitialized until a forward pass; give "
-                "an input to count them (they count 0 until then)." % lm.name)
+        note = (
+            "%s has lazy modules whose parameters are uninitialized until a forward pass; give "
+            "an input to count them (they count 0 until then)." % lm.name
+        )
         if note not in lm.warnings:
             lm.warnings.append(note)
         return
@@ -333,13 +371,19 @@ def materialize_lazy(lm):
     except BaseException as e:  # noqa: B902
         if isinstance(e, KeyboardInterrupt):
             raise
-        raise classify_forward_error(e, lm, paths, "materializing lazy modules with a first forward pass")
-    lm.warnings.append("%s has lazy modules: their parameters were materialized by one forward pass "
-                       "with input %s." % (lm.name, ", ".join(str(list(t.shape)) for t in lm.inputs)))
+        raise classify_forward_error(
+            e, lm, paths, "materializing lazy modules with a first forward pass"
+        )
+    lm.warnings.append(
+        "%s has lazy modules: their parameters were materialized by one forward pass "
+        "with input %s." % (lm.name, ", ".join(str(list(t.shape)) for t in lm.inputs))
+    )
 
 
-META_NEEDS = ("torch.device as a context manager (torch 2.0 and later), which builds every module "
-              "of the file on the meta device; this torch is %s")
+META_NEEDS = (
+    "torch.device as a context manager (torch 2.0 and later), which builds every module "
+    "of the file on the meta device; this torch is %s"
+)
 
 
 def meta_supported():
@@ -353,8 +397,10 @@ def device_scope(meta):
 
 
 def _out_of_memory(e):
-    return isinstance(e, MemoryError) or (isinstance(e, RuntimeError) and (
-        "can't allocate memory" in str(e) or "not enough memory" in str(e)))
+    return isinstance(e, MemoryError) or (
+        isinstance(e, RuntimeError)
+        and ("can't allocate memory" in str(e) or "not enough memory" in str(e))
+    )
 
 
 class _OutOfMemory(Exception):
@@ -365,19 +411,25 @@ class _OutOfMemory(Exception):
         self.fault = _user_exception(exc, scope, what)
 
 
-def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_device=False, device=None):
+def load(
+    path, wanted=None, input_requests=None, engine_device="cpu", move_to_device=False, device=None
+):
     """`input_requests`: [(shape, dtype or None, keyword name or None)] (inputs.requests_of), or
     plain shapes. `device="meta"` builds the model with no weight memory (torch 2.x); a model
     whose weights do not fit in memory is built on the meta device without being asked."""
     if device not in (None, "meta"):
         from .errors import bad_request
 
-        raise bad_request("device must be \"meta\" or absent, got %r" % (device,))
+        raise bad_request('device must be "meta" or absent, got %r' % (device,))
     meta = device == "meta"
     path = os.path.abspath(path)
     if meta and not meta_supported():
-        raise user_fault("unsupported", "--device meta needs " + META_NEEDS % torch.__version__,
-                         got=torch.__version__, expected="torch 2.x")
+        raise user_fault(
+            "unsupported",
+            "--device meta needs " + META_NEEDS % torch.__version__,
+            got=torch.__version__,
+            expected="torch 2.x",
+        )
     try:
         return _load(path, wanted, input_requests, engine_device, move_to_device, meta)
     except _OutOfMemory as oom:
@@ -387,9 +439,12 @@ def load(path, wanted=None, input_requests=None, engine_device="cpu", move_to_de
 
         gc.collect()
         lm = _load(path, wanted, input_requests, engine_device, move_to_device, True)
-        lm.warnings.insert(0, "%s did not fit in memory (%s); it was built on the meta device "
-                              "instead: shapes, parameters and mult-adds without weights or values."
-                           % (os.path.basename(path), str(oom).split("\n")[0]))
+        lm.warnings.insert(
+            0,
+            "%s did not fit in memory (%s); it was built on the meta device "
+            "instead: shapes, parameters and mult-adds without weights or values."
+            % (os.path.basename(path), str(oom).split("\n")[0]),
+        )
         return lm
 
 
@@ -413,7 +468,9 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
             userStack=[loc],
         )
     except ValueError as e:  # null bytes
-        raise user_fault("syntaxError", "Cannot compile %s: %s" % (path, e), location=location(path, 1))
+        raise user_fault(
+            "syntaxError", "Cannot compile %s: %s" % (path, e), location=location(path, 1)
+        )
 
     _purge_user_modules(folder)
     modname = _module_name_for(path)
@@ -459,12 +516,14 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
         if req:
             raise user_fault(
                 "constructorArgs",
-                "%s(...) needs arguments %s, so the engine cannot build it on its own." % (cand["name"], ", ".join(req)),
+                "%s(...) needs arguments %s, so the engine cannot build it on its own."
+                % (cand["name"], ", ".join(req)),
                 location=cand.get("location"),
                 layer=cand["name"],
                 expected="%s(%s)" % (cand["name"], ", ".join(req)),
                 candidates=[c["name"] for c in lm.candidates],
-                hint="Give the arguments defaults, or add a module-level instance such as `model = %s(...)`." % cand["name"],
+                hint="Give the arguments defaults, or add a module-level instance such as `model = %s(...)`."
+                % cand["name"],
             )
         try:
             with recorder, device_scope(meta):
@@ -476,7 +535,11 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
                 raise _OutOfMemory(e, scope, "building %s()" % cand["name"])
             raise _user_exception(e, scope, "building %s()" % cand["name"])
         if not isinstance(obj, nn.Module):
-            raise user_fault("noModel", "%s() did not return an nn.Module" % cand["name"], location=cand.get("location"))
+            raise user_fault(
+                "noModel",
+                "%s() did not return an nn.Module" % cand["name"],
+                location=cand.get("location"),
+            )
     module, wrapper = unwrap(obj)
     lm.wrapper = wrapper
     lm.meta = meta
@@ -495,8 +558,10 @@ def _load(path, wanted, input_requests, engine_device, move_to_device, meta):
     lm.warnings.extend(warns)
     if has_lazy_params(module):
         # model/load never runs the model: the tree and the summary materialize them.
-        lm.warnings.append("%s has lazy modules: their parameters get their shapes from the first "
-                           "forward pass, which the tree or the summary runs." % lm.name)
+        lm.warnings.append(
+            "%s has lazy modules: their parameters get their shapes from the first "
+            "forward pass, which the tree or the summary runs." % lm.name
+        )
     return lm
 
 
@@ -553,7 +618,7 @@ def _module_frames(tb, paths):
 
 def _frame_tensors(frame):
     code = frame.f_code
-    names = code.co_varnames[1:code.co_argcount]
+    names = code.co_varnames[1 : code.co_argcount]
     vals = []
     for n in names:
         v = frame.f_locals.get(n)
@@ -571,15 +636,22 @@ def _frame_tensors(frame):
 def _expectation(m, got_shapes):
     first = got_shapes[0] if got_shapes else None
     if isinstance(m, nn.Linear):
-        return "last dim = %d (in_features)" % m.in_features, "input %s (last dim %s)" % (first, first[-1] if first else "?")
+        return "last dim = %d (in_features)" % m.in_features, "input %s (last dim %s)" % (
+            first,
+            first[-1] if first else "?",
+        )
     if isinstance(m, (nn.Conv1d, nn.Conv2d, nn.Conv3d)):
         nd = len(m.kernel_size)
-        return ("%dD input [N, %d, %s] or %dD unbatched, %d channels (in_channels) at dim %d" % (
-            nd + 2, m.in_channels, ", ".join(["*"] * nd), nd + 1, m.in_channels, 1)), "input %s" % (first,)
+        return (
+            "%dD input [N, %d, %s] or %dD unbatched, %d channels (in_channels) at dim %d"
+            % (nd + 2, m.in_channels, ", ".join(["*"] * nd), nd + 1, m.in_channels, 1)
+        ), "input %s" % (first,)
     if isinstance(m, nn.modules.batchnorm._BatchNorm):
         return "%d features (num_features) at dim 1" % m.num_features, "input %s" % (first,)
     if isinstance(m, nn.LayerNorm):
-        return "trailing dims %s (normalized_shape)" % (list(m.normalized_shape),), "input %s" % (first,)
+        return "trailing dims %s (normalized_shape)" % (list(m.normalized_shape),), "input %s" % (
+            first,
+        )
     if isinstance(m, nn.RNNBase):
         return "last dim = %d (input_size)" % m.input_size, "input %s" % (first,)
     if isinstance(m, nn.Embedding):
@@ -603,7 +675,12 @@ def classify_forward_error(exc, lm, paths, what="running forward"):
         label = "%s (%s)" % (path or "(root)", type(m).__name__)
         ins = _frame_tensors(frame)
         if any(p in text for p in _DEVICE_PATTERNS):
-            pdev = sorted({str(t.device) for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))})
+            pdev = sorted(
+                {
+                    str(t.device)
+                    for t in list(m.parameters(recurse=False)) + list(m.buffers(recurse=False))
+                }
+            )
             idev = sorted({str(t.device) for t in ins})
             mentioned = re.findall(r"\b(cpu|cuda(?::\d+)?|mps|meta|xla|xpu)\b", text)
             expected = ", ".join(pdev) if pdev else None
@@ -615,7 +692,11 @@ def classify_forward_error(exc, lm, paths, what="running forward"):
                 "deviceMismatch",
                 "Device mismatch in %s: its parameters/buffers are on %s but it got tensors on %s. torch: %s"
                 % (label, expected or "?", got or "?", text),
-                location=loc, layer=path, expected=expected, got=got, userStack=stack or None,
+                location=loc,
+                layer=path,
+                expected=expected,
+                got=got,
+                userStack=stack or None,
                 hint="Create tensors inside forward with device=x.device, or move the module with .to(device).",
             )
         if any(p in text for p in _SHAPE_PATTERNS):
@@ -623,15 +704,28 @@ def classify_forward_error(exc, lm, paths, what="running forward"):
             expected, got = _expectation(m, got_shapes)
             return user_fault(
                 "shapeMismatch",
-                "Shape mismatch in %s: expected %s, got %s. torch: %s" % (label, expected or "a different shape", got or "?", text),
-                location=loc, layer=path, expected=expected, got=got, userStack=stack or None,
-                hint="Check the input shape (inputShapes / `example_input`) or the layer sizes before %s." % (path or "the model"),
+                "Shape mismatch in %s: expected %s, got %s. torch: %s"
+                % (label, expected or "a different shape", got or "?", text),
+                location=loc,
+                layer=path,
+                expected=expected,
+                got=got,
+                userStack=stack or None,
+                hint="Check the input shape (inputShapes / `example_input`) or the layer sizes before %s."
+                % (path or "the model"),
             )
         return user_fault(
             "userCodeError",
             "%s in %s%s" % (short_exception(exc), label, _at(loc)),
-            location=loc, layer=path, userStack=stack or None,
+            location=loc,
+            layer=path,
+            userStack=stack or None,
         )
     if isinstance(exc, KeyboardInterrupt):
         raise exc
-    return user_fault("userCodeError", "%s while %s%s" % (short_exception(exc), what, _at(loc)), location=loc, userStack=stack or None)
+    return user_fault(
+        "userCodeError",
+        "%s while %s%s" % (short_exception(exc), what, _at(loc)),
+        location=loc,
+        userStack=stack or None,
+    )

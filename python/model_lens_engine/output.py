@@ -1,6 +1,7 @@
 """sys.stdout / sys.stderr for user code: what it prints becomes `output` notifications, because
 the engine's real stdout carries the protocol. Output is batched (one notification per burst, not
 per line), so a print loop of a million lines costs a few hundred frames."""
+
 import io
 import os
 import threading
@@ -31,8 +32,9 @@ class _Flusher:
             self._due.add(stream)
             if self._thread is None or self._pid != os.getpid():
                 self._pid = os.getpid()
-                self._thread = threading.Thread(target=self._run, name="model-lens-output",
-                                                daemon=True)
+                self._thread = threading.Thread(
+                    target=self._run, name="model-lens-output", daemon=True
+                )
                 self._thread.start()
         self._wake.set()
 
@@ -126,7 +128,7 @@ class UserOutput(io.TextIOBase):
             if whole or len(self._buf) >= MAX_OUTPUT_BUFFER_CHARS:
                 cut = len(self._buf) - 1
             # A partial line waits for its end, a full buffer, or flush() before a response.
-            text, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+            text, self._buf = self._buf[: cut + 1], self._buf[cut + 1 :]
         if text:
             self._send(text)
 

@@ -114,8 +114,7 @@ if TorchDispatchMode is not None:
                 if st is None:
                     self._variants[vk] = n + 1
                     strides = [list(a.stride()) for a in args if isinstance(a, _Tensor)]
-                    st = self._cur[key] = [0, 0.0, strides,
-                                           innermost_source(sys._getframe(1)), 0.0]
+                    st = self._cur[key] = [0, 0.0, strides, innermost_source(sys._getframe(1)), 0.0]
             st[0] += 1
             st[1] += dt
             if e0 is not None:
@@ -220,14 +219,17 @@ class ModuleTimer:
         stack = self._stack[mid]
 
         if self.cuda_events:
+
             def pre(m, args):
                 e = torch.cuda.Event(enable_timing=True)
                 e.record()
                 stack.append((_perf(), e))
+
             return pre
 
         def pre(m, args):
             stack.append(_perf())
+
         return pre
 
     def _post(self, mid):
@@ -254,14 +256,20 @@ class ModuleTimer:
                 trace.append((mid, t0, t1 - t0, "module"))
             if backward and torch.is_grad_enabled():
                 self._hook_backward(mid, args, out)
+
         return post
 
     def _hook_backward(self, mid, args, out):
         """Backward time of one call: from its output's gradient arriving to its input's
         gradient done; when no input needs a gradient (the first layer, the root), to the last
         of its parameters' gradients done, so every module with parameters has a figure."""
-        outs = [out] if isinstance(out, _Tensor) else [
-            o for o in (out if isinstance(out, (tuple, list)) else []) if isinstance(o, _Tensor)]
+        outs = (
+            [out]
+            if isinstance(out, _Tensor)
+            else [
+                o for o in (out if isinstance(out, (tuple, list)) else []) if isinstance(o, _Tensor)
+            ]
+        )
         ins = [a for a in args if isinstance(a, _Tensor) and a.requires_grad]
         outs = [o for o in outs if o.requires_grad]
         if not outs:
@@ -328,14 +336,39 @@ def write_chrome_trace(path, op_trace, module_trace, paths, t_origin):
     events = []
     pid = 1
     for func, t0, dt, phase in op_trace:
-        events.append({"name": op_name(func), "cat": "op," + phase, "ph": "X", "pid": pid, "tid": 1,
-                       "ts": (t0 - t_origin) * 1e6, "dur": dt * 1e6})
+        events.append(
+            {
+                "name": op_name(func),
+                "cat": "op," + phase,
+                "ph": "X",
+                "pid": pid,
+                "tid": 1,
+                "ts": (t0 - t_origin) * 1e6,
+                "dur": dt * 1e6,
+            }
+        )
     for mid, t0, dt, _ in module_trace:
         p = paths.get(mid, "?")
-        events.append({"name": p or "(root)", "cat": "module", "ph": "X", "pid": pid, "tid": 1,
-                       "ts": (t0 - t_origin) * 1e6, "dur": dt * 1e6})
+        events.append(
+            {
+                "name": p or "(root)",
+                "cat": "module",
+                "ph": "X",
+                "pid": pid,
+                "tid": 1,
+                "ts": (t0 - t_origin) * 1e6,
+                "dur": dt * 1e6,
+            }
+        )
     events.sort(key=lambda e: (e["ts"], -e["dur"]))
-    events.append({"name": "process_name", "ph": "M", "pid": pid, "args": {"name": "Model Lens (PyTorch engine)"}})
+    events.append(
+        {
+            "name": "process_name",
+            "ph": "M",
+            "pid": pid,
+            "args": {"name": "Model Lens (PyTorch engine)"},
+        }
+    )
     with open(path, "w", encoding="utf-8") as f:
         json.dump({"traceEvents": events, "displayTimeUnit": "ms"}, f)
 

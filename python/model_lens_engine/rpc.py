@@ -40,8 +40,9 @@ def _json_safe(value):
 
 
 def encode_frame(message):
-    body = json.dumps(_json_safe(message), ensure_ascii=False, allow_nan=False,
-                      separators=(",", ":")).encode("utf-8")
+    body = json.dumps(
+        _json_safe(message), ensure_ascii=False, allow_nan=False, separators=(",", ":")
+    ).encode("utf-8")
     return b"Content-Length: " + str(len(body)).encode("ascii") + b"\r\n\r\n" + body
 
 
@@ -52,7 +53,7 @@ def _header(line):
     except UnicodeDecodeError:
         raise FramingError("a header line is not ASCII: %r" % line[:80])
     name, sep, value = text.partition(":")
-    if not sep or not name.strip() or any(c in name for c in " \t{}\"[]"):
+    if not sep or not name.strip() or any(c in name for c in ' \t{}"[]'):
         raise FramingError("expected a `Name: value` header line, got %r" % text[:80])
     return name.strip().lower(), value.strip()
 
@@ -96,14 +97,16 @@ def read_frame_body(stream):
     if length is None:
         raise FramingError("frame without Content-Length")
     if length > MAX_FRAME_BYTES:
-        raise FramingError("Content-Length %d is over the %d-byte limit"
-                           % (length, MAX_FRAME_BYTES))
+        raise FramingError(
+            "Content-Length %d is over the %d-byte limit" % (length, MAX_FRAME_BYTES)
+        )
     body = bytearray()
     while len(body) < length:
         chunk = stream.read(length - len(body))
         if not chunk:
-            raise FramingError("stream ended inside a frame body (%d of %d bytes)"
-                               % (len(body), length))
+            raise FramingError(
+                "stream ended inside a frame body (%d of %d bytes)" % (len(body), length)
+            )
         body += chunk
     if hasattr(stream, "frame_ended"):
         stream.frame_ended()
@@ -133,9 +136,11 @@ class FdStream:
         if self._in_frame or self._buf:
             ready, _, _ = select.select([self._fd], [], [], self._partial_timeout_s)
             if not ready:
-                raise FramingError("no byte for %.0f s in the middle of a frame (%d bytes read); "
-                                   "the declared Content-Length is longer than what was sent"
-                                   % (self._partial_timeout_s, self._frame_bytes))
+                raise FramingError(
+                    "no byte for %.0f s in the middle of a frame (%d bytes read); "
+                    "the declared Content-Length is longer than what was sent"
+                    % (self._partial_timeout_s, self._frame_bytes)
+                )
         chunk = os.read(self._fd, READ_CHUNK_BYTES)
         self._buf += chunk
         return bool(chunk)
@@ -197,8 +202,13 @@ class Connection:
                 self.incoming.put(("desync", str(e)))
                 return
             except (ValueError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
-                self.send({"jsonrpc": "2.0", "id": None,
-                           "error": {"code": PARSE_ERROR, "message": "Parse error: %s" % e}})
+                self.send(
+                    {
+                        "jsonrpc": "2.0",
+                        "id": None,
+                        "error": {"code": PARSE_ERROR, "message": "Parse error: %s" % e},
+                    }
+                )
                 continue
             except OSError:
                 msg = None

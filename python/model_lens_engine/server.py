@@ -5,8 +5,7 @@ import os
 import sys
 import time
 
-from . import ENGINE_VERSION, PROTOCOL_VERSION
-from . import dispatch
+from . import ENGINE_VERSION, PROTOCOL_VERSION, dispatch
 from . import protocol as P
 from .errors import (
     ENVIRONMENT,
@@ -64,23 +63,45 @@ class Server(dispatch.Dispatcher):
             self.run.stop()
 
     def refusal(self, method, params):
-        if self.run is not None and self.run.active() and isinstance(params, dict) and (method == P.MODEL_LOAD or (
-                method in RUN_BUSY_METHODS and self.run.lm is not None and params.get("modelId") in (None, self.run.lm.model_id))):
+        if (
+            self.run is not None
+            and self.run.active()
+            and isinstance(params, dict)
+            and (
+                method == P.MODEL_LOAD
+                or (
+                    method in RUN_BUSY_METHODS
+                    and self.run.lm is not None
+                    and params.get("modelId") in (None, self.run.lm.model_id)
+                )
+            )
+        ):
             # model/load would change the running script's working directory.
             what = self.run.lm.name if self.run.lm is not None else "the engine"
-            return (USER_ERROR, "%s is busy training (run %s); stop the run first" % (what, self.run.run_id),
-                    {"kind": "badRequest", "got": method})
+            return (
+                USER_ERROR,
+                "%s is busy training (run %s); stop the run first" % (what, self.run.run_id),
+                {"kind": "badRequest", "got": method},
+            )
         return None
 
     def _need_trust(self):
         if not self.initialized:
             raise EngineFault(ENVIRONMENT, "badRequest", "Send engine/initialize first")
         if self.torch_error:
-            raise EngineFault(ENVIRONMENT, "runtimeMissing", "PyTorch cannot be imported by %s: %s" % (sys.executable, self.torch_error),
-                              hint="Choose an interpreter where `import torch` works (modelLens.pythonPath / --python).")
+            raise EngineFault(
+                ENVIRONMENT,
+                "runtimeMissing",
+                "PyTorch cannot be imported by %s: %s" % (sys.executable, self.torch_error),
+                hint="Choose an interpreter where `import torch` works (modelLens.pythonPath / --python).",
+            )
         if not self.trusted:
-            raise EngineFault(ENVIRONMENT, "untrusted", "The workspace is not trusted, so the engine runs no user code.",
-                              hint="Trust the workspace (Workspaces: Manage Workspace Trust) to load models.")
+            raise EngineFault(
+                ENVIRONMENT,
+                "untrusted",
+                "The workspace is not trusted, so the engine runs no user code.",
+                hint="Trust the workspace (Workspaces: Manage Workspace Trust) to load models.",
+            )
 
     def _model(self, params, need_id=True):
         self._need_trust()
@@ -89,33 +110,69 @@ class Server(dispatch.Dispatcher):
         if lm is None:
             raise not_found("notLoaded", "No model is loaded; send model/load first", got=mid)
         if need_id and mid is not None and mid != lm.model_id:
-            raise not_found("notLoaded", "Model %r is not loaded (the current model is %r; loading replaces the previous one)"
-                            % (mid, lm.model_id), got=mid, expected=lm.model_id)
+            raise not_found(
+                "notLoaded",
+                "Model %r is not loaded (the current model is %r; loading replaces the previous one)"
+                % (mid, lm.model_id),
+                got=mid,
+                expected=lm.model_id,
+            )
         return lm
 
     # ---- engine --------------------------------------------------------------------------
 
     def initialize(self, params):
         if _major(params.get("protocolVersion")) != _major(PROTOCOL_VERSION):
-            raise EngineFault(ENVIRONMENT, "unsupported", "Protocol %s is not supported; this engine speaks %s"
-                              % (params.get("protocolVersion"), PROTOCOL_VERSION),
-                              expected=PROTOCOL_VERSION, got=str(params.get("protocolVersion")))
+            raise EngineFault(
+                ENVIRONMENT,
+                "unsupported",
+                "Protocol %s is not supported; this engine speaks %s"
+                % (params.get("protocolVersion"), PROTOCOL_VERSION),
+                expected=PROTOCOL_VERSION,
+                got=str(params.get("protocolVersion")),
+            )
         self.trusted = bool(params.get("trusted"))
         runtimes = [{"name": "python", "version": "%d.%d.%d" % sys.version_info[:3]}]
         capabilities = {
-            "tree": True, "summary": True, "tensorInspect": True, "profile": True, "trace": True,
-            "hooks": list(P.HOOK_KINDS), "rootHooks": True, "train": True, "histograms": True, "strides": "real",
+            "tree": True,
+            "summary": True,
+            "tensorInspect": True,
+            "profile": True,
+            "trace": True,
+            "hooks": list(P.HOOK_KINDS),
+            "rootHooks": True,
+            "train": True,
+            "histograms": True,
+            "strides": "real",
             "backwardTimings": True,
         }
         if self.torch_error:
             self.initialized = True
-            return {"protocolVersion": PROTOCOL_VERSION, "engine": {
-                "kind": "pytorch", "version": ENGINE_VERSION, "runtimes": runtimes, "backend": "none",
-                "backendNotes": ["torch cannot be imported: %s" % self.torch_error], "device": "none",
-                "capabilities": dict(capabilities, tree=False, summary=False, tensorInspect=False, profile=False,
-                                     trace=False, hooks=[], rootHooks=False, histograms=False,
-                                     backwardTimings=False),
-                "pid": os.getpid(), "executable": sys.executable}}
+            return {
+                "protocolVersion": PROTOCOL_VERSION,
+                "engine": {
+                    "kind": "pytorch",
+                    "version": ENGINE_VERSION,
+                    "runtimes": runtimes,
+                    "backend": "none",
+                    "backendNotes": ["torch cannot be imported: %s" % self.torch_error],
+                    "device": "none",
+                    "capabilities": dict(
+                        capabilities,
+                        tree=False,
+                        summary=False,
+                        tensorInspect=False,
+                        profile=False,
+                        trace=False,
+                        hooks=[],
+                        rootHooks=False,
+                        histograms=False,
+                        backwardTimings=False,
+                    ),
+                    "pid": os.getpid(),
+                    "executable": sys.executable,
+                },
+            }
         import torch
 
         runtimes.append({"name": "torch", "version": torch.__version__})
@@ -135,17 +192,20 @@ class Server(dispatch.Dispatcher):
 
         self.hooks = HookManager(self.conn.notify)
         self.initialized = True
-        return {"protocolVersion": PROTOCOL_VERSION, "engine": {
-            "kind": "pytorch",
-            "version": ENGINE_VERSION,
-            "runtimes": runtimes,
-            "backend": self.backend,
-            "backendNotes": self.backend_notes,
-            "device": self.device,
-            "capabilities": capabilities,
-            "pid": os.getpid(),
-            "executable": sys.executable,
-        }}
+        return {
+            "protocolVersion": PROTOCOL_VERSION,
+            "engine": {
+                "kind": "pytorch",
+                "version": ENGINE_VERSION,
+                "runtimes": runtimes,
+                "backend": self.backend,
+                "backendNotes": self.backend_notes,
+                "device": self.device,
+                "capabilities": capabilities,
+                "pid": os.getpid(),
+                "executable": sys.executable,
+            },
+        }
 
     def shutdown(self, params):
         if self.run is not None and self.run.active():
@@ -178,8 +238,12 @@ class Server(dispatch.Dispatcher):
         if not run.active():
             return {"stopped": False}
         if not run.stop():
-            raise EngineFault(INTERNAL, "timeout", "Run %s did not stop: the script is stuck in code that cannot be "
-                              "interrupted (a long C call or sleep)." % run.run_id)
+            raise EngineFault(
+                INTERNAL,
+                "timeout",
+                "Run %s did not stop: the script is stuck in code that cannot be "
+                "interrupted (a long C call or sleep)." % run.run_id,
+            )
         return {"stopped": True}
 
     def train_diagnose(self, params):
@@ -200,8 +264,14 @@ class Server(dispatch.Dispatcher):
         from .counting import type_name
         from .inputs import requests_of
 
-        lm = loader.load(file, params.get("model"), requests_of(params), self.device,
-                         move_to_device=self.device != "cpu", device=params.get("device"))
+        lm = loader.load(
+            file,
+            params.get("model"),
+            requests_of(params),
+            self.device,
+            move_to_device=self.device != "cpu",
+            device=params.get("device"),
+        )
         if self.lm is not None:
             self.hooks.detach(all_hooks=True)
             self.lm = None
@@ -260,8 +330,9 @@ class Server(dispatch.Dispatcher):
     def model_forward(self, params):
         lm = self._model(params)
         import torch
-        from .summary import _tensors_of, forward_inputs_or_fail
+
         from .profiling import median_ms
+        from .summary import _tensors_of, forward_inputs_or_fail
         from .tree import canonical_paths
 
         steps = _int(params.get("steps"), 1, 1, 100000, "steps")
@@ -280,11 +351,19 @@ class Server(dispatch.Dispatcher):
                     if backward:
                         loss = _scalar_loss(outs)
                         if loss is None:
-                            raise user_fault("userCodeError", "backward needs a floating-point output that requires grad; %s has none" % lm.name)
+                            raise user_fault(
+                                "userCodeError",
+                                "backward needs a floating-point output that requires grad; %s has none"
+                                % lm.name,
+                            )
                         try:
                             loss.backward()
                         except RuntimeError as e:
-                            raise user_fault("userCodeError", "backward failed: %s" % str(e).split("\n")[0], layer="")
+                            raise user_fault(
+                                "userCodeError",
+                                "backward failed: %s" % str(e).split("\n")[0],
+                                layer="",
+                            )
                 times.append(time.perf_counter() - t0)
                 shapes = [list(t.shape) for t in outs]
                 self.hooks.flush()
@@ -300,7 +379,7 @@ class Server(dispatch.Dispatcher):
     def tensor_inspect(self, params):
         lm = self._model(params)
         from .tensors import DEFAULT_HISTOGRAM_BINS, histogram, tensor_info, tensor_stats
-        from .tree import named_tensor_groups, named_tensors, module_paths
+        from .tree import module_paths, named_tensor_groups, named_tensors
 
         target = params.get("target")
         if not isinstance(target, dict) or "kind" not in target:
@@ -309,12 +388,16 @@ class Server(dispatch.Dispatcher):
         if kind in ("parameter", "buffer"):
             name = target.get("name")
             t = None
-            for canon, _, tensor, aliases, _, _ in named_tensor_groups(lm.module, "_parameters" if kind == "parameter" else "_buffers"):
+            for canon, _, tensor, aliases, _, _ in named_tensor_groups(
+                lm.module, "_parameters" if kind == "parameter" else "_buffers"
+            ):
                 if name == canon or name in aliases:
                     t, name = tensor, canon
                     break
             if t is None:
-                raise not_found("unknownPath", "The model has no %s named %r" % (kind, name), got=name)
+                raise not_found(
+                    "unknownPath", "The model has no %s named %r" % (kind, name), got=name
+                )
         elif kind == "output":
             path = target.get("path", "")
             index = int(target.get("index") or 0)
@@ -323,7 +406,9 @@ class Server(dispatch.Dispatcher):
                 if path in ps:
                     canon = ps[0]
             if canon is None:
-                raise not_found("unknownPath", "The model has no module at path %r" % path, layer=path)
+                raise not_found(
+                    "unknownPath", "The model has no module at path %r" % path, layer=path
+                )
             name = "output:%s" % canon if index == 0 else "output:%s#%d" % (canon, index)
             if name not in lm.last_outputs:
                 from .summary import run_summary
@@ -331,13 +416,20 @@ class Server(dispatch.Dispatcher):
                 run_summary(lm, lm.inputs, lm.input_specs, [])
             t = lm.last_outputs.get(name)
             if t is None:
-                raise not_found("unknownPath", "%s produced no output tensor %d in the last forward pass (it did not run, or its output is not a tensor)"
-                                % (canon or "(root)", index), layer=canon)
+                raise not_found(
+                    "unknownPath",
+                    "%s produced no output tensor %d in the last forward pass (it did not run, or its output is not a tensor)"
+                    % (canon or "(root)", index),
+                    layer=canon,
+                )
             name = "output:%s" % canon if index == 0 else name
         elif kind == "input":
             index = int(target.get("index") or 0)
             if index < 0 or index >= len(lm.inputs):
-                raise not_found("unknownPath", "There is no input %d (the model has %d)" % (index, len(lm.inputs)))
+                raise not_found(
+                    "unknownPath",
+                    "There is no input %d (the model has %d)" % (index, len(lm.inputs)),
+                )
             t = lm.inputs[index]
             name = "input:%d" % index
         else:
@@ -345,11 +437,16 @@ class Server(dispatch.Dispatcher):
         named = named_tensors(lm)
         result = {"name": name, "tensor": tensor_info(t, name, named)}
         if params.get("stats") and t.device.type == "meta":
-            raise user_fault("unsupported", "%s is a meta tensor (the model was built on the meta "
-                             "device): it has a shape but no values for statistics." % name)
+            raise user_fault(
+                "unsupported",
+                "%s is a meta tensor (the model was built on the meta "
+                "device): it has a shape but no values for statistics." % name,
+            )
         if params.get("stats"):
             result["stats"] = tensor_stats(t)
-            result["histogram"] = histogram(t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS)
+            result["histogram"] = histogram(
+                t, params.get("histogramBins") or DEFAULT_HISTOGRAM_BINS
+            )
         return result
 
     # ---- profiling -----------------------------------------------------------------------
@@ -357,15 +454,21 @@ class Server(dispatch.Dispatcher):
     def profile_run(self, params):
         lm = self._model(params)
         if lm.meta:
-            raise user_fault("unsupported", "%s is built on the meta device (no weights, no values): "
-                             "there is nothing to time. Profile it on a real device." % lm.name)
+            raise user_fault(
+                "unsupported",
+                "%s is built on the meta device (no weights, no values): "
+                "there is nothing to time. Profile it on a real device." % lm.name,
+            )
         import torch
+
         from . import profiling as P
         from .summary import _tensors_of, forward_inputs_or_fail
         from .tree import canonical_paths
 
         steps = _int(params.get("steps"), P.DEFAULT_PROFILE_STEPS, 1, P.MAX_PROFILE_STEPS, "steps")
-        warmup = _int(params.get("warmup"), P.DEFAULT_WARMUP_STEPS, 0, P.MAX_PROFILE_STEPS, "warmup")
+        warmup = _int(
+            params.get("warmup"), P.DEFAULT_WARMUP_STEPS, 0, P.MAX_PROFILE_STEPS, "warmup"
+        )
         mode = params.get("mode") or "forward"
         if mode not in ("forward", "train"):
             raise bad_request("mode must be forward or train")
@@ -379,11 +482,17 @@ class Server(dispatch.Dispatcher):
         op_trace = [] if trace_file else None
         mod_trace = [] if trace_file else None
         modes = [(m, m.training) for m in root.modules()]
-        timer = P.OpTimer(record_shapes=True, trace=op_trace, cuda_events=cuda) if P.OpTimer else None
+        timer = (
+            P.OpTimer(record_shapes=True, trace=op_trace, cuda_events=cuda) if P.OpTimer else None
+        )
         if timer is None:
-            warnings.append("This torch has no TorchDispatchMode: per-op timings are missing, module timings only.")
+            warnings.append(
+                "This torch has no TorchDispatchMode: per-op timings are missing, module timings only."
+            )
         if train:
-            warnings.append("train mode times forward + backward of the outputs' sum; the engine does not know the model's optimizer, so there is no optimizer step.")
+            warnings.append(
+                "train mode times forward + backward of the outputs' sum; the engine does not know the model's optimizer, so there is no optimizer step."
+            )
         times = []
         t_origin = time.perf_counter()
 
@@ -398,7 +507,9 @@ class Server(dispatch.Dispatcher):
                         try:
                             loss.backward()
                         except RuntimeError as e:
-                            raise user_fault("userCodeError", "backward failed: %s" % str(e).split("\n")[0])
+                            raise user_fault(
+                                "userCodeError", "backward failed: %s" % str(e).split("\n")[0]
+                            )
                         finally:
                             if timer is not None:
                                 timer.phase = "forward"
@@ -441,10 +552,16 @@ class Server(dispatch.Dispatcher):
             "modules": mt.module_timings(steps),
             "stepMs": P.median_ms(times),
             "steps": steps,
-            "method": (("TorchDispatchMode + cuda events" if cuda else "TorchDispatchMode")
-                       if timer is not None else "module hooks")
-            + ("; %d warm-up step%s excluded" % (warmup, "" if warmup == 1 else "s")
-               if warmup else "; no warm-up"),
+            "method": (
+                ("TorchDispatchMode + cuda events" if cuda else "TorchDispatchMode")
+                if timer is not None
+                else "module hooks"
+            )
+            + (
+                "; %d warm-up step%s excluded" % (warmup, "" if warmup == 1 else "s")
+                if warmup
+                else "; no warm-up"
+            ),
             "warnings": warnings,
         }
         if trace_file:
@@ -455,19 +572,28 @@ class Server(dispatch.Dispatcher):
     # ---- hooks ---------------------------------------------------------------------------
 
     def hook_attach(self, params):
-        if params.get("modelId") is None and self.run is not None and self.run.active() and \
-                hasattr(self.run, "hook_attach"):
+        if (
+            params.get("modelId") is None
+            and self.run is not None
+            and self.run.active()
+            and hasattr(self.run, "hook_attach")
+        ):
             return self.run.hook_attach(params)  # a distributed run: the ranks' models
         if params.get("modelId") is None and self.run is not None and self.run.active():
             if self.run.lm is None:
-                raise not_found("notLoaded", "Run %s has not called its model yet; attach again once progress has a modelId"
-                                % self.run.run_id)
+                raise not_found(
+                    "notLoaded",
+                    "Run %s has not called its model yet; attach again once progress has a modelId"
+                    % self.run.run_id,
+                )
             params = dict(params, modelId=self.run.lm.model_id)
         lm = self._model(params)
         path = params.get("path")
         if not isinstance(path, str):
-            raise bad_request("hook/attach needs `path` (\"\" for the root module)")
-        hid = self.hooks.attach(lm, path, params.get("kind"), params.get("intervalMs"), params.get("histogramBins"))
+            raise bad_request('hook/attach needs `path` ("" for the root module)')
+        hid = self.hooks.attach(
+            lm, path, params.get("kind"), params.get("intervalMs"), params.get("histogramBins")
+        )
         return {"hookId": hid}
 
     def hook_detach(self, params):
@@ -482,7 +608,12 @@ class Server(dispatch.Dispatcher):
 def _int(value, default, lo, hi, name):
     if value is None:
         return default
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value or not lo <= value <= hi:
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float))
+        or int(value) != value
+        or not lo <= value <= hi
+    ):
         raise bad_request("%s must be an integer in [%d, %d], got %r" % (name, lo, hi, value))
     return int(value)
 
@@ -503,7 +634,11 @@ def _pick_backend(requested):
     notes = []
     cuda_ok = torch.cuda.is_available()
     mps_ok = bool(getattr(torch.backends, "mps", None) and torch.backends.mps.is_available())
-    why_no_cuda = "torch was built without CUDA" if torch.version.cuda is None else "no CUDA device is visible"
+    why_no_cuda = (
+        "torch was built without CUDA"
+        if torch.version.cuda is None
+        else "no CUDA device is visible"
+    )
     if req == "auto":
         if cuda_ok:
             return "cuda", "cuda:0", ["cuda: %s" % torch.cuda.get_device_name(0)]
@@ -514,14 +649,24 @@ def _pick_backend(requested):
         return "cpu", "cpu", notes
     if req.startswith("cuda"):
         if not cuda_ok:
-            raise EngineFault(ENVIRONMENT, "unsupported", "Backend %s requested but CUDA is not available (%s)" % (req, why_no_cuda))
+            raise EngineFault(
+                ENVIRONMENT,
+                "unsupported",
+                "Backend %s requested but CUDA is not available (%s)" % (req, why_no_cuda),
+            )
         idx = int(req.split(":")[1]) if ":" in req else 0
         if idx >= torch.cuda.device_count():
-            raise EngineFault(ENVIRONMENT, "unsupported", "No CUDA device %d (there are %d)" % (idx, torch.cuda.device_count()))
+            raise EngineFault(
+                ENVIRONMENT,
+                "unsupported",
+                "No CUDA device %d (there are %d)" % (idx, torch.cuda.device_count()),
+            )
         return "cuda", "cuda:%d" % idx, ["requested %s" % req]
     if req == "mps":
         if not mps_ok:
-            raise EngineFault(ENVIRONMENT, "unsupported", "Backend mps requested but MPS is not available")
+            raise EngineFault(
+                ENVIRONMENT, "unsupported", "Backend mps requested but MPS is not available"
+            )
         return "mps", "mps", ["requested mps"]
     if req == "cpu":
         return "cpu", "cpu", ["requested cpu"]
@@ -539,8 +684,11 @@ def _import_torch():
 def _make_server(conn, watchdog, torch_error, import_s):
     server = Server(conn, torch_error, watchdog)
     if torch_error is None:
-        server.log("info", "PyTorch engine %s: torch %s imported in %.1f s by %s" % (
-            ENGINE_VERSION, sys.modules["torch"].__version__, import_s, sys.executable))
+        server.log(
+            "info",
+            "PyTorch engine %s: torch %s imported in %.1f s by %s"
+            % (ENGINE_VERSION, sys.modules["torch"].__version__, import_s, sys.executable),
+        )
     return server
 
 

@@ -28,9 +28,11 @@ FUSED_PATH_NOTE = (
     "gradients does not avoid it. Shapes here come from the parent only."
 )
 _FUSED_TYPES = (nn.TransformerEncoderLayer, nn.TransformerEncoder, nn.MultiheadAttention)
-SCRIPTED_NOTE = ("TorchScript: %s runs as compiled code, which calls its submodules without Python "
-                 "hooks, so their output shapes cannot be observed; parameters are exact, and the "
-                 "executed mult-adds of its ops are counted in the nearest Python module that ran.")
+SCRIPTED_NOTE = (
+    "TorchScript: %s runs as compiled code, which calls its submodules without Python "
+    "hooks, so their output shapes cannot be observed; parameters are exact, and the "
+    "executed mult-adds of its ops are counted in the nearest Python module that ran."
+)
 # Nesting followed when looking for tensors in a module's output.
 MAX_OUTPUT_NESTING = 8
 
@@ -108,7 +110,12 @@ def torchinfo_size(out):
     (the first tensor of a tuple, the last value of a dict, a PackedSequence's data)."""
     if out is None:
         return [], 0
-    if isinstance(out, (list, tuple)) and out and hasattr(out[0], "data") and hasattr(out[0].data, "size"):
+    if (
+        isinstance(out, (list, tuple))
+        and out
+        and hasattr(out[0], "data")
+        and hasattr(out[0].data, "size")
+    ):
         return list(out[0].data.size()), out[0].data.element_size()
     if isinstance(out, dict):
         return _nested_size(list(out.values())[-1])
@@ -237,11 +244,13 @@ def run_summary(lm, inputs, input_specs, warnings):
                 if key in kept or kept_bytes[0] + b <= MAX_KEPT_OUTPUT_BYTES:
                     kept[key] = t
                     kept_bytes[0] += b
+
         return hook
 
     def make_pre(mid):
         def pre(m, args):
             counter.enter(mid)
+
         return pre
 
     modules = list(root.named_modules())
@@ -255,7 +264,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             if _scripted_owner(path, scripted_paths) is not None:
                 # register_forward_hook is not supported on ScriptModules; one that Python code
                 # calls is seen through a probe put in its place for this pass.
-                parent = by_path.get(path.rsplit(".", 1)[0] if "." in path else "") if path else None
+                parent = (
+                    by_path.get(path.rsplit(".", 1)[0] if "." in path else "") if path else None
+                )
                 if parent is not None and not is_scripted(parent):
                     probe = _ScriptedProbe(m)
                     name = path.rsplit(".", 1)[-1]
@@ -269,8 +280,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             if counter is not None:
                 handles.append(m.register_forward_pre_hook(make_pre(id(m))))
         root.eval()
-        with full_module_path(root) as grad_on[0], device_scope(getattr(lm, "meta", False)), \
-                (counter if counter is not None else contextlib.nullcontext()):
+        with full_module_path(root) as grad_on[0], device_scope(getattr(lm, "meta", False)), (
+            counter if counter is not None else contextlib.nullcontext()
+        ):
             if counter is not None and is_scripted(root):
                 counter.enter(id(root))
             try:
@@ -288,8 +300,15 @@ def run_summary(lm, inputs, input_specs, warnings):
             m.training = t
     if is_scripted(root) and out is not None:
         ts = [t.detach() for t in _tensors_of(out)]
-        records[id(root)] = {"calls": 1, "macs": 0, "fbBytes": 0, "leafBytes": 0, "out": ts[0] if ts else None,
-                             "shapes": [list(t.shape) for t in ts], "outputType": output_type(out)}
+        records[id(root)] = {
+            "calls": 1,
+            "macs": 0,
+            "fbBytes": 0,
+            "leafBytes": 0,
+            "out": ts[0] if ts else None,
+            "shapes": [list(t.shape) for t in ts],
+            "outputType": output_type(out),
+        }
         if ts:
             kept["output:"] = ts[0]
 
@@ -316,8 +335,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             "params": c["effective"],
             "trainableParams": c["trainableEffective"],
             # A container shows the sum over the leaves below it (src/protocol/types.ts SummaryRow.macs).
-            "macs": (r["macs"] if r else 0) if leaf else sum(
-                leaf_macs_of.get(id(x), 0) for x in m.modules()),
+            "macs": (r["macs"] if r else 0)
+            if leaf
+            else sum(leaf_macs_of.get(id(x), 0) for x in m.modules()),
             "paramBytes": c["bytes"],
             "aliases": [],
             "ran": r is not None,
@@ -325,8 +345,10 @@ def run_summary(lm, inputs, input_specs, warnings):
         if counter is not None:
             row["executedMacs"] = executed.get(mid, 0)
         if r is not None and is_scripted(m) and path in scripted_paths and path:
-            row["note"] = ("TorchScript: its output is seen from the Python code that calls it; "
-                           "the modules inside run as compiled code, without hooks.")
+            row["note"] = (
+                "TorchScript: its output is seen from the Python code that calls it; "
+                "the modules inside run as compiled code, without hooks."
+            )
         if c["effective"] != c["stored"]:
             row["storedParams"] = c["stored"]
         if c["packed"]:
@@ -340,7 +362,10 @@ def run_summary(lm, inputs, input_specs, warnings):
                 row["output"] = tensor_info(r["out"], "output:%s" % path, named, index)
             row["calls"] = r["calls"]
             if r["calls"] > 1:
-                row["note"] = "called %d times in one forward pass; shape of the last call, mult-adds of all calls" % r["calls"]
+                row["note"] = (
+                    "called %d times in one forward pass; shape of the last call, mult-adds of all calls"
+                    % r["calls"]
+                )
         else:
             owner = _scripted_owner(path, scripted_paths)
             if owner is not None:
@@ -374,9 +399,11 @@ def run_summary(lm, inputs, input_specs, warnings):
     }
     if c["effective"] != c["stored"]:
         totals["storedParams"] = c["stored"]
-        warnings.append("Pruned weights: %d parameters are stored, %d are effective (unmasked); "
-                        "params and mult-adds count the effective ones, as torchinfo does." % (
-                            c["stored"], c["effective"]))
+        warnings.append(
+            "Pruned weights: %d parameters are stored, %d are effective (unmasked); "
+            "params and mult-adds count the effective ones, as torchinfo does."
+            % (c["stored"], c["effective"])
+        )
     if c["packed"]:
         totals["packedParams"] = c["packed"]
     if counter is not None:
@@ -386,14 +413,33 @@ def run_summary(lm, inputs, input_specs, warnings):
     else:
         warnings.append("This torch has no TorchDispatchMode: executed mult-adds are not counted.")
     if scripted_paths:
-        warnings.append(SCRIPTED_NOTE % (", ".join(sorted(p or "(root)" for p in scripted_paths
-                                                          if _scripted_owner(p, scripted_paths) == p))))
-    skipped = [row["path"] for row, (_, m) in zip(rows, modules)
-               if not row["ran"] and not isinstance(m, (nn.ModuleList, nn.ModuleDict))
-               and _scripted_owner(row["path"], scripted_paths) is None]
+        warnings.append(
+            SCRIPTED_NOTE
+            % (
+                ", ".join(
+                    sorted(
+                        p or "(root)"
+                        for p in scripted_paths
+                        if _scripted_owner(p, scripted_paths) == p
+                    )
+                )
+            )
+        )
+    skipped = [
+        row["path"]
+        for row, (_, m) in zip(rows, modules)
+        if not row["ran"]
+        and not isinstance(m, (nn.ModuleList, nn.ModuleDict))
+        and _scripted_owner(row["path"], scripted_paths) is None
+    ]
     if skipped:
-        warnings.append("%d module(s) did not run in the summary pass: %s" % (
-            len(skipped), ", ".join(p or "(root)" for p in skipped[:8]) + (" …" if len(skipped) > 8 else "")))
+        warnings.append(
+            "%d module(s) did not run in the summary pass: %s"
+            % (
+                len(skipped),
+                ", ".join(p or "(root)" for p in skipped[:8]) + (" …" if len(skipped) > 8 else ""),
+            )
+        )
     return {"rows": rows, "totals": totals, "inputs": input_specs, "warnings": warnings}
 
 
@@ -402,13 +448,19 @@ def _why_not_run(root, path, ran_ids, fused_possible):
     m = by_path[path]
     parent = by_path.get(path.rsplit(".", 1)[0] if "." in path else "") if path else None
     if isinstance(parent, nn.MultiheadAttention) and path.rsplit(".", 1)[-1] == "out_proj":
-        return ("MultiheadAttention uses out_proj's weight and bias through the functional API "
-                "(F.multi_head_attention_forward); it is never called itself. Its mult-adds are "
-                "in the parent's executed count.")
+        return (
+            "MultiheadAttention uses out_proj's weight and bias through the functional API "
+            "(F.multi_head_attention_forward); it is never called itself. Its mult-adds are "
+            "in the parent's executed count."
+        )
     if isinstance(m, (nn.ModuleList, nn.ModuleDict)):
         kids = [id(c) for c in m.children()]
         ran = sum(1 for k in kids if k in ran_ids)
-        return "%s is a container that is never called itself; %d of its %d members ran." % (type(m).__name__, ran, len(kids))
+        return "%s is a container that is never called itself; %d of its %d members ran." % (
+            type(m).__name__,
+            ran,
+            len(kids),
+        )
     parts = path.split(".") if path else []
     for i in range(len(parts) - 1, -1, -1):
         anc_path = ".".join(parts[:i])

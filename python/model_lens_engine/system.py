@@ -109,9 +109,16 @@ def nvidia_smi_memory():
     reserves (616 MiB of an H200's 143,771), so its figure never matches what users compare."""
     try:
         out = subprocess.run(
-            ["nvidia-smi", "--query-gpu=uuid,memory.total,memory.used",
-             "--format=csv,noheader,nounits"],
-            capture_output=True, text=True, timeout=NVIDIA_SMI_TIMEOUT_S, check=True).stdout
+            [
+                "nvidia-smi",
+                "--query-gpu=uuid,memory.total,memory.used",
+                "--format=csv,noheader,nounits",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=NVIDIA_SMI_TIMEOUT_S,
+            check=True,
+        ).stdout
     except (OSError, subprocess.SubprocessError):
         return {}
     found = {}
@@ -142,20 +149,23 @@ def gpu_info():
         temperature = getattr(torch.cuda, "temperature", None)
         # Matched by UUID: CUDA_VISIBLE_DEVICES renumbers torch's devices, not nvidia-smi's.
         total_used = smi.get(str(uuid)) if uuid is not None else None
-        out.append({
-            "index": i,
-            "name": props.name,
-            "uuid": str(uuid) if uuid is not None else None,
-            "memoryTotalMiB": total_used[0] if total_used else props.total_memory / MIB,
-            "memoryUsedMiB": total_used[1] if total_used else (
-                (mem[1] - mem[0]) / MIB if mem else None),
-            # Both go through pynvml when the user has it; None otherwise.
-            "utilizationPct": _float(_try(torch.cuda.utilization, None, i)),
-            "temperatureC": _float(_try(temperature, None, i)) if temperature else None,
-            "computeCapability": "%d.%d" % (props.major, props.minor),
-            "driverVersion": driver,
-            "cudaVersion": torch.version.cuda,
-        })
+        out.append(
+            {
+                "index": i,
+                "name": props.name,
+                "uuid": str(uuid) if uuid is not None else None,
+                "memoryTotalMiB": total_used[0] if total_used else props.total_memory / MIB,
+                "memoryUsedMiB": total_used[1]
+                if total_used
+                else ((mem[1] - mem[0]) / MIB if mem else None),
+                # Both go through pynvml when the user has it; None otherwise.
+                "utilizationPct": _float(_try(torch.cuda.utilization, None, i)),
+                "temperatureC": _float(_try(temperature, None, i)) if temperature else None,
+                "computeCapability": "%d.%d" % (props.major, props.minor),
+                "driverVersion": driver,
+                "cudaVersion": torch.version.cuda,
+            }
+        )
     return out
 
 
@@ -170,7 +180,7 @@ def _cuda_unavailable_reason(torch, cuda_build, hip_build, caught):
             return text.splitlines()[0]
     visible = os.environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
-        return ("torch.cuda.is_available() is False with CUDA_VISIBLE_DEVICES=%r" % visible)
+        return "torch.cuda.is_available() is False with CUDA_VISIBLE_DEVICES=%r" % visible
     return "torch.cuda.is_available() is False: no NVIDIA driver or device that this torch can use"
 
 

@@ -46,7 +46,11 @@ def storage_id(key):
 
 def contiguity(shape, stride, contiguous, t=None):
     if contiguous:
-        return {"contiguous": True, "breaksAt": None, "reason": "row-major contiguous: each stride is the next stride times the next size"}
+        return {
+            "contiguous": True,
+            "breaksAt": None,
+            "reason": "row-major contiguous: each stride is the next stride times the next size",
+        }
     dims = [i for i, s in enumerate(shape) if s != 1]
     breaks = None
     reason = "not contiguous"
@@ -57,16 +61,20 @@ def contiguity(shape, stride, contiguous, t=None):
         why = "permuted or transposed: strides are not in decreasing order"
     elif any(stride[a] < stride[b] * shape[b] for a, b in zip(dims, dims[1:])):
         # unfold's sliding windows: an outer step smaller than what the inner dims span.
-        why = "overlapping: a stride is smaller than the span of the dims inside it, so " \
-              "neighbouring slices share elements (as unfold's windows do)"
+        why = (
+            "overlapping: a stride is smaller than the span of the dims inside it, so "
+            "neighbouring slices share elements (as unfold's windows do)"
+        )
     else:
         why = "a slice or strided view: there are gaps between its elements"
     for a, b in zip(dims, dims[1:]):
         need = stride[b] * shape[b]
         if stride[a] != need:
             breaks = a
-            reason = "dim %d has stride %d but a contiguous layout needs stride[%d]·size[%d] = %d·%d = %d (%s)" % (
-                a, stride[a], b, b, stride[b], shape[b], need, why)
+            reason = (
+                "dim %d has stride %d but a contiguous layout needs stride[%d]·size[%d] = %d·%d = %d (%s)"
+                % (a, stride[a], b, b, stride[b], shape[b], need, why)
+            )
             break
     if breaks is None and dims and stride[dims[-1]] != 1:
         breaks = dims[-1]
@@ -131,7 +139,9 @@ def _view_source(t, base, name, named, index):
             if n == name:
                 break
             continue
-        if getattr(other, "_base", None) is base or (other._base is None and storage_key(other) == storage_key(t)):
+        if getattr(other, "_base", None) is base or (
+            other._base is None and storage_key(other) == storage_key(t)
+        ):
             return n
     return None
 
@@ -155,7 +165,9 @@ def tensor_info(t, name=None, named=None, index=None):
         "bytes": nbytes,
         "elementSize": esize,
         "strideSynthetic": False,
-        "view": view_check(t, nbytes, contiguous) if t.layout == torch.strided else {"wouldFail": True, "error": "sparse tensor", "copyBytes": nbytes},
+        "view": view_check(t, nbytes, contiguous)
+        if t.layout == torch.strided
+        else {"wouldFail": True, "error": "sparse tensor", "copyBytes": nbytes},
         "requiresGrad": bool(t.requires_grad),
     }
     st = _storage_of(t)
@@ -203,7 +215,9 @@ def stats_vector(t):
         dev = x.device
         if x.numel() == 0:
             nan = float("nan")
-            return torch.tensor([0.0, nan, nan, nan, nan, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev)
+            return torch.tensor(
+                [0.0, nan, nan, nan, nan, 0.0, 0.0, 0.0], dtype=torch.float64, device=dev
+            )
         zero = (x == 0).sum()
         f = x if x.dtype in (torch.float32, torch.float64) else x.float()
         finite = torch.isfinite(f)
@@ -218,8 +232,18 @@ def stats_vector(t):
         mn = torch.where(finite, f, big).min()
         mx = torch.where(finite, f, -big).max()
         n = torch.tensor(float(x.numel()), dtype=torch.float64, device=dev)
-        return torch.stack([n, mean, std, mn.to(torch.float64), mx.to(torch.float64),
-                            nan.to(torch.float64), inf.to(torch.float64), zero.to(torch.float64)])
+        return torch.stack(
+            [
+                n,
+                mean,
+                std,
+                mn.to(torch.float64),
+                mx.to(torch.float64),
+                nan.to(torch.float64),
+                inf.to(torch.float64),
+                zero.to(torch.float64),
+            ]
+        )
 
 
 def quick_stats_vector(t):
@@ -242,9 +266,18 @@ def quick_stats_vector(t):
         mn, mx = torch.aminmax(f)
         zero = n - torch.count_nonzero(f)
         minus1 = torch.tensor(-1.0, dtype=torch.float64, device=dev)
-        return torch.stack([torch.tensor(float(n), dtype=torch.float64, device=dev), mean.to(torch.float64),
-                            torch.sqrt(var).to(torch.float64), mn.to(torch.float64), mx.to(torch.float64),
-                            minus1, minus1, zero.to(torch.float64)])
+        return torch.stack(
+            [
+                torch.tensor(float(n), dtype=torch.float64, device=dev),
+                mean.to(torch.float64),
+                torch.sqrt(var).to(torch.float64),
+                mn.to(torch.float64),
+                mx.to(torch.float64),
+                minus1,
+                minus1,
+                zero.to(torch.float64),
+            ]
+        )
 
 
 def finish_stats(values, t):

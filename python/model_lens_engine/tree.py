@@ -171,22 +171,26 @@ def build_tree(lm):
     for name, mpath, p, aliases, _, _ in named_tensor_groups(root, "_parameters"):
         if is_lazy(p):
             continue  # no shape until a forward pass materializes it (loader.materialize_lazy)
-        params.append({
-            "name": name,
-            "module": mpath,
-            "tensor": tensor_info(p, name, named, index),
-            "requiresGrad": bool(p.requires_grad),
-            "aliases": aliases,
-        })
+        params.append(
+            {
+                "name": name,
+                "module": mpath,
+                "tensor": tensor_info(p, name, named, index),
+                "requiresGrad": bool(p.requires_grad),
+                "aliases": aliases,
+            }
+        )
     buffers = []
     for name, mpath, b, aliases, owner, key in named_tensor_groups(root, "_buffers"):
-        buffers.append({
-            "name": name,
-            "module": mpath,
-            "tensor": tensor_info(b, name, named, index),
-            "persistent": key not in getattr(owner, "_non_persistent_buffers_set", set()),
-            "aliases": aliases,
-        })
+        buffers.append(
+            {
+                "name": name,
+                "module": mpath,
+                "tensor": tensor_info(b, name, named, index),
+                "persistent": key not in getattr(owner, "_non_persistent_buffers_set", set()),
+                "aliases": aliases,
+            }
+        )
     return {
         "modules": build_nodes(root, lm.recorder, lm.location, getattr(lm, "wrapper", None)),
         "parameters": params,

@@ -44,7 +44,7 @@ def _group_members(pgid):
                 stat = f.read()
         except OSError:
             continue
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[2]) == pgid and fields[0] != "Z":
             out.append(int(name))
     return out
@@ -122,8 +122,10 @@ class Watchdog:
         ends the process when it reaches that point (answering what came before); if user code
         keeps it busy, the watchdog does after a grace period."""
         if what == "desync":
-            message = ("protocol desync: %s. The client and the engine no longer agree where "
-                       "messages start, so the engine exits." % detail)
+            message = (
+                "protocol desync: %s. The client and the engine no longer agree where "
+                "messages start, so the engine exits." % detail
+            )
             self._fatal = (EXIT_PROTOCOL_DESYNC, "")  # said once, here
             try:
                 os.write(2, ("model-lens engine: %s\n" % message).encode("utf-8", "replace"))
@@ -138,23 +140,30 @@ class Watchdog:
     def _watch(self):
         while not self._input_closed.wait(PARENT_POLL_S):
             if not self.parent_alive():
-                hard_exit(EXIT_ORPHANED, "the client process (pid %d) is gone; exiting so the "
-                          "engine is not left behind (was %s)"
-                          % (self.client_pid or self.expected_parent, self.doing))
+                hard_exit(
+                    EXIT_ORPHANED,
+                    "the client process (pid %d) is gone; exiting so the "
+                    "engine is not left behind (was %s)"
+                    % (self.client_pid or self.expected_parent, self.doing),
+                )
             self._check_memory()
         # An idle main loop exits by itself on the end of input; give it that chance first.
         threading.Event().wait(INPUT_CLOSED_GRACE_S)
         code, message = self._fatal
         if message is None:
-            message = ("the client closed the engine's input while user code was running (%s); "
-                       "exiting so the engine is not left behind" % self.doing)
+            message = (
+                "the client closed the engine's input while user code was running (%s); "
+                "exiting so the engine is not left behind" % self.doing
+            )
         hard_exit(code, message)
 
     def _check_memory(self):
         if self.memory_limit_mb <= 0:
             return
         rss = _resident_bytes()
-        if rss is not None and rss > self.memory_limit_mb * 2 ** 20:
-            hard_exit(EXIT_MEMORY_LIMIT,
-                      "went over its memory limit of %d MB (%d MB in use) while %s; "
-                      "stopped (out of memory)" % (self.memory_limit_mb, rss // 2 ** 20, self.doing))
+        if rss is not None and rss > self.memory_limit_mb * 2**20:
+            hard_exit(
+                EXIT_MEMORY_LIMIT,
+                "went over its memory limit of %d MB (%d MB in use) while %s; "
+                "stopped (out of memory)" % (self.memory_limit_mb, rss // 2**20, self.doing),
+            )

@@ -3,7 +3,6 @@ JSON-RPC over its stdin/stdout."""
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import threading
@@ -53,7 +52,11 @@ class EngineProcess:
         e.update(env or {})
         self.proc = subprocess.Popen(
             [sys.executable, "-u", "-m", "model_lens_engine"],
-            cwd=cwd, env=e, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+            cwd=cwd,
+            env=e,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
         self.stderr = []
         self.notifications = []
@@ -66,10 +69,16 @@ class EngineProcess:
         threading.Thread(target=self._read_err, daemon=True).start()
         self.info = None
         if initialize:
-            self.info = self.request("engine/initialize", {
-                "protocolVersion": "1.0", "clientName": "python-tests", "clientVersion": "0",
-                "trusted": trusted, "cwd": cwd,
-            })
+            self.info = self.request(
+                "engine/initialize",
+                {
+                    "protocolVersion": "1.0",
+                    "clientName": "python-tests",
+                    "clientVersion": "0",
+                    "trusted": trusted,
+                    "cwd": cwd,
+                },
+            )
 
     def _read(self):
         while True:
@@ -109,10 +118,14 @@ class EngineProcess:
 
     def wait(self, rid, timeout=REQUEST_TIMEOUT_S):
         with self.cond:
-            ok = self.cond.wait_for(lambda: rid in self.responses or self.proc.poll() is not None, timeout)
+            ok = self.cond.wait_for(
+                lambda: rid in self.responses or self.proc.poll() is not None, timeout
+            )
             if rid not in self.responses:
-                raise AssertionError("no response to %s (alive=%s, ok=%s); stderr:\n%s" % (
-                    rid, self.proc.poll() is None, ok, "".join(self.stderr[-30:])))
+                raise AssertionError(
+                    "no response to %s (alive=%s, ok=%s); stderr:\n%s"
+                    % (rid, self.proc.poll() is None, ok, "".join(self.stderr[-30:]))
+                )
             msg = self.responses.pop(rid)
         if "error" in msg:
             raise RpcError(msg["error"])

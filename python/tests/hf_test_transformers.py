@@ -15,7 +15,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-
 from engine_process import FIXTURES, EngineProcess  # noqa: E402
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -83,8 +82,9 @@ class HuggingFaceTest(unittest.TestCase):
         import torchinfo
 
         model = fixture_model("hf_gpt2_model.py").model
-        ti = torchinfo.summary(model, input_data={"input_ids": torch.randint(0, 100, (1, 8))}, verbose=0,
-                               device="cpu")
+        ti = torchinfo.summary(
+            model, input_data={"input_ids": torch.randint(0, 100, (1, 8))}, verbose=0, device="cpu"
+        )
         # torchinfo 1.8.0 counts every leaf's parameters: the tied lm_head.weight (100·32) is
         # counted under wte and again under lm_head. The right number is torch's deduplicated one.
         r = self.engine.request("model/load", {"file": fx("hf_gpt2_model.py")})
@@ -104,7 +104,9 @@ class HuggingFaceTest(unittest.TestCase):
         self.assertEqual(rows["lm_head"]["outputShape"], [1, 8, 100])
 
     def test_t5_encoder_decoder(self):
-        r, tree, s, rows, model = self.inspect_and_profile("hf_t5_model.py", "T5ForConditionalGeneration")
+        r, tree, s, rows, model = self.inspect_and_profile(
+            "hf_t5_model.py", "T5ForConditionalGeneration"
+        )
         self.assertEqual(rows["encoder"]["outputType"], "BaseModelOutputWithPastAndCrossAttentions")
         self.assertEqual(rows["lm_head"]["outputShape"], [1, 4, 100])
         params = {p["name"]: p for p in tree["parameters"]}
@@ -131,9 +133,13 @@ class HuggingFaceTest(unittest.TestCase):
         self.assertEqual(s["totals"]["macs"], s_cpu["totals"]["macs"])
 
     def test_vit(self):
-        r, tree, s, rows, model = self.inspect_and_profile("hf_vit_model.py", "ViTForImageClassification")
+        r, tree, s, rows, model = self.inspect_and_profile(
+            "hf_vit_model.py", "ViTForImageClassification"
+        )
         self.assertEqual(rows["classifier"]["outputShape"], [1, 10])
-        self.assertEqual(rows["vit.embeddings.patch_embeddings.projection"]["outputShape"], [1, 32, 4, 4])
+        self.assertEqual(
+            rows["vit.embeddings.patch_embeddings.projection"]["outputShape"], [1, 32, 4, 4]
+        )
 
 
 if __name__ == "__main__":

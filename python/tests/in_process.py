@@ -23,7 +23,9 @@ def loaded(module, args=(), kwargs=None, name="model"):
     lm.module, lm.wrapper = unwrap(module)
     kwargs = kwargs or {}
     lm.inputs = Inputs(list(args) + list(kwargs.values()), [None] * len(args) + list(kwargs))
-    lm.input_specs = [{"shape": list(t.shape), "dtype": str(t.dtype), "source": "request"} for t in lm.inputs]
+    lm.input_specs = [
+        {"shape": list(t.shape), "dtype": str(t.dtype), "source": "request"} for t in lm.inputs
+    ]
     return lm
 
 

@@ -19,7 +19,7 @@ def _live_where(field, value):
         except OSError:
             continue  # gone while we looked
         # The command may contain spaces and parentheses: fields start after the last ')'.
-        fields = stat[stat.rindex(")") + 2:].split()
+        fields = stat[stat.rindex(")") + 2 :].split()
         if int(fields[field]) == value and fields[_STATE] != "Z":
             out.append(int(name))
     return out

@@ -49,35 +49,42 @@ class DiagnosisTest(unittest.TestCase):
         # 46 ops × their average is the step time, by construction.
         self.assertAlmostEqual(d["opsPerStep"] * d["avgOpUs"] / 1e3, d["stepMs"])
         text = messages(d)
-        self.assertIn("About 46 ops per step (counted over 2 sampled steps): 2.00 ms per step is "
-                      "43.5 µs per op", text)
+        self.assertIn(
+            "About 46 ops per step (counted over 2 sampled steps): 2.00 ms per step is "
+            "43.5 µs per op",
+            text,
+        )
         self.assertIn("wall clock, mean of steps 2–11; step 1 is warm-up and excluded", text)
 
     def test_sync_points_are_counted_in_words(self):
         c = counters()
         c.syncs = {("item", None, 0): [12, 0.0, None, 1, 11]}
-        self.assertIn("12 sync points and 0 host↔device copies", messages(diagnose(
-            c, "r1", "cpu", 2.0)))
+        self.assertIn(
+            "12 sync points and 0 host↔device copies", messages(diagnose(c, "r1", "cpu", 2.0))
+        )
         c.syncs = {("print", None, 0): [1, 0.0, None, 1, 1]}
-        self.assertIn("1 sync point and 0 host↔device copies", messages(diagnose(
-            c, "r1", "cpu", 2.0)))
+        self.assertIn(
+            "1 sync point and 0 host↔device copies", messages(diagnose(c, "r1", "cpu", 2.0))
+        )
 
     def data_bound(self, workers, device, persistent=False):
         c = counters(data_s=0.0015)
-        c.loader = {"workers": workers, "pinMemory": False, "persistent": persistent,
-                    "rows": 2000}
-        return [f["message"] for f in diagnose(c, "r1", device, 2.0)["findings"]
-                if f["message"].startswith("Waiting for data")]
+        c.loader = {"workers": workers, "pinMemory": False, "persistent": persistent, "rows": 2000}
+        return [
+            f["message"]
+            for f in diagnose(c, "r1", device, 2.0)["findings"]
+            if f["message"].startswith("Waiting for data")
+        ]
 
     def test_data_advice_follows_the_device_and_the_loader(self):
         # Issue #10: pin_memory on a CPU run, more workers when the workers are the cost.
-        cpu0, = self.data_bound(0, "cpu")
+        (cpu0,) = self.data_bound(0, "cpu")
         self.assertIn("75% of each step (1.50 of 2.00 ms", cpu0)
         self.assertIn("num_workers > 0", cpu0)
         self.assertNotIn("pin_memory", cpu0)
-        gpu0, = self.data_bound(0, "cuda:0")
+        (gpu0,) = self.data_bound(0, "cuda:0")
         self.assertIn("pin_memory=True would speed the copies to cuda:0", gpu0)
-        cpu4, = self.data_bound(4, "cpu")
+        (cpu4,) = self.data_bound(4, "cpu")
         self.assertIn("already has 4 workers", cpu4)
         self.assertIn("started again every epoch", cpu4)
         self.assertIn("of 2000 rows", cpu4)

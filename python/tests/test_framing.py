@@ -10,6 +10,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 from engine_process import FIXTURES, EngineProcess, RpcError, frame  # noqa: E402
+
 from model_lens_engine.rpc import FramingError, encode_frame, read_frame  # noqa: E402
 
 
@@ -20,15 +21,23 @@ class FramingUnitTest(unittest.TestCase):
         header, _, body = data.partition(b"\r\n\r\n")
         # 3 non-ASCII characters take 2+2+3 bytes: the header counts bytes, not characters.
         self.assertEqual(int(header.split(b":")[1]), len(body))
-        self.assertEqual(len(body), len(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")))
+        self.assertEqual(
+            len(body),
+            len(json.dumps(msg, ensure_ascii=False, separators=(",", ":")).encode("utf-8")),
+        )
         self.assertEqual(read_frame(io.BytesIO(data)), msg)
 
     def test_two_frames_back_to_back_and_extra_headers(self):
         a = {"id": 1}
         b = {"id": 2}
         body = json.dumps(b).encode()
-        stream = io.BytesIO(encode_frame(a) + b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: "
-                            + str(len(body)).encode() + b"\r\n\r\n" + body)
+        stream = io.BytesIO(
+            encode_frame(a)
+            + b"Content-Type: application/vscode-jsonrpc; charset=utf-8\r\nContent-Length: "
+            + str(len(body)).encode()
+            + b"\r\n\r\n"
+            + body
+        )
         self.assertEqual(read_frame(stream), a)
         self.assertEqual(read_frame(stream), b)
         self.assertIsNone(read_frame(stream))
@@ -138,7 +147,15 @@ class TrustTest(unittest.TestCase):
         e = EngineProcess(initialize=False)
         try:
             with self.assertRaises(RpcError) as cm:
-                e.request("engine/initialize", {"protocolVersion": "2.0", "clientName": "t", "clientVersion": "0", "trusted": True})
+                e.request(
+                    "engine/initialize",
+                    {
+                        "protocolVersion": "2.0",
+                        "clientName": "t",
+                        "clientVersion": "0",
+                        "trusted": True,
+                    },
+                )
             self.assertEqual(cm.exception.kind, "unsupported")
         finally:
             e.close()

@@ -16,7 +16,9 @@ class HookProcessTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.engine = EngineProcess()
-        cls.mid = cls.engine.request("model/load", {"file": os.path.join(FIXTURES, "resnet18_model.py")})["modelId"]
+        cls.mid = cls.engine.request(
+            "model/load", {"file": os.path.join(FIXTURES, "resnet18_model.py")}
+        )["modelId"]
 
     @classmethod
     def tearDownClass(cls):
@@ -24,10 +26,24 @@ class HookProcessTest(unittest.TestCase):
 
     def test_forward_pre_and_backward_events(self):
         e = self.engine
-        fwd = e.request("hook/attach", {"modelId": self.mid, "path": "layer1.0.relu", "kind": "forward", "intervalMs": 0})["hookId"]
-        pre = e.request("hook/attach", {"modelId": self.mid, "path": "layer2", "kind": "forwardPre", "intervalMs": 0})["hookId"]
-        bwd = e.request("hook/attach", {"modelId": self.mid, "path": "fc", "kind": "backward", "intervalMs": 0,
-                                        "histogramBins": 4})["hookId"]
+        fwd = e.request(
+            "hook/attach",
+            {"modelId": self.mid, "path": "layer1.0.relu", "kind": "forward", "intervalMs": 0},
+        )["hookId"]
+        pre = e.request(
+            "hook/attach",
+            {"modelId": self.mid, "path": "layer2", "kind": "forwardPre", "intervalMs": 0},
+        )["hookId"]
+        bwd = e.request(
+            "hook/attach",
+            {
+                "modelId": self.mid,
+                "path": "fc",
+                "kind": "backward",
+                "intervalMs": 0,
+                "histogramBins": 4,
+            },
+        )["hookId"]
         e.request("model/forward", {"modelId": self.mid, "steps": 1, "backward": True})
         detached = e.request("hook/detach", {"all": True})
         self.assertEqual(detached, {"detached": 3, "remaining": 0})
@@ -47,7 +63,9 @@ class HookProcessTest(unittest.TestCase):
         # d(sum(out))/d(out) is all ones.
         g = by[bwd][0]
         self.assertEqual(g["tensor"]["shape"], [1, 1000])
-        self.assertEqual((g["stats"]["min"], g["stats"]["max"], g["stats"]["mean"]), (1.0, 1.0, 1.0))
+        self.assertEqual(
+            (g["stats"]["min"], g["stats"]["max"], g["stats"]["mean"]), (1.0, 1.0, 1.0)
+        )
         self.assertEqual(sum(g["histogram"]["counts"]), 1000)
         # Nothing after detach.
         e.request("model/forward", {"modelId": self.mid, "steps": 1, "backward": True})
@@ -56,7 +74,10 @@ class HookProcessTest(unittest.TestCase):
 
     def test_throttle(self):
         e = self.engine
-        h = e.request("hook/attach", {"modelId": self.mid, "path": "fc", "kind": "forward", "intervalMs": 3_600_000})["hookId"]
+        h = e.request(
+            "hook/attach",
+            {"modelId": self.mid, "path": "fc", "kind": "forward", "intervalMs": 3_600_000},
+        )["hookId"]
         e.request("model/forward", {"modelId": self.mid, "steps": 3})
         e.request("hook/detach", {"hookId": h})
         mine = [ev for ev in e.notes("hook/event") if ev["hookId"] == h]
@@ -111,7 +132,9 @@ class ProfileTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.engine = EngineProcess(cwd=EXAMPLES)
-        cls.mid = cls.engine.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py")})["modelId"]
+        cls.mid = cls.engine.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py")})[
+            "modelId"
+        ]
 
     @classmethod
     def tearDownClass(cls):
@@ -120,7 +143,9 @@ class ProfileTest(unittest.TestCase):
     def test_forward_profile_with_trace(self):
         with tempfile.TemporaryDirectory() as d:
             trace = os.path.join(d, "trace.json")
-            p = self.engine.request("profile/run", {"modelId": self.mid, "steps": 3, "warmup": 1, "traceFile": trace})
+            p = self.engine.request(
+                "profile/run", {"modelId": self.mid, "steps": 3, "warmup": 1, "traceFile": trace}
+            )
             self.assertEqual(p["method"], "TorchDispatchMode; 1 warm-up step excluded")
             self.assertEqual(p["steps"], 3)
             self.assertEqual(p["traceFile"], trace)
@@ -128,11 +153,17 @@ class ProfileTest(unittest.TestCase):
             # one row per input shapes (fc1's and fc2's).
             addmm = [o for o in p["ops"] if o["name"] == "aten::addmm"]
             self.assertEqual(sum(o["calls"] for o in addmm), 2 * 3)
-            ops = {o["name"]: o for o in sorted(addmm, key=lambda o: o["inputShapes"] != [[
-                [10], [8, 4], [4, 10]]], reverse=True)}
+            ops = {
+                o["name"]: o
+                for o in sorted(
+                    addmm, key=lambda o: o["inputShapes"] != [[[10], [8, 4], [4, 10]]], reverse=True
+                )
+            }
             self.assertEqual(ops["aten::addmm"]["inputShapes"], [[[10], [8, 4], [4, 10]]])
             self.assertEqual(ops["aten::addmm"]["phase"], "forward")
-            self.assertEqual(ops["aten::addmm"]["source"]["file"], os.path.join(EXAMPLES, "iris_mlp.py"))
+            self.assertEqual(
+                ops["aten::addmm"]["source"]["file"], os.path.join(EXAMPLES, "iris_mlp.py")
+            )
             mods = {m["path"]: m for m in p["modules"]}
             self.assertEqual(mods["fc1"]["calls"], 3)
             self.assertGreater(mods[""]["forwardMs"], mods["fc1"]["forwardMs"])
@@ -141,7 +172,9 @@ class ProfileTest(unittest.TestCase):
             names = {ev["name"] for ev in doc["traceEvents"]}
             self.assertIn("aten::addmm", names)
             self.assertIn("fc1", names)
-            self.assertEqual(sum(1 for ev in doc["traceEvents"] if ev["name"] == "aten::addmm"), 2 * 3)
+            self.assertEqual(
+                sum(1 for ev in doc["traceEvents"] if ev["name"] == "aten::addmm"), 2 * 3
+            )
 
     def test_train_profile_has_backward_ops(self):
         p = self.engine.request("profile/run", {"modelId": self.mid, "steps": 2, "mode": "train"})

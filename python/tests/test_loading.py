@@ -37,8 +37,17 @@ class LoadTest(unittest.TestCase):
         r = e.request("model/load", {"file": path})
         self.assertEqual(r["name"], "IrisMLP")
         self.assertEqual(r["type"], "IrisMLP")
-        self.assertEqual(r["inputs"], [{"shape": [8, 4], "dtype": "float32", "source": "example",
-                                        "note": "module-level `example_input`"}])
+        self.assertEqual(
+            r["inputs"],
+            [
+                {
+                    "shape": [8, 4],
+                    "dtype": "float32",
+                    "source": "example",
+                    "note": "module-level `example_input`",
+                }
+            ],
+        )
         self.assertEqual(r["location"]["line"], line_of(path, "class IrisMLP"))
         # The __main__ block trains and prints "epoch ..."; inspect mode must not run it.
         self.assertFalse(any("epoch" in n["text"] for n in e.notes("output")))
@@ -48,7 +57,9 @@ class LoadTest(unittest.TestCase):
         self.assertEqual(s["totals"]["macs"], 664)
 
     def test_input_shapes_param_wins(self):
-        r = self.engine.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py"), "inputShapes": [[5, 4]]})
+        r = self.engine.request(
+            "model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py"), "inputShapes": [[5, 4]]}
+        )
         self.assertEqual(r["inputs"], [{"shape": [5, 4], "dtype": "float32", "source": "request"}])
         f = self.engine.request("model/forward", {"modelId": r["modelId"]})
         self.assertEqual(f["outputShapes"], [[5, 3]])
@@ -69,7 +80,10 @@ class LoadTest(unittest.TestCase):
             self.engine.request("model/load", {"file": fx("two_models.py")})
         self.assertEqual(cm.exception.kind, "ambiguousModel")
         self.assertEqual(sorted(cm.exception.data["candidates"]), ["Classifier", "Encoder"])
-        r = self.engine.request("model/load", {"file": fx("two_models.py"), "model": "Classifier", "inputShapes": [[2, 5]]})
+        r = self.engine.request(
+            "model/load",
+            {"file": fx("two_models.py"), "model": "Classifier", "inputShapes": [[2, 5]]},
+        )
         self.assertEqual(r["name"], "Classifier")
         self.assertEqual(sorted(c["name"] for c in r["candidates"]), ["Classifier", "Encoder"])
 
@@ -113,11 +127,16 @@ class BadInputTest(unittest.TestCase):
     def test_syntax_error(self):
         err = self.fails("bad_syntax.py", "syntaxError")
         self.assertEqual(err.data["location"]["file"], fx("bad_syntax.py"))
-        self.assertEqual(err.data["location"]["line"], line_of(fx("bad_syntax.py"), "def forward(self, x)"))
+        self.assertEqual(
+            err.data["location"]["line"], line_of(fx("bad_syntax.py"), "def forward(self, x)")
+        )
 
     def test_import_error(self):
         err = self.fails("bad_import.py", "importError")
-        self.assertEqual(err.data["location"]["line"], line_of(fx("bad_import.py"), "import model_lens_no_such_package"))
+        self.assertEqual(
+            err.data["location"]["line"],
+            line_of(fx("bad_import.py"), "import model_lens_no_such_package"),
+        )
         self.assertEqual(err.data["got"], "model_lens_no_such_package")
 
     def test_no_module(self):
@@ -131,7 +150,9 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("hidden", str(err))
         self.assertIn("classes", str(err))
         self.assertNotIn("dropout", err.data["expected"])
-        self.assertEqual(err.data["location"]["line"], line_of(fx("needs_args.py"), "class Configurable"))
+        self.assertEqual(
+            err.data["location"]["line"], line_of(fx("needs_args.py"), "class Configurable")
+        )
 
     def test_wrong_input_shape(self):
         err = self.fails("wrong_shape.py", "shapeMismatch", request="model/summary")
@@ -139,25 +160,37 @@ class BadInputTest(unittest.TestCase):
         self.assertIn("4", err.data["expected"])  # fc1.in_features
         self.assertIn("[2, 5]", err.data["got"])  # example_input
         self.assertIn("mat1 and mat2", str(err))
-        self.assertEqual(err.data["location"]["line"], line_of(fx("wrong_shape.py"), "x = torch.relu(self.fc1(x))"))
+        self.assertEqual(
+            err.data["location"]["line"],
+            line_of(fx("wrong_shape.py"), "x = torch.relu(self.fc1(x))"),
+        )
 
     def test_wrong_shape_also_in_forward(self):
         err = self.fails("wrong_shape.py", "shapeMismatch", request="model/forward")
         self.assertEqual(err.data["layer"], "fc1")
 
     def test_conv_channels_named(self):
-        err = self.fails("resnet18_model.py", "shapeMismatch", request="model/summary", inputShapes=[[1, 4, 64, 64]])
+        err = self.fails(
+            "resnet18_model.py",
+            "shapeMismatch",
+            request="model/summary",
+            inputShapes=[[1, 4, 64, 64]],
+        )
         self.assertEqual(err.data["layer"], "conv1")
         self.assertIn("3 channels", err.data["expected"])  # resnet18.conv1.in_channels
         self.assertIn("[1, 4, 64, 64]", err.data["got"])
 
     def test_sys_exit_at_import(self):
         err = self.fails("exits_at_import.py", "userExit")
-        self.assertEqual(err.data["location"]["line"], line_of(fx("exits_at_import.py"), "sys.exit(3)"))
+        self.assertEqual(
+            err.data["location"]["line"], line_of(fx("exits_at_import.py"), "sys.exit(3)")
+        )
 
     def test_raising_forward(self):
         err = self.fails("raising_forward.py", "userCodeError", request="model/summary")
-        self.assertEqual(err.data["location"]["line"], line_of(fx("raising_forward.py"), "raise ValueError"))
+        self.assertEqual(
+            err.data["location"]["line"], line_of(fx("raising_forward.py"), "raise ValueError")
+        )
         self.assertEqual(err.data["location"]["function"], "forward")
         self.assertIn("forward refuses to run", str(err))
 
@@ -166,7 +199,10 @@ class BadInputTest(unittest.TestCase):
         self.assertEqual(err.data["layer"], "head")
         self.assertEqual(err.data["expected"], "meta")
         self.assertEqual(err.data["got"], "cpu")
-        self.assertEqual(err.data["location"]["line"], line_of(fx("device_mismatch.py"), "return self.fc(x) + self.offset"))
+        self.assertEqual(
+            err.data["location"]["line"],
+            line_of(fx("device_mismatch.py"), "return self.fc(x) + self.offset"),
+        )
 
     def test_input_on_another_device_than_the_model(self):
         # A model on the CPU with an example input on meta: the input is on the wrong device,
@@ -183,8 +219,10 @@ class BadInputTest(unittest.TestCase):
         # inside torch), and the engine stays usable. Inputs from the editor take this path.
         e = self.engine
         with self.assertRaises(RpcError) as cm:
-            e.request("model/load", {"file": os.path.join(EXAMPLES, "iris_mlp.py"),
-                                     "inputShapes": [[100000, 100000]]})
+            e.request(
+                "model/load",
+                {"file": os.path.join(EXAMPLES, "iris_mlp.py"), "inputShapes": [[100000, 100000]]},
+            )
         err = cm.exception
         self.assertEqual(err.kind, "badRequest", "%s %s" % (err, err.data))
         self.assertIn("input too large", str(err))
@@ -199,8 +237,10 @@ class BadInputTest(unittest.TestCase):
 
         path = os.path.join(PYTHON_DIR, "_model_lens_test_model_%d.py" % os.getpid())
         with open(path, "w") as f:
-            f.write("import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def forward(self, x):\n"
-                    "        raise RuntimeError('boom')\n")
+            f.write(
+                "import torch.nn as nn\n\n\nclass Net(nn.Module):\n    def forward(self, x):\n"
+                "        raise RuntimeError('boom')\n"
+            )
         try:
             for _ in range(2):
                 with self.assertRaises(RpcError) as cm:

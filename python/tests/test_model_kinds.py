@@ -11,7 +11,6 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
-
 from engine_process import FIXTURES, EngineProcess, RpcError  # noqa: E402
 
 
@@ -49,7 +48,12 @@ class ModelKindsTest(unittest.TestCase):
         r = self.load(name, **params)
         tree = self.engine.request("model/tree", {"modelId": r["modelId"]})
         s = self.engine.request("model/summary", {"modelId": r["modelId"]})
-        return r, {m["path"]: m for m in tree["modules"]}, s, {row["path"]: row for row in s["rows"]}
+        return (
+            r,
+            {m["path"]: m for m in tree["modules"]},
+            s,
+            {row["path"]: row for row in s["rows"]},
+        )
 
     def test_torchscript_whole_model(self):
         r, nodes, s, rows = self.views("scripted_model.py", model="scripted")
@@ -66,7 +70,9 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(s["totals"]["executedMacs"], 2 * 4 * 8 + 2 * 8 * 3)
 
     def test_torchscript_part_of_a_python_model(self):
-        r, nodes, s, rows = self.views("scripted_model.py", model="PartlyScripted", inputShapes=[[2, 6]])
+        r, nodes, s, rows = self.views(
+            "scripted_model.py", model="PartlyScripted", inputShapes=[[2, 6]]
+        )
         self.assertTrue(nodes["block"]["scripted"])
         self.assertEqual(nodes["block"]["type"], "MLP")
         self.assertEqual(rows["stem"]["outputShape"], [2, 4])
@@ -150,8 +156,11 @@ class ModelKindsTest(unittest.TestCase):
     def test_dynamically_quantized_linear_counts_packed_weights(self):
         r, nodes, s, rows = self.views("wrapped_models.py", model="quantized")
         q = fixture_module("wrapped_models.py").quantized
-        packed = sum(m.weight().numel() + m.bias().numel() for m in q.modules()
-                     if hasattr(m, "weight") and callable(m.weight))
+        packed = sum(
+            m.weight().numel() + m.bias().numel()
+            for m in q.modules()
+            if hasattr(m, "weight") and callable(m.weight)
+        )
         self.assertEqual(packed, 4 * 8 + 8 + 8 * 3 + 3)
         self.assertEqual(nodes[""]["packedParams"], packed)
         self.assertEqual(s["totals"]["packedParams"], packed)
@@ -172,9 +181,13 @@ class ModelKindsTest(unittest.TestCase):
         self.assertEqual(f["outputShapes"], [[2, 4]])
 
     def test_named_inputs_with_dtypes(self):
-        r = self.load("token_model.py", inputs=[
-            {"shape": [2, 7], "dtype": "int64", "name": "input_ids"},
-            {"shape": [2, 7], "dtype": "float32", "name": "attention_mask"}])
+        r = self.load(
+            "token_model.py",
+            inputs=[
+                {"shape": [2, 7], "dtype": "int64", "name": "input_ids"},
+                {"shape": [2, 7], "dtype": "float32", "name": "attention_mask"},
+            ],
+        )
         self.assertEqual([i["name"] for i in r["inputs"]], ["input_ids", "attention_mask"])
         s = self.engine.request("model/summary", {"modelId": r["modelId"]})
         rows = {row["path"]: row for row in s["rows"]}
@@ -189,8 +202,10 @@ class ModelKindsTest(unittest.TestCase):
 
     def test_example_input_dict_is_keyword_arguments(self):
         r = self.load("kwargs_example_model.py")
-        self.assertEqual([(i["name"], i["dtype"]) for i in r["inputs"]],
-                         [("input_ids", "int64"), ("attention_mask", "float32")])
+        self.assertEqual(
+            [(i["name"], i["dtype"]) for i in r["inputs"]],
+            [("input_ids", "int64"), ("attention_mask", "float32")],
+        )
         f = self.engine.request("model/forward", {"modelId": r["modelId"]})
         self.assertEqual(f["outputShapes"], [[2, 4]])
 
@@ -215,7 +230,9 @@ class MetaDeviceTest(unittest.TestCase):
                 s = e.request("model/summary", {"modelId": r["modelId"]})
                 self.assertEqual(s["totals"]["params"], 400_000 * 400_000 + 400_000)
                 self.assertEqual(s["totals"]["executedMacs"], 400_000 * 400_000)
-                self.assertEqual({row["path"]: row for row in s["rows"]}["fc"]["outputShape"], [1, 400_000])
+                self.assertEqual(
+                    {row["path"]: row for row in s["rows"]}["fc"]["outputShape"], [1, 400_000]
+                )
                 with self.assertRaises(RpcError) as cm:
                     e.request("profile/run", {"modelId": r["modelId"], "steps": 1})
                 self.assertEqual(cm.exception.kind, "unsupported")
@@ -244,7 +261,9 @@ class CompiledModelTest(unittest.TestCase):
                 self.assertEqual(sorted(nodes), ["", "act", "fc1", "fc2"])
                 self.assertEqual(nodes[""]["wrapper"], "torch.compile")
                 s = e.request("model/summary", {"modelId": r["modelId"]})
-                self.assertEqual({row["path"]: row for row in s["rows"]}["fc2"]["outputShape"], [2, 3])
+                self.assertEqual(
+                    {row["path"]: row for row in s["rows"]}["fc2"]["outputShape"], [2, 3]
+                )
             else:
                 with self.assertRaises(RpcError) as cm:
                     e.request("model/load", {"file": fx("compiled_model.py")})

@@ -8,8 +8,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from engine_process import FIXTURES, EngineProcess, RpcError  # noqa: E402
 
-VIEW_ERROR = ("view size is not compatible with input tensor's size and stride (at least one dimension "
-              "spans across two contiguous subspaces). Use .reshape(...) instead.")
+VIEW_ERROR = (
+    "view size is not compatible with input tensor's size and stride (at least one dimension "
+    "spans across two contiguous subspaces). Use .reshape(...) instead."
+)
 
 
 def fx(name):
@@ -74,7 +76,10 @@ class TreeTest(unittest.TestCase):
 
     def test_buffers(self):
         bufs = {b["name"]: b for b in self.tree["buffers"]}
-        self.assertEqual(set(bufs), {"scale", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"})
+        self.assertEqual(
+            set(bufs),
+            {"scale", "norm.running_mean", "norm.running_var", "norm.num_batches_tracked"},
+        )
         self.assertFalse(bufs["scale"]["persistent"])
         self.assertTrue(bufs["norm.running_mean"]["persistent"])
         self.assertEqual(bufs["norm.num_batches_tracked"]["tensor"]["dtype"], "int64")
@@ -86,9 +91,17 @@ class TreeTest(unittest.TestCase):
         stem = self.nodes["stem"]["source"]
         self.assertEqual(stem["creation"]["file"], path)
         self.assertEqual(stem["creation"]["line"], line_of(path, "self.stem = nn.Linear(4, 8)"))
-        self.assertEqual(self.nodes["blocks.0"]["source"]["definition"]["line"], line_of(path, "class Block"))
-        self.assertEqual(self.nodes["blocks.0.fc"]["source"]["creation"]["line"], line_of(path, "self.fc = nn.Linear(width, width)"))
-        self.assertEqual(self.nodes["blocks.0"]["source"]["creation"]["line"], line_of(path, "self.blocks = nn.ModuleList"))
+        self.assertEqual(
+            self.nodes["blocks.0"]["source"]["definition"]["line"], line_of(path, "class Block")
+        )
+        self.assertEqual(
+            self.nodes["blocks.0.fc"]["source"]["creation"]["line"],
+            line_of(path, "self.fc = nn.Linear(width, width)"),
+        )
+        self.assertEqual(
+            self.nodes["blocks.0"]["source"]["creation"]["line"],
+            line_of(path, "self.blocks = nn.ModuleList"),
+        )
 
     def test_shared_summary(self):
         s = self.engine.request("model/summary", {"modelId": self.load["modelId"]})
@@ -149,7 +162,9 @@ class SummaryTest(unittest.TestCase):
         rows = {r["path"]: r for r in s["rows"]}
         # MultiheadAttention uses out_proj's weights through F.multi_head_attention_forward: it is
         # the one module that is never called itself.
-        self.assertEqual([r["path"] for r in s["rows"] if not r["ran"]], ["layer.self_attn.out_proj"])
+        self.assertEqual(
+            [r["path"] for r in s["rows"] if not r["ran"]], ["layer.self_attn.out_proj"]
+        )
         self.assertIn("functional", rows["layer.self_attn.out_proj"]["note"])
         self.assertEqual(rows["layer.linear1"]["outputShape"], [1, 5, 32])
         self.assertEqual(rows["layer.linear2"]["outputShape"], [1, 5, 16])
@@ -160,7 +175,9 @@ class SummaryTest(unittest.TestCase):
         self.assertEqual(rows["layer.linear1"]["executedMacs"], 5 * 16 * 32)
         # Attention: in-projection 5·16·48, scores and weighted sum 2·(2 heads · 5 · 5 · 8),
         # out-projection 5·16·16.
-        self.assertEqual(rows["layer.self_attn"]["executedMacs"], 5 * 16 * 48 + 2 * 2 * 5 * 5 * 8 + 5 * 16 * 16)
+        self.assertEqual(
+            rows["layer.self_attn"]["executedMacs"], 5 * 16 * 48 + 2 * 2 * 5 * 5 * 8 + 5 * 16 * 16
+        )
 
 
 class TensorTest(unittest.TestCase):
@@ -174,7 +191,9 @@ class TensorTest(unittest.TestCase):
         cls.engine.close()
 
     def inspect(self, target, **kw):
-        return self.engine.request("tensor/inspect", dict({"modelId": self.mid, "target": target}, **kw))
+        return self.engine.request(
+            "tensor/inspect", dict({"modelId": self.mid, "target": target}, **kw)
+        )
 
     def test_permuted_output(self):
         r = self.inspect({"kind": "output", "path": "permute"})
@@ -227,7 +246,9 @@ class ContiguityUnitTest(unittest.TestCase):
 
         sliced = tensor_info(torch.zeros(4, 6)[:, ::2])
         self.assertEqual(sliced["contiguity"]["breaksAt"], 1)
-        self.assertFalse(sliced["view"]["wouldFail"])  # view(-1) of a (4,3) stride (6,2) works: one stride 2
+        self.assertFalse(
+            sliced["view"]["wouldFail"]
+        )  # view(-1) of a (4,3) stride (6,2) works: one stride 2
         self.assertEqual(sliced["view"]["copyBytes"], 12 * 4)
         expanded = tensor_info(torch.zeros(4, 1).expand(4, 5))
         self.assertEqual(expanded["stride"], [1, 0])
@@ -254,10 +275,21 @@ class StatsUnitTest(unittest.TestCase):
 
         t = torch.tensor([1.0, 2.0, float("nan"), float("inf"), 0.0])
         # Finite values 1, 2, 0: mean 1, population std sqrt(2/3).
-        want = {"numel": 5, "mean": 1.0, "min": 0.0, "max": 2.0, "nanCount": 1, "infCount": 1, "zeroCount": 1}
+        want = {
+            "numel": 5,
+            "mean": 1.0,
+            "min": 0.0,
+            "max": 2.0,
+            "nanCount": 1,
+            "infCount": 1,
+            "zeroCount": 1,
+        }
         for got in (tensor_stats(t), finish_stats(quick_stats_vector(t).tolist(), t)):
             self.assertEqual({k: got[k] for k in want}, want)
             self.assertAlmostEqual(got["std"], (2 / 3) ** 0.5, places=6)
         ints = finish_stats(quick_stats_vector(torch.arange(5)).tolist(), None)
-        self.assertEqual((ints["mean"], ints["min"], ints["max"], ints["zeroCount"], ints["nanCount"]), (2.0, 0.0, 4.0, 1, 0))
-        self.assertAlmostEqual(ints["std"], 2 ** 0.5, places=6)
+        self.assertEqual(
+            (ints["mean"], ints["min"], ints["max"], ints["zeroCount"], ints["nanCount"]),
+            (2.0, 0.0, 4.0, 1, 0),
+        )
+        self.assertAlmostEqual(ints["std"], 2**0.5, places=6)

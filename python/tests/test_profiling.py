@@ -25,8 +25,9 @@ class ProfileTablesTest(unittest.TestCase):
         cls.engine.close()
 
     def profile(self, mode):
-        return self.engine.request("profile/run", {"modelId": self.mid, "steps": STEPS,
-                                                   "warmup": 1, "mode": mode})
+        return self.engine.request(
+            "profile/run", {"modelId": self.mid, "steps": STEPS, "warmup": 1, "mode": mode}
+        )
 
     def test_ops_grouped_by_input_shapes_like_torch_profiler(self):
         import torch
@@ -38,9 +39,11 @@ class ProfileTablesTest(unittest.TestCase):
         model = nn.Sequential(nn.Linear(4, 10), nn.ReLU(), nn.Linear(10, 3))
         with torch.no_grad(), torch.autograd.profiler.profile(record_shapes=True) as prof:
             model(torch.randn(8, 4))
-        ref = sorted([s for s in e.input_shapes if s]  # scalar arguments (beta, alpha) are []
-                     for e in prof.key_averages(group_by_input_shape=True)
-                     if e.key == "aten::addmm")
+        ref = sorted(
+            [s for s in e.input_shapes if s]  # scalar arguments (beta, alpha) are []
+            for e in prof.key_averages(group_by_input_shape=True)
+            if e.key == "aten::addmm"
+        )
         self.assertEqual(addmm, ref)
         self.assertEqual(len(addmm), 2)
         for o in r["ops"]:
@@ -49,8 +52,10 @@ class ProfileTablesTest(unittest.TestCase):
     def test_warmup_excluded_and_said(self):
         r = self.profile("forward")
         self.assertIn("1 warm-up step excluded", r["method"])
-        self.assertEqual({m["path"]: m["calls"] for m in r["modules"]},
-                         {"": STEPS, "fc1": STEPS, "act": STEPS, "fc2": STEPS})
+        self.assertEqual(
+            {m["path"]: m["calls"] for m in r["modules"]},
+            {"": STEPS, "fc1": STEPS, "act": STEPS, "fc2": STEPS},
+        )
 
     def test_train_mode_has_phases_and_backward_for_every_module_with_parameters(self):
         r = self.profile("train")
@@ -77,8 +82,9 @@ class ContiguityReasonTest(unittest.TestCase):
 
         # Issue #10: unfold's windows were said to have "gaps between its elements".
         w = torch.arange(10.0).unfold(0, 3, 1)  # 8 windows of 3, each one element on
-        self.assertEqual((list(w.shape), list(w.stride()), w.is_contiguous()), ([8, 3], [1, 1],
-                                                                               False))
+        self.assertEqual(
+            (list(w.shape), list(w.stride()), w.is_contiguous()), ([8, 3], [1, 1], False)
+        )
         r = contiguity(list(w.shape), list(w.stride()), w.is_contiguous(), w)
         self.assertIn("overlapping", r["reason"])
         self.assertNotIn("gaps", r["reason"])

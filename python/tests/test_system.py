@@ -57,8 +57,10 @@ class NvidiaSmiMemoryTest(unittest.TestCase):
         with tempfile.TemporaryDirectory() as d:
             fake = os.path.join(d, "nvidia-smi")
             with open(fake, "w") as f:
-                f.write("#!/bin/sh\necho 'GPU-0111c661-05ab-caee-e6d0-d2925b71f626, 143771, 4'\n"
-                        "echo 'GPU-deadbeef, [N/A], [N/A]'\n")
+                f.write(
+                    "#!/bin/sh\necho 'GPU-0111c661-05ab-caee-e6d0-d2925b71f626, 143771, 4'\n"
+                    "echo 'GPU-deadbeef, [N/A], [N/A]'\n"
+                )
             os.chmod(fake, 0o755)
             old = os.environ["PATH"]
             os.environ["PATH"] = d + os.pathsep + old

@@ -11,7 +11,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torch.nn as nn  # noqa: E402
 import torchinfo  # noqa: E402
-
 from engine_process import FIXTURES  # noqa: E402
 from in_process import rows_by_path, summary  # noqa: E402
 from torchinfo_compare import compare  # noqa: E402
@@ -28,7 +27,9 @@ class TorchinfoFixturesTest(unittest.TestCase):
                 compare(self, build().eval(), inputs())
 
     def test_shared_module_counted_once(self):
-        ours, ti = compare(self, torchinfo_like.SiameseNets().eval(), (torch.randn(4, 10), torch.randn(4, 10)))
+        ours, ti = compare(
+            self, torchinfo_like.SiameseNets().eval(), (torch.randn(4, 10), torch.randn(4, 10))
+        )
         self.assertEqual(rows_by_path(ours)["encoder"]["aliases"], ["other"])
         self.assertEqual(ours["totals"]["params"], (10 * 16 + 16) + (16 * 8 + 8) + (8 + 1))
 

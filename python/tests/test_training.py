@@ -77,7 +77,9 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual([p["state"] for p in ps].count("done"), 1)
         # One optimizer step per epoch, full batch.
         self.assertEqual(final["step"], epochs)
-        self.assertEqual((final["epoch"], final["totalEpochs"], final["totalSteps"]), (epochs, epochs, epochs))
+        self.assertEqual(
+            (final["epoch"], final["totalEpochs"], final["totalSteps"]), (epochs, epochs, epochs)
+        )
         self.assertEqual(final["lr"], 0.1)
         curve = self.curve(ps)
         self.assertEqual([s for s, _ in curve], list(range(1, epochs + 1)))
@@ -102,18 +104,23 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(diag["batchSize"], 120)  # TRAIN_ROWS of 150 flowers
         self.assertEqual(diag["hostToDevice"], {"count": 0, "bytes": 0})
         line = line_of(IRIS, "loss.item()")
-        items = [s for s in diag["syncs"] if s["kind"] == "item" and s.get("source", {}).get("line") == line]
+        items = [
+            s
+            for s in diag["syncs"]
+            if s["kind"] == "item" and s.get("source", {}).get("line") == line
+        ]
         self.assertEqual(len(items), 1, diag["syncs"])
         self.assertEqual(items[0]["source"]["file"], IRIS)
         self.assertEqual(items[0]["count"], 3)  # epochs 0, 100, 200
         text = " ".join(f["message"] for f in diag["findings"])
-        self.assertIn("loss.item() at iris_train.py:%d forces a device sync every 100 steps" % line, text)
+        self.assertIn(
+            "loss.item() at iris_train.py:%d forces a device sync every 100 steps" % line, text
+        )
         self.assertNotIn("`", text)  # shown as plain text, in the panel and the CLI
         self.assertIn("cost nothing on CPU", text)
         # One clock: the final rate covers the same steps (2 to the last) as stepMs.
         self.assertAlmostEqual(final["stepsPerSec"] * diag["stepMs"] / 1e3, 1.0, places=6)
-        self.assertAlmostEqual(diag["opsPerStep"] * diag["avgOpUs"] / 1e3, diag["stepMs"],
-                               places=6)
+        self.assertAlmostEqual(diag["opsPerStep"] * diag["avgOpUs"] / 1e3, diag["stepMs"], places=6)
         b = diag["breakdown"]
         self.assertGreater(b["forwardMs"], 0)
         self.assertGreater(b["backwardMs"], 0)
@@ -122,8 +129,15 @@ class TrainingTest(unittest.TestCase):
 
     def test_iris_weight_and_grad_histograms(self):
         epochs, every = 220, 50
-        run_id = self.engine.request("train/start", {"file": IRIS, "args": [str(epochs)], "histogramEverySteps": every,
-                                                            "histogramMinIntervalMs": 0})["runId"]
+        run_id = self.engine.request(
+            "train/start",
+            {
+                "file": IRIS,
+                "args": [str(epochs)],
+                "histogramEverySteps": every,
+                "histogramMinIntervalMs": 0,
+            },
+        )["runId"]
         self.wait_for(lambda: any(p["state"] in TERMINAL for p in self.progress(run_id)))
         final = self.progress(run_id)[-1]
         self.assertEqual(final["state"], "done", final)
@@ -151,18 +165,36 @@ class TrainingTest(unittest.TestCase):
         # Weights change between snapshots, and the gradient of CrossEntropy w.r.t. the output
         # bias sums to zero over the classes (softmax minus one-hot), so fc2.bias's grad mean is ~0.
         w = lambda h, n: next(p for p in h["params"] if p["name"] == n)  # noqa: E731
-        self.assertNotEqual(w(hs[0], "fc1.weight")["weight"]["stats"]["mean"], w(hs[-1], "fc1.weight")["weight"]["stats"]["mean"])
+        self.assertNotEqual(
+            w(hs[0], "fc1.weight")["weight"]["stats"]["mean"],
+            w(hs[-1], "fc1.weight")["weight"]["stats"]["mean"],
+        )
         self.assertAlmostEqual(w(hs[-1], "fc2.bias")["grad"]["stats"]["mean"], 0.0, places=6)
         # The last snapshot is the trained weights: the same histogram torch.histc gives for them.
-        ref = self.engine.request("tensor/inspect", {"modelId": final["modelId"], "stats": True, "histogramBins": 20,
-                                                     "target": {"kind": "parameter", "name": "fc1.weight"}})
-        self.assertEqual(w(hs[-1], "fc1.weight")["weight"]["histogram"]["counts"], ref["histogram"]["counts"])
-        self.assertAlmostEqual(w(hs[-1], "fc1.weight")["weight"]["stats"]["std"], ref["stats"]["std"], places=6)
+        ref = self.engine.request(
+            "tensor/inspect",
+            {
+                "modelId": final["modelId"],
+                "stats": True,
+                "histogramBins": 20,
+                "target": {"kind": "parameter", "name": "fc1.weight"},
+            },
+        )
+        self.assertEqual(
+            w(hs[-1], "fc1.weight")["weight"]["histogram"]["counts"], ref["histogram"]["counts"]
+        )
+        self.assertAlmostEqual(
+            w(hs[-1], "fc1.weight")["weight"]["stats"]["std"], ref["stats"]["std"], places=6
+        )
 
         # 0 disables them; a bad value is refused with the field named.
-        run_id = self.engine.request("train/start", {"file": IRIS, "args": ["120"], "histogramEverySteps": 0})["runId"]
+        run_id = self.engine.request(
+            "train/start", {"file": IRIS, "args": ["120"], "histogramEverySteps": 0}
+        )["runId"]
         self.wait_for(lambda: any(p["state"] in TERMINAL for p in self.progress(run_id)))
-        self.assertEqual([h for h in self.engine.notes("train/histograms") if h["runId"] == run_id], [])
+        self.assertEqual(
+            [h for h in self.engine.notes("train/histograms") if h["runId"] == run_id], []
+        )
         with self.assertRaises(RpcError) as cm:
             self.engine.request("train/start", {"file": IRIS, "histogramEverySteps": -1})
         self.assertIn("histogramEverySteps", str(cm.exception))
@@ -171,7 +203,15 @@ class TrainingTest(unittest.TestCase):
         import torch
 
         from model_lens_engine.training.histograms import (
-            HISTOGRAM_SAMPLE_ELEMENTS, _tolist, summary as _summary, summary_rows as _summary_rows)
+            HISTOGRAM_SAMPLE_ELEMENTS,
+            _tolist,
+        )
+        from model_lens_engine.training.histograms import (
+            summary as _summary,
+        )
+        from model_lens_engine.training.histograms import (
+            summary_rows as _summary_rows,
+        )
 
         ts = [torch.tensor([1.0, float("nan"), float("inf"), 0.0]), torch.arange(100000.0)]
         rows = _tolist(_summary_rows(ts, 3))
@@ -185,16 +225,25 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(sum(big["histogram"]["counts"]), 100000)
         for got, want in zip(big["histogram"]["counts"], (33333, 33333, 33334)):
             self.assertLess(abs(got - want), 100)
-        self.assertEqual((big["stats"]["mean"], big["stats"]["min"], big["stats"]["max"]), (49999.5, 0.0, 99999.0))
+        self.assertEqual(
+            (big["stats"]["mean"], big["stats"]["min"], big["stats"]["max"]),
+            (49999.5, 0.0, 99999.0),
+        )
 
     def test_hook_mid_run_then_detach_then_stop(self):
         e = self.engine
         run_id = self.start(IRIS, ["100000000"])
-        mid = self.wait_for(lambda: next((p["modelId"] for p in self.progress(run_id) if p.get("modelId")), None))
-        hook = e.request("hook/attach", {"path": "fc1", "kind": "forward", "intervalMs": 50})["hookId"]
+        mid = self.wait_for(
+            lambda: next((p["modelId"] for p in self.progress(run_id) if p.get("modelId")), None)
+        )
+        hook = e.request("hook/attach", {"path": "fc1", "kind": "forward", "intervalMs": 50})[
+            "hookId"
+        ]
         mine = lambda: [ev for ev in e.notes("hook/event") if ev["hookId"] == hook]  # noqa: E731
         self.wait_for(lambda: len(mine()) >= 3)
-        self.assertEqual(e.request("hook/detach", {"hookId": hook}), {"detached": 1, "remaining": 0})
+        self.assertEqual(
+            e.request("hook/detach", {"hookId": hook}), {"detached": 1, "remaining": 0}
+        )
         n = len(mine())
         evs = mine()
         self.assertTrue(all(ev["step"] >= 1 for ev in evs))
@@ -222,9 +271,15 @@ class TrainingTest(unittest.TestCase):
     def test_gradients_after_stop_are_those_of_the_last_step(self):
         # Issue #10: "0 ± 0" gradients after Stop: the snapshot was taken after zero_grad.
         e = self.engine
-        run_id = e.request("train/start", {"file": IRIS, "args": ["100000000"],
-                                           "histogramEverySteps": 10 ** 9,
-                                           "histogramMinIntervalMs": 0})["runId"]
+        run_id = e.request(
+            "train/start",
+            {
+                "file": IRIS,
+                "args": ["100000000"],
+                "histogramEverySteps": 10**9,
+                "histogramMinIntervalMs": 0,
+            },
+        )["runId"]
         self.wait_for(lambda: any(p["step"] >= 20 for p in self.progress(run_id)))
         self.assertEqual(e.request("train/stop", {"runId": run_id}), {"stopped": True})
         final = self.progress(run_id)[-1]
@@ -261,7 +316,10 @@ class TrainingTest(unittest.TestCase):
         self.assertIn("bad batch at step 6", err["message"])
         self.assertEqual(err["location"]["file"], path)
         self.assertEqual(err["location"]["line"], line_of(path, "raise ValueError"))
-        self.assertEqual([f["line"] for f in err["userStack"]], [line_of(path, "    check(step)"), line_of(path, "raise ValueError")])
+        self.assertEqual(
+            [f["line"] for f in err["userStack"]],
+            [line_of(path, "    check(step)"), line_of(path, "raise ValueError")],
+        )
         self.assertEqual(final["step"], 5)
         self.assertEqual(len(self.curve(ps)), 5)
 
@@ -342,8 +400,7 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual((ps[-1]["state"], ps[-1]["step"]), ("done", 3), ps[-1])
         out = "".join(o["text"] for o in self.engine.notes("output") if o.get("runId") == run_id)
         got = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
-        self.assertEqual(got, {"cwd": EXAMPLES, "path0": FIXTURES, "main": "True",
-                               "signals": "1"})
+        self.assertEqual(got, {"cwd": EXAMPLES, "path0": FIXTURES, "main": "True", "signals": "1"})
         # The engine is as it was: its cwd, and requests still answered.
         self.assertIn("memory", self.engine.request("system/info"))
 
@@ -374,8 +431,9 @@ class TrainingTest(unittest.TestCase):
         warnings = [w for p in ps for w in p.get("warnings", [])]
         direct = [w for w in warnings if "forward() directly" in w]
         self.assertEqual(len(direct), 1, warnings)
-        self.assertIn("linear_forward_direct.py:%d" % line_of(path, "pred = model.forward(x)"),
-                      direct[0])
+        self.assertIn(
+            "linear_forward_direct.py:%d" % line_of(path, "pred = model.forward(x)"), direct[0]
+        )
         self.assertIn("skips the module's hooks", direct[0])
         diag = self.engine.request("train/diagnose", {"runId": run_id})
         self.assertEqual(diag["batchSize"], 128)
@@ -389,8 +447,11 @@ class TrainingTest(unittest.TestCase):
         self.assertEqual(ps[-1]["state"], "done")
         diag = self.engine.request("train/diagnose", {"runId": run_id})
         prints = [s for s in diag["syncs"] if s["kind"] == "print"]
-        self.assertEqual([(s["count"], s["source"]["line"]) for s in prints],
-                         [(1, line_of(path, "print(model.bias)"))], diag["syncs"])
+        self.assertEqual(
+            [(s["count"], s["source"]["line"]) for s in prints],
+            [(1, line_of(path, "print(model.bias)"))],
+            diag["syncs"],
+        )
         text = " ".join(f["message"] for f in diag["findings"])
         self.assertIn("1 sync point and 0 host↔device copies", text)
 
@@ -430,8 +491,9 @@ class ModuleLevelTrainingInspectTest(unittest.TestCase):
         self.assertEqual((r["name"], r["type"]), ("model", "MLP"))
         note = [w for w in r["warnings"] if "starts training" in w]
         self.assertEqual(len(note), 1, r["warnings"])
-        self.assertIn("backward() at iris_module_level.py:%d" % line_of(path, "loss.backward()"),
-                      note[0])
+        self.assertIn(
+            "backward() at iris_module_level.py:%d" % line_of(path, "loss.backward()"), note[0]
+        )
         # The 20,000 epochs did not run: the script's last line never printed.
         out = "".join(o["text"] for o in self.engine.notes("output"))
         self.assertNotIn("final loss", out)

@@ -21,7 +21,7 @@ START_TIMEOUT_S = 180
 # The watchdog polls the parent every 0.5 s and gives a busy main loop 2 s after the input ends.
 EXIT_TIMEOUT_S = 30
 
-HANG_MODEL = '''
+HANG_MODEL = """
 import os
 import subprocess
 from torch import nn
@@ -35,11 +35,11 @@ class Hang(nn.Module):
             f.write(str(child.pid))
         while True:  # busy in user code: the main thread never reads the protocol again
             pass
-'''
+"""
 
 # Starts the engine the way EngineClient does (own session), sends initialize and a model/load
 # that hangs, prints the engine pid, then waits to be killed without cleaning up.
-INTERMEDIATE_CLIENT = '''
+INTERMEDIATE_CLIENT = """
 import os, subprocess, sys
 stdin_fd = int(sys.argv[1])
 engine = subprocess.Popen([sys.executable, "-u", "-m", "model_lens_engine"], stdin=stdin_fd,
@@ -47,7 +47,7 @@ engine = subprocess.Popen([sys.executable, "-u", "-m", "model_lens_engine"], std
                           start_new_session=True, pass_fds=())
 print(engine.pid, flush=True)
 sys.stdin.read()
-'''
+"""
 
 
 def wait_until(cond, timeout, what):
@@ -67,10 +67,25 @@ def engine_env(extra=None):
 
 
 def initialize_and_hang(write, model_file):
-    write(frame({"jsonrpc": "2.0", "id": 1, "method": "engine/initialize", "params": {
-        "protocolVersion": "1.0", "clientName": "t", "clientVersion": "0", "trusted": True,
-        "cwd": os.path.dirname(model_file)}}))
-    write(frame({"jsonrpc": "2.0", "id": 2, "method": "model/load", "params": {"file": model_file}}))
+    write(
+        frame(
+            {
+                "jsonrpc": "2.0",
+                "id": 1,
+                "method": "engine/initialize",
+                "params": {
+                    "protocolVersion": "1.0",
+                    "clientName": "t",
+                    "clientVersion": "0",
+                    "trusted": True,
+                    "cwd": os.path.dirname(model_file),
+                },
+            }
+        )
+    )
+    write(
+        frame({"jsonrpc": "2.0", "id": 2, "method": "model/load", "params": {"file": model_file}})
+    )
 
 
 class WatchdogTest(unittest.TestCase):
@@ -96,21 +111,35 @@ class WatchdogTest(unittest.TestCase):
             return f.read()
 
     def assert_group_gone(self, pgid, sleeper):
-        wait_until(lambda: not group_members(pgid), EXIT_TIMEOUT_S, "process group %d to be empty" % pgid)
+        wait_until(
+            lambda: not group_members(pgid), EXIT_TIMEOUT_S, "process group %d to be empty" % pgid
+        )
         self.assertEqual(group_members(pgid), [])
-        with open("/proc/%d/stat" % sleeper) if os.path.exists("/proc/%d/stat" % sleeper) else open(os.devnull) as f:
+        with (
+            open("/proc/%d/stat" % sleeper)
+            if os.path.exists("/proc/%d/stat" % sleeper)
+            else open(os.devnull)
+        ) as f:
             state = f.read()
         self.assertTrue(state == "" or ") Z " in state, "the forked child %d is gone" % sleeper)
 
     def test_input_closed_while_user_code_loops(self):
         with open(self.stderr_file, "wb") as err:
-            proc = subprocess.Popen([sys.executable, "-u", "-m", "model_lens_engine"], stdin=subprocess.PIPE,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True,
-                                    env=engine_env({"MODEL_LENS_TEST_MARKER": self.marker}))
+            proc = subprocess.Popen(
+                [sys.executable, "-u", "-m", "model_lens_engine"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+                start_new_session=True,
+                env=engine_env({"MODEL_LENS_TEST_MARKER": self.marker}),
+            )
         self.pgids.append(proc.pid)
         initialize_and_hang(lambda b: (proc.stdin.write(b), proc.stdin.flush()), self.model)
-        wait_until(lambda: os.path.exists(self.marker) and os.path.getsize(self.marker), START_TIMEOUT_S,
-                   "the model to be running")
+        wait_until(
+            lambda: os.path.exists(self.marker) and os.path.getsize(self.marker),
+            START_TIMEOUT_S,
+            "the model to be running",
+        )
         sleeper = int(open(self.marker).read())
         self.assertEqual(sorted(group_members(proc.pid)), sorted([proc.pid, sleeper]))
         proc.stdin.close()
@@ -121,17 +150,24 @@ class WatchdogTest(unittest.TestCase):
     def test_client_killed_while_user_code_loops(self):
         # The test keeps the engine's input open, so only the parent watch can notice.
         r, w = os.pipe()
-        client = subprocess.Popen([sys.executable, "-c", INTERMEDIATE_CLIENT, str(r), self.stderr_file],
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, pass_fds=(r,),
-                                  env=engine_env({"MODEL_LENS_TEST_MARKER": self.marker}))
+        client = subprocess.Popen(
+            [sys.executable, "-c", INTERMEDIATE_CLIENT, str(r), self.stderr_file],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            pass_fds=(r,),
+            env=engine_env({"MODEL_LENS_TEST_MARKER": self.marker}),
+        )
         os.close(r)
         try:
             engine_pid = int(client.stdout.readline())
             self.pgids.append(engine_pid)
             self.assertEqual(children_of(client.pid), [engine_pid])
             initialize_and_hang(lambda b: os.write(w, b), self.model)
-            wait_until(lambda: os.path.exists(self.marker) and os.path.getsize(self.marker), START_TIMEOUT_S,
-                       "the model to be running")
+            wait_until(
+                lambda: os.path.exists(self.marker) and os.path.getsize(self.marker),
+                START_TIMEOUT_S,
+                "the model to be running",
+            )
             sleeper = int(open(self.marker).read())
             client.kill()
             client.wait()
@@ -149,8 +185,13 @@ class DesyncTest(unittest.TestCase):
     def run_engine(self, data, wait_s=EXIT_TIMEOUT_S):
         """Sends a good request then `data`; returns the exit code, the messages the engine sent
         and its stderr. The input stays open: the engine must end by itself."""
-        proc = subprocess.Popen([sys.executable, "-u", "-m", "model_lens_engine"], stdin=subprocess.PIPE,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=engine_env())
+        proc = subprocess.Popen(
+            [sys.executable, "-u", "-m", "model_lens_engine"],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=engine_env(),
+        )
         try:
             proc.stdin.write(frame({"jsonrpc": "2.0", "id": 1, "method": "system/info"}) + data)
             proc.stdin.flush()
@@ -172,7 +213,7 @@ class DesyncTest(unittest.TestCase):
                 s.close()
 
     def test_content_length_not_a_number(self):
-        code, _, err = self.run_engine(b"Content-Length: 12abc\r\n\r\n{\"jsonrpc\":1}")
+        code, _, err = self.run_engine(b'Content-Length: 12abc\r\n\r\n{"jsonrpc":1}')
         self.assertEqual(code, 3)
         self.assertIn("protocol desync: bad Content-Length: '12abc'", err)
 
@@ -189,7 +230,9 @@ class DesyncTest(unittest.TestCase):
         body = json.dumps({"jsonrpc": "2.0", "id": 2, "method": "system/info"}).encode()
         code, _, err = self.run_engine(b"Content-Length: %d\r\n\r\n" % (len(body) + 50) + body)
         self.assertEqual(code, 3)
-        self.assertRegex(err, r"protocol desync: no byte for 10 s in the middle of a frame \(\d+ bytes read\)")
+        self.assertRegex(
+            err, r"protocol desync: no byte for 10 s in the middle of a frame \(\d+ bytes read\)"
+        )
 
 
 if __name__ == "__main__":

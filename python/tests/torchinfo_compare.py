@@ -3,7 +3,6 @@ trainable parameters, mult-adds, Forward/backward pass bytes, every layer's outp
 mult-adds by module path."""
 
 import torchinfo
-
 from in_process import rows_by_path, summary
 
 

@@ -13,7 +13,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch  # noqa: E402
 import torchinfo  # noqa: E402
 import torchvision  # noqa: E402
-
 from engine_process import FIXTURES, EngineProcess, RpcError  # noqa: E402
 from in_process import summary  # noqa: E402
 

@@ -17,30 +17,52 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import torch  # noqa: E402
 import torchvision  # noqa: E402
-
 from torchinfo_compare import compare  # noqa: E402
 
 SMALL = (1, 3, 64, 64)
 # Every model here exists in torchvision 0.14 and 0.29; built with random weights (never
 # downloaded), compared at the input size after its name.
 ZOO = [
-    ("resnet18", SMALL), ("resnet34", SMALL), ("resnet50", SMALL), ("resnext50_32x4d", SMALL),
-    ("wide_resnet50_2", SMALL), ("alexnet", SMALL), ("squeezenet1_0", SMALL), ("squeezenet1_1", SMALL),
-    ("densenet121", SMALL), ("mobilenet_v2", SMALL), ("mobilenet_v3_small", SMALL),
-    ("mobilenet_v3_large", SMALL), ("mnasnet0_5", SMALL), ("mnasnet1_0", SMALL),
-    ("shufflenet_v2_x0_5", SMALL), ("shufflenet_v2_x1_0", SMALL), ("efficientnet_b0", SMALL),
-    ("efficientnet_b1", SMALL), ("efficientnet_v2_s", SMALL), ("regnet_x_400mf", SMALL),
-    ("regnet_y_400mf", SMALL), ("regnet_x_800mf", SMALL), ("regnet_y_800mf", SMALL),
-    ("regnet_y_1_6gf", SMALL), ("convnext_tiny", SMALL), ("swin_t", SMALL), ("vgg11", SMALL),
-    ("googlenet", SMALL), ("vit_b_32", (1, 3, 224, 224)), ("vit_b_16", (1, 3, 224, 224)),
+    ("resnet18", SMALL),
+    ("resnet34", SMALL),
+    ("resnet50", SMALL),
+    ("resnext50_32x4d", SMALL),
+    ("wide_resnet50_2", SMALL),
+    ("alexnet", SMALL),
+    ("squeezenet1_0", SMALL),
+    ("squeezenet1_1", SMALL),
+    ("densenet121", SMALL),
+    ("mobilenet_v2", SMALL),
+    ("mobilenet_v3_small", SMALL),
+    ("mobilenet_v3_large", SMALL),
+    ("mnasnet0_5", SMALL),
+    ("mnasnet1_0", SMALL),
+    ("shufflenet_v2_x0_5", SMALL),
+    ("shufflenet_v2_x1_0", SMALL),
+    ("efficientnet_b0", SMALL),
+    ("efficientnet_b1", SMALL),
+    ("efficientnet_v2_s", SMALL),
+    ("regnet_x_400mf", SMALL),
+    ("regnet_y_400mf", SMALL),
+    ("regnet_x_800mf", SMALL),
+    ("regnet_y_800mf", SMALL),
+    ("regnet_y_1_6gf", SMALL),
+    ("convnext_tiny", SMALL),
+    ("swin_t", SMALL),
+    ("vgg11", SMALL),
+    ("googlenet", SMALL),
+    ("vit_b_32", (1, 3, 224, 224)),
+    ("vit_b_16", (1, 3, 224, 224)),
     ("inception_v3", (1, 3, 299, 299)),
 ]
 # torchvision's documented GFLOPS (its model docs' multiply-add counts of the ops that run) for the
 # models compared here at their documented input size: the executed count must be within 1%.
 DOCUMENTED_GMACS = {"vit_b_16": 17.56, "vit_b_32": 4.41, "inception_v3": 5.71}
 DOCUMENTED_TOLERANCE = 0.01
-BUILD_ARGS = {"googlenet": {"aux_logits": False, "init_weights": False},
-              "inception_v3": {"aux_logits": False, "init_weights": False}}
+BUILD_ARGS = {
+    "googlenet": {"aux_logits": False, "init_weights": False},
+    "inception_v3": {"aux_logits": False, "init_weights": False},
+}
 
 
 class TorchvisionOracleTest(unittest.TestCase):
@@ -53,8 +75,12 @@ class TorchvisionOracleTest(unittest.TestCase):
                 ours, _ = compare(self, model.eval(), (torch.randn(*size),), min_layers=10)
                 if name in DOCUMENTED_GMACS:
                     got = ours["totals"]["executedMacs"] / 1e9
-                    self.assertLess(abs(got / DOCUMENTED_GMACS[name] - 1), DOCUMENTED_TOLERANCE,
-                                    "%s executed %.3f G vs documented %.2f" % (name, got, DOCUMENTED_GMACS[name]))
+                    self.assertLess(
+                        abs(got / DOCUMENTED_GMACS[name] - 1),
+                        DOCUMENTED_TOLERANCE,
+                        "%s executed %.3f G vs documented %.2f"
+                        % (name, got, DOCUMENTED_GMACS[name]),
+                    )
 
 
 if __name__ == "__main__":

@@ -6,7 +6,6 @@ import * as os from 'node:os';
 import type { InputRequest } from '../protocol/types';
 import { UsageError } from './cliArgs';
 
-
 /** Bytes per element of the dtypes an --input may name; unknown names are left to the engine. */
 const DTYPE_BYTES: Record<string, number> = {
   float64: 8,
@@ -36,10 +35,15 @@ export interface InputSize {
 }
 
 export function parseShape(text: string): number[] {
-  const parts = text.trim().replace(/^\[|\]$/g, '').split(/\s*[,x×]\s*/i);
+  const parts = text
+    .trim()
+    .replace(/^\[|\]$/g, '')
+    .split(/\s*[,x×]\s*/i);
   const dims = parts.map((p) => Number(p));
   if (parts.length === 0 || dims.some((d) => !Number.isInteger(d) || d <= 0)) {
-    throw new UsageError(`--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`);
+    throw new UsageError(
+      `--input ${text}: a shape is positive integers separated by commas, e.g. 1,3,224,224`,
+    );
   }
   return dims;
 }
@@ -56,16 +60,23 @@ export function parseInput(text: string): InputRequest {
     name = rest.slice(0, eq).trim();
     rest = rest.slice(eq + 1);
     if (!INPUT_NAME.test(name)) {
-      throw new UsageError(`--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`);
+      throw new UsageError(
+        `--input ${text}: ${JSON.stringify(name)} is not a forward() argument name`,
+      );
     }
   }
   let dtype: string | undefined;
   const colon = rest.lastIndexOf(':');
   if (colon >= 0) {
-    dtype = rest.slice(colon + 1).trim().toLowerCase();
+    dtype = rest
+      .slice(colon + 1)
+      .trim()
+      .toLowerCase();
     rest = rest.slice(0, colon);
     if (!INPUT_DTYPE.test(dtype)) {
-      throw new UsageError(`--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`);
+      throw new UsageError(
+        `--input ${text}: ${JSON.stringify(dtype)} is not a dtype (float32, int64, bool...)`,
+      );
     }
   }
   const input: InputRequest = { shape: parseShape(rest) };

@@ -14,7 +14,12 @@ import {
   type SummaryResult,
 } from '../protocol/messages';
 import type { InputRequest, TensorInfo } from '../protocol/types';
-import { formatEngineError, formatProfile, formatSummary, formatTensorFacts } from '../client/textFormat';
+import {
+  formatEngineError,
+  formatProfile,
+  formatSummary,
+  formatTensorFacts,
+} from '../client/textFormat';
 import {
   EXIT_FAILED,
   EXIT_INTERRUPTED,
@@ -36,7 +41,6 @@ const SIGNAL_EXIT_CODES: Partial<Record<NodeJS.Signals, number>> = {
 };
 /** After a signal, the engine gets this long to shut down before the CLI exits anyway. */
 const SIGNAL_EXIT_MAX_MS = 3_000;
-
 
 const DEFAULT_PROFILE_STEPS = 10;
 const PROFILE_TOP_OPS = 25;
@@ -104,16 +108,24 @@ interface Options {
 }
 
 /** Load params for --input flags: plain shapes for every engine, `inputs` when a dtype or name is given. */
-export function inputParams(flags: string[] | undefined): { inputShapes?: number[][]; inputs?: InputRequest[] } {
+export function inputParams(flags: string[] | undefined): {
+  inputShapes?: number[][];
+  inputs?: InputRequest[];
+} {
   if (!flags?.length) return {};
   const inputs = flags.map(parseInput);
   const plain = inputs.every((i) => i.dtype === undefined && i.name === undefined);
-  return plain ? { inputShapes: inputs.map((i) => i.shape) } : { inputShapes: inputs.map((i) => i.shape), inputs };
+  return plain
+    ? { inputShapes: inputs.map((i) => i.shape) }
+    : { inputShapes: inputs.map((i) => i.shape), inputs };
 }
 
 function deviceParam(device: string | undefined): { device?: 'meta' } {
   if (device === undefined) return {};
-  if (device !== 'meta') throw new UsageError(`--device ${device}: the one device option is meta (use --backend for cpu/cuda)`);
+  if (device !== 'meta')
+    throw new UsageError(
+      `--device ${device}: the one device option is meta (use --backend for cpu/cuda)`,
+    );
   return { device: 'meta' };
 }
 
@@ -141,7 +153,10 @@ function memoryLimitMB(opts: Options): number | undefined {
   const text = opts['memory-limit'];
   if (text === undefined) return undefined;
   const n = Number(text);
-  if (!Number.isInteger(n) || n < 0) throw new UsageError(`--memory-limit ${text}: expected megabytes, a whole number (0: no limit)`);
+  if (!Number.isInteger(n) || n < 0)
+    throw new UsageError(
+      `--memory-limit ${text}: expected megabytes, a whole number (0: no limit)`,
+    );
   return n;
 }
 
@@ -152,7 +167,11 @@ function checkBeforeStart(opts: Options): void {
   requestTimeout(opts);
 }
 
-async function withEngine<T>(file: string, opts: Options, fn: (c: EngineClient) => Promise<T>): Promise<T> {
+async function withEngine<T>(
+  file: string,
+  opts: Options,
+  fn: (c: EngineClient) => Promise<T>,
+): Promise<T> {
   checkBeforeStart(opts);
   const client = await EngineClient.start({
     kind: engineKindForFile(file),
@@ -194,9 +213,12 @@ async function load(client: EngineClient, file: string, opts: Options): Promise<
     // (which names the protocol's `inputShapes`) is the same fact.
     const inferred = loaded.inputs.filter((i) => i.source === 'inferred');
     for (const input of inferred) {
-      process.stderr.write(`note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`);
+      process.stderr.write(
+        `note: input shape [${input.shape.join(', ')}] was inferred${input.note ? `: ${input.note}` : ''}; pass --input to choose one\n`,
+      );
     }
-    const sameFact = (w: string): boolean => inferred.some((i) => w.startsWith(`Input shape [${i.shape.join(', ')}] was `));
+    const sameFact = (w: string): boolean =>
+      inferred.some((i) => w.startsWith(`Input shape [${i.shape.join(', ')}] was `));
     for (const w of loaded.warnings) if (!sameFact(w)) process.stderr.write(`warning: ${w}\n`);
   }
   return loaded;
@@ -204,16 +226,34 @@ async function load(client: EngineClient, file: string, opts: Options): Promise<
 
 function outputFacts(t: TensorInfo | undefined): Partial<TensorInfo> | null {
   if (!t) return null;
-  return { shape: t.shape, stride: t.stride, storageOffset: t.storageOffset, contiguous: t.contiguous, dtype: t.dtype, device: t.device };
+  return {
+    shape: t.shape,
+    stride: t.stride,
+    storageOffset: t.storageOffset,
+    contiguous: t.contiguous,
+    dtype: t.dtype,
+    device: t.device,
+  };
 }
 
 /** The `inspect --json` document: modules in named_modules order with their summary rows. */
-export function inspectJson(client: EngineClient, loaded: ModelLoadResult, tree: ModelTreeResult, summary: SummaryResult) {
+export function inspectJson(
+  client: EngineClient,
+  loaded: ModelLoadResult,
+  tree: ModelTreeResult,
+  summary: SummaryResult,
+) {
   const rows = new Map(summary.rows.map((r) => [r.path, r]));
   return {
     engine: client.info.kind,
     backend: client.info.backend,
-    model: { name: loaded.name, type: loaded.type, file: loaded.file, inputs: loaded.inputs, ...(loaded.meta ? { meta: true } : {}) },
+    model: {
+      name: loaded.name,
+      type: loaded.type,
+      file: loaded.file,
+      inputs: loaded.inputs,
+      ...(loaded.meta ? { meta: true } : {}),
+    },
     modules: tree.modules.map((m) => {
       const row = rows.get(m.path);
       return {
@@ -247,14 +287,21 @@ async function inspectCommand(file: string, opts: Options): Promise<void> {
     const loaded = await load(client, file, opts);
     const timeoutMs = requestTimeout(opts);
     const tree = await client.request(modelTreeRequest, { modelId: loaded.modelId }, { timeoutMs });
-    const summary = await client.request(modelSummaryRequest, { modelId: loaded.modelId }, { timeoutMs });
+    const summary = await client.request(
+      modelSummaryRequest,
+      { modelId: loaded.modelId },
+      { timeoutMs },
+    );
     if (opts.json) {
-      process.stdout.write(JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n');
+      process.stdout.write(
+        JSON.stringify(inspectJson(client, loaded, tree, summary), null, 2) + '\n',
+      );
     } else {
       process.stdout.write(formatSummary(loaded.name, tree, summary) + '\n');
       if (opts.tensors) process.stdout.write(formatTensorFacts(summary) + '\n');
       // The summary repeats the load's warnings; those were printed already.
-      for (const w of summary.warnings) if (!loaded.warnings.includes(w)) process.stderr.write(`warning: ${w}\n`);
+      for (const w of summary.warnings)
+        if (!loaded.warnings.includes(w)) process.stderr.write(`warning: ${w}\n`);
     }
   });
 }
@@ -269,7 +316,12 @@ async function profileCommand(file: string, opts: Options): Promise<void> {
     const loaded = await load(client, file, opts);
     const result = await client.request(
       profileRunRequest,
-      { modelId: loaded.modelId, steps, mode: opts.mode as 'forward' | 'train' | undefined, traceFile },
+      {
+        modelId: loaded.modelId,
+        steps,
+        mode: opts.mode as 'forward' | 'train' | undefined,
+        traceFile,
+      },
       { timeoutMs: requestTimeout(opts) },
     );
     if (opts.json) {
@@ -310,7 +362,9 @@ export async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'run') return runCommand(argv.slice(1), cliVersion());
   let parsed;
   try {
-    parsed = asUsageError(() => parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }));
+    parsed = asUsageError(() =>
+      parseArgs({ args: argv, options: OPTIONS, allowPositionals: true, strict: true }),
+    );
   } catch (err) {
     process.stderr.write(`model-lens: ${(err as Error).message}\n\n${USAGE}\n`);
     return EXIT_USAGE;

@@ -116,7 +116,8 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
   );
   if (values.help) return 'help';
   if (positionals.length === 0) throw new UsageError('missing FILE');
-  if (positionals.length > 1) throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
+  if (positionals.length > 1)
+    throw new UsageError(`unexpected argument ${positionals[1]} (script arguments go after --)`);
   if (values.epochs !== undefined && positionals[0].endsWith('.py')) {
     throw new UsageError(
       `--epochs applies to a TF.js train export; ${positionals[0]} reads its own arguments: ` +
@@ -130,7 +131,8 @@ export function parseRunArgs(argv: string[]): RunOptions | 'help' {
     json: values.json,
     python: values.python,
     backend: values.backend,
-    timeoutMs: values.timeout === undefined ? undefined : positiveInt('timeout', values.timeout) * 1000,
+    timeoutMs:
+      values.timeout === undefined ? undefined : positiveInt('timeout', values.timeout) * 1000,
     args: scriptArgs,
   };
 }
@@ -169,7 +171,9 @@ export function formatRunSummary(r: RunRecord): string {
   if (r.loss.length) {
     let min = r.loss[0];
     for (const pt of r.loss) if (pt[1] < min[1]) min = pt;
-    lines.push(`Loss: ${formatLoss(r.loss[0][1])} at step ${r.loss[0][0]} → ${formatLoss(r.finalLoss)} at step ${r.loss[r.loss.length - 1][0]} (lowest ${formatLoss(min[1])} at step ${min[0]})`);
+    lines.push(
+      `Loss: ${formatLoss(r.loss[0][1])} at step ${r.loss[0][0]} → ${formatLoss(r.finalLoss)} at step ${r.loss[r.loss.length - 1][0]} (lowest ${formatLoss(min[1])} at step ${min[0]})`,
+    );
   } else {
     lines.push('Loss: none reported');
   }
@@ -195,7 +199,10 @@ export function formatRunSummary(r: RunRecord): string {
     }
     lines.push(...formatRanksSummary(d, p));
     if (!d.findings.length) lines.push('  no findings');
-    for (const f of d.findings) lines.push(`  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`);
+    for (const f of d.findings)
+      lines.push(
+        `  ${f.severity}: ${f.message}${f.source && !f.message.includes(`:${f.source.line}`) ? ` (${formatLocation(f.source)})` : ''}`,
+      );
   }
   return lines.join('\n');
 }
@@ -240,7 +247,10 @@ class ProgressDisplay {
       if (this.scriptLineOpen) return;
       this.stream.write(`\r\x1b[2K${this.lastLine}`);
       this.shown = true;
-    } else if (p.state === 'running' && Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS) {
+    } else if (
+      p.state === 'running' &&
+      Date.now() - this.lastPlainAt >= PLAIN_PROGRESS_INTERVAL_MS
+    ) {
       this.lastPlainAt = Date.now();
       this.stream.write(`progress: ${progressText(p, loss)}${ranksText(p)}\n`);
     }
@@ -344,7 +354,9 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
   };
   // The terminal is gone (SIGHUP): nobody can watch a clean stop, so the engine group is ended.
   const onHangup = (): void => {
-    void (client?.kill('disposed') ?? Promise.resolve()).finally(() => process.exit(RUN_EXIT_HANGUP));
+    void (client?.kill('disposed') ?? Promise.resolve()).finally(() =>
+      process.exit(RUN_EXIT_HANGUP),
+    );
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -369,7 +381,10 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     client.onNotification(outputNotification, (o) => {
       if (o.runId && record.runId && o.runId !== record.runId) return;
-      display.passThrough(o.stream === 'stderr' ? process.stderr : userStdout, withRankPrefix(o, rankLineStart));
+      display.passThrough(
+        o.stream === 'stderr' ? process.stderr : userStdout,
+        withRankPrefix(o, rankLineStart),
+      );
     });
     client.onNotification(trainProgressNotification, (p) => {
       // Notifications can arrive before train/start's response names the run.
@@ -390,9 +405,13 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
         const how = describeExit(e);
         const tail = e.stderrTail.trim().split('\n').slice(-12).join('\n');
         reject(
-          new EngineError(`The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`, ErrorCodes.internal, {
-            kind: 'engineCrashed',
-          }),
+          new EngineError(
+            `The ${engine.kind} engine ${how} during the run.${tail ? `\nLast engine output:\n${tail}` : ''}`,
+            ErrorCodes.internal,
+            {
+              kind: 'engineCrashed',
+            },
+          ),
         );
       }),
     );
@@ -400,13 +419,22 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
 
     const start = client.request(
       trainStartRequest,
-      { file, model: opts.model, args: opts.args, epochs: opts.epochs, distributed: opts.distributed },
+      {
+        file,
+        model: opts.model,
+        args: opts.args,
+        epochs: opts.epochs,
+        distributed: opts.distributed,
+      },
       { timeoutMs: opts.timeoutMs },
     );
     const raced = await Promise.race([start, ended.then(() => null)]);
     if (raced === null && interrupted) {
       // Ctrl-C while the script was still importing: the run gets its id when train/start answers.
-      const late = await Promise.race([start.catch(() => null), delay(STOP_WAIT_MS).then(() => null)]);
+      const late = await Promise.race([
+        start.catch(() => null),
+        delay(STOP_WAIT_MS).then(() => null),
+      ]);
       if (late) {
         record.runId = late.runId;
         await stopRun(engine, late.runId, stopWaitMs(opts.distributed, STOP_WAIT_MS));
@@ -423,7 +451,8 @@ async function runTraining(file: string, opts: RunOptions, clientVersion: string
       return await finish(engine, record, opts, EXIT_INTERRUPTED);
     }
     // The engine sends a last diagnosis when the run ends; ask for it when it has not come yet.
-    if (!diagnosisFinal) record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
+    if (!diagnosisFinal)
+      record.diagnosis = (await diagnose(engine, started.runId)) ?? record.diagnosis;
     const code = record.state === 'done' ? EXIT_OK : EXIT_FAILED;
     return await finish(engine, record, opts, interrupted ? EXIT_INTERRUPTED : code);
   } finally {
@@ -447,17 +476,27 @@ async function stopRun(client: EngineClient, runId: string, waitMs = STOP_WAIT_M
 async function diagnose(client: EngineClient, runId: string): Promise<TrainDiagnosis | undefined> {
   if (!client.alive) return undefined;
   try {
-    return await client.request(trainDiagnoseRequest, { runId }, { timeoutMs: FINAL_DIAGNOSIS_WAIT_MS });
+    return await client.request(
+      trainDiagnoseRequest,
+      { runId },
+      { timeoutMs: FINAL_DIAGNOSIS_WAIT_MS },
+    );
   } catch {
     return undefined;
   }
 }
 
 /** Prints the outcome and shuts the engine down before the exit code is returned. */
-async function finish(client: EngineClient, record: RunRecord, opts: RunOptions, code: number): Promise<number> {
+async function finish(
+  client: EngineClient,
+  record: RunRecord,
+  opts: RunOptions,
+  code: number,
+): Promise<number> {
   await client.dispose();
   const error = record.last?.error;
-  if (record.state === 'failed' && error) process.stderr.write(formatEngineError(error.message, errorData(error)) + '\n');
+  if (record.state === 'failed' && error)
+    process.stderr.write(formatEngineError(error.message, errorData(error)) + '\n');
   if (opts.json) process.stdout.write(compactPairs(JSON.stringify(record.json(), null, 2)) + '\n');
   else if (record.runId) process.stdout.write(formatRunSummary(record) + '\n');
   return code;
@@ -470,7 +509,10 @@ function errorData(e: EngineErrorData & { message: string }): EngineErrorData {
 
 /** `[step, value]` pairs on one line each: a long curve stays readable in an indented document. */
 export function compactPairs(json: string): string {
-  return json.replace(/\[\n\s*(-?[\d.eE+-]+|null),\n\s*(-?[\d.eE+-]+|null|"-?Infinity"|"NaN")\n\s*\]/g, '[$1, $2]');
+  return json.replace(
+    /\[\n\s*(-?[\d.eE+-]+|null),\n\s*(-?[\d.eE+-]+|null|"-?Infinity"|"NaN")\n\s*\]/g,
+    '[$1, $2]',
+  );
 }
 
 function delay(ms: number): Promise<void> {

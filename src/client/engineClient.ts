@@ -16,8 +16,18 @@ import {
   type RequestType0,
 } from 'vscode-jsonrpc/node';
 import { ErrorCodes, type EngineErrorData, type EngineErrorKind } from '../protocol/errors';
-import { initializeRequest, logNotification, shutdownRequest, type InitializeResult } from '../protocol/messages';
-import { PROTOCOL_VERSION, type EngineInfo, type EngineKind, type SourceLocation } from '../protocol/types';
+import {
+  initializeRequest,
+  logNotification,
+  shutdownRequest,
+  type InitializeResult,
+} from '../protocol/messages';
+import {
+  PROTOCOL_VERSION,
+  type EngineInfo,
+  type EngineKind,
+  type SourceLocation,
+} from '../protocol/types';
 import { explainingTail, howItEnded, userFrameOfStackDump } from './engineExit';
 import {
   defaultMemoryLimitMB,
@@ -190,9 +200,13 @@ export class EngineClient {
     const spawnFailure = new Promise<never>((_, reject) => {
       child.once('error', (err) =>
         reject(
-          new EngineError(`Cannot start the ${options.kind} engine (${command}): ${err.message}`, ErrorCodes.environment, {
-            kind: 'runtimeMissing',
-          }),
+          new EngineError(
+            `Cannot start the ${options.kind} engine (${command}): ${err.message}`,
+            ErrorCodes.environment,
+            {
+              kind: 'runtimeMissing',
+            },
+          ),
         ),
       );
     });
@@ -324,7 +338,10 @@ export class EngineClient {
       if (err instanceof ResponseError && CONNECTION_LOST_CODES.has(err.code)) {
         // The pipe closed before the process reported its exit: wait for the exit so the error
         // says how the engine died, not merely that the connection went away.
-        const exit = await Promise.race([this.exited, new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS).unref())]);
+        const exit = await Promise.race([
+          this.exited,
+          new Promise<undefined>((r) => setTimeout(() => r(undefined), KILL_GRACE_MS).unref()),
+        ]);
         if (exit) throw this.deadError(type.method, exit);
       }
       throw this.toEngineError(err, type.method);
@@ -357,7 +374,10 @@ export class EngineClient {
     if (this.exitInfo) return this.exitInfo;
     this.killReason ??= reason;
     let timer: NodeJS.Timeout | undefined;
-    const exited = Promise.race([this.exited, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), KILL_GRACE_MS)))]);
+    const exited = Promise.race([
+      this.exited,
+      new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), KILL_GRACE_MS))),
+    ]);
     killProcessGroup(this.child, 'SIGTERM');
     const gone = await exited;
     // A pending grace timer would keep a CLI alive after the engine is already gone.
@@ -388,11 +408,18 @@ export class EngineClient {
     const dump = dumped ? this.stderrTail.slice(Math.max(0, before - 1)) : '';
     const at = dump.includes(STACK_DUMP_MARK) ? userFrameOfStackDump(dump) : undefined;
     if (this.alive) await this.kill('killedAfterTimeout');
-    const where = at ? `it was at ${at.file}:${at.line}${at.function ? ` in ${at.function}` : ''}; ` : '';
+    const where = at
+      ? `it was at ${at.file}:${at.line}${at.function ? ` in ${at.function}` : ''}; `
+      : '';
     return { what: `${where}the engine was stopped`, at };
   }
 
-  private timeoutError(method: string, timeoutMs: number, what: string, at?: SourceLocation): EngineError {
+  private timeoutError(
+    method: string,
+    timeoutMs: number,
+    what: string,
+    at?: SourceLocation,
+  ): EngineError {
     const running = this.userFile ? ` while running ${this.userFile}` : '';
     const location = at ?? (this.userFile ? { file: this.userFile, line: 1 } : undefined);
     return new EngineError(
@@ -430,7 +457,10 @@ export class EngineClient {
     return new EngineError(
       `${method} failed: ${why}${at ? ` (at ${at.file}:${at.line})` : ''}.${tail ? `\nLast engine output:\n${tail}` : ''}`,
       ErrorCodes.internal,
-      { kind: e.reason === 'disposed' ? 'cancelled' : 'engineCrashed', ...(location && e.reason !== 'disposed' ? { location } : {}) },
+      {
+        kind: e.reason === 'disposed' ? 'cancelled' : 'engineCrashed',
+        ...(location && e.reason !== 'disposed' ? { location } : {}),
+      },
     );
   }
 
@@ -443,7 +473,9 @@ export class EngineClient {
       return new EngineError(err.message, err.code, data);
     }
     const message = err instanceof Error ? err.message : String(err);
-    return new EngineError(`${method} failed: ${message}`, ErrorCodes.internal, { kind: 'internal' });
+    return new EngineError(`${method} failed: ${message}`, ErrorCodes.internal, {
+      kind: 'internal',
+    });
   }
 }
 

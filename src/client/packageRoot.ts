@@ -14,13 +14,15 @@ export function packageRoot(): string {
     const manifest = path.join(dir, 'package.json');
     if (fs.existsSync(manifest)) {
       try {
-        if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'model-lens') return (cached = dir);
+        if (JSON.parse(fs.readFileSync(manifest, 'utf8')).name === 'model-lens')
+          return (cached = dir);
       } catch {
         // A broken manifest further down is not ours; keep walking.
       }
     }
     const parent = path.dirname(dir);
-    if (parent === dir) throw new Error(`Model Lens: cannot find the package root above ${__dirname}`);
+    if (parent === dir)
+      throw new Error(`Model Lens: cannot find the package root above ${__dirname}`);
     dir = parent;
   }
 }

@@ -68,7 +68,11 @@ export function probePython(candidate: PythonCandidate): Promise<PythonProbe> {
         timeout: PROBE_TIMEOUT_MS,
         // Our own folder and -P: a workspace json.py must not shadow the stdlib in the probe.
         cwd: __dirname,
-        env: { ...process.env, OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1', PYTHONSAFEPATH: '1' },
+        env: {
+          ...process.env,
+          OMP_NUM_THREADS: process.env.OMP_NUM_THREADS ?? '1',
+          PYTHONSAFEPATH: '1',
+        },
       },
       (err, stdout, stderr) => {
         const base = { path: candidate.path, origin: candidate.origin };
@@ -79,14 +83,22 @@ export function probePython(candidate: PythonCandidate): Promise<PythonProbe> {
           return resolve({ ...base, ok: false, reason: 'not executable' });
         }
         if (err && err.killed) {
-          return resolve({ ...base, ok: false, reason: `did not answer within ${PROBE_TIMEOUT_MS / 1000} s` });
+          return resolve({
+            ...base,
+            ok: false,
+            reason: `did not answer within ${PROBE_TIMEOUT_MS / 1000} s`,
+          });
         }
         let info: { python?: string; executable?: string; torch?: string; torchError?: string };
         try {
           info = JSON.parse(stdout.trim().split('\n').pop() ?? '');
         } catch {
           const detail = (stderr || String(err ?? '')).trim().split('\n').pop() ?? '';
-          return resolve({ ...base, ok: false, reason: `not a working Python 3 (${detail || 'no output'})` });
+          return resolve({
+            ...base,
+            ok: false,
+            reason: `not a working Python 3 (${detail || 'no output'})`,
+          });
         }
         const [maj, min] = (info.python ?? '0.0').split('.').map(Number);
         if (maj < MIN_PYTHON[0] || (maj === MIN_PYTHON[0] && min < MIN_PYTHON[1])) {

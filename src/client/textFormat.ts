@@ -24,7 +24,9 @@ export function formatMacs(macs: number, label = 'Total mult-adds'): string {
 /** The executed count under its own name, below torchinfo's, with the ops it could not price. */
 function executedLines(t: SummaryResult['totals']): string[] {
   if (t.executedMacs === undefined) return [];
-  const lines = [`${formatMacs(t.executedMacs, 'Executed mult-adds')}  (aten ops that ran, ${t.executedMacsMethod ?? 'own formulas'})`];
+  const lines = [
+    `${formatMacs(t.executedMacs, 'Executed mult-adds')}  (aten ops that ran, ${t.executedMacsMethod ?? 'own formulas'})`,
+  ];
   const ops = t.uncountedOps ?? [];
   if (ops.length) {
     const listed = ops.slice(0, LISTED_UNCOUNTED_OPS).map((o) => `${o.name} ×${o.calls}`);
@@ -42,7 +44,11 @@ function pad(s: string, width: number): string {
  * torchinfo's layout: the tree drawn with box characters, `Type: depth-index` names, then
  * output shape and parameter count; totals and size estimates below.
  */
-export function formatSummary(modelName: string, tree: ModelTreeResult, summary: SummaryResult): string {
+export function formatSummary(
+  modelName: string,
+  tree: ModelTreeResult,
+  summary: SummaryResult,
+): string {
   const rule = '='.repeat(WIDE_RULE_CHARS);
   const thin = '-'.repeat(WIDE_RULE_CHARS);
   const rowsByPath = new Map(summary.rows.map((r) => [r.path, r]));
@@ -66,7 +72,8 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     if (!node.training) notes.push('eval');
     if (row && !row.ran && row.note) notes.push(row.note);
     if (row?.calls !== undefined && row.calls > 1) notes.push(`called ${row.calls}×, last shape`);
-    if (row?.storedParams !== undefined) notes.push(`pruned: ${formatCount(row.storedParams)} stored`);
+    if (row?.storedParams !== undefined)
+      notes.push(`pruned: ${formatCount(row.storedParams)} stored`);
     if (node.packedParams) notes.push(`${formatCount(node.packedParams)} packed quantized weights`);
     if (row?.outputType) notes.push(`output: ${row.outputType}`);
     if (depth === 0 && node.wrapper) notes.push(`wrapped by ${node.wrapper}`);
@@ -81,18 +88,34 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
   // Issue #10: the layout facts were only in --json; a non-contiguous output is worth a line.
   const layout = summary.rows
     .filter((r) => r.output && !r.output.contiguous && !r.output.strideSynthetic)
-    .map((r) => `  ${r.path || '(root)'}: stride (${r.output!.stride.join(', ')}): ${r.output!.contiguity.reason}`);
+    .map(
+      (r) =>
+        `  ${r.path || '(root)'}: stride (${r.output!.stride.join(', ')}): ${r.output!.contiguity.reason}`,
+    );
   const nameWidth = Math.max(40, ...named.map(([n]) => n.length + 2));
   const shapeWidth = Math.max(26, ...named.map(([, s]) => s.length + 2));
-  const lines: string[] = [rule, pad('Layer (type (var_name):depth-idx)', nameWidth) + pad('Output Shape', shapeWidth) + 'Param #', rule];
+  const lines: string[] = [
+    rule,
+    pad('Layer (type (var_name):depth-idx)', nameWidth) +
+      pad('Output Shape', shapeWidth) +
+      'Param #',
+    rule,
+  ];
   for (const [n, s, p] of named) lines.push(pad(n, nameWidth) + pad(s, shapeWidth) + p);
-  if (layout.length) lines.push(thin, 'Non-contiguous outputs (a later .view() on them fails; .contiguous() copies):', ...layout);
+  if (layout.length)
+    lines.push(
+      thin,
+      'Non-contiguous outputs (a later .view() on them fails; .contiguous() copies):',
+      ...layout,
+    );
 
   const t = summary.totals;
   lines.push(
     rule,
     `Total params: ${formatCount(t.params)}`,
-    ...(t.storedParams !== undefined ? [`Stored params (pruned weights before their masks): ${formatCount(t.storedParams)}`] : []),
+    ...(t.storedParams !== undefined
+      ? [`Stored params (pruned weights before their masks): ${formatCount(t.storedParams)}`]
+      : []),
     `Trainable params: ${formatCount(t.trainableParams)}`,
     `Non-trainable params: ${formatCount(t.nonTrainableParams)}`,
     ...(t.frameworkCounts ? [`(${t.frameworkCounts.note})`] : []),
@@ -103,7 +126,9 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
     `Forward/backward pass size (MB): ${mb(t.forwardBackwardBytes)}`,
     `Params size (MB): ${mb(t.paramBytes)}`,
     `Estimated Total Size (MB): ${mb(t.totalBytes)}`,
-    ...(t.leafOutputBytes !== undefined ? [`All leaf layers' outputs (MB): ${mb(t.leafOutputBytes)}`] : []),
+    ...(t.leafOutputBytes !== undefined
+      ? [`All leaf layers' outputs (MB): ${mb(t.leafOutputBytes)}`]
+      : []),
     rule,
   );
   if (tree.buffers.length > MAX_LISTED_BUFFERS) {
@@ -122,7 +147,8 @@ export function formatSummary(modelName: string, tree: ModelTreeResult, summary:
   } else if (tree.buffers.length) {
     lines.push('Buffers:');
     const width = Math.max(40, ...tree.buffers.map((b) => b.name.length + 2));
-    for (const b of tree.buffers) lines.push(`  ${pad(b.name, width)}${pad(formatShape(b.tensor.shape), 20)}${b.tensor.dtype}`);
+    for (const b of tree.buffers)
+      lines.push(`  ${pad(b.name, width)}${pad(formatShape(b.tensor.shape), 20)}${b.tensor.dtype}`);
     lines.push(thin);
   }
   return lines.join('\n');
@@ -146,7 +172,11 @@ export function formatTensorFacts(summary: SummaryResult): string {
     // The root's output is named `output:` (its path is empty).
     const shared = t.storage?.sharedWith.map((n) => (n === 'output:' ? 'output:(root)' : n)) ?? [];
     if (shared.length) facts.push(`storage ${t.storage!.id} shared with ${shared.join(', ')}`);
-    facts.push(t.view.wouldFail ? `view fails${t.view.error ? `: ${t.view.error.split('\n')[0]}` : ''}` : 'view works');
+    facts.push(
+      t.view.wouldFail
+        ? `view fails${t.view.error ? `: ${t.view.error.split('\n')[0]}` : ''}`
+        : 'view works',
+    );
     lines.push(`  ${r.path || '(root)'}: ${facts.join('; ')}`);
   }
   return lines.join('\n');
@@ -154,13 +184,24 @@ export function formatTensorFacts(summary: SummaryResult): string {
 
 export function formatProfile(result: ProfileResult, topN: number): string {
   const lines: string[] = [];
-  lines.push(`Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`, '');
+  lines.push(
+    `Step: ${result.stepMs.toFixed(3)} ms (median of ${result.steps}, timed with ${result.method})`,
+    '',
+  );
   const ops = [...result.ops].sort((a, b) => b.selfMs - a.selfMs).slice(0, topN);
   const total = result.ops.reduce((s, o) => s + o.selfMs, 0) || 1;
   // train mode runs the same op names forward and backward: a phase column tells them apart.
   const phases = result.ops.some((o) => o.phase && o.phase !== 'forward');
   const phaseCol = (o: (typeof ops)[number]): string => (phases ? pad(o.phase ?? '', 10) : '');
-  lines.push(pad('Op', 34) + (phases ? pad('Phase', 10) : '') + pad('Calls', 8) + pad('Total ms', 12) + pad('Self ms', 12) + pad('Self %', 8) + 'Input shapes');
+  lines.push(
+    pad('Op', 34) +
+      (phases ? pad('Phase', 10) : '') +
+      pad('Calls', 8) +
+      pad('Total ms', 12) +
+      pad('Self ms', 12) +
+      pad('Self %', 8) +
+      'Input shapes',
+  );
   lines.push('-'.repeat(WIDE_RULE_CHARS));
   for (const o of ops) {
     const shapes = o.inputShapes[0]?.map((s) => `[${s.join(',')}]`).join(' ') ?? '';
@@ -175,7 +216,10 @@ export function formatProfile(result: ProfileResult, topN: number): string {
     );
   }
   if (result.modules.length) {
-    lines.push('', pad('Module', 40) + pad('Type', 20) + pad('Calls', 8) + pad('Forward ms', 12) + 'Backward ms');
+    lines.push(
+      '',
+      pad('Module', 40) + pad('Type', 20) + pad('Calls', 8) + pad('Forward ms', 12) + 'Backward ms',
+    );
     lines.push('-'.repeat(WIDE_RULE_CHARS));
     for (const m of result.modules) {
       lines.push(
@@ -188,7 +232,11 @@ export function formatProfile(result: ProfileResult, topN: number): string {
     }
   }
   for (const w of result.warnings) lines.push(`warning: ${w}`);
-  if (result.traceFile) lines.push('', `Trace written to ${result.traceFile} (open it in https://ui.perfetto.dev or chrome://tracing)`);
+  if (result.traceFile)
+    lines.push(
+      '',
+      `Trace written to ${result.traceFile} (open it in https://ui.perfetto.dev or chrome://tracing)`,
+    );
   return lines.join('\n');
 }
 
@@ -200,14 +248,17 @@ export function formatLocation(loc: SourceLocation): string {
 export function formatEngineError(message: string, data?: EngineErrorData): string {
   const lines = [`error: ${message}`];
   if (!data) return lines[0];
-  if (data.location && !message.includes(formatLocation(data.location))) lines.push(`  at ${formatLocation(data.location)}`);
+  if (data.location && !message.includes(formatLocation(data.location)))
+    lines.push(`  at ${formatLocation(data.location)}`);
   if (data.layer && !message.includes(data.layer)) lines.push(`  layer: ${data.layer}`);
-  if (data.expected !== undefined && !message.includes(data.expected)) lines.push(`  expected: ${data.expected}`);
+  if (data.expected !== undefined && !message.includes(data.expected))
+    lines.push(`  expected: ${data.expected}`);
   if (data.got !== undefined && !message.includes(data.got)) lines.push(`  got: ${data.got}`);
   if (data.candidates?.length) lines.push(`  candidates: ${data.candidates.join(', ')}`);
   if (data.userStack?.length) {
     lines.push('  user frames (innermost last):');
-    for (const f of data.userStack) lines.push(`    ${formatLocation(f)}${f.function ? ` in ${f.function}` : ''}`);
+    for (const f of data.userStack)
+      lines.push(`    ${formatLocation(f)}${f.function ? ` in ${f.function}` : ''}`);
   }
   if (data.hint) lines.push(`  hint: ${data.hint}`);
   return lines.join('\n');

@@ -54,12 +54,19 @@ const connection = createMessageConnection(reader, new StreamMessageWriter(pipe.
 // Batched user output goes first, so it keeps its order with the events around it.
 const engine = new TfjsEngine({
   hookEvent: (e) => (flushOutput(), void connection.sendNotification(hookEventNotification, e)),
-  trainProgress: (p) => (flushOutput(), void connection.sendNotification(trainProgressNotification, p)),
-  trainDiagnosis: (d) => (flushOutput(), void connection.sendNotification(trainDiagnosisNotification, d)),
+  trainProgress: (p) => (
+    flushOutput(),
+    void connection.sendNotification(trainProgressNotification, p)
+  ),
+  trainDiagnosis: (d) => (
+    flushOutput(),
+    void connection.sendNotification(trainDiagnosisNotification, d)
+  ),
 });
 
 setOutputSink(
-  (stream, text, runId) => void connection.sendNotification(outputNotification, { runId, stream, text }),
+  (stream, text, runId) =>
+    void connection.sendNotification(outputNotification, { runId, stream, text }),
   () => pipe.queuedBytes(),
   () => engine.activeRunId,
 );
@@ -68,14 +75,17 @@ function log(level: 'error' | 'warn' | 'info' | 'debug', message: string): void 
   void connection.sendNotification(logNotification, { level, message });
 }
 
-setListenerErrorHandler((err) => log('warn', `hook/instrumentation error (model unaffected): ${messageOf(err)}`));
+setListenerErrorHandler((err) =>
+  log('warn', `hook/instrumentation error (model unaffected): ${messageOf(err)}`),
+);
 
 // Never die silently on a stray user error (the wasm glue's re-throwers are removed in backend.ts).
 process.on('uncaughtException', (err) => {
   log('error', `uncaught exception: ${mapStackText(err?.stack ?? String(err))}`);
 });
 process.on('unhandledRejection', (reason) => {
-  const text = reason instanceof Error ? mapStackText(reason.stack ?? reason.message) : String(reason);
+  const text =
+    reason instanceof Error ? mapStackText(reason.stack ?? reason.message) : String(reason);
   log('error', `unhandled promise rejection: ${text}`);
 });
 
@@ -84,7 +94,9 @@ function toResponseError(err: unknown): ResponseError<EngineErrorData> {
   if (err instanceof EngineFailure) return new ResponseError(err.code, err.message, err.data);
   const stack = err instanceof Error ? (err.stack ?? err.message) : String(err);
   log('error', `internal error: ${mapStackText(stack)}`);
-  return new ResponseError(ErrorCodes.internal, `TF.js engine bug: ${messageOf(err)}`, { kind: 'internal' });
+  return new ResponseError(ErrorCodes.internal, `TF.js engine bug: ${messageOf(err)}`, {
+    kind: 'internal',
+  });
 }
 
 function handle<P, R>(method: string, fn: (p: P) => R | Promise<R>): (p: P) => Promise<R> {
@@ -108,11 +120,14 @@ function handle<P, R>(method: string, fn: (p: P) => R | Promise<R>): (p: P) => P
 const realExit = process.exit.bind(process);
 process.exit = ((code?: number | string | null) => {
   const at = userFrames(new Error()).at(-1);
-  throw new EngineFailure(`User code called process.exit(${code ?? ''})${at ? ` at ${at.file}:${at.line}` : ''}`, {
-    kind: 'userExit',
-    location: at,
-    hint: 'Model files are imported by the engine; return or throw instead of exiting.',
-  });
+  throw new EngineFailure(
+    `User code called process.exit(${code ?? ''})${at ? ` at ${at.file}:${at.line}` : ''}`,
+    {
+      kind: 'userExit',
+      location: at,
+      hint: 'Model files are imported by the engine; return or throw instead of exiting.',
+    },
+  );
 }) as typeof process.exit;
 
 let exiting = false;
@@ -133,7 +148,10 @@ function desync(why: string): void {
   realExit(EXIT_PROTOCOL_DESYNC);
 }
 
-connection.onRequest(initializeRequest, handle(initializeRequest.method, (p) => engine.initialize(p)));
+connection.onRequest(
+  initializeRequest,
+  handle(initializeRequest.method, (p) => engine.initialize(p)),
+);
 connection.onRequest(
   shutdownRequest,
   handle(shutdownRequest.method, async () => {
@@ -142,18 +160,54 @@ connection.onRequest(
     return null;
   }),
 );
-connection.onRequest(modelLoadRequest, handle(modelLoadRequest.method, (p) => engine.loadModel(p)));
-connection.onRequest(modelTreeRequest, handle(modelTreeRequest.method, (p) => engine.tree(p)));
-connection.onRequest(modelSummaryRequest, handle(modelSummaryRequest.method, (p) => engine.summary(p)));
-connection.onRequest(modelForwardRequest, handle(modelForwardRequest.method, (p) => engine.forward(p)));
-connection.onRequest(tensorInspectRequest, handle(tensorInspectRequest.method, (p) => engine.inspect(p)));
-connection.onRequest(profileRunRequest, handle(profileRunRequest.method, (p) => engine.profile(p)));
-connection.onRequest(hookAttachRequest, handle(hookAttachRequest.method, (p) => engine.attachHook(p)));
-connection.onRequest(hookDetachRequest, handle(hookDetachRequest.method, (p) => engine.detachHook(p)));
-connection.onRequest(trainStartRequest, handle(trainStartRequest.method, (p) => engine.startTrain(p)));
-connection.onRequest(trainStopRequest, handle(trainStopRequest.method, (p) => engine.stopTrain(p)));
-connection.onRequest(trainDiagnoseRequest, handle(trainDiagnoseRequest.method, (p) => engine.diagnose(p)));
-connection.onRequest(systemInfoRequest, handle(systemInfoRequest.method, () => engine.systemInfo()));
+connection.onRequest(
+  modelLoadRequest,
+  handle(modelLoadRequest.method, (p) => engine.loadModel(p)),
+);
+connection.onRequest(
+  modelTreeRequest,
+  handle(modelTreeRequest.method, (p) => engine.tree(p)),
+);
+connection.onRequest(
+  modelSummaryRequest,
+  handle(modelSummaryRequest.method, (p) => engine.summary(p)),
+);
+connection.onRequest(
+  modelForwardRequest,
+  handle(modelForwardRequest.method, (p) => engine.forward(p)),
+);
+connection.onRequest(
+  tensorInspectRequest,
+  handle(tensorInspectRequest.method, (p) => engine.inspect(p)),
+);
+connection.onRequest(
+  profileRunRequest,
+  handle(profileRunRequest.method, (p) => engine.profile(p)),
+);
+connection.onRequest(
+  hookAttachRequest,
+  handle(hookAttachRequest.method, (p) => engine.attachHook(p)),
+);
+connection.onRequest(
+  hookDetachRequest,
+  handle(hookDetachRequest.method, (p) => engine.detachHook(p)),
+);
+connection.onRequest(
+  trainStartRequest,
+  handle(trainStartRequest.method, (p) => engine.startTrain(p)),
+);
+connection.onRequest(
+  trainStopRequest,
+  handle(trainStopRequest.method, (p) => engine.stopTrain(p)),
+);
+connection.onRequest(
+  trainDiagnoseRequest,
+  handle(trainDiagnoseRequest.method, (p) => engine.diagnose(p)),
+);
+connection.onRequest(
+  systemInfoRequest,
+  handle(systemInfoRequest.method, () => engine.systemInfo()),
+);
 
 // The client going away (input closed) must not leave an orphaned engine behind; when user code
 // blocks this thread, the pipe worker ends the process instead.
@@ -162,11 +216,14 @@ pipe.onClosed(() => exitSoon(0));
 // stream cannot be trusted from here on. A well-framed body that is not JSON was consumed whole:
 // the stream is still in step, so it is only reported.
 reader.onError((err) => {
-  if (err instanceof SyntaxError) writeRealStderr(`model-lens engine: ignored a message that is not JSON: ${err.message}\n`);
+  if (err instanceof SyntaxError)
+    writeRealStderr(`model-lens engine: ignored a message that is not JSON: ${err.message}\n`);
   else desync(messageOf(err));
 });
 reader.onPartialMessage((info) =>
-  desync(`no byte for ${Math.round(info.waitingTime / 1000)} s in the middle of a frame; the declared Content-Length is longer than what was sent`),
+  desync(
+    `no byte for ${Math.round(info.waitingTime / 1000)} s in the middle of a frame; the declared Content-Length is longer than what was sent`,
+  ),
 );
 // The reader waits silently forever on bytes that never complete a header (no blank line after
 // them); its buffer's size is the only place that shows it. Same limit as a partial body.
@@ -179,8 +236,12 @@ setInterval(() => {
     stuckBytes = bytes;
     stuckSince = Date.now();
   } else if (Date.now() - stuckSince >= PARTIAL_FRAME_TIMEOUT_MS) {
-    desync(`${bytes} bytes have not made a message for ${Math.round(PARTIAL_FRAME_TIMEOUT_MS / 1000)} s (no complete header)`);
+    desync(
+      `${bytes} bytes have not made a message for ${Math.round(PARTIAL_FRAME_TIMEOUT_MS / 1000)} s (no complete header)`,
+    );
   }
 }, PARTIAL_FRAME_TIMEOUT_MS / 10).unref();
-connection.onError(([err]) => writeRealStderr(`model-lens tfjs engine: protocol error: ${messageOf(err)}\n`));
+connection.onError(([err]) =>
+  writeRealStderr(`model-lens tfjs engine: protocol error: ${messageOf(err)}\n`),
+);
 connection.listen();

@@ -49,10 +49,13 @@ export class EngineManager implements vscode.Disposable {
   /** The engine for `kind`, starting it if needed. Refuses in an untrusted workspace. */
   async get(kind: EngineKind, resource?: vscode.Uri): Promise<EngineClient> {
     if (!vscode.workspace.isTrusted) {
-      throw extensionError('Model Lens runs your model code, so it only works in a trusted workspace.', {
-        kind: 'untrusted',
-        hint: 'Trust this workspace to inspect models in it.',
-      });
+      throw extensionError(
+        'Model Lens runs your model code, so it only works in a trusted workspace.',
+        {
+          kind: 'untrusted',
+          hint: 'Trust this workspace to inspect models in it.',
+        },
+      );
     }
     const live = this.running(kind);
     if (live) return live;
@@ -86,7 +89,9 @@ export class EngineManager implements vscode.Disposable {
   private async start(kind: EngineKind, resource?: vscode.Uri): Promise<EngineClient> {
     const { client: clientModule, messages } = engineModules();
     const config = vscode.workspace.getConfiguration('modelLens', resource);
-    const folder = resource ? vscode.workspace.getWorkspaceFolder(resource) : vscode.workspace.workspaceFolders?.[0];
+    const folder = resource
+      ? vscode.workspace.getWorkspaceFolder(resource)
+      : vscode.workspace.workspaceFolders?.[0];
     const cwd = folder?.uri.fsPath ?? (resource ? path.dirname(resource.fsPath) : undefined);
     const log = (line: string) => this.output.appendLine(`[${kind}] ${line}`);
     log(`starting engine${cwd ? ` in ${cwd}` : ''}`);
@@ -108,7 +113,8 @@ export class EngineManager implements vscode.Disposable {
         (info.backendNotes.length ? ` (${info.backendNotes.join('; ')})` : ''),
     );
     client.onNotification(messages.outputNotification, (e) => {
-      for (const line of e.text.replace(/\n$/, '').split('\n')) this.output.appendLine(`[${kind} ${e.stream}] ${line}`);
+      for (const line of e.text.replace(/\n$/, '').split('\n'))
+        this.output.appendLine(`[${kind} ${e.stream}] ${line}`);
     });
     client.onExit((exit) => this.onExit(kind, client, exit));
     this.clients.set(kind, client);
@@ -132,7 +138,8 @@ export class EngineManager implements vscode.Disposable {
       )
       .then((choice) => {
         if (choice === 'Show Log') this.output.show(true);
-        if (choice === 'Restart Engine') void vscode.commands.executeCommand('modelLens.restartEngine');
+        if (choice === 'Restart Engine')
+          void vscode.commands.executeCommand('modelLens.restartEngine');
       });
   }
 }

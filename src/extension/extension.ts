@@ -22,7 +22,11 @@ export function activate(context: vscode.ExtensionContext): void {
   const output = vscode.window.createOutputChannel('Model Lens');
   const engines = new EngineManager(output, String(context.extension.packageJSON.version ?? '0'));
   const diagnostics = vscode.languages.createDiagnosticCollection('modelLens');
-  const status = vscode.window.createStatusBarItem('modelLens.status', vscode.StatusBarAlignment.Left, 10);
+  const status = vscode.window.createStatusBarItem(
+    'modelLens.status',
+    vscode.StatusBarAlignment.Left,
+    10,
+  );
   status.name = 'Model Lens';
   status.command = 'modelLens.showSummary';
   const panels = new PanelHost(context.extensionUri, output);
@@ -38,16 +42,29 @@ export function activate(context: vscode.ExtensionContext): void {
 
   const modules = new ModulesProvider(s);
   const tensors = new TensorsProvider(s);
-  const modulesView = vscode.window.createTreeView('modelLens.modules', { treeDataProvider: modules, showCollapseAll: true });
-  const tensorsView = vscode.window.createTreeView<TensorElement>('modelLens.parameters', { treeDataProvider: tensors, showCollapseAll: true });
-  s.attachViews({ modules, tensors, modulesView, tensorsView: tensorsView as vscode.TreeView<unknown> });
+  const modulesView = vscode.window.createTreeView('modelLens.modules', {
+    treeDataProvider: modules,
+    showCollapseAll: true,
+  });
+  const tensorsView = vscode.window.createTreeView<TensorElement>('modelLens.parameters', {
+    treeDataProvider: tensors,
+    showCollapseAll: true,
+  });
+  s.attachViews({
+    modules,
+    tensors,
+    modulesView,
+    tensorsView: tensorsView as vscode.TreeView<unknown>,
+  });
   // In an untrusted workspace the empty views show package.json's viewsWelcome (the reason and
   // a "Manage Workspace Trust" link); a TreeView.message would hide it.
 
-  const command = (id: string, fn: (...args: never[]) => unknown) => vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown);
+  const command = (id: string, fn: (...args: never[]) => unknown) =>
+    vscode.commands.registerCommand(id, fn as (...args: unknown[]) => unknown);
   const targetOf = (arg: unknown): ModelTarget | undefined =>
     arg instanceof vscode.Uri ? { file: arg.fsPath } : isTarget(arg) ? arg : s.activeTarget();
-  const nodeOrPick = async (arg: unknown): Promise<ModuleNode | undefined> => (isModuleNode(arg) ? arg : pickModule(s));
+  const nodeOrPick = async (arg: unknown): Promise<ModuleNode | undefined> =>
+    isModuleNode(arg) ? arg : pickModule(s);
 
   context.subscriptions.push(
     output,
@@ -75,13 +92,20 @@ export function activate(context: vscode.ExtensionContext): void {
     watchInterpreter(engines, (uri) => {
       if (vscode.workspace.getConfiguration('modelLens', uri).get<string>('pythonPath')) return;
       if (!engines.running('pytorch')) return;
-      output.appendLine('[pytorch] the Python extension switched interpreter; restarting the engine');
-      void engines.restart('pytorch').then(() => (s.model?.kind === 'pytorch' ? s.reload() : undefined));
+      output.appendLine(
+        '[pytorch] the Python extension switched interpreter; restarting the engine',
+      );
+      void engines
+        .restart('pytorch')
+        .then(() => (s.model?.kind === 'pytorch' ? s.reload() : undefined));
     }),
 
     command('modelLens.inspectCurrentFile', async (arg?: unknown) => {
       const target = targetOf(arg);
-      if (!target) return void vscode.window.showInformationMessage('Model Lens: open a model file (.py, .js, .ts or model.json) first.');
+      if (!target)
+        return void vscode.window.showInformationMessage(
+          'Model Lens: open a model file (.py, .js, .ts or model.json) first.',
+        );
       await s.inspect(target);
     }),
     command('modelLens.profileCurrentFile', async (arg?: unknown) => {
@@ -112,24 +136,31 @@ export function activate(context: vscode.ExtensionContext): void {
     command('modelLens.inspectTensor', async (arg?: unknown) => {
       if (isTensorRef(arg)) await s.inspectTensor({ kind: arg.kind, name: arg.name });
     }),
-    command('modelLens.goToDefinition', async (arg?: unknown) => s.goToDefinition(await nodeOrPick(arg))),
+    command('modelLens.goToDefinition', async (arg?: unknown) =>
+      s.goToDefinition(await nodeOrPick(arg)),
+    ),
     command('modelLens.runForward', () => s.runForward()),
     command('modelLens.showSummary', () => s.showSummary()),
     command('modelLens.showHooks', () => s.showHooks()),
     command('modelLens.exportTrace', () => s.exportTrace()),
     command('modelLens.restartEngine', async () => {
       await engines.restart();
-      output.appendLine('[extension] engines stopped by Restart Engine; they start again on the next request');
+      output.appendLine(
+        '[extension] engines stopped by Restart Engine; they start again on the next request',
+      );
       await s.reload();
     }),
     command('modelLens.showEngineLog', () => output.show(true)),
     command('modelLens.showSystem', () => systemPanel.show()),
     training,
     command('modelLens.runTraining', (arg?: unknown) =>
-      training.start(arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file),
+      training.start(
+        arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file,
+      ),
     ),
     command('modelLens.runTrainingDistributed', async (arg?: unknown) => {
-      const file = arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file;
+      const file =
+        arg instanceof vscode.Uri ? arg.fsPath : isTarget(arg) ? arg.file : s.activeTarget()?.file;
       if (!file?.endsWith('.py')) {
         void vscode.window.showInformationMessage(
           'Model Lens: Run Training (N processes) runs a PyTorch script through torch.distributed.run; open a .py training script first.',
@@ -151,7 +182,10 @@ export function activate(context: vscode.ExtensionContext): void {
 const MAX_PROCESSES_PER_NODE = 64;
 
 /** N for "Run Training (N processes)": asked the first time for a file, then remembered. */
-async function processCount(context: vscode.ExtensionContext, file: string): Promise<number | undefined> {
+async function processCount(
+  context: vscode.ExtensionContext,
+  file: string,
+): Promise<number | undefined> {
   const key = `modelLens.nprocPerNode:${file}`;
   const remembered = context.workspaceState.get<number>(key);
   if (remembered) return remembered;
@@ -187,7 +221,11 @@ async function pickModule(s: ModelSession): Promise<ModuleNode | undefined> {
     description: node.type,
     node,
   }));
-  const pick = await vscode.window.showQuickPick(items, { title: `Modules of ${model.load.name}`, placeHolder: 'Module path', matchOnDescription: true });
+  const pick = await vscode.window.showQuickPick(items, {
+    title: `Modules of ${model.load.name}`,
+    placeHolder: 'Module path',
+    matchOnDescription: true,
+  });
   return pick?.node;
 }
 
@@ -195,7 +233,11 @@ async function pickHookKind(): Promise<HookKind | undefined> {
   const kinds: (vscode.QuickPickItem & { hook: HookKind })[] = [
     { label: 'Forward', description: "statistics of the module's output", hook: 'forward' },
     { label: 'Forward pre', description: "statistics of the module's input", hook: 'forwardPre' },
-    { label: 'Backward', description: 'statistics of the gradient of the output', hook: 'backward' },
+    {
+      label: 'Backward',
+      description: 'statistics of the gradient of the output',
+      hook: 'backward',
+    },
   ];
   return (await vscode.window.showQuickPick(kinds, { title: 'Hook kind' }))?.hook;
 }
@@ -205,10 +247,20 @@ function isTarget(arg: unknown): arg is ModelTarget {
 }
 
 function isModuleNode(arg: unknown): arg is ModuleNode {
-  return typeof arg === 'object' && arg !== null && typeof (arg as ModuleNode).path === 'string' && Array.isArray((arg as ModuleNode).children);
+  return (
+    typeof arg === 'object' &&
+    arg !== null &&
+    typeof (arg as ModuleNode).path === 'string' &&
+    Array.isArray((arg as ModuleNode).children)
+  );
 }
 
 function isTensorRef(arg: unknown): arg is { kind: 'parameter' | 'buffer'; name: string } {
   const a = arg as { kind?: unknown; name?: unknown } | null;
-  return typeof a === 'object' && a !== null && (a.kind === 'parameter' || a.kind === 'buffer') && typeof a.name === 'string';
+  return (
+    typeof a === 'object' &&
+    a !== null &&
+    (a.kind === 'parameter' || a.kind === 'buffer') &&
+    typeof a.name === 'string'
+  );
 }

@@ -28,12 +28,16 @@ export function moduleNotes(node: ModuleNode, row: SummaryRow | undefined): stri
 }
 
 /** The alias paths registered under `parent` (a shared module's other names), for tree rows. */
-export function aliasesUnder(parent: string, modules: Iterable<ModuleNode>): { alias: string; target: ModuleNode }[] {
+export function aliasesUnder(
+  parent: string,
+  modules: Iterable<ModuleNode>,
+): { alias: string; target: ModuleNode }[] {
   const prefix = parent === '' ? '' : `${parent}.`;
   const out: { alias: string; target: ModuleNode }[] = [];
   for (const m of modules) {
     for (const a of m.aliases) {
-      if (a.startsWith(prefix) && !a.slice(prefix.length).includes('.')) out.push({ alias: a, target: m });
+      if (a.startsWith(prefix) && !a.slice(prefix.length).includes('.'))
+        out.push({ alias: a, target: m });
     }
   }
   return out;
@@ -60,4 +64,3 @@ export function parseInputShapes(setting: string | undefined): number[][] | unde
     return dims;
   });
 }
-

@@ -44,7 +44,11 @@ export class GpuStatusBar implements vscode.Disposable {
     private readonly engines: EngineManager,
     private readonly log: (line: string) => void = () => undefined,
   ) {
-    this.item = vscode.window.createStatusBarItem('modelLens.gpu', vscode.StatusBarAlignment.Right, 100);
+    this.item = vscode.window.createStatusBarItem(
+      'modelLens.gpu',
+      vscode.StatusBarAlignment.Right,
+      100,
+    );
     this.item.name = 'Model Lens GPU';
     this.item.command = 'modelLens.showSystem';
     this.disposables.push(
@@ -81,7 +85,9 @@ export class GpuStatusBar implements vscode.Disposable {
     if (this.disposed) return;
     const wanted = this.wanted();
     if (wanted === this.shown) return;
-    this.log(`status bar item ${wanted ? 'shown' : 'hidden'} (${SETTING}: ${wanted ? 'show' : 'hide'})`);
+    this.log(
+      `status bar item ${wanted ? 'shown' : 'hidden'} (${SETTING}: ${wanted ? 'show' : 'hide'})`,
+    );
     if (wanted) this.show();
     else this.hide();
   }
@@ -124,11 +130,18 @@ export class GpuStatusBar implements vscode.Disposable {
     if (!this.snapshotSub) return;
     const sampler = this.history.sampler;
     const status: GpuSamplerStatus = sampler.status;
-    const view = statusBarView({ status, snapshot: sampler.latest, processes: this.processes, engine: activeEngineProcess(this.engines) });
+    const view = statusBarView({
+      status,
+      snapshot: sampler.latest,
+      processes: this.processes,
+      engine: activeEngineProcess(this.engines),
+    });
     this.item.text = view.text;
     const md = new vscode.MarkdownString(view.tooltip);
     md.supportThemeIcons = false;
     this.item.tooltip = md;
-    this.item.accessibilityInformation = { label: `${view.text.replace('·', ',')}. ${view.live ? '' : 'GPU figures unavailable. '}Opens the System panel.` };
+    this.item.accessibilityInformation = {
+      label: `${view.text.replace('·', ',')}. ${view.live ? '' : 'GPU figures unavailable. '}Opens the System panel.`,
+    };
   }
 }

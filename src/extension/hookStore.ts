@@ -13,7 +13,17 @@ export class HookStore {
   private readonly hooks = new Map<string, HookView>();
 
   add(hookId: string, path: string, kind: HookKind): HookView {
-    const view: HookView = { hookId, path, kind, events: 0, lastCall: 0, history: [], nanEvents: 0, infEvents: 0, attached: true };
+    const view: HookView = {
+      hookId,
+      path,
+      kind,
+      events: 0,
+      lastCall: 0,
+      history: [],
+      nanEvents: 0,
+      infEvents: 0,
+      attached: true,
+    };
     this.hooks.set(hookId, view);
     return view;
   }
@@ -32,13 +42,16 @@ export class HookStore {
       h.histogram = e.histogram;
       const snaps = (h.histograms ??= []);
       snaps.push({ call: e.call, step: e.step, histogram: e.histogram });
-      if (snaps.length > HOOK_HISTOGRAM_SNAPSHOTS) snaps.splice(0, snaps.length - HOOK_HISTOGRAM_SNAPSHOTS);
+      if (snaps.length > HOOK_HISTOGRAM_SNAPSHOTS)
+        snaps.splice(0, snaps.length - HOOK_HISTOGRAM_SNAPSHOTS);
     }
     h.history.push({ call: e.call, mean: e.stats.mean, std: e.stats.std });
-    if (h.history.length > HOOK_HISTORY_POINTS) h.history.splice(0, h.history.length - HOOK_HISTORY_POINTS);
+    if (h.history.length > HOOK_HISTORY_POINTS)
+      h.history.splice(0, h.history.length - HOOK_HISTORY_POINTS);
     if (e.stats.nanCount > 0) h.nanEvents++;
     if (e.stats.infCount > 0) h.infEvents++;
-    if ((e.stats.nanCount > 0 || e.stats.infCount > 0) && h.firstNonFiniteCall === undefined) h.firstNonFiniteCall = e.call;
+    if ((e.stats.nanCount > 0 || e.stats.infCount > 0) && h.firstNonFiniteCall === undefined)
+      h.firstNonFiniteCall = e.call;
     return h;
   }
 

@@ -25,7 +25,7 @@ export function findPythonModels(text: string): FoundModel[] {
   }
   // A class deriving from another module class in the same file is a module too, at any depth.
   const modules = new Set<string>();
-  for (let changed = true; changed; ) {
+  for (let changed = true; changed;) {
     changed = false;
     for (const c of classes) {
       if (modules.has(c.name)) continue;
@@ -42,7 +42,8 @@ const JS_EXPORT =
   /^export[ \t]+(?:default[ \t]+)?(?:(?:async[ \t]+)?function\*?[ \t]*([A-Za-z_$][\w$]*)|(?:const|let|var)[ \t]+([A-Za-z_$][\w$]*))|^(?:module\.)?exports\.([A-Za-z_$][\w$]*)[ \t]*=/gm;
 /** Exports that are models by name, whatever their body looks like. */
 const MODEL_EXPORT_NAMES = new Set(['model', 'createModel', 'buildModel', 'makeModel', 'getModel']);
-const CREATES_MODEL = /\btf\.(?:sequential|model|loadLayersModel|loadGraphModel)\s*\(|(?:^|[^.\w$])(?:sequential|loadLayersModel)\s*\(/;
+const CREATES_MODEL =
+  /\btf\.(?:sequential|model|loadLayersModel|loadGraphModel)\s*\(|(?:^|[^.\w$])(?:sequential|loadLayersModel)\s*\(/;
 
 export function findJsModels(text: string): FoundModel[] {
   const exports = [...text.matchAll(JS_EXPORT)];

@@ -15,7 +15,13 @@ import type { HookStore } from './hookStore';
 import { HooksController, type HookHost } from './hooksController';
 import { engineModules, protocol } from './lazyModules';
 import { ModelState } from './modelState';
-import { isAlias, type ModelSource, type ModuleElement, type ModulesProvider, type TensorsProvider } from './moduleTree';
+import {
+  isAlias,
+  type ModelSource,
+  type ModuleElement,
+  type ModulesProvider,
+  type TensorsProvider,
+} from './moduleTree';
 import type { PanelHost } from './panels';
 import { ProfileController, type ProfileHost } from './profileController';
 
@@ -71,8 +77,13 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
         this.hooksController.detachAllLocally();
         this.views?.modules.refresh();
         if (exit.reason === 'crashed') {
-          this.panels.setEngineState(true, `The ${kind} engine stopped unexpectedly; the model and its hooks are gone.`);
-          this.setMessage(`The ${kind} engine stopped. Run "Model Lens: Restart Engine" or inspect again.`);
+          this.panels.setEngineState(
+            true,
+            `The ${kind} engine stopped unexpectedly; the model and its hooks are gone.`,
+          );
+          this.setMessage(
+            `The ${kind} engine stopped. Run "Model Lens: Restart Engine" or inspect again.`,
+          );
         }
       }),
     );
@@ -86,8 +97,12 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   attachViews(views: SessionViews): void {
     this.views = views;
     this.subscriptions.push(
-      views.modulesView.onDidExpandElement((e) => !isAlias(e.element) && views.modules.expanded.add(e.element.path)),
-      views.modulesView.onDidCollapseElement((e) => !isAlias(e.element) && views.modules.expanded.delete(e.element.path)),
+      views.modulesView.onDidExpandElement(
+        (e) => !isAlias(e.element) && views.modules.expanded.add(e.element.path),
+      ),
+      views.modulesView.onDidCollapseElement(
+        (e) => !isAlias(e.element) && views.modules.expanded.delete(e.element.path),
+      ),
     );
   }
 
@@ -120,49 +135,76 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
     this.inFlight = cts;
     this.target = target;
     const token = cts.token;
-    const previousSelection = this.views?.modulesView.selection.flatMap((n) => (isAlias(n) ? [] : [n.path])) ?? [];
+    const previousSelection =
+      this.views?.modulesView.selection.flatMap((n) => (isAlias(n) ? [] : [n.path])) ?? [];
     const label = path.basename(target.file);
     this.setStatus(`$(sync~spin) Model Lens: loading ${label}`, target.file);
     try {
-      return await vscode.window.withProgress({ location: { viewId: 'modelLens.modules' } }, async () => {
-        const { client: clientModule, messages } = engineModules();
-        const kind = clientModule.engineKindForFile(target.file);
-        const client = await this.engines.get(kind, vscode.Uri.file(target.file));
-        if (token.isCancellationRequested) return undefined;
-        const inputShapes = parseInputShapes(
-          vscode.workspace.getConfiguration('modelLens', vscode.Uri.file(target.file)).get<string>('defaultInputShape'),
-        );
-        const oldHooks = this.model?.file === target.file ? this.hooks.attached() : [];
-        const load = await client.request(messages.modelLoadRequest, { file: target.file, model: target.model, inputShapes }, { token });
-        const tree = await client.request(messages.modelTreeRequest, { modelId: load.modelId }, { token });
-        if (token.isCancellationRequested) return undefined;
-        const model = new ModelState(target.file, kind, load, tree);
-        this.model = model;
-        this.modelClient = client;
-        this.errors.clearDiagnostics();
-        this.panels.setEngineState(false);
-        await vscode.commands.executeCommand('setContext', 'modelLens.modelLoaded', true);
-        this.setMessage(load.warnings.length ? load.warnings.join(' ') : undefined, true);
-        for (const w of load.warnings) this.output.appendLine(`[${kind}] ${load.name}: ${w}`);
-        this.views?.modules.refresh();
-        this.views?.tensors.refresh();
-        this.describeViews();
-        this.restoreSelection(previousSelection);
-        await this.hooksController.reattach(client, model, oldHooks);
-        this.setStatus(`$(symbol-class) ${load.name} · ${formatCount(tree.modules[0]?.totalParams ?? 0)} params`, target.file, kind);
+      return await vscode.window.withProgress(
+        { location: { viewId: 'modelLens.modules' } },
+        async () => {
+          const { client: clientModule, messages } = engineModules();
+          const kind = clientModule.engineKindForFile(target.file);
+          const client = await this.engines.get(kind, vscode.Uri.file(target.file));
+          if (token.isCancellationRequested) return undefined;
+          const inputShapes = parseInputShapes(
+            vscode.workspace
+              .getConfiguration('modelLens', vscode.Uri.file(target.file))
+              .get<string>('defaultInputShape'),
+          );
+          const oldHooks = this.model?.file === target.file ? this.hooks.attached() : [];
+          const load = await client.request(
+            messages.modelLoadRequest,
+            { file: target.file, model: target.model, inputShapes },
+            { token },
+          );
+          const tree = await client.request(
+            messages.modelTreeRequest,
+            { modelId: load.modelId },
+            { token },
+          );
+          if (token.isCancellationRequested) return undefined;
+          const model = new ModelState(target.file, kind, load, tree);
+          this.model = model;
+          this.modelClient = client;
+          this.errors.clearDiagnostics();
+          this.panels.setEngineState(false);
+          await vscode.commands.executeCommand('setContext', 'modelLens.modelLoaded', true);
+          this.setMessage(load.warnings.length ? load.warnings.join(' ') : undefined, true);
+          for (const w of load.warnings) this.output.appendLine(`[${kind}] ${load.name}: ${w}`);
+          this.views?.modules.refresh();
+          this.views?.tensors.refresh();
+          this.describeViews();
+          this.restoreSelection(previousSelection);
+          await this.hooksController.reattach(client, model, oldHooks);
+          this.setStatus(
+            `$(symbol-class) ${load.name} · ${formatCount(tree.modules[0]?.totalParams ?? 0)} params`,
+            target.file,
+            kind,
+          );
 
-        // The summary runs a forward pass: slower, and a failure there should not hide the tree.
-        const summary = await client.request(messages.modelSummaryRequest, { modelId: load.modelId, inputShapes }, { token });
-        if (token.isCancellationRequested || this.model !== model) return model;
-        model.setSummary(summary);
-        for (const w of summary.warnings) this.output.appendLine(`[${kind}] summary: ${w}`);
-        this.views?.modules.refresh();
-        if (this.panels.isOpen('summary')) this.panels.update('summary', summaryState(model));
-        return model;
-      });
+          // The summary runs a forward pass: slower, and a failure there should not hide the tree.
+          const summary = await client.request(
+            messages.modelSummaryRequest,
+            { modelId: load.modelId, inputShapes },
+            { token },
+          );
+          if (token.isCancellationRequested || this.model !== model) return model;
+          model.setSummary(summary);
+          for (const w of summary.warnings) this.output.appendLine(`[${kind}] summary: ${w}`);
+          this.views?.modules.refresh();
+          if (this.panels.isOpen('summary')) this.panels.update('summary', summaryState(model));
+          return model;
+        },
+      );
     } catch (err) {
       if (token.isCancellationRequested || engineErrorKind(err) === 'cancelled') return undefined;
-      if (!quiet && engineErrorKind(err) === 'ambiguousModel' && isEngineError(err) && err.data.candidates?.length) {
+      if (
+        !quiet &&
+        engineErrorKind(err) === 'ambiguousModel' &&
+        isEngineError(err) &&
+        err.data.candidates?.length
+      ) {
         const pick = await vscode.window.showQuickPick(err.data.candidates, {
           title: `${label} defines several models: which one?`,
           placeHolder: 'Model to inspect',
@@ -172,15 +214,18 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
       this.errors.report(err, target.file, quiet);
       const kind = engineErrorKind(err);
       if (this.model?.file === target.file && kind !== 'untrusted' && kind !== 'runtimeMissing') {
-        this.setMessage(`${firstLine(err instanceof Error ? err.message : String(err))} (showing the last successful load)`, true);
+        this.setMessage(
+          `${firstLine(err instanceof Error ? err.message : String(err))} (showing the last successful load)`,
+          true,
+        );
       }
-      if (this.model?.file === target.file) this.setStatus(`$(warning) ${this.model.load.name}`, target.file, this.model.kind);
+      if (this.model?.file === target.file)
+        this.setStatus(`$(warning) ${this.model.load.name}`, target.file, this.model.kind);
       else if (kind === 'untrusted') {
         // Short: in Restricted Mode the status bar is already crowded; the tooltip says the rest.
         this.setStatus('$(shield) Model Lens', target.file);
         this.status.tooltip = `Trust the workspace to inspect ${label}: Model Lens runs model code.`;
-      }
-      else this.setStatus(`$(warning) Model Lens: ${label} failed`, target.file);
+      } else this.setStatus(`$(warning) Model Lens: ${label} failed`, target.file);
       return undefined;
     } finally {
       if (this.inFlight === cts) this.inFlight = undefined;
@@ -191,7 +236,12 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   /** Called on every save: re-inspects the model file shortly after, cancelling a run in flight. */
   onDidSave(doc: vscode.TextDocument): void {
     const target = this.target;
-    if (!target || doc.uri.scheme !== 'file' || path.resolve(doc.uri.fsPath) !== path.resolve(target.file)) return;
+    if (
+      !target ||
+      doc.uri.scheme !== 'file' ||
+      path.resolve(doc.uri.fsPath) !== path.resolve(target.file)
+    )
+      return;
     if (!vscode.workspace.isTrusted) return;
     clearTimeout(this.saveTimer);
     this.inFlight?.cancel();
@@ -205,27 +255,46 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
     if (!wanted) {
       if (this.model && this.modelClient?.alive) return this.model;
       if (this.target) return this.inspect(this.target);
-      void vscode.window.showInformationMessage('Model Lens: open a model file (.py, .js, .ts or model.json) first.');
+      void vscode.window.showInformationMessage(
+        'Model Lens: open a model file (.py, .js, .ts or model.json) first.',
+      );
       return undefined;
     }
-    const same = this.model && path.resolve(this.model.file) === path.resolve(wanted.file) && (!wanted.model || wanted.model === this.model.load.name);
+    const same =
+      this.model &&
+      path.resolve(this.model.file) === path.resolve(wanted.file) &&
+      (!wanted.model || wanted.model === this.model.load.name);
     if (same && this.modelClient?.alive) return this.model;
     return this.inspect(same ? { file: wanted.file, model: this.model?.load.name } : wanted);
   }
 
   activeTarget(): ModelTarget | undefined {
     const doc = vscode.window.activeTextEditor?.document;
-    if (!doc || doc.uri.scheme !== 'file' || !/\.(py|[cm]?[jt]sx?|json)$/i.test(doc.fileName)) return undefined;
+    if (!doc || doc.uri.scheme !== 'file' || !/\.(py|[cm]?[jt]sx?|json)$/i.test(doc.fileName))
+      return undefined;
     return { file: doc.uri.fsPath };
   }
 
   /** Shows the model a training run trains (its train/progress named it) in the Modules view. */
-  async showTrainingModel(client: EngineClient, file: string, kind: EngineKind, modelId: string): Promise<void> {
+  async showTrainingModel(
+    client: EngineClient,
+    file: string,
+    kind: EngineKind,
+    modelId: string,
+  ): Promise<void> {
     await this.settled();
     const tree = await client.request(protocol().modelTreeRequest, { modelId });
     const root = tree.modules.find((m) => m.path === '');
     const type = root?.type ?? 'model';
-    const load: ModelLoadResult = { modelId, file, name: `${type} (training)`, type, candidates: [], inputs: [], warnings: [] };
+    const load: ModelLoadResult = {
+      modelId,
+      file,
+      name: `${type} (training)`,
+      type,
+      candidates: [],
+      inputs: [],
+      warnings: [],
+    };
     this.model = new ModelState(file, kind, load, tree);
     this.modelClient = client;
     this.trainingModelId = modelId;
@@ -247,7 +316,8 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
     if (model) {
       text = path.basename(model.file);
       const active = this.activeTarget();
-      if (active && path.resolve(active.file) !== path.resolve(model.file)) text += ` — not ${path.basename(active.file)}`;
+      if (active && path.resolve(active.file) !== path.resolve(model.file))
+        text += ` — not ${path.basename(active.file)}`;
     }
     this.views.modulesView.description = text;
     this.views.tensorsView.description = text;
@@ -262,11 +332,16 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
 
   async showSummary(): Promise<void> {
     await this.settled();
-    const model = this.model?.summary && this.modelClient?.alive ? this.model : await this.ensureModel(this.model ? undefined : this.activeTarget());
+    const model =
+      this.model?.summary && this.modelClient?.alive
+        ? this.model
+        : await this.ensureModel(this.model ? undefined : this.activeTarget());
     if (!model) return;
     if (!model.summary) {
       try {
-        model.setSummary(await this.client().request(protocol().modelSummaryRequest, { modelId: model.modelId }));
+        model.setSummary(
+          await this.client().request(protocol().modelSummaryRequest, { modelId: model.modelId }),
+        );
         this.views?.modules.refresh();
       } catch (err) {
         this.errors.report(err, model.file);
@@ -290,7 +365,12 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   }
 
   setBusy(text: string | undefined, model: ModelState): void {
-    this.setStatus(text ?? `$(symbol-class) ${model.load.name} · ${formatCount(model.root?.totalParams ?? 0)} params`, model.file, model.kind);
+    this.setStatus(
+      text ??
+        `$(symbol-class) ${model.load.name} · ${formatCount(model.root?.totalParams ?? 0)} params`,
+      model.file,
+      model.kind,
+    );
   }
 
   refreshTree(): void {
@@ -318,7 +398,10 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
     if (!model) return;
     try {
       const backward = this.hooks.attached().some((h) => h.kind === 'backward');
-      const result = await this.client().request(protocol().modelForwardRequest, { modelId: model.modelId, backward });
+      const result = await this.client().request(protocol().modelForwardRequest, {
+        modelId: model.modelId,
+        backward,
+      });
       vscode.window.setStatusBarMessage(
         `Model Lens: forward pass done (${result.steps} step${result.steps === 1 ? '' : 's'}${backward ? ' with backward' : ''}, ${result.stepMs.toFixed(1)} ms/step)`,
         5_000,
@@ -345,9 +428,14 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   // ---- navigation ------------------------------------------------------------------------------
 
   async goToDefinition(node: ModuleNode | undefined): Promise<void> {
-    const loc = node?.source?.definition ?? node?.source?.creation ?? (node?.path === '' ? this.model?.load.location : undefined);
+    const loc =
+      node?.source?.definition ??
+      node?.source?.creation ??
+      (node?.path === '' ? this.model?.load.location : undefined);
     if (!loc) {
-      void vscode.window.showInformationMessage(`Model Lens: no source location is known for ${node?.path || 'this module'}.`);
+      void vscode.window.showInformationMessage(
+        `Model Lens: no source location is known for ${node?.path || 'this module'}.`,
+      );
       return;
     }
     await openLocation(loc);
@@ -362,7 +450,9 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   /** The Summary panel's messages (the host answers ready, showLog and restartEngine). */
   private handlePanelMessage(message: WebviewMessage): void {
     if (message.type === 'copySummary' && this.model?.summary) {
-      void vscode.env.clipboard.writeText(formatSummary(this.model.load.name, this.model.tree, this.model.summary) + '\n');
+      void vscode.env.clipboard.writeText(
+        formatSummary(this.model.load.name, this.model.tree, this.model.summary) + '\n',
+      );
       vscode.window.setStatusBarMessage('Model Lens: summary copied', 3_000);
     } else if (message.type === 'revealModule') {
       if (this.model?.modules.has(message.path)) void this.revealModule(message.path);
@@ -394,7 +484,10 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
   // ---- helpers ---------------------------------------------------------------------------------
 
   client(): EngineClient {
-    if (!this.modelClient?.alive) throw extensionError('The engine that held this model stopped; inspect the file again.', { kind: 'engineCrashed' });
+    if (!this.modelClient?.alive)
+      throw extensionError('The engine that held this model stopped; inspect the file again.', {
+        kind: 'engineCrashed',
+      });
     return this.modelClient;
   }
 
@@ -404,7 +497,10 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
     if (!views || !model) return;
     for (const p of paths) {
       const node = model.modules.get(p);
-      if (node) void Promise.resolve(views.modulesView.reveal(node, { select: true, focus: false, expand: false })).catch(() => undefined);
+      if (node)
+        void Promise.resolve(
+          views.modulesView.reveal(node, { select: true, focus: false, expand: false }),
+        ).catch(() => undefined);
     }
   }
 
@@ -417,5 +513,11 @@ export class ModelSession implements ModelSource, HookHost, ProfileHost, vscode.
 }
 
 function summaryState(model: ModelState): SummaryPanelState {
-  return { modelName: model.load.name, file: model.file, kind: model.kind, inputs: model.summary?.inputs ?? model.load.inputs, summary: model.summary };
+  return {
+    modelName: model.load.name,
+    file: model.file,
+    kind: model.kind,
+    inputs: model.summary?.inputs ?? model.load.inputs,
+    summary: model.summary,
+  };
 }

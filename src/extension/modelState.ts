@@ -2,7 +2,13 @@
 // a 10,000-module model must expand as fast as a 10-module one.
 // No `vscode` import here: unit tests run this without an editor.
 import type { ModelLoadResult, ModelTreeResult, SummaryResult } from '../protocol/messages';
-import type { BufferInfo, EngineKind, ModuleNode, ParameterInfo, SummaryRow } from '../protocol/types';
+import type {
+  BufferInfo,
+  EngineKind,
+  ModuleNode,
+  ParameterInfo,
+  SummaryRow,
+} from '../protocol/types';
 
 export class ModelState {
   readonly modules = new Map<string, ModuleNode>();
@@ -26,7 +32,10 @@ export class ModelState {
     for (const p of tree.parameters) push(this.params, p.module, p);
     for (const b of tree.buffers) push(this.buffers, b.module, b);
     for (const owner of [...this.params.keys(), ...this.buffers.keys()]) {
-      for (let p: string | null | undefined = owner; p !== null && p !== undefined && !this.holdsTensors.has(p); ) {
+      for (
+        let p: string | null | undefined = owner;
+        p !== null && p !== undefined && !this.holdsTensors.has(p);
+      ) {
         this.holdsTensors.add(p);
         p = this.modules.get(p)?.parent;
       }

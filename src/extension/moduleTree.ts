@@ -50,13 +50,18 @@ export class ModulesProvider implements vscode.TreeDataProvider<ModuleElement> {
     if (isAlias(element)) return [];
     const children: ModuleElement[] = model.children(element.path);
     // Shared modules are rare; only look for aliases when the model has any.
-    if (model.hasAliases) for (const a of aliasesUnder(element.path, model.modules.values())) children.push({ kind: 'alias', ...a });
+    if (model.hasAliases)
+      for (const a of aliasesUnder(element.path, model.modules.values()))
+        children.push({ kind: 'alias', ...a });
     return children;
   }
 
   getParent(element: ModuleElement): ModuleNode | undefined {
     const model = this.source.model;
-    if (isAlias(element)) return model?.modules.get(element.alias.slice(0, Math.max(0, element.alias.lastIndexOf('.'))));
+    if (isAlias(element))
+      return model?.modules.get(
+        element.alias.slice(0, Math.max(0, element.alias.lastIndexOf('.'))),
+      );
     return element.parent === null ? undefined : model?.modules.get(element.parent);
   }
 
@@ -80,9 +85,19 @@ export class ModulesProvider implements vscode.TreeDataProvider<ModuleElement> {
     item.accessibilityInformation = { label: isRoot ? 'Module (root)' : `Module ${node.path}` };
     item.contextValue = 'module';
     item.iconPath = new vscode.ThemeIcon(
-      hooks.length ? 'debug-breakpoint-log' : node.frozen && node.totalParams > 0 ? 'lock' : node.isLeaf ? 'symbol-field' : 'symbol-class',
+      hooks.length
+        ? 'debug-breakpoint-log'
+        : node.frozen && node.totalParams > 0
+          ? 'lock'
+          : node.isLeaf
+            ? 'symbol-field'
+            : 'symbol-class',
     );
-    item.tooltip = moduleTooltip(node, model, hooks.map((h) => h.kind));
+    item.tooltip = moduleTooltip(
+      node,
+      model,
+      hooks.map((h) => h.kind),
+    );
     return item;
   }
 }
@@ -99,17 +114,27 @@ function aliasItem(a: ModuleAlias): vscode.TreeItem {
   return item;
 }
 
-function moduleTooltip(node: ModuleNode, model: ModelState | undefined, hooks: string[]): vscode.MarkdownString {
+function moduleTooltip(
+  node: ModuleNode,
+  model: ModelState | undefined,
+  hooks: string[],
+): vscode.MarkdownString {
   const row = model?.rows.get(node.path);
   const md = new vscode.MarkdownString(undefined, false);
   md.appendMarkdown(`**${escapeMd(node.type)}** \`${escapeMd(node.path || '(root)')}\`\n\n`);
   const notes = moduleNotes(node, row);
   if (hooks.length) notes.unshift(`hooked (${hooks.join(', ')})`);
   if (notes.length) md.appendMarkdown(`${notes.map(escapeMd).join(' · ')}\n\n`);
-  md.appendMarkdown(`Parameters: ${formatCount(node.totalParams)} (trainable ${formatCount(node.trainableParams)}, own ${formatCount(node.ownParams)})\n\n`);
-  if (row) md.appendMarkdown(`Output: ${formatShape(row.outputShape)} · MACs ${formatCount(row.macs)}${row.note ? ` · ${escapeMd(row.note)}` : ''}\n\n`);
+  md.appendMarkdown(
+    `Parameters: ${formatCount(node.totalParams)} (trainable ${formatCount(node.trainableParams)}, own ${formatCount(node.ownParams)})\n\n`,
+  );
+  if (row)
+    md.appendMarkdown(
+      `Output: ${formatShape(row.outputShape)} · MACs ${formatCount(row.macs)}${row.note ? ` · ${escapeMd(row.note)}` : ''}\n\n`,
+    );
   if (!node.training) md.appendMarkdown('In eval mode (training=False)\n\n');
-  if (node.frozen && node.totalParams > 0) md.appendMarkdown('Frozen: no parameter below requires grad\n\n');
+  if (node.frozen && node.totalParams > 0)
+    md.appendMarkdown('Frozen: no parameter below requires grad\n\n');
   const def = node.source?.definition;
   if (def) md.appendMarkdown(`Defined at ${escapeMd(def.file)}:${def.line}`);
   return md;
@@ -141,7 +166,8 @@ export class TensorsProvider implements vscode.TreeDataProvider<TensorElement> {
     if (element && element.kind !== 'module') return [];
     const path = element?.node.path ?? '';
     const out: TensorElement[] = [];
-    for (const child of model.children(path)) if (model.holdsTensors.has(child.path)) out.push({ kind: 'module', node: child });
+    for (const child of model.children(path))
+      if (model.holdsTensors.has(child.path)) out.push({ kind: 'module', node: child });
     for (const info of model.params.get(path) ?? []) out.push({ kind: 'parameter', info });
     for (const info of model.buffers.get(path) ?? []) out.push({ kind: 'buffer', info });
     return out;
@@ -169,8 +195,12 @@ export class TensorsProvider implements vscode.TreeDataProvider<TensorElement> {
     if (element.kind === 'buffer' && !element.info.persistent) notes.push('not in state_dict');
     if (info.aliases.length) notes.push(`also ${info.aliases.join(', ')}`);
     item.description = notes.join(' · ');
-    item.iconPath = new vscode.ThemeIcon(element.kind === 'parameter' ? 'symbol-variable' : 'symbol-constant');
-    item.accessibilityInformation = { label: `${element.kind === 'parameter' ? 'Parameter' : 'Buffer'} ${info.name}` };
+    item.iconPath = new vscode.ThemeIcon(
+      element.kind === 'parameter' ? 'symbol-variable' : 'symbol-constant',
+    );
+    item.accessibilityInformation = {
+      label: `${element.kind === 'parameter' ? 'Parameter' : 'Buffer'} ${info.name}`,
+    };
     item.contextValue = element.kind;
     item.tooltip = `${info.name}: ${formatShape(t.shape)} ${t.dtype} on ${t.device}, stride ${formatShape(t.stride)}`;
     item.command = {

@@ -39,9 +39,7 @@ export class ProfileController {
     const client = this.host.client();
     const trace =
       traceFile ??
-      (client.info.capabilities?.trace
-        ? privateTempFile(`trace-${model.kind}.json`)
-        : undefined);
+      (client.info.capabilities?.trace ? privateTempFile(`trace-${model.kind}.json`) : undefined);
     this.host.setBusy(`$(sync~spin) Model Lens: profiling ${model.load.name}`, model);
     try {
       const result = await vscode.window.withProgress(

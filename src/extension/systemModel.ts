@@ -3,12 +3,24 @@
 // the engine's process, the memory breakdown and the CPU load.
 import type * as os from 'node:os';
 import type { EngineKind, GpuInfo, MemoryInfo } from '../protocol/types';
-import { escapeMarkdown, formatBytes, formatGpuStatus, gibFromMiB, pickGpu } from '../system/gpuFormat';
+import {
+  escapeMarkdown,
+  formatBytes,
+  formatGpuStatus,
+  gibFromMiB,
+  pickGpu,
+} from '../system/gpuFormat';
 import type { RunGpuHint } from '../system/gpuFormat';
 import { memoryThreeWays } from '../system/gpuMemory';
 import type { Disposable, GpuSampler, GpuSamplerStatus, GpuSnapshot } from '../system/gpuSampler';
 import type { GpuProcess, NvidiaSmiFailureKind } from '../system/nvidiaSmiParse';
-import type { EngineProcess, GpuRow, GpuSample, MemorySection, SystemSample } from '../protocol/webviewMessages';
+import type {
+  EngineProcess,
+  GpuRow,
+  GpuSample,
+  MemorySection,
+  SystemSample,
+} from '../protocol/webviewMessages';
 
 /** Samples kept for the System panel's chart: 5 minutes at the sampler's 1 s tick. */
 export const SYSTEM_HISTORY_SAMPLES = 300;
@@ -21,7 +33,8 @@ export class RingBuffer<T> {
   private count = 0;
 
   constructor(readonly capacity: number) {
-    if (!Number.isInteger(capacity) || capacity < 1) throw new RangeError(`ring buffer capacity must be a positive integer, got ${capacity}`);
+    if (!Number.isInteger(capacity) || capacity < 1)
+      throw new RangeError(`ring buffer capacity must be a positive integer, got ${capacity}`);
     this.items = new Array<T | undefined>(capacity);
   }
 
@@ -39,7 +52,8 @@ export class RingBuffer<T> {
   /** Oldest first. */
   toArray(): T[] {
     const out: T[] = [];
-    for (let i = 0; i < this.count; i++) out.push(this.items[(this.start + i) % this.capacity] as T);
+    for (let i = 0; i < this.count; i++)
+      out.push(this.items[(this.start + i) % this.capacity] as T);
     return out;
   }
 
@@ -50,12 +64,16 @@ export class RingBuffer<T> {
   }
 }
 
-
 export function sampleOf(snapshot: GpuSnapshot, seq: number): SystemSample {
   return {
     seq,
     time: snapshot.time,
-    gpus: snapshot.gpus.map((g) => ({ index: g.index, memoryUsedMiB: g.memoryUsedMiB, memoryTotalMiB: g.memoryTotalMiB, utilizationPct: g.utilizationPct })),
+    gpus: snapshot.gpus.map((g) => ({
+      index: g.index,
+      memoryUsedMiB: g.memoryUsedMiB,
+      memoryTotalMiB: g.memoryTotalMiB,
+      utilizationPct: g.utilizationPct,
+    })),
   };
 }
 
@@ -137,7 +155,11 @@ export function gpuArchitecture(computeCapability: string | null | undefined): s
  * One tooltip line on the engine's own GPU memory, from nvidia-smi's compute-apps rows of its pid.
  * `processes` undefined: the per-process query has not answered yet.
  */
-export function engineGpuMemoryLine(engine: EngineProcess | undefined, processes: readonly GpuProcess[] | undefined, gpus: readonly GpuInfo[]): string | undefined {
+export function engineGpuMemoryLine(
+  engine: EngineProcess | undefined,
+  processes: readonly GpuProcess[] | undefined,
+  gpus: readonly GpuInfo[],
+): string | undefined {
   if (!engine) return undefined;
   const who = `Model Lens ${engine.kind} engine (pid ${engine.pid})`;
   if (!processes) return `${who}: GPU memory not known yet`;
@@ -148,7 +170,9 @@ export function engineGpuMemoryLine(engine: EngineProcess | undefined, processes
   const parts = mine.map((p) => {
     const gpu = gpus.find((g) => g.uuid === p.gpuUuid);
     const where = gpu ? `GPU ${gpu.index}` : `GPU ${escapeMarkdown(p.gpuUuid)}`;
-    return p.usedMemoryMiB === null ? `${where} (memory not reported by the driver)` : `${formatBytes(p.usedMemoryMiB * BYTES_PER_MIB)} on ${where}`;
+    return p.usedMemoryMiB === null
+      ? `${where} (memory not reported by the driver)`
+      : `${formatBytes(p.usedMemoryMiB * BYTES_PER_MIB)} on ${where}`;
   });
   return `${who}: ${parts.join(', ')}`;
 }
@@ -177,13 +201,22 @@ const CLICK_HINT = '_Click for the System panel._';
  */
 export function gpuTooltip(gpus: readonly GpuInfo[], shownIndex?: number): string {
   const first = gpus[0];
-  const facts = [first?.driverVersion && `driver ${escapeMarkdown(first.driverVersion)}`, first?.cudaVersion && `CUDA ${escapeMarkdown(first.cudaVersion)}`].filter(Boolean);
+  const facts = [
+    first?.driverVersion && `driver ${escapeMarkdown(first.driverVersion)}`,
+    first?.cudaVersion && `CUDA ${escapeMarkdown(first.cudaVersion)}`,
+  ].filter(Boolean);
   const blocks = gpus.map((g) => {
     const marker = g.index === shownIndex && gpus.length > 1 ? ' (in the status bar)' : '';
-    const util = g.utilizationPct !== null ? `${Math.round(g.utilizationPct)}%` : g.mig ? 'not reported per MIG instance' : '—';
+    const util =
+      g.utilizationPct !== null
+        ? `${Math.round(g.utilizationPct)}%`
+        : g.mig
+          ? 'not reported per MIG instance'
+          : '—';
     const temp = g.temperatureC === null ? '—' : `${g.temperatureC} °C`;
     const draw = g.powerW === null || g.powerW === undefined ? null : Math.round(g.powerW);
-    const limit = g.powerLimitW === null || g.powerLimitW === undefined ? null : Math.round(g.powerLimitW);
+    const limit =
+      g.powerLimitW === null || g.powerLimitW === undefined ? null : Math.round(g.powerLimitW);
     const power = draw === null ? '—' : limit === null ? `${draw} W` : `${draw} / ${limit} W`;
     return [
       `**GPU ${g.index}** · ${escapeMarkdown(g.name)}${marker}`,
@@ -196,7 +229,13 @@ export function gpuTooltip(gpus: readonly GpuInfo[], shownIndex?: number): strin
   return [...(facts.length ? [`NVIDIA ${facts.join(' · ')}`] : []), ...blocks].join('\n\n');
 }
 /** Failures that mean this machine has no usable NVIDIA GPU, as opposed to nvidia-smi misbehaving. */
-const NO_GPU_KINDS: ReadonlySet<NvidiaSmiFailureKind> = new Set(['notFound', 'notExecutable', 'driver', 'nvml', 'noDevices']);
+const NO_GPU_KINDS: ReadonlySet<NvidiaSmiFailureKind> = new Set([
+  'notFound',
+  'notExecutable',
+  'driver',
+  'nvml',
+  'noDevices',
+]);
 
 /**
  * What the status bar item says. Never an error: no driver reads `No GPU`; an nvidia-smi that
@@ -206,9 +245,13 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
   const { status, snapshot } = input;
   const run: RunGpuHint | undefined = input.engine ? { pid: input.engine.pid } : undefined;
   const engineLine = engineGpuMemoryLine(input.engine, input.processes, snapshot?.gpus ?? []);
-  const withFooter = (body: string) => [body, engineLine, CLICK_HINT].filter((x) => x !== undefined).join('\n\n');
+  const withFooter = (body: string) =>
+    [body, engineLine, CLICK_HINT].filter((x) => x !== undefined).join('\n\n');
   if (status.available && snapshot && snapshot.gpus.length > 0) {
-    const v = formatGpuStatus({ available: true, gpus: snapshot.gpus, processes: input.processes }, run);
+    const v = formatGpuStatus(
+      { available: true, gpus: snapshot.gpus, processes: input.processes },
+      run,
+    );
     return { text: v.text, tooltip: withFooter(gpuTooltip(snapshot.gpus, v.gpuIndex)), live: true };
   }
   if (status.state === 'unavailable' && snapshot && snapshot.gpus.length > 0) {
@@ -217,7 +260,10 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
     const stale = `Last figures, ${new Date(snapshot.time).toLocaleTimeString()}:\n\n${gpuTooltip(snapshot.gpus, last?.index)}`;
     return { text: 'GPU ?', tooltip: withFooter(`${head}\n\n${stale}`), live: false };
   }
-  if (status.state === 'unavailable' && (status.kind === undefined || NO_GPU_KINDS.has(status.kind))) {
+  if (
+    status.state === 'unavailable' &&
+    (status.kind === undefined || NO_GPU_KINDS.has(status.kind))
+  ) {
     const v = formatGpuStatus({ available: false, reason: status.reason });
     return { text: v.text, tooltip: withFooter(v.tooltip), live: false };
   }
@@ -229,7 +275,6 @@ export function statusBarView(input: StatusBarInput): StatusBarView {
   const v = formatGpuStatus({ available: false, starting: true });
   return { text: v.text, tooltip: withFooter(v.tooltip), live: false };
 }
-
 
 /** A reason with a final full stop (kept lower-case: reasons often start with `nvidia-smi`). */
 export function sentence(text: string): string {
@@ -256,7 +301,11 @@ export function memorySection(input: MemorySectionInput): MemorySection {
     return { message: `No NVIDIA GPU, so there is no CUDA memory to break down${why}`, engine };
   }
   if (!engine || engine.kind !== 'pytorch') {
-    return { message: 'No PyTorch engine is running. Inspect a PyTorch model on CUDA to compare what the device reports with what PyTorch reserves and allocates.', engine };
+    return {
+      message:
+        'No PyTorch engine is running. Inspect a PyTorch model on CUDA to compare what the device reports with what PyTorch reserves and allocates.',
+      engine,
+    };
   }
   if (!torch) return { message: 'Asking the PyTorch engine for its CUDA memory…', engine };
   if (torch.torchAllocatedBytes === undefined && torch.torchReservedBytes === undefined) {
@@ -269,7 +318,8 @@ export function memorySection(input: MemorySectionInput): MemorySection {
   let processMiB: number | null = null;
   if (gpu && input.processes) {
     const rows = input.processes.filter((p) => p.pid === engine.pid && p.gpuUuid === gpu.uuid);
-    if (rows.length > 0 && rows.every((r) => r.usedMemoryMiB !== null)) processMiB = rows.reduce((s, r) => s + (r.usedMemoryMiB ?? 0), 0);
+    if (rows.length > 0 && rows.every((r) => r.usedMemoryMiB !== null))
+      processMiB = rows.reduce((s, r) => s + (r.usedMemoryMiB ?? 0), 0);
   }
   const three = memoryThreeWays({
     deviceUsedMiB: gpu?.memoryUsedMiB ?? null,
@@ -278,7 +328,12 @@ export function memorySection(input: MemorySectionInput): MemorySection {
     torchAllocatedBytes: torch.torchAllocatedBytes ?? null,
   });
   return {
-    figures: three.figures.map((f) => ({ key: f.key, label: f.label, bytes: f.bytes, explanation: f.explanation })),
+    figures: three.figures.map((f) => ({
+      key: f.key,
+      label: f.label,
+      bytes: f.bytes,
+      explanation: f.explanation,
+    })),
     processBytes: processMiB === null ? null : processMiB * BYTES_PER_MIB,
     gpuIndex: gpu?.index,
     engine,
@@ -302,7 +357,6 @@ export function cpuLoadPct(before: CpuTimes, after: CpuTimes): number | null {
   }
   return total > 0 ? Math.max(0, Math.min(100, (busy / total) * 100)) : null;
 }
-
 
 export function gpuRows(gpus: readonly GpuInfo[]): GpuRow[] {
   return gpus.map((g) => ({ ...g, architecture: gpuArchitecture(g.computeCapability) }));

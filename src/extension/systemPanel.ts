@@ -12,7 +12,11 @@ import { collectCpuFacts } from './cpuFacts';
 import { protocol } from './lazyModules';
 import type { PanelHost } from './panels';
 import { SYSTEM_HISTORY_SAMPLES, cpuLoadPct, gpuRows, memorySection } from './systemModel';
-import type { MemorySection, SystemPanelPatch, SystemPanelState } from '../protocol/webviewMessages';
+import type {
+  MemorySection,
+  SystemPanelPatch,
+  SystemPanelState,
+} from '../protocol/webviewMessages';
 import type { CpuTimes, GpuHistory } from './systemModel';
 
 /** How often the PyTorch engine is asked for torch.cuda memory figures while the panel is visible. */
@@ -26,7 +30,6 @@ const TORCH_MEMORY_TIMEOUT_MS = 10_000;
 export const CPU_LOAD_INTERVAL_MS = 2_000;
 /** The first load figure comes sooner, so the panel does not open on "Load —". */
 const CPU_LOAD_FIRST_MS = 300;
-
 
 export class SystemPanel implements vscode.Disposable {
   private watching = false;
@@ -52,7 +55,9 @@ export class SystemPanel implements vscode.Disposable {
     // A page that (re)loads gets the whole current state; after that, only patches.
     panels.provide('system', () => this.state());
     this.hostSubs = [
-      panels.onDidChangeVisibility(({ kind, visible }) => kind === 'system' && visible && void this.pollTorch()),
+      panels.onDidChangeVisibility(
+        ({ kind, visible }) => kind === 'system' && visible && void this.pollTorch(),
+      ),
       panels.onDidClose((kind) => kind === 'system' && this.stopWatching()),
     ];
   }
@@ -78,8 +83,16 @@ export class SystemPanel implements vscode.Disposable {
     const sampler = this.history.sampler;
     this.subs.push(
       // Keeps the sampler running while the panel is open, even with the status bar item hidden.
-      this.history.subscribe((sample) => this.post({ samples: [sample], gpus: gpuRows(sampler.latest?.gpus ?? []), memory: this.memory() })),
-      sampler.onStatus((s) => this.post({ gpuStatus: { state: s.state, reason: s.reason }, memory: this.memory() })),
+      this.history.subscribe((sample) =>
+        this.post({
+          samples: [sample],
+          gpus: gpuRows(sampler.latest?.gpus ?? []),
+          memory: this.memory(),
+        }),
+      ),
+      sampler.onStatus((s) =>
+        this.post({ gpuStatus: { state: s.state, reason: s.reason }, memory: this.memory() }),
+      ),
       sampler.onProcesses((p) => {
         this.processes = p;
       }),
@@ -115,7 +128,8 @@ export class SystemPanel implements vscode.Disposable {
         this.cpuError = err instanceof Error ? err.message : String(err);
         this.cpuLoading = undefined;
       }
-      if (this.cpu && this.lastCpuLoad !== null) this.cpu = { ...this.cpu, loadPct: this.lastCpuLoad };
+      if (this.cpu && this.lastCpuLoad !== null)
+        this.cpu = { ...this.cpu, loadPct: this.lastCpuLoad };
       this.post({ cpu: this.cpu, cpuError: this.cpuError });
     })();
     return this.cpuLoading;
@@ -147,7 +161,9 @@ export class SystemPanel implements vscode.Disposable {
       this.torchPid = client.pid;
       this.post({ memory: this.memory() });
     } catch (err) {
-      this.output.appendLine(`[system] system/info failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.output.appendLine(
+        `[system] system/info failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
     } finally {
       this.torchInFlight = false;
     }
@@ -156,7 +172,8 @@ export class SystemPanel implements vscode.Disposable {
   private memory(): MemorySection {
     const engine = activeEngineProcess(this.engines);
     const sampler = this.history.sampler;
-    const torch = engine && engine.kind === 'pytorch' && engine.pid === this.torchPid ? this.torch : undefined;
+    const torch =
+      engine && engine.kind === 'pytorch' && engine.pid === this.torchPid ? this.torch : undefined;
     return memorySection({
       engine,
       torch,

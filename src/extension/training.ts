@@ -44,7 +44,11 @@ export class TrainingController implements vscode.Disposable {
     private readonly output: vscode.OutputChannel,
     private readonly panels: PanelHost,
   ) {
-    this.status = vscode.window.createStatusBarItem('modelLens.training', vscode.StatusBarAlignment.Left, 9);
+    this.status = vscode.window.createStatusBarItem(
+      'modelLens.training',
+      vscode.StatusBarAlignment.Left,
+      9,
+    );
     this.status.name = 'Model Lens Training';
     this.status.command = 'modelLens.showTraining';
     // The page may only stop the run or open one of the run's own source locations, by index:
@@ -85,11 +89,15 @@ export class TrainingController implements vscode.Disposable {
       return;
     }
     if (!file) {
-      void vscode.window.showInformationMessage('Model Lens: open a training script (.py with a __main__ block, or .ts/.js with a `train` export) first.');
+      void vscode.window.showInformationMessage(
+        'Model Lens: open a training script (.py with a __main__ block, or .ts/.js with a `train` export) first.',
+      );
       return;
     }
     // The engine reads the file from disk: run what the editor shows.
-    const doc = vscode.workspace.textDocuments.find((d) => d.uri.scheme === 'file' && path.resolve(d.uri.fsPath) === path.resolve(file));
+    const doc = vscode.workspace.textDocuments.find(
+      (d) => d.uri.scheme === 'file' && path.resolve(d.uri.fsPath) === path.resolve(file),
+    );
     if (doc?.isDirty) await doc.save();
 
     const { client: clientModule, messages } = engineModules();
@@ -117,25 +125,38 @@ export class TrainingController implements vscode.Disposable {
     run.histogramsSupported = client.info.capabilities?.histograms ?? true;
     const done = new Promise<void>((resolve) => (this.ended = resolve));
     this.runSubs.push(
-      client.onNotification(messages.trainProgressNotification, (p) => this.onProgress(run, client, p)),
+      client.onNotification(messages.trainProgressNotification, (p) =>
+        this.onProgress(run, client, p),
+      ),
       client.onNotification(messages.trainDiagnosisNotification, (d) => this.onDiagnosis(run, d)),
       client.onNotification(messages.trainHistogramsNotification, (h) => this.onHistograms(run, h)),
       client.onExit((e) => {
         if (run.finished) return;
         const how = e.signal ? `was killed by ${e.signal}` : `exited with code ${e.code}`;
-        run.fail(e.reason === 'disposed' ? 'The engine was shut down during the run.' : `The ${kind} engine ${how} during the run.`);
+        run.fail(
+          e.reason === 'disposed'
+            ? 'The engine was shut down during the run.'
+            : `The ${kind} engine ${how} during the run.`,
+        );
         void this.finish(run);
       }),
     );
 
     await vscode.window.withProgress(
-      { location: vscode.ProgressLocation.Notification, title: `Model Lens: training ${path.basename(file)}`, cancellable: true },
+      {
+        location: vscode.ProgressLocation.Notification,
+        title: `Model Lens: training ${path.basename(file)}`,
+        cancellable: true,
+      },
       async (progress, token) => {
         let reported = 0;
         this.reportProgress = (p) => {
           const frac = fractionDone(p);
           const pct = frac === null ? 0 : Math.floor(frac * 100);
-          progress.report({ message: progressText(p, run.lastLoss), increment: pct > reported ? pct - reported : undefined });
+          progress.report({
+            message: progressText(p, run.lastLoss),
+            increment: pct > reported ? pct - reported : undefined,
+          });
           reported = Math.max(reported, pct);
         };
         const cancel = token.onCancellationRequested(() => void this.stop());
@@ -147,7 +168,9 @@ export class TrainingController implements vscode.Disposable {
             { timeoutMs: TRAIN_START_TIMEOUT_MS },
           );
           run.runId = runId;
-          this.output.appendLine(`[training] run ${runId} of ${file} started in the ${kind} engine (pid ${client.pid})`);
+          this.output.appendLine(
+            `[training] run ${runId} of ${file} started in the ${kind} engine (pid ${client.pid})`,
+          );
           // Progress of this run may have raced ahead of the response; what was kept is ours.
           if (run.stopRequested && !run.finished) void this.stop();
           this.flushSoon();
@@ -172,8 +195,13 @@ export class TrainingController implements vscode.Disposable {
     this.status.text = `$(sync~spin) stopping · step ${run.last?.step ?? 0}`;
     try {
       const { messages } = engineModules();
-      const r = await client.request(messages.trainStopRequest, { runId: run.runId }, { timeoutMs: TRAIN_STOP_TIMEOUT_MS });
-      if (!r.stopped && !run.finished) this.output.appendLine(`[training] run ${run.runId} had already ended`);
+      const r = await client.request(
+        messages.trainStopRequest,
+        { runId: run.runId },
+        { timeoutMs: TRAIN_STOP_TIMEOUT_MS },
+      );
+      if (!r.stopped && !run.finished)
+        this.output.appendLine(`[training] run ${run.runId} had already ended`);
     } catch (err) {
       this.session.reportError(err, run.file);
     }
@@ -185,9 +213,13 @@ export class TrainingController implements vscode.Disposable {
     if (!run.add(p)) return;
     if (p.modelId && p.modelId !== this.shownModelId) {
       this.shownModelId = p.modelId;
-      void this.session.showTrainingModel(client, run.file, run.engine, p.modelId).catch((err: unknown) => {
-        this.output.appendLine(`[training] could not show the trained model: ${err instanceof Error ? err.message : String(err)}`);
-      });
+      void this.session
+        .showTrainingModel(client, run.file, run.engine, p.modelId)
+        .catch((err: unknown) => {
+          this.output.appendLine(
+            `[training] could not show the trained model: ${err instanceof Error ? err.message : String(err)}`,
+          );
+        });
     }
     this.reportProgress?.(p);
     if (run.finished) void this.finish(run);
@@ -228,18 +260,29 @@ export class TrainingController implements vscode.Disposable {
     const client = this.client;
     this.endRun();
     this.session.endTraining(this.shownModelId);
-    this.output.appendLine(`[training] run ${runId ?? '(none)'} ${run.state} after ${run.last?.step ?? 0} steps`);
+    this.output.appendLine(
+      `[training] run ${runId ?? '(none)'} ${run.state} after ${run.last?.step ?? 0} steps`,
+    );
     this.redraw();
     if (run.state === 'failed') this.reportFailure(run);
     // The engine may send its final diagnosis with the end of the run; ask when it did not.
     if (runId && client?.alive && run.state !== 'failed') {
       try {
         const { messages } = engineModules();
-        run.setDiagnosis(await client.request(messages.trainDiagnoseRequest, { runId }, { timeoutMs: DIAGNOSE_TIMEOUT_MS }));
+        run.setDiagnosis(
+          await client.request(
+            messages.trainDiagnoseRequest,
+            { runId },
+            { timeoutMs: DIAGNOSE_TIMEOUT_MS },
+          ),
+        );
         this.redraw();
       } catch (err) {
         const code = (err as { code?: number }).code;
-        if (code !== METHOD_NOT_FOUND) this.output.appendLine(`[training] train/diagnose: ${err instanceof Error ? err.message : String(err)}`);
+        if (code !== METHOD_NOT_FOUND)
+          this.output.appendLine(
+            `[training] train/diagnose: ${err instanceof Error ? err.message : String(err)}`,
+          );
       }
     }
     this.hideTimer = setTimeout(() => {

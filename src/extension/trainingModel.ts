@@ -1,9 +1,20 @@
 // A training run as the editor shows it: the whole loss curve, the latest progress, the
 // diagnosis, and the texts for the notification, the status bar and the Training panel.
 // No `vscode` import here: unit tests run this without an editor.
-import type { DiagnosisFinding, TrainDiagnosis, TrainHistograms, TrainProgress } from '../protocol/messages';
+import type {
+  DiagnosisFinding,
+  TrainDiagnosis,
+  TrainHistograms,
+  TrainProgress,
+} from '../protocol/messages';
 import type { EngineKind, SourceLocation } from '../protocol/types';
-import { formatDuration, formatLoss, isFinalState, progressText, type RunState } from '../client/trainingText';
+import {
+  formatDuration,
+  formatLoss,
+  isFinalState,
+  progressText,
+  type RunState,
+} from '../client/trainingText';
 import type { FindingView, TrainingPanelState } from '../protocol/webviewMessages';
 import { RunRecord } from '../client/runRecord';
 
@@ -12,7 +23,6 @@ import { RunRecord } from '../client/runRecord';
 export const CHART_MAX_POINTS = 2_000;
 /** Histogram snapshots kept for the offset view (each is ~30 bins × parameters × 2). */
 export const HISTOGRAM_SNAPSHOTS = 16;
-
 
 /**
  * At most `max` points that keep the curve's shape: the range is cut into buckets and each keeps
@@ -47,11 +57,17 @@ export function decimate(points: readonly [number, number][], max: number): [num
   return out;
 }
 
-
 /** The status bar item during a run: `$(pulse) step 1200 · loss 0.0931`. */
 export function statusText(p: TrainProgress | undefined, loss: number | null): string {
   if (!p || (p.state === 'starting' && p.step === 0)) return '$(sync~spin) training: starting';
-  const icon = p.state === 'failed' ? '$(error)' : p.state === 'stopped' ? '$(debug-stop)' : p.state === 'done' ? '$(check)' : '$(pulse)';
+  const icon =
+    p.state === 'failed'
+      ? '$(error)'
+      : p.state === 'stopped'
+        ? '$(debug-stop)'
+        : p.state === 'done'
+          ? '$(check)'
+          : '$(pulse)';
   const when = isFinalState(p.state) ? ` · ${p.state}` : '';
   return `${icon} step ${p.step}${loss !== null ? ` · loss ${formatLoss(loss)}` : ''}${when}`;
 }
@@ -59,7 +75,8 @@ export function statusText(p: TrainProgress | undefined, loss: number | null): s
 /** Fraction of the run done, when the engine knows the total. */
 export function fractionDone(p: TrainProgress): number | null {
   if (p.totalSteps) return Math.max(0, Math.min(1, p.step / p.totalSteps));
-  if (p.totalEpochs && p.epoch !== null) return Math.max(0, Math.min(1, (p.epoch - 1) / p.totalEpochs));
+  if (p.totalEpochs && p.epoch !== null)
+    return Math.max(0, Math.min(1, (p.epoch - 1) / p.totalEpochs));
   return null;
 }
 
@@ -122,7 +139,8 @@ export class TrainingRun extends RunRecord {
   /** Keeps the newest snapshot; returns false for another run's or an older one. */
   setHistograms(h: TrainHistograms): boolean {
     if (this.runId !== undefined && h.runId !== this.runId) return false;
-    if (this.histograms && this.histograms.runId === h.runId && h.step < this.histograms.step) return false;
+    if (this.histograms && this.histograms.runId === h.runId && h.step < this.histograms.step)
+      return false;
     this.histograms = h;
     const last = this.histogramHistory[this.histogramHistory.length - 1];
     if (last && last.step === h.step) this.histogramHistory.pop();
@@ -145,7 +163,9 @@ export class TrainingRun extends RunRecord {
 
   private sourceIndex(loc: SourceLocation | undefined): number | undefined {
     if (!loc) return undefined;
-    const i = this.sources.findIndex((s) => s.file === loc.file && s.line === loc.line && s.column === loc.column);
+    const i = this.sources.findIndex(
+      (s) => s.file === loc.file && s.line === loc.line && s.column === loc.column,
+    );
     if (i >= 0) return i;
     this.sources.push(loc);
     return this.sources.length - 1;
@@ -205,7 +225,13 @@ export class TrainingRun extends RunRecord {
             })),
           }
         : null,
-      histograms: this.histograms ? { step: this.histograms.step, params: this.histograms.params, omitted: this.histograms.omitted ?? 0 } : null,
+      histograms: this.histograms
+        ? {
+            step: this.histograms.step,
+            params: this.histograms.params,
+            omitted: this.histograms.omitted ?? 0,
+          }
+        : null,
       histogramHistory: this.histogramHistory.map((h) => ({ step: h.step, params: h.params })),
       histogramsSupported: this.histogramsSupported,
     };
@@ -222,7 +248,12 @@ export function trainingEntryLine(fileName: string, text: string): number | null
     return /\.backward\(|optimi[sz]er\.step\(/.test(text) ? main : null;
   }
   if (/\.[cm]?[jt]sx?$/i.test(fileName)) {
-    const i = lines.findIndex((l) => /^\s*export\s+(?:async\s+function\s*\*?\s*|function\s*\*?\s*|(?:const|let|var)\s+)train\b/.test(l) || /^\s*exports\.train\s*=/.test(l));
+    const i = lines.findIndex(
+      (l) =>
+        /^\s*export\s+(?:async\s+function\s*\*?\s*|function\s*\*?\s*|(?:const|let|var)\s+)train\b/.test(
+          l,
+        ) || /^\s*exports\.train\s*=/.test(l),
+    );
     return i >= 0 ? i : null;
   }
   return null;

@@ -6,12 +6,21 @@ import * as vscode from 'vscode';
  * our stylesheet and one nonce'd script from dist/webview), theme-aware CSS, and the bundle
  * `dist/webview/<panel>Panel.js` that renders into #app.
  */
-export function webviewHtml(webview: vscode.Webview, extensionUri: vscode.Uri, panel: string, title: string): string {
+export function webviewHtml(
+  webview: vscode.Webview,
+  extensionUri: vscode.Uri,
+  panel: string,
+  title: string,
+): string {
   const nonce = randomBytes(16).toString('base64');
   const css = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'media', 'webview.css'));
   // uPlot's own stylesheet (copied by esbuild.js), before ours so the theme rules win.
-  const chartCss = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'uPlot.min.css'));
-  const script = webview.asWebviewUri(vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${panel}Panel.js`));
+  const chartCss = webview.asWebviewUri(
+    vscode.Uri.joinPath(extensionUri, 'dist', 'webview', 'uPlot.min.css'),
+  );
+  const script = webview.asWebviewUri(
+    vscode.Uri.joinPath(extensionUri, 'dist', 'webview', `${panel}Panel.js`),
+  );
   const csp = [
     "default-src 'none'",
     `style-src ${webview.cspSource}`,

@@ -8,7 +8,10 @@ import type { PanelKind, WebviewMessage } from '../protocol/webviewMessages';
 export type { PanelKind };
 
 type Field = 'string' | 'index';
-const SPECS: Record<WebviewMessage['type'], { panels: PanelKind[] | 'all'; fields: Record<string, Field> }> = {
+const SPECS: Record<
+  WebviewMessage['type'],
+  { panels: PanelKind[] | 'all'; fields: Record<string, Field> }
+> = {
   ready: { panels: 'all', fields: {} },
   restartEngine: { panels: ['summary', 'tensor', 'ops', 'hooks'], fields: {} },
   showLog: { panels: ['summary', 'tensor', 'ops', 'hooks', 'training'], fields: {} },
@@ -28,23 +31,32 @@ const MAX_INDEX = 1_000_000;
 export type Validation = { ok: true; message: WebviewMessage } | { ok: false; reason: string };
 
 export function validateWebviewMessage(panel: PanelKind, raw: unknown): Validation {
-  if (typeof raw !== 'object' || raw === null || Array.isArray(raw)) return { ok: false, reason: 'not an object' };
+  if (typeof raw !== 'object' || raw === null || Array.isArray(raw))
+    return { ok: false, reason: 'not an object' };
   const obj = raw as Record<string, unknown>;
   const type = obj.type;
   if (typeof type !== 'string' || !Object.prototype.hasOwnProperty.call(SPECS, type)) {
     return { ok: false, reason: `unknown type ${JSON.stringify(type)?.slice(0, 80)}` };
   }
   const spec = SPECS[type as WebviewMessage['type']];
-  if (spec.panels !== 'all' && !spec.panels.includes(panel)) return { ok: false, reason: `${type} is not a ${panel} panel message` };
+  if (spec.panels !== 'all' && !spec.panels.includes(panel))
+    return { ok: false, reason: `${type} is not a ${panel} panel message` };
   for (const key of Object.keys(obj)) {
-    if (key !== 'type' && !(key in spec.fields)) return { ok: false, reason: `unexpected field ${key.slice(0, 80)}` };
+    if (key !== 'type' && !(key in spec.fields))
+      return { ok: false, reason: `unexpected field ${key.slice(0, 80)}` };
   }
   for (const [key, kind] of Object.entries(spec.fields)) {
     const v = obj[key];
     if (kind === 'string' && (typeof v !== 'string' || v.length > MAX_MESSAGE_STRING_CHARS)) {
-      return { ok: false, reason: `${key} must be a string of at most ${MAX_MESSAGE_STRING_CHARS} characters` };
+      return {
+        ok: false,
+        reason: `${key} must be a string of at most ${MAX_MESSAGE_STRING_CHARS} characters`,
+      };
     }
-    if (kind === 'index' && !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_INDEX)) {
+    if (
+      kind === 'index' &&
+      !(typeof v === 'number' && Number.isInteger(v) && v >= 0 && v <= MAX_INDEX)
+    ) {
       return { ok: false, reason: `${key} must be a non-negative integer` };
     }
   }

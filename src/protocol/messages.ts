@@ -46,9 +46,11 @@ export interface InitializeResult {
 }
 
 /** Handshake: the engine reports kind, backend, versions and capabilities. */
-export const initializeRequest = new RequestType<InitializeParams, InitializeResult, EngineErrorData>(
-  'engine/initialize',
-);
+export const initializeRequest = new RequestType<
+  InitializeParams,
+  InitializeResult,
+  EngineErrorData
+>('engine/initialize');
 
 /** Ask the engine to release everything and exit after answering. */
 export const shutdownRequest = new RequestType0<null, EngineErrorData>('engine/shutdown');
@@ -97,7 +99,9 @@ export interface ModelLoadResult {
  * runs the model (model/summary, model/forward, profile/run) with kind `shapeMismatch`, naming
  * the layer in `layer`; the loaded model stays usable with other shapes.
  */
-export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>('model/load');
+export const modelLoadRequest = new RequestType<ModelLoadParams, ModelLoadResult, EngineErrorData>(
+  'model/load',
+);
 
 export interface ModelRef {
   modelId: string;
@@ -111,7 +115,9 @@ export interface ModelTreeResult {
 }
 
 /** The module tree with parameters and buffers of a loaded model. */
-export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, EngineErrorData>('model/tree');
+export const modelTreeRequest = new RequestType<ModelRef, ModelTreeResult, EngineErrorData>(
+  'model/tree',
+);
 
 export interface SummaryParams extends ModelRef {
   /** Overrides the load-time input shapes for this summary. */
@@ -128,7 +134,9 @@ export interface SummaryResult {
 }
 
 /** torchinfo-style summary from one forward pass without gradients. */
-export const modelSummaryRequest = new RequestType<SummaryParams, SummaryResult, EngineErrorData>('model/summary');
+export const modelSummaryRequest = new RequestType<SummaryParams, SummaryResult, EngineErrorData>(
+  'model/summary',
+);
 
 export interface ForwardParams extends ModelRef {
   steps?: number;
@@ -143,7 +151,9 @@ export interface ForwardResult {
 }
 
 /** Run the model on its example input (hooks fire); nothing is recorded unless hooks are attached. */
-export const modelForwardRequest = new RequestType<ForwardParams, ForwardResult, EngineErrorData>('model/forward');
+export const modelForwardRequest = new RequestType<ForwardParams, ForwardResult, EngineErrorData>(
+  'model/forward',
+);
 
 // ---- tensors ---------------------------------------------------------------------------------
 
@@ -168,9 +178,11 @@ export interface TensorInspectResult {
 }
 
 /** Shape, strides, contiguity and why, storage sharing and view() safety of one tensor. */
-export const tensorInspectRequest = new RequestType<TensorInspectParams, TensorInspectResult, EngineErrorData>(
-  'tensor/inspect',
-);
+export const tensorInspectRequest = new RequestType<
+  TensorInspectParams,
+  TensorInspectResult,
+  EngineErrorData
+>('tensor/inspect');
 
 // ---- profiling -------------------------------------------------------------------------------
 
@@ -197,7 +209,9 @@ export interface ProfileResult {
 }
 
 /** Per-op and per-module timings over a few steps. */
-export const profileRunRequest = new RequestType<ProfileParams, ProfileResult, EngineErrorData>('profile/run');
+export const profileRunRequest = new RequestType<ProfileParams, ProfileResult, EngineErrorData>(
+  'profile/run',
+);
 
 // ---- hooks -----------------------------------------------------------------------------------
 
@@ -223,7 +237,11 @@ export interface HookAttachResult {
  * Attach a hook on a module path; events stream as `hook/event`. Takes effect at the next call.
  * The root ("") only where `capabilities.rootHooks`; elsewhere it fails with kind `unsupported`.
  */
-export const hookAttachRequest = new RequestType<HookAttachParams, HookAttachResult, EngineErrorData>('hook/attach');
+export const hookAttachRequest = new RequestType<
+  HookAttachParams,
+  HookAttachResult,
+  EngineErrorData
+>('hook/attach');
 
 export interface HookDetachParams {
   /** One hook; omitted with `all` to remove every hook. */
@@ -238,7 +256,11 @@ export interface HookDetachResult {
 }
 
 /** Remove hooks at once; no event for them is sent after the response. */
-export const hookDetachRequest = new RequestType<HookDetachParams, HookDetachResult, EngineErrorData>('hook/detach');
+export const hookDetachRequest = new RequestType<
+  HookDetachParams,
+  HookDetachResult,
+  EngineErrorData
+>('hook/detach');
 
 export interface HookEvent {
   hookId: string;
@@ -315,7 +337,11 @@ export interface TrainStartResult {
 }
 
 /** Run the file's training (script as `__main__`, or the tfjs `train` export) with progress. */
-export const trainStartRequest = new RequestType<TrainStartParams, TrainStartResult, EngineErrorData>('train/start');
+export const trainStartRequest = new RequestType<
+  TrainStartParams,
+  TrainStartResult,
+  EngineErrorData
+>('train/start');
 
 export interface TrainStopParams {
   runId: string;
@@ -329,7 +355,9 @@ export interface TrainStopResult {
  * Stop a run. `stopped` is true when this request ended it, false when it had already ended; a
  * run that has not stopped after TRAIN_STOP_TIMEOUT_MS fails the request with kind `timeout`.
  */
-export const trainStopRequest = new RequestType<TrainStopParams, TrainStopResult, EngineErrorData>('train/stop');
+export const trainStopRequest = new RequestType<TrainStopParams, TrainStopResult, EngineErrorData>(
+  'train/stop',
+);
 
 export interface TrainProgress extends TrainProgressStats {
   runId: string;
@@ -382,7 +410,9 @@ export interface TrainHistograms {
 }
 
 /** Weight and gradient statistics + histograms of the trained model's parameters, every N steps and at the end. */
-export const trainHistogramsNotification = new NotificationType<TrainHistograms>('train/histograms');
+export const trainHistogramsNotification = new NotificationType<TrainHistograms>(
+  'train/histograms',
+);
 
 export interface SyncPoint {
   /** What forced the host to wait for the device: `.item()`, `.cpu()`, `.tolist()`, `.numpy()`, `print(tensor)`... */
@@ -475,7 +505,11 @@ export interface RankGpu {
 }
 
 /** Diagnosis of a run so far (also sent as `train/diagnosis` when the run ends). */
-export const trainDiagnoseRequest = new RequestType<TrainStopParams, TrainDiagnosis, EngineErrorData>('train/diagnose');
+export const trainDiagnoseRequest = new RequestType<
+  TrainStopParams,
+  TrainDiagnosis,
+  EngineErrorData
+>('train/diagnose');
 
 /** Diagnosis snapshot, sent periodically during a run and once at its end. */
 export const trainDiagnosisNotification = new NotificationType<TrainDiagnosis>('train/diagnosis');
@@ -518,4 +552,3 @@ export interface LogMessage {
 
 /** Engine log line for the output channel. */
 export const logNotification = new NotificationType<LogMessage>('log');
-

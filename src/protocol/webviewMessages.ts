@@ -1,8 +1,24 @@
 // Messages between the extension and its webview panels. Both sides import these types; the
 // extension still validates every message a webview sends (src/extension/webviewMessages.ts),
 // because a webview renders text that came from user code.
-import type { DiagnosisFinding, ParameterHistogram, ProfileResult, StepBreakdown, SummaryResult, TensorInspectResult, TrainProgress } from './messages';
-import type { CpuInfo, EngineKind, GpuInfo, Histogram, HookKind, InputSpec, TensorStats } from './types';
+import type {
+  DiagnosisFinding,
+  ParameterHistogram,
+  ProfileResult,
+  StepBreakdown,
+  SummaryResult,
+  TensorInspectResult,
+  TrainProgress,
+} from './messages';
+import type {
+  CpuInfo,
+  EngineKind,
+  GpuInfo,
+  Histogram,
+  HookKind,
+  InputSpec,
+  TensorStats,
+} from './types';
 
 /** What a webview may ask of the extension. None carries a command, a file path or code. */
 export type WebviewMessage =
@@ -117,7 +133,9 @@ export interface SystemPanelState {
 }
 
 /** A delta: `samples` are appended; the other fields replace the previous ones. */
-export type SystemPanelPatch = Partial<Omit<SystemPanelState, 'samples' | 'historyCapacity'>> & { samples?: SystemSample[] };
+export type SystemPanelPatch = Partial<Omit<SystemPanelState, 'samples' | 'historyCapacity'>> & {
+  samples?: SystemSample[];
+};
 
 // ---- Training panel state (src/extension/training.ts → webview/trainingPanel.ts) -------------
 

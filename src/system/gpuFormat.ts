@@ -30,7 +30,11 @@ function memoryFraction(g: GpuInfo): number {
 
 /** True when `a` is busier than `b`. Utilization decides when both have one (MIG GPUs do not). */
 function busier(a: GpuInfo, b: GpuInfo): boolean {
-  if (a.utilizationPct !== null && b.utilizationPct !== null && a.utilizationPct !== b.utilizationPct) {
+  if (
+    a.utilizationPct !== null &&
+    b.utilizationPct !== null &&
+    a.utilizationPct !== b.utilizationPct
+  ) {
     return a.utilizationPct > b.utilizationPct;
   }
   const ma = memoryFraction(a);
@@ -47,14 +51,20 @@ export function busiestGpu(gpus: readonly GpuInfo[]): GpuInfo | undefined {
 }
 
 /** The run's GPU when the hint finds one, else the busiest. */
-export function pickGpu(gpus: readonly GpuInfo[], run?: RunGpuHint, processes?: readonly GpuProcess[]): GpuInfo | undefined {
+export function pickGpu(
+  gpus: readonly GpuInfo[],
+  run?: RunGpuHint,
+  processes?: readonly GpuProcess[],
+): GpuInfo | undefined {
   if (run?.uuid) {
     const g = gpus.find((x) => x.uuid === run.uuid);
     if (g) return g;
   }
   if (run?.pid !== undefined && processes) {
     // A run on several GPUs: show the one where it holds the most memory.
-    const mine = processes.filter((p) => p.pid === run.pid).sort((a, b) => (b.usedMemoryMiB ?? 0) - (a.usedMemoryMiB ?? 0));
+    const mine = processes
+      .filter((p) => p.pid === run.pid)
+      .sort((a, b) => (b.usedMemoryMiB ?? 0) - (a.usedMemoryMiB ?? 0));
     for (const p of mine) {
       const g = gpus.find((x) => x.uuid === p.gpuUuid);
       if (g) return g;
@@ -74,7 +84,8 @@ export function pickGpu(gpus: readonly GpuInfo[], run?: RunGpuHint, processes?: 
 export function formatGpuText(gpu: GpuInfo, gpuCount: number): string {
   const label = gpuCount > 1 ? `GPU${gpu.index}` : 'GPU';
   const mem = `${gibFromMiB(gpu.memoryUsedMiB)}/${gibFromMiB(gpu.memoryTotalMiB)} GiB`;
-  const util = gpu.utilizationPct !== null ? ` · ${Math.round(gpu.utilizationPct)}%` : gpu.mig ? ' · MIG' : '';
+  const util =
+    gpu.utilizationPct !== null ? ` · ${Math.round(gpu.utilizationPct)}%` : gpu.mig ? ' · MIG' : '';
   return `${label} ${mem}${util}`;
 }
 
@@ -122,11 +133,19 @@ export function formatGpuTooltip(gpus: readonly GpuInfo[], shownIndex?: number):
   for (const g of gpus) {
     const marker = g.index === shownIndex && gpus.length > 1 ? ' ◀' : '';
     const mem = `${gibFromMiB(g.memoryUsedMiB)} / ${gibFromMiB(g.memoryTotalMiB)} GiB`;
-    const util = g.utilizationPct !== null ? `${Math.round(g.utilizationPct)}%` : g.mig ? 'MIG' : '—';
+    const util =
+      g.utilizationPct !== null ? `${Math.round(g.utilizationPct)}%` : g.mig ? 'MIG' : '—';
     const temp = unknownOr(g.temperatureC, (t) => `${t} °C`);
     const draw = unknownOr(g.powerW, (w) => `${Math.round(w)}`);
-    const power = g.powerLimitW !== null && g.powerLimitW !== undefined ? `${draw} / ${Math.round(g.powerLimitW)} W` : draw === '—' ? '—' : `${draw} W`;
-    lines.push(`| ${g.index}${marker} | ${escapeMarkdown(g.name)} | ${mem} | ${util} | ${temp} | ${power} |`);
+    const power =
+      g.powerLimitW !== null && g.powerLimitW !== undefined
+        ? `${draw} / ${Math.round(g.powerLimitW)} W`
+        : draw === '—'
+          ? '—'
+          : `${draw} W`;
+    lines.push(
+      `| ${g.index}${marker} | ${escapeMarkdown(g.name)} | ${mem} | ${util} | ${temp} | ${power} |`,
+    );
   }
   return lines.join('\n');
 }
@@ -136,11 +155,16 @@ export function formatGpuStatus(input: GpuStatusInput, run?: RunGpuHint): GpuSta
   const gpus = input.gpus ?? [];
   if (input.available && gpus.length > 0) {
     const gpu = pickGpu(gpus, run, input.processes)!;
-    return { text: formatGpuText(gpu, gpus.length), tooltip: formatGpuTooltip(gpus, gpu.index), gpuIndex: gpu.index };
+    return {
+      text: formatGpuText(gpu, gpus.length),
+      tooltip: formatGpuTooltip(gpus, gpu.index),
+      gpuIndex: gpu.index,
+    };
   }
   if (input.starting) {
     return { text: 'GPU …', tooltip: '**GPU**\n\nWaiting for nvidia-smi.' };
   }
-  const reason = input.reason ?? (input.available ? 'nvidia-smi reported no GPU' : 'no NVIDIA GPU found');
+  const reason =
+    input.reason ?? (input.available ? 'nvidia-smi reported no GPU' : 'no NVIDIA GPU found');
   return { text: 'No GPU', tooltip: `**No GPU**\n\n${escapeMarkdown(reason)}` };
 }

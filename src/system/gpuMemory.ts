@@ -63,7 +63,8 @@ export function memoryThreeWays(input: MemoryThreeWaysInput): MemoryThreeWays {
 
   let reservedLine: string;
   if (reserved === null) reservedLine = 'PyTorch reported no reserved pool.';
-  else if (cachedBytes === null) reservedLine = "Held by PyTorch's caching allocator (torch.cuda.memory_reserved).";
+  else if (cachedBytes === null)
+    reservedLine = "Held by PyTorch's caching allocator (torch.cuda.memory_reserved).";
   else {
     reservedLine =
       `Held by PyTorch's caching allocator: ${formatBytes(cachedBytes)} above live tensors are cached free blocks ` +
@@ -74,10 +75,14 @@ export function memoryThreeWays(input: MemoryThreeWaysInput): MemoryThreeWays {
   if (device === null) deviceLine = 'nvidia-smi did not report memory use for this GPU.';
   else {
     const parts: string[] = [];
-    if (proc === null) parts.push('per-process use unavailable, so other processes cannot be told apart');
+    if (proc === null)
+      parts.push('per-process use unavailable, so other processes cannot be told apart');
     else {
       parts.push(`this process ${formatBytes(proc)}`);
-      if (overheadBytes !== null) parts.push(`${formatBytes(overheadBytes)} of it beyond PyTorch's pool (CUDA context, kernels, library workspaces)`);
+      if (overheadBytes !== null)
+        parts.push(
+          `${formatBytes(overheadBytes)} of it beyond PyTorch's pool (CUDA context, kernels, library workspaces)`,
+        );
       parts.push(`other processes ${formatBytes(otherProcessesBytes)}`);
     }
     deviceLine = `Used on the GPU per nvidia-smi, every process included: ${parts.join('; ')}.`;

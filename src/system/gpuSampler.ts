@@ -130,7 +130,8 @@ class StreamLoop {
 
   constructor(
     private readonly hooks: LoopHooks,
-    private readonly opts: Required<Pick<GpuSamplerOptions, 'backoffInitialMs' | 'backoffMaxMs'>> & GpuSamplerOptions,
+    private readonly opts: Required<Pick<GpuSamplerOptions, 'backoffInitialMs' | 'backoffMaxMs'>> &
+      GpuSamplerOptions,
   ) {}
 
   get pid(): number | undefined {
@@ -192,7 +193,20 @@ class StreamLoop {
     try {
       child = spawn(resolved.path, this.hooks.args(), nvidiaSmiSpawnOptions(this.opts.env));
     } catch (err) {
-      this.fail(failureOfRun({ stdout: '', stderr: '', code: null, signal: null, timedOut: false, spawnError: err as NodeJS.ErrnoException }, resolved.path, 0)!);
+      this.fail(
+        failureOfRun(
+          {
+            stdout: '',
+            stderr: '',
+            code: null,
+            signal: null,
+            timedOut: false,
+            spawnError: err as NodeJS.ErrnoException,
+          },
+          resolved.path,
+          0,
+        )!,
+      );
       return;
     }
     this.child = child;
@@ -228,8 +242,7 @@ class StreamLoop {
       const ranHealthyFor = this.firstRowAt === undefined ? 0 : Date.now() - this.firstRowAt;
       if (ranHealthyFor >= GPU_HEALTHY_RUN_MS) this.attempt = 0;
       const run = { stdout: this.unparsed, stderr, code, signal, timedOut: false, spawnError };
-      const failure =
-        this.abortReason ??
+      const failure = this.abortReason ??
         failureOfRun(run, resolved.path, 0) ??
         classifyNvidiaSmiError(this.unparsed) ?? {
           ok: false as const,
@@ -273,7 +286,11 @@ class StreamLoop {
             kind: 'unknownFormat',
             reason: `nvidia-smi printed an unexpected format: "${said.split('\n')[0].slice(0, 160)}"`,
           })
-        : { ok: false, kind: 'timeout', reason: `nvidia-smi printed no ${this.hooks.label} row for ${ms / 1000} s (driver hung?)` };
+        : {
+            ok: false,
+            kind: 'timeout',
+            reason: `nvidia-smi printed no ${this.hooks.label} row for ${ms / 1000} s (driver hung?)`,
+          };
       killProcessGroup(this.child);
     }, ms);
   }
@@ -295,7 +312,12 @@ class StreamLoop {
  * Disposable. The children run only while a snapshot or processes listener exists.
  */
 export class GpuSampler {
-  private readonly opts: Required<Pick<GpuSamplerOptions, 'intervalMs' | 'processIntervalMs' | 'backoffInitialMs' | 'backoffMaxMs'>> &
+  private readonly opts: Required<
+    Pick<
+      GpuSamplerOptions,
+      'intervalMs' | 'processIntervalMs' | 'backoffInitialMs' | 'backoffMaxMs'
+    >
+  > &
     GpuSamplerOptions;
   private readonly snapshotListeners = new Set<Listener<GpuSnapshot>>();
   private readonly processListeners = new Set<Listener<GpuProcess[]>>();
@@ -303,7 +325,12 @@ export class GpuSampler {
   private readonly gpuLoop: StreamLoop;
   private readonly appsLoop: StreamLoop;
   private fields: GpuQueryField[] = [...GPU_QUERY_FIELDS];
-  private currentStatus: GpuSamplerStatus = { state: 'idle', available: false, reason: 'not started', starts: 0 };
+  private currentStatus: GpuSamplerStatus = {
+    state: 'idle',
+    available: false,
+    reason: 'not started',
+    starts: 0,
+  };
   private latestSnapshot: GpuSnapshot | undefined;
   private latestProcesses: GpuProcess[] | undefined;
   private readonly logged = new Set<string>();
@@ -330,7 +357,9 @@ export class GpuSampler {
       backoffInitialMs: options.backoffInitialMs ?? GPU_BACKOFF_INITIAL_MS,
       backoffMaxMs: options.backoffMaxMs ?? GPU_BACKOFF_MAX_MS,
     };
-    const stall = options.stallTimeoutMs ?? Math.max(GPU_STALL_TIMEOUT_MIN_MS, STALL_TICKS * this.opts.intervalMs);
+    const stall =
+      options.stallTimeoutMs ??
+      Math.max(GPU_STALL_TIMEOUT_MIN_MS, STALL_TICKS * this.opts.intervalMs);
     const firstRow = options.firstRowTimeoutMs ?? Math.max(GPU_FIRST_ROW_TIMEOUT_MS, stall);
     this.gpuLoop = new StreamLoop(
       {
@@ -340,7 +369,10 @@ export class GpuSampler {
         dropField: (field) => {
           const next = withoutRejectedField(this.fields, field);
           if (!next) return false;
-          this.logOnce(`field:${field}`, `nvidia-smi does not know "${field}" (older driver); querying without it`);
+          this.logOnce(
+            `field:${field}`,
+            `nvidia-smi does not know "${field}" (older driver); querying without it`,
+          );
           this.fields = next;
           return true;
         },
@@ -350,7 +382,10 @@ export class GpuSampler {
           this.setStatus({
             ...previous,
             state: 'starting',
-            reason: previous.state === 'unavailable' ? previous.reason : 'waiting for the first nvidia-smi answer',
+            reason:
+              previous.state === 'unavailable'
+                ? previous.reason
+                : 'waiting for the first nvidia-smi answer',
             pid,
             starts: this.gpuLoop.starts,
           });
@@ -369,7 +404,10 @@ export class GpuSampler {
         onStarted: () => this.armAppsEmpty(),
         onFailure: (failure, retryInMs) => {
           clearTimeout(this.appsEmptyTimer);
-          this.logOnce(`apps:${failure.kind}:${failure.reason}`, `GPU process query unavailable: ${failure.reason} (retrying in ${retryInMs / 1000} s)`);
+          this.logOnce(
+            `apps:${failure.kind}:${failure.reason}`,
+            `GPU process query unavailable: ${failure.reason} (retrying in ${retryInMs / 1000} s)`,
+          );
         },
         // No rows is a valid answer (nothing runs on the GPU), so silence is never a stall here;
         // a hung process stream only leaves the list stale, while the GPU stream has its own watchdog.
@@ -457,7 +495,13 @@ export class GpuSampler {
     this.appRows = [];
     const wasRunning = this.gpuLoop.running;
     await Promise.all([this.gpuLoop.stop(), this.appsLoop.stop()]);
-    if (wasRunning) this.setStatus({ state: 'idle', available: false, reason: 'stopped (no listeners)', starts: this.gpuLoop.starts });
+    if (wasRunning)
+      this.setStatus({
+        state: 'idle',
+        available: false,
+        reason: 'stopped (no listeners)',
+        starts: this.gpuLoop.starts,
+      });
   }
 
   // ---- GPU stream ------------------------------------------------------------------------------
@@ -484,14 +528,26 @@ export class GpuSampler {
     const rows = this.tickRows.sort((a, b) => a.gpu.index - b.gpu.index);
     this.tickRows = [];
     this.expectedGpus = rows.length;
-    const gpus = rows.map((r) => (this.cudaVersion !== undefined ? { ...r.gpu, cudaVersion: this.cudaVersion } : r.gpu));
-    const snapshot: GpuSnapshot = { time: this.tickStart, gpus, unavailable: rows.flatMap((r) => r.unavailable) };
+    const gpus = rows.map((r) =>
+      this.cudaVersion !== undefined ? { ...r.gpu, cudaVersion: this.cudaVersion } : r.gpu,
+    );
+    const snapshot: GpuSnapshot = {
+      time: this.tickStart,
+      gpus,
+      unavailable: rows.flatMap((r) => r.unavailable),
+    };
     if (this.latestProcesses) snapshot.processes = this.latestProcesses;
     this.latestSnapshot = snapshot;
     this.gpuLoop.markHealthy();
     if (!this.currentStatus.available) {
-      if (this.currentStatus.state === 'unavailable') this.logOnce('recovered', 'nvidia-smi is answering again');
-      this.setStatus({ state: 'running', available: true, starts: this.gpuLoop.starts, pid: this.gpuLoop.pid });
+      if (this.currentStatus.state === 'unavailable')
+        this.logOnce('recovered', 'nvidia-smi is answering again');
+      this.setStatus({
+        state: 'running',
+        available: true,
+        starts: this.gpuLoop.starts,
+        pid: this.gpuLoop.pid,
+      });
       this.fetchCudaVersion();
     }
     for (const l of this.snapshotListeners) this.safely(() => l(snapshot));
@@ -500,7 +556,10 @@ export class GpuSampler {
   private onGpuFailure(failure: NvidiaSmiFailure, retryInMs: number): void {
     // Rows printed before the child died are still a true reading.
     this.flushTick();
-    this.logOnce(`gpu:${failure.kind}:${failure.reason}`, `GPU monitor unavailable: ${failure.reason} (retrying with backoff)`);
+    this.logOnce(
+      `gpu:${failure.kind}:${failure.reason}`,
+      `GPU monitor unavailable: ${failure.reason} (retrying with backoff)`,
+    );
     this.setStatus({
       state: 'unavailable',
       available: false,
@@ -516,7 +575,9 @@ export class GpuSampler {
     if (this.cudaQueried) return;
     this.cudaQueried = true;
     void resolveNvidiaSmi(this.opts.nvidiaSmiPath, this.opts.env).then(async (r) => {
-      this.cudaVersion = r.ok ? await queryCudaVersion(r.path, NVIDIA_SMI_ONESHOT_TIMEOUT_MS, this.opts.env) : null;
+      this.cudaVersion = r.ok
+        ? await queryCudaVersion(r.path, NVIDIA_SMI_ONESHOT_TIMEOUT_MS, this.opts.env)
+        : null;
     });
   }
 
@@ -541,7 +602,10 @@ export class GpuSampler {
   /** A tick with no process prints nothing; no row for 1.5 ticks means the list is empty. */
   private armAppsEmpty(): void {
     clearTimeout(this.appsEmptyTimer);
-    this.appsEmptyTimer = setTimeout(() => this.emitProcesses([]), this.opts.processIntervalMs * 1.5 + GPU_TICK_SETTLE_MS);
+    this.appsEmptyTimer = setTimeout(
+      () => this.emitProcesses([]),
+      this.opts.processIntervalMs * 1.5 + GPU_TICK_SETTLE_MS,
+    );
   }
 
   private emitProcesses(rows: GpuProcess[]): void {
@@ -569,7 +633,10 @@ export class GpuSampler {
     try {
       fn();
     } catch (err) {
-      this.logOnce(`listener:${String(err)}`, `GPU monitor listener failed: ${err instanceof Error ? err.message : String(err)}`);
+      this.logOnce(
+        `listener:${String(err)}`,
+        `GPU monitor listener failed: ${err instanceof Error ? err.message : String(err)}`,
+      );
     }
   }
 }

@@ -17,7 +17,12 @@ import {
   parseCudaVersion,
   parseGpuQueryCsv,
 } from './nvidiaSmiParse';
-import type { ComputeAppsOutcome, GpuQueryField, GpuQueryOutcome, NvidiaSmiFailure } from './nvidiaSmiParse';
+import type {
+  ComputeAppsOutcome,
+  GpuQueryField,
+  GpuQueryOutcome,
+  NvidiaSmiFailure,
+} from './nvidiaSmiParse';
 
 /** A one-shot query that takes longer than this is treated as hung (a wedged driver can block NVML for minutes). */
 export const NVIDIA_SMI_ONESHOT_TIMEOUT_MS = 10_000;
@@ -53,12 +58,20 @@ async function checkExecutable(file: string): Promise<'ok' | 'missing' | 'notExe
  * Where nvidia-smi is: `explicitPath` when given (a bare name is looked up on PATH), else the first
  * executable `nvidia-smi` on PATH (plus the driver's install folders on Windows).
  */
-export async function resolveNvidiaSmi(explicitPath?: string, env: NodeJS.ProcessEnv = process.env): Promise<ResolvedExecutable> {
+export async function resolveNvidiaSmi(
+  explicitPath?: string,
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<ResolvedExecutable> {
   if (explicitPath && (explicitPath.includes('/') || explicitPath.includes(path.sep))) {
     const state = await checkExecutable(explicitPath);
     if (state === 'ok') return { ok: true, path: explicitPath };
-    if (state === 'missing') return { ok: false, kind: 'notFound', reason: `nvidia-smi not found at ${explicitPath}` };
-    return { ok: false, kind: 'notExecutable', reason: `${explicitPath} is not an executable file` };
+    if (state === 'missing')
+      return { ok: false, kind: 'notFound', reason: `nvidia-smi not found at ${explicitPath}` };
+    return {
+      ok: false,
+      kind: 'notExecutable',
+      reason: `${explicitPath} is not an executable file`,
+    };
   }
   const name = explicitPath || EXECUTABLE_NAME;
   const dirs = (env.PATH ?? env.Path ?? '').split(path.delimiter).filter((d) => d !== '');
@@ -70,8 +83,13 @@ export async function resolveNvidiaSmi(explicitPath?: string, env: NodeJS.Proces
     if (state === 'ok') return { ok: true, path: candidate };
     if (state === 'notExecutable' && !notExecutable) notExecutable = candidate;
   }
-  if (notExecutable) return { ok: false, kind: 'notExecutable', reason: `${notExecutable} is not executable` };
-  return { ok: false, kind: 'notFound', reason: `${name} is not on PATH (no NVIDIA driver installed?)` };
+  if (notExecutable)
+    return { ok: false, kind: 'notExecutable', reason: `${notExecutable} is not executable` };
+  return {
+    ok: false,
+    kind: 'notFound',
+    reason: `${name} is not on PATH (no NVIDIA driver installed?)`,
+  };
 }
 
 export interface CapturedRun {
@@ -96,7 +114,12 @@ export function nvidiaSmiSpawnOptions(env?: NodeJS.ProcessEnv) {
 }
 
 /** Runs a command once and collects its output, killing it (and its group) after `timeoutMs`. */
-export function runCaptured(file: string, args: string[], timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<CapturedRun> {
+export function runCaptured(
+  file: string,
+  args: string[],
+  timeoutMs: number,
+  env?: NodeJS.ProcessEnv,
+): Promise<CapturedRun> {
   return new Promise((resolve) => {
     let stdout = '';
     let stderr = '';
@@ -112,7 +135,14 @@ export function runCaptured(file: string, args: string[], timeoutMs: number, env
     try {
       child = spawn(file, args, nvidiaSmiSpawnOptions(env));
     } catch (err) {
-      resolve({ stdout, stderr, code: null, signal: null, timedOut: false, spawnError: err as NodeJS.ErrnoException });
+      resolve({
+        stdout,
+        stderr,
+        code: null,
+        signal: null,
+        timedOut: false,
+        spawnError: err as NodeJS.ErrnoException,
+      });
       return;
     }
     const timer = setTimeout(() => {
@@ -135,24 +165,37 @@ export function runCaptured(file: string, args: string[], timeoutMs: number, env
 }
 
 /** Turns a failed or odd run into a failure with a reason, or null when the output should be parsed. */
-export function failureOfRun(run: CapturedRun, file: string, timeoutMs: number): NvidiaSmiFailure | null {
+export function failureOfRun(
+  run: CapturedRun,
+  file: string,
+  timeoutMs: number,
+): NvidiaSmiFailure | null {
   if (run.spawnError) {
     const code = run.spawnError.code;
-    if (code === 'ENOENT') return { ok: false, kind: 'notFound', reason: `nvidia-smi not found at ${file}` };
+    if (code === 'ENOENT')
+      return { ok: false, kind: 'notFound', reason: `nvidia-smi not found at ${file}` };
     if (code === 'EACCES' || code === 'ENOEXEC' || code === 'EPERM') {
       return { ok: false, kind: 'notExecutable', reason: `cannot execute ${file} (${code})` };
     }
     return { ok: false, kind: 'exited', reason: `cannot start ${file}: ${run.spawnError.message}` };
   }
   if (run.timedOut) {
-    return { ok: false, kind: 'timeout', reason: `nvidia-smi did not answer within ${timeoutMs / 1000} s (driver hung?)` };
+    return {
+      ok: false,
+      kind: 'timeout',
+      reason: `nvidia-smi did not answer within ${timeoutMs / 1000} s (driver hung?)`,
+    };
   }
   const known = classifyNvidiaSmiError(`${run.stdout}\n${run.stderr}`);
   if (known) return known;
   if (run.code !== 0) {
     const said = (run.stderr || run.stdout).trim().split('\n')[0] ?? '';
     const how = describeExit(run);
-    return { ok: false, kind: 'exited', reason: `nvidia-smi ${how}${said ? `: "${said.slice(0, 160)}"` : ''}` };
+    return {
+      ok: false,
+      kind: 'exited',
+      reason: `nvidia-smi ${how}${said ? `: "${said.slice(0, 160)}"` : ''}`,
+    };
   }
   return null;
 }
@@ -187,17 +230,31 @@ export async function runGpuQuery(
   }
 }
 
-function isDroppable(field: string | undefined, fields: readonly GpuQueryField[]): field is GpuQueryField {
-  return field !== undefined && (OPTIONAL_GPU_QUERY_FIELDS as readonly string[]).includes(field) && (fields as readonly string[]).includes(field);
+function isDroppable(
+  field: string | undefined,
+  fields: readonly GpuQueryField[],
+): field is GpuQueryField {
+  return (
+    field !== undefined &&
+    (OPTIONAL_GPU_QUERY_FIELDS as readonly string[]).includes(field) &&
+    (fields as readonly string[]).includes(field)
+  );
 }
 
 /** Removes a rejected optional field from a field list; null when it is not one we can do without. */
-export function withoutRejectedField(fields: readonly GpuQueryField[], rejected: string | undefined): GpuQueryField[] | null {
+export function withoutRejectedField(
+  fields: readonly GpuQueryField[],
+  rejected: string | undefined,
+): GpuQueryField[] | null {
   return isDroppable(rejected, fields) ? fields.filter((f) => f !== rejected) : null;
 }
 
 /** The CUDA version from the plain `nvidia-smi` header; null when unknown. */
-export async function queryCudaVersion(file: string, timeoutMs: number, env?: NodeJS.ProcessEnv): Promise<string | null> {
+export async function queryCudaVersion(
+  file: string,
+  timeoutMs: number,
+  env?: NodeJS.ProcessEnv,
+): Promise<string | null> {
   const run = await runCaptured(file, [], timeoutMs, env);
   if (run.spawnError || run.timedOut) return null;
   return parseCudaVersion(run.stdout);
@@ -220,7 +277,9 @@ export async function queryGpusOnce(options: NvidiaSmiOptions = {}): Promise<Gpu
 }
 
 /** Processes using each GPU, once. */
-export async function queryComputeAppsOnce(options: NvidiaSmiOptions = {}): Promise<ComputeAppsOutcome> {
+export async function queryComputeAppsOnce(
+  options: NvidiaSmiOptions = {},
+): Promise<ComputeAppsOutcome> {
   const timeoutMs = options.timeoutMs ?? NVIDIA_SMI_ONESHOT_TIMEOUT_MS;
   const resolved = await resolveNvidiaSmi(options.nvidiaSmiPath, options.env);
   if (!resolved.ok) return resolved;

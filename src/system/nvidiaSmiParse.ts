@@ -26,7 +26,10 @@ export type GpuQueryField = (typeof GPU_QUERY_FIELDS)[number];
  * query.`, exit 2): drop them and ask again rather than report no GPU. compute_cap appeared in the
  * 510 drivers, mig.mode.current in 450.
  */
-export const OPTIONAL_GPU_QUERY_FIELDS: readonly GpuQueryField[] = ['compute_cap', 'mig.mode.current'];
+export const OPTIONAL_GPU_QUERY_FIELDS: readonly GpuQueryField[] = [
+  'compute_cap',
+  'mig.mode.current',
+];
 
 /** Per-process device memory; `used_memory` is MiB with nounits. */
 export const COMPUTE_APPS_QUERY_FIELDS = ['gpu_uuid', 'pid', 'used_memory'] as const;
@@ -115,12 +118,15 @@ function excerpt(text: string): string {
   return oneLine.length > EXCERPT_MAX_CHARS ? `${oneLine.slice(0, EXCERPT_MAX_CHARS)}…` : oneLine;
 }
 
-const DRIVER_BANNER = /NVIDIA-SMI has failed because it couldn'?t communicate with the NVIDIA driver[^\n]*(?:\n[^\n]*running\.)?/;
-const NVML_FAILURE = /Failed to initialize NVML:[^\n]*|NVIDIA-SMI couldn'?t find libnvidia-ml\.so library[^\n]*/;
+const DRIVER_BANNER =
+  /NVIDIA-SMI has failed because it couldn'?t communicate with the NVIDIA driver[^\n]*(?:\n[^\n]*running\.)?/;
+const NVML_FAILURE =
+  /Failed to initialize NVML:[^\n]*|NVIDIA-SMI couldn'?t find libnvidia-ml\.so library[^\n]*/;
 const NO_DEVICES = /^No devices were found\s*$/m;
 const INVALID_FIELD = /Field "([^"]+)" is not a valid field to query\./;
 /** nvidia-smi names a GPU it could not open and carries on with the others. */
-const DEVICE_HANDLE_ERROR = /^Unable to determine the device handle for (?:GPU\s*)?(\S+?):?\s+(.*)$/;
+const DEVICE_HANDLE_ERROR =
+  /^Unable to determine the device handle for (?:GPU\s*)?(\S+?):?\s+(.*)$/;
 
 /**
  * Recognises the texts nvidia-smi prints instead of data. Returns null when the text holds none of
@@ -129,7 +135,11 @@ const DEVICE_HANDLE_ERROR = /^Unable to determine the device handle for (?:GPU\s
 export function classifyNvidiaSmiError(text: string): NvidiaSmiFailure | null {
   const driver = DRIVER_BANNER.exec(text);
   if (driver) {
-    return { ok: false, kind: 'driver', reason: `nvidia-smi cannot reach the NVIDIA driver: "${excerpt(driver[0])}"` };
+    return {
+      ok: false,
+      kind: 'driver',
+      reason: `nvidia-smi cannot reach the NVIDIA driver: "${excerpt(driver[0])}"`,
+    };
   }
   const nvml = NVML_FAILURE.exec(text);
   if (nvml) {
@@ -139,7 +149,11 @@ export function classifyNvidiaSmiError(text: string): NvidiaSmiFailure | null {
     return { ok: false, kind: 'nvml', reason: `nvidia-smi cannot load NVML: "${excerpt(said)}"` };
   }
   if (NO_DEVICES.test(text)) {
-    return { ok: false, kind: 'noDevices', reason: 'nvidia-smi found no NVIDIA GPU ("No devices were found")' };
+    return {
+      ok: false,
+      kind: 'noDevices',
+      reason: 'nvidia-smi found no NVIDIA GPU ("No devices were found")',
+    };
   }
   const field = INVALID_FIELD.exec(text);
   if (field) {
@@ -199,7 +213,10 @@ export interface ParsedGpuRow {
 }
 
 /** One `--query-gpu` row, or null when the line is not one (wrong column count, non-numeric index...). */
-export function parseGpuRow(line: string, fields: readonly GpuQueryField[] = GPU_QUERY_FIELDS): ParsedGpuRow | null {
+export function parseGpuRow(
+  line: string,
+  fields: readonly GpuQueryField[] = GPU_QUERY_FIELDS,
+): ParsedGpuRow | null {
   const parts = splitRow(line, fields);
   if (!parts) return null;
   const cells = new Map<GpuQueryField, Cell>();
@@ -211,7 +228,14 @@ export function parseGpuRow(line: string, fields: readonly GpuQueryField[] = GPU
   const name = textOf(cells.get('name'));
   if (name === null || name === '') return null;
 
-  const numeric = ['memory.total', 'memory.used', 'utilization.gpu', 'temperature.gpu', 'power.draw', 'power.limit'] as const;
+  const numeric = [
+    'memory.total',
+    'memory.used',
+    'utilization.gpu',
+    'temperature.gpu',
+    'power.draw',
+    'power.limit',
+  ] as const;
   const nums: Partial<Record<(typeof numeric)[number], number | null>> = {};
   for (const f of numeric) {
     if (!cells.has(f)) continue;
@@ -253,7 +277,10 @@ function isHeaderLine(line: string, firstField: string): boolean {
 }
 
 /** Parses the whole output of one `--query-gpu` run (or one tick of a `-lms` stream). */
-export function parseGpuQueryCsv(text: string, fields: readonly GpuQueryField[] = GPU_QUERY_FIELDS): GpuQueryOutcome {
+export function parseGpuQueryCsv(
+  text: string,
+  fields: readonly GpuQueryField[] = GPU_QUERY_FIELDS,
+): GpuQueryOutcome {
   const known = classifyNvidiaSmiError(text);
   if (known) return known;
 
@@ -280,7 +307,11 @@ export function parseGpuQueryCsv(text: string, fields: readonly GpuQueryField[] 
   if (gpus.length === 0) {
     if (warnings.length > 0) return { ok: false, kind: 'deviceError', reason: warnings.join('; ') };
     if (garbage.length > 0) {
-      return { ok: false, kind: 'unknownFormat', reason: `nvidia-smi printed an unexpected format: "${excerpt(garbage[0])}"` };
+      return {
+        ok: false,
+        kind: 'unknownFormat',
+        reason: `nvidia-smi printed an unexpected format: "${excerpt(garbage[0])}"`,
+      };
     }
     return { ok: false, kind: 'empty', reason: 'nvidia-smi printed no GPU rows' };
   }
@@ -309,16 +340,29 @@ export function parseComputeAppsCsv(text: string): ComputeAppsOutcome {
   const garbage: string[] = [];
   for (const rawLine of text.split(/\r?\n/)) {
     const line = rawLine.trim();
-    if (line === '' || isHeaderLine(line, COMPUTE_APPS_QUERY_FIELDS[0]) || /^No running (?:compute )?processes found/i.test(line)) continue;
+    if (
+      line === '' ||
+      isHeaderLine(line, COMPUTE_APPS_QUERY_FIELDS[0]) ||
+      /^No running (?:compute )?processes found/i.test(line)
+    )
+      continue;
     if (known) continue;
     const row = parseComputeAppRow(line);
     if (row) processes.push(row);
     else garbage.push(line);
   }
   if (processes.length === 0 && garbage.length > 0) {
-    return { ok: false, kind: 'unknownFormat', reason: `nvidia-smi printed an unexpected format: "${excerpt(garbage[0])}"` };
+    return {
+      ok: false,
+      kind: 'unknownFormat',
+      reason: `nvidia-smi printed an unexpected format: "${excerpt(garbage[0])}"`,
+    };
   }
-  return { ok: true, processes, warnings: garbage.map((g) => `ignored an unexpected nvidia-smi line: "${excerpt(g)}"`) };
+  return {
+    ok: true,
+    processes,
+    warnings: garbage.map((g) => `ignored an unexpected nvidia-smi line: "${excerpt(g)}"`),
+  };
 }
 
 /**

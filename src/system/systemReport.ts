@@ -83,9 +83,22 @@ export async function collectSystemReport(options: NvidiaSmiOptions = {}): Promi
 
 /** The shape `model-lens system --json` prints. */
 export interface SystemReportJson {
-  cpu: Pick<CpuInfo, 'model' | 'arch' | 'physicalCores' | 'logicalCores' | 'speedMHz' | 'speedMaxMHz'>;
+  cpu: Pick<
+    CpuInfo,
+    'model' | 'arch' | 'physicalCores' | 'logicalCores' | 'speedMHz' | 'speedMaxMHz'
+  >;
   gpus: Array<
-    Pick<GpuInfo, 'index' | 'name' | 'memoryTotalMiB' | 'memoryUsedMiB' | 'utilizationPct' | 'temperatureC' | 'computeCapability' | 'driverVersion'>
+    Pick<
+      GpuInfo,
+      | 'index'
+      | 'name'
+      | 'memoryTotalMiB'
+      | 'memoryUsedMiB'
+      | 'utilizationPct'
+      | 'temperatureC'
+      | 'computeCapability'
+      | 'driverVersion'
+    >
   >;
   gpuError?: string;
   /** torch's own view (a PyTorch engine's `system/info`), null when none answered. */

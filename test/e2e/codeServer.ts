@@ -13,8 +13,16 @@ import os from 'node:os';
 import path from 'node:path';
 
 export const REPO_ROOT = path.resolve(__dirname, '..', '..');
-export const CODE_SERVER_DIR = process.env.MODEL_LENS_CODE_SERVER_DIR ?? path.join(REPO_ROOT, '.cache', 'code-server');
-const CODE_SERVER_ENTRY = path.join(CODE_SERVER_DIR, 'node_modules', 'code-server', 'out', 'node', 'entry.js');
+export const CODE_SERVER_DIR =
+  process.env.MODEL_LENS_CODE_SERVER_DIR ?? path.join(REPO_ROOT, '.cache', 'code-server');
+const CODE_SERVER_ENTRY = path.join(
+  CODE_SERVER_DIR,
+  'node_modules',
+  'code-server',
+  'out',
+  'node',
+  'entry.js',
+);
 const SETUP_SCRIPT = path.join(REPO_ROOT, 'scripts', 'e2e', 'setup.sh');
 
 export const SETUP_TIMEOUT_MS = 10 * 60_000;
@@ -73,17 +81,27 @@ export interface CodeServer {
 
 /** Runs setup.sh (a no-op once installed) so that a fresh clone needs no manual step. */
 export function ensureCodeServerInstalled(): void {
-  if (fs.existsSync(CODE_SERVER_ENTRY) && fs.readdirSync(CODE_SERVER_DIR).some((f) => f.startsWith('.installed-'))) {
+  if (
+    fs.existsSync(CODE_SERVER_ENTRY) &&
+    fs.readdirSync(CODE_SERVER_DIR).some((f) => f.startsWith('.installed-'))
+  ) {
     if (commandExists('chromium')) return;
   }
-  const r = spawnSync('bash', [SETUP_SCRIPT], { stdio: ['ignore', 'inherit', 'inherit'], timeout: SETUP_TIMEOUT_MS });
+  const r = spawnSync('bash', [SETUP_SCRIPT], {
+    stdio: ['ignore', 'inherit', 'inherit'],
+    timeout: SETUP_TIMEOUT_MS,
+  });
   if (r.status !== 0) {
-    throw new Error(`scripts/e2e/setup.sh failed (exit ${r.status ?? r.signal}); run it by hand to see why`);
+    throw new Error(
+      `scripts/e2e/setup.sh failed (exit ${r.status ?? r.signal}); run it by hand to see why`,
+    );
   }
 }
 
 function commandExists(name: string): boolean {
-  return (process.env.PATH ?? '').split(path.delimiter).some((d) => d && fs.existsSync(path.join(d, name)));
+  return (process.env.PATH ?? '')
+    .split(path.delimiter)
+    .some((d) => d && fs.existsSync(path.join(d, name)));
 }
 
 export async function freePort(): Promise<number> {
@@ -100,12 +118,18 @@ export async function freePort(): Promise<number> {
 }
 
 /** The workbench URL that opens `folder` with `extensionDevelopmentPath` loaded, no packaging needed. */
-export function workbenchUrl(port: number, folder: string, extensionDevelopmentPath?: string): string {
+export function workbenchUrl(
+  port: number,
+  folder: string,
+  extensionDevelopmentPath?: string,
+): string {
   const origin = `http://127.0.0.1:${port}`;
   let url = `${origin}/?folder=${encodeURIComponent(folder)}`;
   if (extensionDevelopmentPath) {
     // code-server rejects the --extensionDevelopmentPath flag; the workbench takes it from the URL.
-    const payload = [['extensionDevelopmentPath', `vscode-remote://127.0.0.1:${port}${extensionDevelopmentPath}`]];
+    const payload = [
+      ['extensionDevelopmentPath', `vscode-remote://127.0.0.1:${port}${extensionDevelopmentPath}`],
+    ];
     url += `&payload=${encodeURIComponent(JSON.stringify(payload))}`;
   }
   return url;
@@ -127,11 +151,16 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
   const port = await freePort();
   const args = [
     CODE_SERVER_ENTRY,
-    '--config', '/dev/null', // otherwise it writes ~/.config/code-server/config.yaml
-    '--auth', 'none',
-    '--bind-addr', `127.0.0.1:${port}`,
-    '--user-data-dir', userDataDir,
-    '--extensions-dir', extensionsDir,
+    '--config',
+    '/dev/null', // otherwise it writes ~/.config/code-server/config.yaml
+    '--auth',
+    'none',
+    '--bind-addr',
+    `127.0.0.1:${port}`,
+    '--user-data-dir',
+    userDataDir,
+    '--extensions-dir',
+    extensionsDir,
     '--disable-telemetry',
     '--disable-update-check',
     '--disable-getting-started-override',
@@ -162,24 +191,37 @@ export async function startCodeServer(opts: CodeServerOptions): Promise<CodeServ
     await stop();
     throw new Error(`${(err as Error).message}\n--- code-server log ---\n${log}`);
   }
-  return { port, url: workbenchUrl(port, opts.folder, opts.extensionDevelopmentPath), userDataDir, logFile, runId, stop };
+  return {
+    port,
+    url: workbenchUrl(port, opts.folder, opts.extensionDevelopmentPath),
+    userDataDir,
+    logFile,
+    runId,
+    stop,
+  };
 }
 
 async function waitHealthy(port: number, child: ChildProcess, logFile: string): Promise<void> {
   const deadline = Date.now() + HEALTHZ_TIMEOUT_MS;
   while (Date.now() < deadline) {
     if (child.exitCode !== null || child.signalCode !== null) {
-      throw new Error(`code-server exited (${child.exitCode ?? child.signalCode}) before answering /healthz; log: ${logFile}`);
+      throw new Error(
+        `code-server exited (${child.exitCode ?? child.signalCode}) before answering /healthz; log: ${logFile}`,
+      );
     }
     try {
-      const res = await fetch(`http://127.0.0.1:${port}/healthz`, { signal: AbortSignal.timeout(1_000) });
+      const res = await fetch(`http://127.0.0.1:${port}/healthz`, {
+        signal: AbortSignal.timeout(1_000),
+      });
       if (res.ok) return;
     } catch {
       // not listening yet
     }
     await new Promise((r) => setTimeout(r, HEALTHZ_POLL_MS));
   }
-  throw new Error(`code-server did not answer http://127.0.0.1:${port}/healthz within ${HEALTHZ_TIMEOUT_MS} ms; log: ${logFile}`);
+  throw new Error(
+    `code-server did not answer http://127.0.0.1:${port}/healthz within ${HEALTHZ_TIMEOUT_MS} ms; log: ${logFile}`,
+  );
 }
 
 /** Pids of live processes whose environment carries this run's marker. */
@@ -219,7 +261,8 @@ function signalAll(child: ChildProcess, runId: string, signal: NodeJS.Signals): 
 async function killTree(child: ChildProcess, runId: string): Promise<void> {
   signalAll(child, runId, 'SIGTERM');
   const deadline = Date.now() + STOP_GRACE_MS;
-  while (Date.now() < deadline && markedPids(runId).length > 0) await new Promise((r) => setTimeout(r, 100));
+  while (Date.now() < deadline && markedPids(runId).length > 0)
+    await new Promise((r) => setTimeout(r, 100));
   signalAll(child, runId, 'SIGKILL');
 }
 
@@ -250,7 +293,6 @@ function registerExitCleanup(runId: string, tmp: string): () => void {
     process.off('SIGTERM', onSignal);
   };
 }
-
 
 async function main(): Promise<void> {
   const folder = path.resolve(process.argv[2] ?? path.join(REPO_ROOT, 'examples'));

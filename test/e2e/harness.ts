@@ -51,11 +51,17 @@ export interface Session {
 }
 
 /** Opens `folder` in a real VS Code with Model Lens in development mode. */
-export async function openSession(prefix: string, opts: Omit<CodeServerOptions, 'extensionDevelopmentPath'>): Promise<Session> {
+export async function openSession(
+  prefix: string,
+  opts: Omit<CodeServerOptions, 'extensionDevelopmentPath'>,
+): Promise<Session> {
   const server = await startCodeServer({ ...opts, extensionDevelopmentPath: EXTENSION_ROOT });
   let browser: Browser | undefined;
   const close = async (): Promise<void> => {
-    if (browser) await withTimeout(browser.close(), TEARDOWN_TIMEOUT_MS, 'closing Chromium').catch(() => undefined);
+    if (browser)
+      await withTimeout(browser.close(), TEARDOWN_TIMEOUT_MS, 'closing Chromium').catch(
+        () => undefined,
+      );
     await server.stop();
   };
   try {

@@ -59,7 +59,6 @@ function engineProcesses(runId: string): string[] {
     .filter((cmd) => /dist\/engine\.js|model_lens_engine/.test(cmd));
 }
 
-
 /** Counts hook events shown in the Hooks panel for `modulePath`; null while it has no row. */
 async function hookEventCount(wb: Workbench, modulePath: string): Promise<number | null> {
   const selector = `[data-hook-path="${modulePath}"] .event-count`;
@@ -70,9 +69,19 @@ async function hookEventCount(wb: Workbench, modulePath: string): Promise<number
 }
 
 async function runForward(wb: Workbench): Promise<void> {
-  await wb.waitFor('the previous forward message to clear', () => wb.statusBarText('forward pass'), (t) => t === null, FORWARD_MESSAGE_GONE_MS);
+  await wb.waitFor(
+    'the previous forward message to clear',
+    () => wb.statusBarText('forward pass'),
+    (t) => t === null,
+    FORWARD_MESSAGE_GONE_MS,
+  );
   await wb.runCommand('Model Lens: Run Forward Pass');
-  await wb.waitFor('the forward pass to finish', () => wb.statusBarText('forward pass'), (t) => t !== null, FORWARD_TIMEOUT_MS);
+  await wb.waitFor(
+    'the forward pass to finish',
+    () => wb.statusBarText('forward pass'),
+    (t) => t !== null,
+    FORWARD_TIMEOUT_MS,
+  );
 }
 
 async function irisScenario(session: Session, expected: Expected): Promise<void> {
@@ -85,14 +94,23 @@ async function irisScenario(session: Session, expected: Expected): Promise<void>
     await wb.openFile(expected.file);
   });
 
-  await wb.step('inspect', async () => {
-    await wb.runCommand('Model Lens: Inspect Current File');
-    await wb.showContainer('Model Lens');
-    await wb.treeRow(rowLabel(expected.paths[1]), 'Modules').waitFor({ state: 'visible', timeout: INSPECT_TIMEOUT_MS });
-    // The same probe proves, in the untrusted scenario, that no engine started there.
-    const engine = expected.file.endsWith('.py') ? /model_lens_engine/ : /dist\/engine\.js/;
-    assert.ok(engineProcesses(session.server.runId).some((cmd) => engine.test(cmd)), 'the engine process is running');
-  }, INSPECT_TIMEOUT_MS + 10_000);
+  await wb.step(
+    'inspect',
+    async () => {
+      await wb.runCommand('Model Lens: Inspect Current File');
+      await wb.showContainer('Model Lens');
+      await wb
+        .treeRow(rowLabel(expected.paths[1]), 'Modules')
+        .waitFor({ state: 'visible', timeout: INSPECT_TIMEOUT_MS });
+      // The same probe proves, in the untrusted scenario, that no engine started there.
+      const engine = expected.file.endsWith('.py') ? /model_lens_engine/ : /dist\/engine\.js/;
+      assert.ok(
+        engineProcesses(session.server.runId).some((cmd) => engine.test(cmd)),
+        'the engine process is running',
+      );
+    },
+    INSPECT_TIMEOUT_MS + 10_000,
+  );
 
   await wb.step('modules-tree', async () => {
     const labels = await wb.treeRowLabels('Module ', wb.tree('Modules'));
@@ -100,17 +118,32 @@ async function irisScenario(session: Session, expected: Expected): Promise<void>
     for (const [p, params] of Object.entries(expected.params)) {
       // The description alone: the row's innerText runs the label into it with no space
       // ("createModel83 params" while the shape is not known yet), which broke a word boundary.
-      const text = await wb.treeRow(rowLabel(p), 'Modules').locator('.label-description').first().innerText();
-      assert.match(text, new RegExp(`(^|\\D)${params} params\\b`), `tree row of ${rowLabel(p)}: ${text}`);
+      const text = await wb
+        .treeRow(rowLabel(p), 'Modules')
+        .locator('.label-description')
+        .first()
+        .innerText();
+      assert.match(
+        text,
+        new RegExp(`(^|\\D)${params} params\\b`),
+        `tree row of ${rowLabel(p)}: ${text}`,
+      );
     }
   });
 
   await wb.step('summary', async () => {
     await wb.runCommand('Model Lens: Show Summary');
     const frame = await wb.webviewFrameWith('#totals');
-    await wb.waitFor('the summary totals', () => frame.locator('#totals').innerText(), (t) => /Total params: 83\b/.test(t));
-    const rows = await frame.locator('tr[data-path]').evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-path')));
-    for (const p of expected.paths.slice(1)) assert.ok(rows.includes(p), `summary has a row for ${p}: ${JSON.stringify(rows)}`);
+    await wb.waitFor(
+      'the summary totals',
+      () => frame.locator('#totals').innerText(),
+      (t) => /Total params: 83\b/.test(t),
+    );
+    const rows = await frame
+      .locator('tr[data-path]')
+      .evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-path')));
+    for (const p of expected.paths.slice(1))
+      assert.ok(rows.includes(p), `summary has a row for ${p}: ${JSON.stringify(rows)}`);
   });
 
   await wb.step('attach-hook', async () => {
@@ -119,10 +152,19 @@ async function irisScenario(session: Session, expected: Expected): Promise<void>
     await wb.webviewFrameWith(`[data-hook-path="${hooked}"]`);
   });
 
-  const afterFirst = await wb.step('forward-hooked', async () => {
-    await runForward(wb);
-    return wb.waitFor(`hook events on ${hooked}`, () => hookEventCount(wb, hooked), (n) => n !== null && n > 0, FORWARD_TIMEOUT_MS);
-  }, FORWARD_TIMEOUT_MS * 2);
+  const afterFirst = await wb.step(
+    'forward-hooked',
+    async () => {
+      await runForward(wb);
+      return wb.waitFor(
+        `hook events on ${hooked}`,
+        () => hookEventCount(wb, hooked),
+        (n) => n !== null && n > 0,
+        FORWARD_TIMEOUT_MS,
+      );
+    },
+    FORWARD_TIMEOUT_MS * 2,
+  );
   assert.ok(afterFirst !== null && afterFirst > 0);
 
   const afterDetach = await wb.step('detach', async () => {
@@ -139,14 +181,18 @@ async function irisScenario(session: Session, expected: Expected): Promise<void>
     return count;
   });
 
-  await wb.step('forward-detached', async () => {
-    await runForward(wb);
-    await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
-    // The card must still be there (a missing panel or card is a failure, not "no events"), and
-    // its count must not have moved: a higher count means the hook still fires.
-    const now = await hookEventCount(wb, hooked);
-    assert.equal(now, afterDetach, `events after detach: ${afterDetach} → ${now}`);
-  }, FORWARD_TIMEOUT_MS + QUIET_WINDOW_MS + 10_000);
+  await wb.step(
+    'forward-detached',
+    async () => {
+      await runForward(wb);
+      await new Promise((r) => setTimeout(r, QUIET_WINDOW_MS));
+      // The card must still be there (a missing panel or card is a failure, not "no events"), and
+      // its count must not have moved: a higher count means the hook still fires.
+      const now = await hookEventCount(wb, hooked);
+      assert.equal(now, afterDetach, `events after detach: ${afterDetach} → ${now}`);
+    },
+    FORWARD_TIMEOUT_MS + QUIET_WINDOW_MS + 10_000,
+  );
 }
 
 describe('Model Lens in a real VS Code', { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -162,18 +208,31 @@ describe('Model Lens in a real VS Code', { timeout: SUITE_TIMEOUT_MS }, () => {
     await session?.close();
     // code-server, its extension host, the engines (own process groups) and Chromium all carry
     // the run's marker: none may outlive the session.
-    if (session) assert.deepEqual(markedPids(session.server.runId), [], 'processes left behind after teardown');
+    if (session)
+      assert.deepEqual(
+        markedPids(session.server.runId),
+        [],
+        'processes left behind after teardown',
+      );
   });
 
-  it('TensorFlow.js iris MLP: inspect, summary, hook, forward, detach', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
-    assert.ok(session);
-    await irisScenario(session, TFJS);
-  });
+  it(
+    'TensorFlow.js iris MLP: inspect, summary, hook, forward, detach',
+    { timeout: SCENARIO_TIMEOUT_MS },
+    async () => {
+      assert.ok(session);
+      await irisScenario(session, TFJS);
+    },
+  );
 
-  it('PyTorch iris MLP: inspect, summary, hook, forward, detach', { timeout: SCENARIO_TIMEOUT_MS }, async (t) => {
-    assert.ok(session);
-    await irisScenario(session, PYTORCH);
-  });
+  it(
+    'PyTorch iris MLP: inspect, summary, hook, forward, detach',
+    { timeout: SCENARIO_TIMEOUT_MS },
+    async (t) => {
+      assert.ok(session);
+      await irisScenario(session, PYTORCH);
+    },
+  );
 });
 
 describe('Model Lens in an untrusted workspace', { timeout: SUITE_TIMEOUT_MS }, () => {
@@ -188,7 +247,12 @@ describe('Model Lens in an untrusted workspace', { timeout: SUITE_TIMEOUT_MS }, 
     await session?.close();
     // code-server, its extension host, the engines (own process groups) and Chromium all carry
     // the run's marker: none may outlive the session.
-    if (session) assert.deepEqual(markedPids(session.server.runId), [], 'processes left behind after teardown');
+    if (session)
+      assert.deepEqual(
+        markedPids(session.server.runId),
+        [],
+        'processes left behind after teardown',
+      );
   });
 
   it('explains in its views why they are empty', { timeout: SCENARIO_TIMEOUT_MS }, async () => {
@@ -198,20 +262,42 @@ describe('Model Lens in an untrusted workspace', { timeout: SUITE_TIMEOUT_MS }, 
       // The trust prompt is a modal dialog; staying in Restricted Mode is what we test.
       const dialog = wb.page.locator('.monaco-dialog-box');
       await dialog.waitFor({ state: 'visible' });
-      await dialog.locator('.monaco-button', { hasText: /don.t trust/i }).first().click();
+      await dialog
+        .locator('.monaco-button', { hasText: /don.t trust/i })
+        .first()
+        .click();
       await dialog.waitFor({ state: 'hidden' });
     });
     await wb.step('views-explain', async () => {
       await wb.showContainer('Model Lens');
-      await wb.pane('Modules').getByText('only works in a trusted workspace').waitFor({ state: 'visible' });
-      assert.equal(await wb.tree('Modules').locator('.monaco-list-row').count(), 0, 'no module rows in Restricted Mode');
+      await wb
+        .pane('Modules')
+        .getByText('only works in a trusted workspace')
+        .waitFor({ state: 'visible' });
+      assert.equal(
+        await wb.tree('Modules').locator('.monaco-list-row').count(),
+        0,
+        'no module rows in Restricted Mode',
+      );
     });
     await wb.step('inspect-refused', async () => {
       await wb.openFile(TFJS.file);
       await wb.runCommand('Model Lens: Inspect Current File');
-      await wb.waitFor('a notification about trust', () => wb.notifications(), (ns) => ns.some((n) => /trusted workspace/.test(n)));
-      assert.equal(await wb.tree('Modules').locator('.monaco-list-row').count(), 0, 'no module rows after Inspect in Restricted Mode');
-      assert.deepEqual(engineProcesses(session!.server.runId), [], 'an engine started in an untrusted workspace');
+      await wb.waitFor(
+        'a notification about trust',
+        () => wb.notifications(),
+        (ns) => ns.some((n) => /trusted workspace/.test(n)),
+      );
+      assert.equal(
+        await wb.tree('Modules').locator('.monaco-list-row').count(),
+        0,
+        'no module rows after Inspect in Restricted Mode',
+      );
+      assert.deepEqual(
+        engineProcesses(session!.server.runId),
+        [],
+        'an engine started in an untrusted workspace',
+      );
     });
   });
 });

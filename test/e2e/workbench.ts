@@ -7,7 +7,6 @@ import { chromium } from 'playwright-core';
 import type { Browser, Frame, Locator, Page } from 'playwright-core';
 import { REPO_ROOT, RUN_MARKER_ENV } from './codeServer';
 
-
 export const CHROMIUM_PATH = process.env.MODEL_LENS_CHROMIUM ?? '/usr/bin/chromium';
 export const SCREENSHOT_DIR = path.join(REPO_ROOT, 'test-output', 'e2e');
 export const WORKBENCH_READY_TIMEOUT_MS = 60_000;
@@ -31,7 +30,9 @@ const CHROMIUM_ARGS = [
 
 export async function launchBrowser(runId: string): Promise<Browser> {
   if (!fs.existsSync(CHROMIUM_PATH)) {
-    throw new Error(`no Chromium at ${CHROMIUM_PATH}: run scripts/e2e/setup.sh (or set MODEL_LENS_CHROMIUM)`);
+    throw new Error(
+      `no Chromium at ${CHROMIUM_PATH}: run scripts/e2e/setup.sh (or set MODEL_LENS_CHROMIUM)`,
+    );
   }
   return chromium.launch({
     executablePath: CHROMIUM_PATH,
@@ -77,15 +78,20 @@ export class Workbench {
     // sit next to this run's.
     fs.mkdirSync(SCREENSHOT_DIR, { recursive: true });
     for (const f of fs.readdirSync(SCREENSHOT_DIR)) {
-      if (f.startsWith(`${prefix}-`) && f.endsWith('.png')) fs.rmSync(path.join(SCREENSHOT_DIR, f), { force: true });
+      if (f.startsWith(`${prefix}-`) && f.endsWith('.png'))
+        fs.rmSync(path.join(SCREENSHOT_DIR, f), { force: true });
     }
     const page = await browser.newPage({ viewport: VIEWPORT });
     const wb = new Workbench(page, prefix);
-    await wb.step('workbench', async () => {
-      await page.goto(url, { timeout: WORKBENCH_READY_TIMEOUT_MS });
-      await page.locator('.monaco-workbench').waitFor({ timeout: WORKBENCH_READY_TIMEOUT_MS });
-      await page.locator('.statusbar').waitFor({ timeout: WORKBENCH_READY_TIMEOUT_MS });
-    }, WORKBENCH_READY_TIMEOUT_MS);
+    await wb.step(
+      'workbench',
+      async () => {
+        await page.goto(url, { timeout: WORKBENCH_READY_TIMEOUT_MS });
+        await page.locator('.monaco-workbench').waitFor({ timeout: WORKBENCH_READY_TIMEOUT_MS });
+        await page.locator('.statusbar').waitFor({ timeout: WORKBENCH_READY_TIMEOUT_MS });
+      },
+      WORKBENCH_READY_TIMEOUT_MS,
+    );
     return wb;
   }
 
@@ -102,7 +108,9 @@ export class Workbench {
     } catch (err) {
       const file = await this.screenshot(`${n}-${name}-FAILED`).catch(() => '(screenshot failed)');
       const msg = err instanceof Error ? err.message : String(err);
-      throw new Error(`e2e step "${name}" failed: ${msg.split('\n')[0]}\nscreenshot: ${file}`, { cause: err });
+      throw new Error(`e2e step "${name}" failed: ${msg.split('\n')[0]}\nscreenshot: ${file}`, {
+        cause: err,
+      });
     }
   }
 
@@ -126,15 +134,22 @@ export class Workbench {
     // behind the Workspace Trust dialog — so a query typed too early matched nothing and never
     // did (the e2e failure "the palette never listed 'View: Show Model Lens'"). Re-typing the
     // query asks again; the deadline stays UI_TIMEOUT_MS.
-    await this.waitFor(`the palette to list "${title}"`, async () => {
-      await input.fill(`>${title}`);
-      return row.waitFor({ state: 'visible', timeout: PALETTE_REQUERY_MS }).then(
-        () => true,
-        () => false,
-      );
-    }, (listed) => listed);
+    await this.waitFor(
+      `the palette to list "${title}"`,
+      async () => {
+        await input.fill(`>${title}`);
+        return row.waitFor({ state: 'visible', timeout: PALETTE_REQUERY_MS }).then(
+          () => true,
+          () => false,
+        );
+      },
+      (listed) => listed,
+    );
     await row.click();
-    await this.page.locator('.quick-input-widget').waitFor({ state: 'hidden' }).catch(() => undefined);
+    await this.page
+      .locator('.quick-input-widget')
+      .waitFor({ state: 'hidden' })
+      .catch(() => undefined);
   }
 
   /** Answers an open quick pick (input box or list) with `text`, or picks the row that has it. */
@@ -143,7 +158,9 @@ export class Workbench {
     await input.waitFor({ state: 'visible' });
     await input.fill(text);
     if (pickRow) {
-      const row = this.page.locator('.quick-input-list .monaco-list-row', { hasText: text }).first();
+      const row = this.page
+        .locator('.quick-input-list .monaco-list-row', { hasText: text })
+        .first();
       await row.waitFor({ state: 'visible' });
       await row.click();
     } else {
@@ -159,9 +176,14 @@ export class Workbench {
     await input.waitFor({ state: 'visible' });
     await input.fill(relativePath);
     const base = path.basename(relativePath);
-    await this.page.locator('.quick-input-list .monaco-list-row', { hasText: base }).first().waitFor({ state: 'visible' });
+    await this.page
+      .locator('.quick-input-list .monaco-list-row', { hasText: base })
+      .first()
+      .waitFor({ state: 'visible' });
     await this.page.keyboard.press('Enter');
-    await this.page.locator(`.tabs-container .tab[data-resource-name="${base}"]`).waitFor({ state: 'visible' });
+    await this.page
+      .locator(`.tabs-container .tab[data-resource-name="${base}"]`)
+      .waitFor({ state: 'visible' });
     // The editor must have focus and content before commands that read "the current file" run.
     await this.page.locator('.editor-instance .view-lines').first().waitFor({ state: 'visible' });
   }
@@ -170,18 +192,26 @@ export class Workbench {
   async showContainer(label: string): Promise<void> {
     // The activity bar entry appears once the extension's contributions are registered: the
     // palette cannot list "View: Show <container>" before that.
-    await this.page.locator(`.activitybar [aria-label^="${label}"]`).first().waitFor({ state: 'attached' });
+    await this.page
+      .locator(`.activitybar [aria-label^="${label}"]`)
+      .first()
+      .waitFor({ state: 'attached' });
     // "View: Show <container>" opens the container whatever state the side bar is in; clicking
     // its activity bar entry toggles instead, and closes a container that is already shown.
     await this.runCommand(`View: Show ${label}`);
     // The side bar's title names the container once it is shown.
-    await this.page.locator('.part.sidebar .composite.title').filter({ hasText: new RegExp(label, 'i') }).first().waitFor({ state: 'visible' });
+    await this.page
+      .locator('.part.sidebar .composite.title')
+      .filter({ hasText: new RegExp(label, 'i') })
+      .first()
+      .waitFor({ state: 'visible' });
   }
-
 
   /** A view pane (section of a side bar container) by its title, e.g. `Modules`. */
   pane(title: string): Locator {
-    return this.page.locator('.pane', { has: this.page.locator(`.pane-header[aria-label^="${title}"]`) });
+    return this.page.locator('.pane', {
+      has: this.page.locator(`.pane-header[aria-label^="${title}"]`),
+    });
   }
 
   /** A view's tree by the view's name, e.g. `Modules`. */
@@ -212,7 +242,9 @@ export class Workbench {
     await row.scrollIntoViewIfNeeded();
     await row.click({ button: 'right' });
     // VS Code renders menus in a shadow root; Playwright's CSS engine pierces open shadow roots.
-    const entry = this.page.locator('.monaco-menu .action-item .action-label', { hasText: item }).first();
+    const entry = this.page
+      .locator('.monaco-menu .action-item .action-label', { hasText: item })
+      .first();
     await entry.waitFor({ state: 'visible' });
     // A click right after the menu opens can be taken for the release of the right button and
     // ignored; hovering focuses the item and Enter runs it, which is what a keyboard user does.
@@ -230,7 +262,10 @@ export class Workbench {
     while (Date.now() < deadline) {
       for (const frame of this.page.frames()) {
         if (frame === this.page.mainFrame() || frame.isDetached()) continue;
-        const count = await frame.locator(selector).count().catch(() => 0);
+        const count = await frame
+          .locator(selector)
+          .count()
+          .catch(() => 0);
         if (count > 0) return frame;
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
@@ -248,11 +283,18 @@ export class Workbench {
 
   /** Texts of visible notification toasts (errors included). */
   async notifications(): Promise<string[]> {
-    return this.page.locator('.notifications-toasts .notification-list-item-message').allInnerTexts();
+    return this.page
+      .locator('.notifications-toasts .notification-list-item-message')
+      .allInnerTexts();
   }
 
   /** Polls `read` until `accept` says yes; fails naming the last value seen. */
-  async waitFor<T>(what: string, read: () => Promise<T>, accept: (v: T) => boolean, timeoutMs = UI_TIMEOUT_MS): Promise<T> {
+  async waitFor<T>(
+    what: string,
+    read: () => Promise<T>,
+    accept: (v: T) => boolean,
+    timeoutMs = UI_TIMEOUT_MS,
+  ): Promise<T> {
     const deadline = Date.now() + timeoutMs;
     let last: T | undefined;
     let lastErr: unknown;

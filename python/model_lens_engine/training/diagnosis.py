@@ -30,9 +30,13 @@ def diagnose(c, run_id, device, now):
         fwd = (c.t_fwd - snap[2]) / fwd_n if fwd_n > 0 else 0.0
         bwd = (c.t_bwd - snap[3]) / n
         opt = (c.t_opt - snap[4]) / n
-        breakdown = {"dataMs": data * 1e3, "forwardMs": fwd * 1e3, "backwardMs": bwd * 1e3,
-                     "optimizerMs": opt * 1e3,
-                     "otherMs": max(0.0, step_s - data - fwd - bwd - opt) * 1e3}
+        breakdown = {
+            "dataMs": data * 1e3,
+            "forwardMs": fwd * 1e3,
+            "backwardMs": bwd * 1e3,
+            "optimizerMs": opt * 1e3,
+            "otherMs": max(0.0, step_s - data - fwd - bwd - opt) * 1e3,
+        }
     elif steps == 1 and c.t_script is not None and c.t_last_step is not None:
         step_s = c.t_last_step - c.t_script
     with c.lock:
@@ -50,8 +54,11 @@ def diagnose(c, run_id, device, now):
     avg_op_us = step_s / ops_per_step * 1e6 if ops_per_step and step_s else None
     findings = list(c.device_findings)
     total_s = (c.t_last_step or now) - (c.t_script or now)
-    findings.extend(_findings(c, device, on_cpu, step_s, breakdown, sync_items, ops_per_step,
-                              avg_op_us, total_s))
+    findings.extend(
+        _findings(
+            c, device, on_cpu, step_s, breakdown, sync_items, ops_per_step, avg_op_us, total_s
+        )
+    )
     return {
         "runId": run_id,
         "steps": steps,
@@ -84,8 +91,13 @@ def _findings(c, dev, on_cpu, step_s, breakdown, sync_items, ops_per_step, avg_o
     steps = c.steps
     out = []
     if steps == 0:
-        out.append({"severity": "warning", "message": "No optimizer step was seen, so nothing is "
-                    "per step: the script never called step() on a torch.optim optimizer."})
+        out.append(
+            {
+                "severity": "warning",
+                "message": "No optimizer step was seen, so nothing is "
+                "per step: the script never called step() on a torch.optim optimizer.",
+            }
+        )
     for (kind, file, line), (count, secs, func, first, last) in sync_items[:MAX_FINDING_SYNC_SITES]:
         what = sync_expr(kind, file, line)
         where = (" at %s:%d" % (os.path.basename(file), line)) if file else ""
@@ -105,44 +117,88 @@ def _findings(c, dev, on_cpu, step_s, breakdown, sync_items, ops_per_step, avg_o
     if on_cpu:
         n_syncs = sum(v[0] for _, v in sync_items)
         n_copies = c.h2d[0] + c.d2h[0]
-        out.append({"severity": "info", "message": "Syncs and copies cost nothing on CPU (no "
-                    "device): %s and %s were seen." % (
-                        _count(n_syncs, "sync point"), _count(n_copies, "host↔device copy",
-                                                              "host↔device copies"))})
+        out.append(
+            {
+                "severity": "info",
+                "message": "Syncs and copies cost nothing on CPU (no "
+                "device): %s and %s were seen."
+                % (
+                    _count(n_syncs, "sync point"),
+                    _count(n_copies, "host↔device copy", "host↔device copies"),
+                ),
+            }
+        )
     elif steps > 0:
         if c.h2d[0]:
-            out.append({"severity": "info", "message": "%.1f host→device copies per step, %s per "
-                        "step." % (c.h2d[0] / steps, format_bytes(c.h2d[1] / steps))})
+            out.append(
+                {
+                    "severity": "info",
+                    "message": "%.1f host→device copies per step, %s per "
+                    "step." % (c.h2d[0] / steps, format_bytes(c.h2d[1] / steps)),
+                }
+            )
         if c.d2h[0]:
-            out.append({"severity": "info", "message": "%.1f device→host copies per step, %s per "
-                        "step." % (c.d2h[0] / steps, format_bytes(c.d2h[1] / steps))})
+            out.append(
+                {
+                    "severity": "info",
+                    "message": "%.1f device→host copies per step, %s per "
+                    "step." % (c.d2h[0] / steps, format_bytes(c.d2h[1] / steps)),
+                }
+            )
     if breakdown is not None and step_s:
         ms = step_s * 1e3
-        out.append({"severity": "info", "message": "Per step (wall clock, mean of steps 2–%d; "
-                    "step 1 is warm-up and excluded): %.2f ms = data %.2f + forward %.2f + "
-                    "backward %.2f + optimizer %.2f + other %.2f ms." % (
-                        steps, ms, breakdown["dataMs"], breakdown["forwardMs"],
-                        breakdown["backwardMs"], breakdown["optimizerMs"], breakdown["otherMs"])})
+        out.append(
+            {
+                "severity": "info",
+                "message": "Per step (wall clock, mean of steps 2–%d; "
+                "step 1 is warm-up and excluded): %.2f ms = data %.2f + forward %.2f + "
+                "backward %.2f + optimizer %.2f + other %.2f ms."
+                % (
+                    steps,
+                    ms,
+                    breakdown["dataMs"],
+                    breakdown["forwardMs"],
+                    breakdown["backwardMs"],
+                    breakdown["optimizerMs"],
+                    breakdown["otherMs"],
+                ),
+            }
+        )
         frac = breakdown["dataMs"] / ms if ms > 0 else 0
         if frac >= DATA_BOUND_FRACTION:
-            out.append({"severity": "warning", "message": data_advice(
-                c.loader, dev, frac, breakdown["dataMs"], ms)})
+            out.append(
+                {
+                    "severity": "warning",
+                    "message": data_advice(c.loader, dev, frac, breakdown["dataMs"], ms),
+                }
+            )
     if c.loader is not None:
         lf = c.loader
-        out.append({"severity": "info", "message": "DataLoader: %s%s, pin_memory=%s%s." % (
-            _count(lf["workers"], "worker"),
-            " (persistent)" if lf["persistent"] and lf["workers"] else "",
-            lf["pinMemory"], ", %s" % _count(lf["rows"], "row") if lf["rows"] is not None else "")})
+        out.append(
+            {
+                "severity": "info",
+                "message": "DataLoader: %s%s, pin_memory=%s%s."
+                % (
+                    _count(lf["workers"], "worker"),
+                    " (persistent)" if lf["persistent"] and lf["workers"] else "",
+                    lf["pinMemory"],
+                    ", %s" % _count(lf["rows"], "row") if lf["rows"] is not None else "",
+                ),
+            }
+        )
     if c.batch_size is not None:
         out.append({"severity": "info", "message": "Batch size %d on %s." % (c.batch_size, dev)})
     if ops_per_step is not None and avg_op_us is not None:
-        msg = ("About %.0f ops per step (counted over %d sampled step%s): %.2f ms per step is "
-               "%.1f µs per op on average." % (ops_per_step, c.op_steps,
-                                               "" if c.op_steps == 1 else "s", step_s * 1e3,
-                                               avg_op_us))
+        msg = (
+            "About %.0f ops per step (counted over %d sampled step%s): %.2f ms per step is "
+            "%.1f µs per op on average."
+            % (ops_per_step, c.op_steps, "" if c.op_steps == 1 else "s", step_s * 1e3, avg_op_us)
+        )
         if avg_op_us < 20:
-            msg += (" Ops this small are dominated by per-op overhead; a larger batch would use"
-                    " the hardware better.")
+            msg += (
+                " Ops this small are dominated by per-op overhead; a larger batch would use"
+                " the hardware better."
+            )
         out.append({"severity": "info", "message": msg})
     return out
 
@@ -151,24 +207,31 @@ def data_advice(loader, dev, frac, data_ms, step_ms):
     """What to do about a step that waits for data, from what the loader is and the device the
     model is on: pin_memory only speeds copies to a CUDA device, and more workers do not help
     when the workers are the cost."""
-    msg = "Waiting for data takes %.0f%% of each step (%.2f of %.2f ms, starting the loader's " \
-          "workers included)." % (frac * 100, data_ms, step_ms)
+    msg = (
+        "Waiting for data takes %.0f%% of each step (%.2f of %.2f ms, starting the loader's "
+        "workers included)." % (frac * 100, data_ms, step_ms)
+    )
     cuda = dev.split(":")[0] == "cuda"
     pin = cuda and loader is not None and not loader["pinMemory"]
     if loader is None:
         return msg
     if loader["workers"] == 0:
-        msg += " Batches are prepared in the training process (num_workers=0): num_workers > 0 " \
-               "would prepare them while the step runs"
+        msg += (
+            " Batches are prepared in the training process (num_workers=0): num_workers > 0 "
+            "would prepare them while the step runs"
+        )
         msg += ", and pin_memory=True would speed the copies to %s." % dev if pin else "."
         return msg
     rows = " of %d rows" % loader["rows"] if loader["rows"] is not None else ""
     msg += " The loader already has %s: every batch crosses a process boundary" % _count(
-        loader["workers"], "worker")
+        loader["workers"], "worker"
+    )
     if not loader["persistent"]:
         msg += " and the workers are started again every epoch"
-    msg += ", which for a small dataset%s can cost more than it saves. Compare with " \
-           "num_workers=0%s" % (rows, "" if loader["persistent"] else " or persistent_workers=True")
+    msg += (
+        ", which for a small dataset%s can cost more than it saves. Compare with "
+        "num_workers=0%s" % (rows, "" if loader["persistent"] else " or persistent_workers=True")
+    )
     msg += "; pin_memory=True would speed the copies to %s." % dev if pin else "."
     return msg
 

@@ -30,8 +30,12 @@ def histogram_message(module, run_id, step, grads=True):
         gi = None
         tensors.append(p)
         wi = len(tensors) - 1
-        if grads and isinstance(g, torch.Tensor) and g.layout == torch.strided and \
-                not g.is_complex():
+        if (
+            grads
+            and isinstance(g, torch.Tensor)
+            and g.layout == torch.strided
+            and not g.is_complex()
+        ):
             tensors.append(g)
             gi = len(tensors) - 1
         slots.append((name, list(p.shape), wi, gi))
@@ -73,7 +77,7 @@ def summary_rows(ts, bins):
             x = x.abs()
         n = x.numel()
         if n > HISTOGRAM_SAMPLE_ELEMENTS:
-            x = x[::-(-n // HISTOGRAM_SAMPLE_ELEMENTS)]
+            x = x[:: -(-n // HISTOGRAM_SAMPLE_ELEMENTS)]
             big.append(i)
         samples.append(x.double())
     flat = torch.cat(samples)
@@ -113,13 +117,13 @@ def summary(t, row, bins):
     if stats["nanCount"] or stats["infCount"]:
         return {"stats": stats, "histogram": histogram(t, bins)}
     n, taken = stats["numel"], int(row[8])
-    counts = [int(c) for c in row[9:9 + bins]]
+    counts = [int(c) for c in row[9 : 9 + bins]]
     out = {"stats": stats}
     if taken < n and taken:
         # Scale the sample's counts to the tensor's size; largest remainders keep the sum exact.
         exact = [c * n / taken for c in counts]
         counts = [int(v) for v in exact]
-        for i in sorted(range(bins), key=lambda i: counts[i] - exact[i])[:n - sum(counts)]:
+        for i in sorted(range(bins), key=lambda i: counts[i] - exact[i])[: n - sum(counts)]:
             counts[i] += 1
         out["sampled"] = taken
     lo = stats["min"] if stats["min"] is not None else 0.0

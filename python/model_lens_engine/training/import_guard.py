@@ -44,10 +44,12 @@ class ImportGuard:
         finally:
             torch.autograd.backward = orig
         if self.where is not None:
-            self.note = "Importing %s starts training (backward() at %s:%d): the import was " \
-                "stopped there, before any optimizer step, and the model about to be trained " \
-                "is shown." % (os.path.basename(self.file), os.path.basename(self.where[0]),
-                               self.where[1])
+            self.note = (
+                "Importing %s starts training (backward() at %s:%d): the import was "
+                "stopped there, before any optimizer step, and the model about to be trained "
+                "is shown."
+                % (os.path.basename(self.file), os.path.basename(self.where[0]), self.where[1])
+            )
         return self.where is not None
 
     def _user_line(self, frame):
@@ -60,9 +62,11 @@ class ImportGuard:
     @staticmethod
     def without_losses(instances):
         """Loss modules without parameters (CrossEntropyLoss, MSELoss...) are not models."""
-        return [(c, o) for c, o in instances
-                if not (isinstance(o, nn.modules.loss._Loss) and not any(True for _ in
-                                                                          o.parameters()))]
+        return [
+            (c, o)
+            for c, o in instances
+            if not (isinstance(o, nn.modules.loss._Loss) and not any(True for _ in o.parameters()))
+        ]
 
     def trained(self, instances, globals_):
         """The candidate the script's optimizer steps, when the import stopped at training and

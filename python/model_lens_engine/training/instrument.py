@@ -68,9 +68,12 @@ def _loader_facts(loader):
         rows = len(loader.dataset)
     except Exception:  # an IterableDataset without len()
         rows = None
-    return {"workers": int(getattr(loader, "num_workers", 0) or 0),
-            "pinMemory": bool(getattr(loader, "pin_memory", False)),
-            "persistent": bool(getattr(loader, "persistent_workers", False)), "rows": rows}
+    return {
+        "workers": int(getattr(loader, "num_workers", 0) or 0),
+        "pinMemory": bool(getattr(loader, "pin_memory", False)),
+        "persistent": bool(getattr(loader, "persistent_workers", False)),
+        "rows": rows,
+    }
 
 
 class Instrumentation:
@@ -136,13 +139,15 @@ class Instrumentation:
         orig_init = Opt.__init__
         import torch.optim.optimizer as optmod
 
-        global_hooks = (hasattr(optmod, "register_optimizer_step_pre_hook")
-                        and hasattr(optmod, "register_optimizer_step_post_hook"))
+        global_hooks = hasattr(optmod, "register_optimizer_step_pre_hook") and hasattr(
+            optmod, "register_optimizer_step_post_hook"
+        )
 
         def opt_init(opt, *a, **k):
             orig_init(opt, *a, **k)
             if get_ident() == tid:
                 inst._on_optimizer(opt, global_hooks)
+
         self.patcher.patch(Opt, "__init__", opt_init)
         if not global_hooks:
             # Optimizers made before the run (or by a library) step through these too.
@@ -154,9 +159,11 @@ class Instrumentation:
                     self._wrap_step(cls)
         else:
             h1 = optmod.register_optimizer_step_pre_hook(
-                lambda opt, args, kwargs: inst._step_pre(opt) if get_ident() == tid else None)
+                lambda opt, args, kwargs: inst._step_pre(opt) if get_ident() == tid else None
+            )
             h2 = optmod.register_optimizer_step_post_hook(
-                lambda opt, args, kwargs: inst._step_post(opt) if get_ident() == tid else None)
+                lambda opt, args, kwargs: inst._step_post(opt) if get_ident() == tid else None
+            )
             self.patcher.on_restore(h1.remove)
             self.patcher.on_restore(h2.remove)
 
@@ -188,6 +195,7 @@ class Instrumentation:
                 c.t_bwd += _perf() - t0
                 if hooks is not None and hooks._pending:
                     hooks.flush()  # backward hooks' statistics, once per step
+
         self.patcher.patch(torch.autograd, "backward", abackward)
 
     def _install_module_call(self):
@@ -206,6 +214,7 @@ class Instrumentation:
                 finally:
                     inst._depth -= 1
             return orig_call(m, *a, **k)
+
         self._module_call = module_call
         self._restore_call = self.patcher.patch(nn.Module, "__call__", module_call)
         self._call_patched = True
@@ -235,6 +244,7 @@ class Instrumentation:
             if inst._mp_iter_cls is not None and isinstance(it, inst._mp_iter_cls):
                 inst.mp_iters.add(it)
             return it
+
         self.patcher.patch(dl.DataLoader, "__iter__", dl_iter)
         orig_next = dl._BaseDataLoaderIter.__next__
 
@@ -249,6 +259,7 @@ class Instrumentation:
                 return orig_next(it)
             finally:
                 c.t_data += _perf() - t0
+
         self.patcher.patch(dl._BaseDataLoaderIter, "__next__", dl_next)
 
     def _install_syncs(self):
@@ -274,12 +285,20 @@ class Instrumentation:
                 if kind == "cpu" and isinstance(out, _Tensor):
                     inst._note_copy(t, out)
                 return out
+
             w.__name__ = name
             self.patcher.patch(_Tensor, name, w)
 
-        for name, kind in (("item", "item"), ("tolist", "tolist"), ("numpy", "numpy"),
-                           ("cpu", "cpu"), ("__repr__", "print"), ("__format__", "print"),
-                           ("__float__", "other"), ("__int__", "other")):
+        for name, kind in (
+            ("item", "item"),
+            ("tolist", "tolist"),
+            ("numpy", "numpy"),
+            ("cpu", "cpu"),
+            ("__repr__", "print"),
+            ("__format__", "print"),
+            ("__float__", "other"),
+            ("__int__", "other"),
+        ):
             sync(name, kind)
 
         def copier(name):
@@ -290,6 +309,7 @@ class Instrumentation:
                 if out is not t and get_ident() == tid and isinstance(out, _Tensor):
                     inst._note_copy(t, out)
                 return out
+
             w.__name__ = name
             self.patcher.patch(_Tensor, name, w)
 
@@ -308,8 +328,9 @@ class Instrumentation:
             # Losses before any optimizer are a demonstration (autograd on its own), not the
             # training: the curve starts at the first step.
             self.losses.discard()
-        if self.lm is not None and not any(id(p) in self.opt_params
-                                           for p in self.lm.module.parameters()):
+        if self.lm is not None and not any(
+            id(p) in self.opt_params for p in self.lm.module.parameters()
+        ):
             self._drop_model()
         if not global_hooks:
             self._wrap_step(type(opt))
@@ -340,12 +361,16 @@ class Instrumentation:
             c.steps += 1
             inst.last_opt = o
             c.t_last_step = now
-            if (c.steps >= inst._slow_step or inst._root_handles is not None
-                    or inst.op_counter is not None):
+            if (
+                c.steps >= inst._slow_step
+                or inst._root_handles is not None
+                or inst.op_counter is not None
+            ):
                 inst._step_slow(now)
             if run.stop_requested:
                 run.stop_at_step()
             return out
+
         step._model_lens_run = self
         # torch 1.x wraps a class's step once for the profiler, unless it is marked as done.
         step.hooked = getattr(prev, "hooked", False)
@@ -363,8 +388,11 @@ class Instrumentation:
         c.steps += 1
         self.last_opt = opt
         c.t_last_step = now
-        if (c.steps >= self._slow_step or self._root_handles is not None
-                or self.op_counter is not None):
+        if (
+            c.steps >= self._slow_step
+            or self._root_handles is not None
+            or self.op_counter is not None
+        ):
             self._step_slow(now)
         if self.run.stop_requested:
             self.run.stop_at_step()
@@ -401,7 +429,8 @@ class Instrumentation:
             start_ops = False
         else:
             start_ops = _OpCounter is not None and (
-                steps == OP_SAMPLE_FIRST_STEP or steps % OP_SAMPLE_EVERY_STEPS == 0)
+                steps == OP_SAMPLE_FIRST_STEP or steps % OP_SAMPLE_EVERY_STEPS == 0
+            )
         # Between op samples, so the op counter never counts the engine's own work.
         if every and steps % every == 0:
             self.run.maybe_send_histograms(now)
@@ -439,9 +468,14 @@ class Instrumentation:
         holds `m` (the script called `model.forward(x)` directly, which skips __call__), the
         model is that module."""
         owner = caller.f_locals.get("self") if caller is not None else None
-        if (caller is not None and caller.f_code.co_name == "forward"
-                and isinstance(owner, nn.Module) and owner is not m
-                and any(sub is m for sub in owner.modules()) and self._qualifies(owner)):
+        if (
+            caller is not None
+            and caller.f_code.co_name == "forward"
+            and isinstance(owner, nn.Module)
+            and owner is not m
+            and any(sub is m for sub in owner.modules())
+            and self._qualifies(owner)
+        ):
             self._adopt(owner, None, direct=caller.f_back)
         else:
             self._adopt(m, args)
@@ -467,10 +501,15 @@ class Instrumentation:
         firsts = [a for a in args or () if isinstance(a, _Tensor)]
         if firsts and len(firsts) == len(args):
             lm.inputs = [a.detach() for a in firsts]
-            lm.input_specs = [{"shape": list(a.shape), "dtype": dtype_name(a.dtype),
-                               "source": "example",
-                               "note": "first batch of training run %s" % run.run_id}
-                              for a in firsts]
+            lm.input_specs = [
+                {
+                    "shape": list(a.shape),
+                    "dtype": dtype_name(a.dtype),
+                    "source": "example",
+                    "note": "first batch of training run %s" % run.run_id,
+                }
+                for a in firsts
+            ]
         for path, m in module.named_modules():
             own = list(m.parameters(recurse=False))
             if own:
@@ -481,8 +520,10 @@ class Instrumentation:
             for p in m.parameters(recurse=False):
                 by_dev.setdefault(str(p.device), path or "(root)")
         if len(by_dev) > 1:
-            self._device_finding("The model's parameters are on several devices: %s." % ", ".join(
-                "%s on %s" % (path, dev) for dev, path in by_dev.items()))
+            self._device_finding(
+                "The model's parameters are on several devices: %s."
+                % ", ".join("%s on %s" % (path, dev) for dev, path in by_dev.items())
+            )
         run.adopt_model(lm)
         self.lm = lm
         if direct is None:
@@ -501,10 +542,12 @@ class Instrumentation:
             frame = frame.f_back
         if frame is not None:
             where = " (%s:%d)" % (os.path.basename(frame.f_code.co_filename), frame.f_lineno)
-        self.run.warn("The script calls %s.forward() directly%s instead of calling the model: "
-                      "that skips the module's hooks (forward hooks, and Model Lens's hooks on "
-                      "the whole model). Its forward time is measured inside forward() instead."
-                      % (type(module).__name__, where))
+        self.run.warn(
+            "The script calls %s.forward() directly%s instead of calling the model: "
+            "that skips the module's hooks (forward hooks, and Model Lens's hooks on "
+            "the whole model). Its forward time is measured inside forward() instead."
+            % (type(module).__name__, where)
+        )
         orig = module.forward
 
         def forward(*a, **k):
@@ -520,6 +563,7 @@ class Instrumentation:
         def undo():
             if vars(module).get("forward") is forward:
                 del module.forward
+
         self.patcher.on_restore(undo)
 
     def _drop_model(self):
@@ -537,8 +581,10 @@ class Instrumentation:
 
     def _root_hooks_on(self):
         m = self.lm.module
-        self._root_handles = [m.register_forward_pre_hook(self._root_pre),
-                              m.register_forward_hook(self._root_post)]
+        self._root_handles = [
+            m.register_forward_pre_hook(self._root_pre),
+            m.register_forward_hook(self._root_post),
+        ]
         self._root_whole = False
 
     def _root_hooks_off(self):
@@ -571,8 +617,9 @@ class Instrumentation:
                     path, typ, dev = self._first_layer
                     self._device_finding(
                         "The input batch is on %s but the model is on %s: its first layer %s (%s) "
-                        "has its weights on %s." % (x.device, self.model_device, path or "(root)",
-                                                    typ, dev))
+                        "has its weights on %s."
+                        % (x.device, self.model_device, path or "(root)", typ, dev)
+                    )
 
     def _root_post(self, m, args, out):
         if self._t_fwd0 is not None:
@@ -581,8 +628,10 @@ class Instrumentation:
         return None
 
     def _device_finding(self, text):
-        f = {"severity": "error",
-             "message": text + " Move both to the same device (model.to(device), x.to(device))."}
+        f = {
+            "severity": "error",
+            "message": text + " Move both to the same device (model.to(device), x.to(device)).",
+        }
         self.c.device_findings.append(f)
         self.run.send_diagnosis()  # now: the forward is about to fail
 
@@ -638,8 +687,13 @@ class Instrumentation:
             if s is None:
                 if len(c.syncs) >= MAX_SYNC_SITES:
                     return
-                s = c.syncs[key] = [0, 0.0, f.f_code.co_name if f is not None else None,
-                                    steps, steps]
+                s = c.syncs[key] = [
+                    0,
+                    0.0,
+                    f.f_code.co_name if f is not None else None,
+                    steps,
+                    steps,
+                ]
             s[0] += 1
             s[1] += seconds
             s[4] = steps

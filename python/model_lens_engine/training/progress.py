@@ -207,14 +207,20 @@ class LossQueue:
             for s, v in points:
                 if not math.isfinite(v):
                     self.nan_step = s
-                    warn("The loss became %s at step %d; the model's weights are probably ruined "
-                         "from there on (check the learning rate, the inputs and log/divide "
-                         "operations)." % (v, s))
+                    warn(
+                        "The loss became %s at step %d; the model's weights are probably ruined "
+                        "from there on (check the learning rate, the inputs and log/divide "
+                        "operations)." % (v, s)
+                    )
                     break
         if len(points) > MAX_LOSS_POINTS_PER_PROGRESS:
             n = len(points)
-            idx = sorted({round(i * (n - 1) / (MAX_LOSS_POINTS_PER_PROGRESS - 1))
-                          for i in range(MAX_LOSS_POINTS_PER_PROGRESS)})
+            idx = sorted(
+                {
+                    round(i * (n - 1) / (MAX_LOSS_POINTS_PER_PROGRESS - 1))
+                    for i in range(MAX_LOSS_POINTS_PER_PROGRESS)
+                }
+            )
             points = [points[i] for i in idx]
         return points
 
@@ -243,5 +249,14 @@ class RateWindow:
 
 
 def starting_message(run_id):
-    return {"runId": run_id, "state": "starting", "step": 0, "epoch": None, "totalSteps": None,
-            "totalEpochs": None, "stepsPerSec": None, "etaSec": None, "loss": []}
+    return {
+        "runId": run_id,
+        "state": "starting",
+        "step": 0,
+        "epoch": None,
+        "totalSteps": None,
+        "totalEpochs": None,
+        "stepsPerSec": None,
+        "etaSec": None,
+        "loss": [],
+    }

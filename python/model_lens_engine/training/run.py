@@ -16,17 +16,24 @@ import time
 
 import torch
 
-from ..errors import EngineFault, UserScope, bad_request, location, not_found
-from ..errors import user_fault
+from ..errors import EngineFault, UserScope, bad_request, location, not_found, user_fault
 from ..output import UserOutput
-from ..protocol import BAD_REQUEST, DEFAULT_HISTOGRAM_EVERY_STEPS, DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
-from ..protocol import HOOK_EVENT, TRAIN_DIAGNOSIS, TRAIN_HISTOGRAMS, TRAIN_PROGRESS
-from ..protocol import TRAIN_PROGRESS_INTERVAL_MS, TRAIN_STOP_TIMEOUT_MS
+from ..protocol import (
+    BAD_REQUEST,
+    DEFAULT_HISTOGRAM_EVERY_STEPS,
+    DEFAULT_HISTOGRAM_MIN_INTERVAL_MS,
+    HOOK_EVENT,
+    TRAIN_DIAGNOSIS,
+    TRAIN_HISTOGRAMS,
+    TRAIN_PROGRESS,
+    TRAIN_PROGRESS_INTERVAL_MS,
+    TRAIN_STOP_TIMEOUT_MS,
+)
+from . import terminal
 from .counters import Counters
 from .diagnosis import diagnose
 from .histograms import histogram_message
 from .instrument import Instrumentation
-from . import terminal
 from .progress import EpochTracker, LossQueue, RateWindow, starting_message
 
 PROGRESS_INTERVAL_MS = TRAIN_PROGRESS_INTERVAL_MS
@@ -53,8 +60,15 @@ class StopRun(BaseException):
 
 
 class TrainingRun:
-    def __init__(self, server, file, args, run_id, histogram_every=DEFAULT_HISTOGRAM_EVERY_STEPS,
-                 histogram_min_interval_ms=DEFAULT_HISTOGRAM_MIN_INTERVAL_MS):
+    def __init__(
+        self,
+        server,
+        file,
+        args,
+        run_id,
+        histogram_every=DEFAULT_HISTOGRAM_EVERY_STEPS,
+        histogram_min_interval_ms=DEFAULT_HISTOGRAM_MIN_INTERVAL_MS,
+    ):
         self.server = server
         self.conn = server.conn
         self.file = os.path.abspath(file)
@@ -104,6 +118,7 @@ class TrainingRun:
     def start(self, respond_first):
         """Runs the script on a thread of its own, for a caller whose main thread has other work
         (a distributed rank waits there for stop signals): respond_first() runs first."""
+
         def body():
             respond_first()
             self.main(None)
@@ -121,8 +136,9 @@ class TrainingRun:
         try:
             try:
                 self._setup()
-                self._progress_thread = threading.Thread(target=self.ticker,
-                                                         name="model-lens-progress", daemon=True)
+                self._progress_thread = threading.Thread(
+                    target=self.ticker, name="model-lens-progress", daemon=True
+                )
                 self._progress_thread.start()
                 outcome = self._run_script()
             except BaseException as e:  # noqa: B902 - a stop landing in setup
@@ -147,13 +163,20 @@ class TrainingRun:
         if self.stop_requested and state == "failed" and error and error.get("kind") != "userExit":
             state, error = "stopped", None
         if self.counters.steps == 0 and not self.inst.optimizers:
-            self.warn("The script never called an optimizer's step(): no steps were counted, so "
-                      "there is no rate or ETA.")
+            self.warn(
+                "The script never called an optimizer's step(): no steps were counted, so "
+                "there is no rate or ETA."
+            )
         elif self.counters.steps == 0:
-            self.warn("The script created an optimizer but never called its step(): no steps "
-                      "were counted.")
-        if self.histogram_every and self.counters.steps and \
-                self._hist_sent_step != self.counters.steps:
+            self.warn(
+                "The script created an optimizer but never called its step(): no steps "
+                "were counted."
+            )
+        if (
+            self.histogram_every
+            and self.counters.steps
+            and self._hist_sent_step != self.counters.steps
+        ):
             try:
                 # Stopped elsewhere than a step end, the gradients may already be zeroed for the
                 # next step: the final snapshot then has the weights only.
@@ -172,8 +195,10 @@ class TrainingRun:
             self.send_progress(final=True)
         except Exception as e:
             self._log_failure("progress", e)
-            self.conn.notify(TRAIN_PROGRESS, dict(starting_message(self.run_id), state=state,
-                                                    step=self.counters.steps))
+            self.conn.notify(
+                TRAIN_PROGRESS,
+                dict(starting_message(self.run_id), state=state, step=self.counters.steps),
+            )
         finally:
             self.finished.set()
 
@@ -186,8 +211,9 @@ class TrainingRun:
             self.in_user_code = True
         self.counters.t_script = _perf()
         try:
-            runpy.run_path(self.file, init_globals={"range": self.epochs.range},
-                           run_name="__main__")
+            runpy.run_path(
+                self.file, init_globals={"range": self.epochs.range}, run_name="__main__"
+            )
             return "done", None
         except BaseException as e:  # noqa: B902
             try:
@@ -205,8 +231,9 @@ class TrainingRun:
         while not self.finished.wait(STOP_RETRY_MS / 1000.0):
             with self.lock:
                 if self.in_user_code and self.tid is not None:
-                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(self.tid),
-                                                               ctypes.py_object(StopRun))
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                        ctypes.c_ulong(self.tid), ctypes.py_object(StopRun)
+                    )
             if time.monotonic() > deadline:
                 break
         return self.finished.is_set()
@@ -240,24 +267,31 @@ class TrainingRun:
         if isinstance(e, SystemExit):
             if e.code is None or e.code == 0:
                 return "done", None
-            err = {"kind": "userExit",
-                   "message": "The script called sys.exit(%r)%s." % (e.code, at)}
+            err = {
+                "kind": "userExit",
+                "message": "The script called sys.exit(%r)%s." % (e.code, at),
+            }
             if loc:
                 err["location"] = loc
                 err["userStack"] = stack
             return "failed", err
         if isinstance(e, SyntaxError) and not stack:
             loc = location(e.filename or self.file, e.lineno or 1, None, e.offset)
-            return "failed", {"kind": "syntaxError", "message": "%s: %s (%s:%s)" % (
-                type(e).__name__, e.msg, base, e.lineno), "location": loc, "userStack": [loc]}
+            return "failed", {
+                "kind": "syntaxError",
+                "message": "%s: %s (%s:%s)" % (type(e).__name__, e.msg, base, e.lineno),
+                "location": loc,
+                "userStack": [loc],
+            }
         fault = None
         if self.lm is not None:
             try:
                 from ..loader import classify_forward_error
                 from ..tree import canonical_paths
 
-                fault = classify_forward_error(e, self.lm, canonical_paths(self.lm.module),
-                                               "training")
+                fault = classify_forward_error(
+                    e, self.lm, canonical_paths(self.lm.module), "training"
+                )
             except Exception:
                 fault = None
         if fault is None:
@@ -281,15 +315,19 @@ class TrainingRun:
         sys.path.insert(0, self.folder)
         # Where the CLI shows the output in a terminal, the script writes to one (a pty).
         if terminal.wanted():
-            sys.stdout = terminal.PtyOutput(self.conn, "stdout", self.run_id, self._saved[2],
-                                            self.rpc_thread)
-            sys.stderr = terminal.PtyOutput(self.conn, "stderr", self.run_id, self._saved[3],
-                                            self.rpc_thread, share=sys.stdout)
+            sys.stdout = terminal.PtyOutput(
+                self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread
+            )
+            sys.stderr = terminal.PtyOutput(
+                self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread, share=sys.stdout
+            )
         else:
-            sys.stdout = UserOutput(self.conn, "stdout", self.run_id, self._saved[2],
-                                    self.rpc_thread)
-            sys.stderr = UserOutput(self.conn, "stderr", self.run_id, self._saved[3],
-                                    self.rpc_thread)
+            sys.stdout = UserOutput(
+                self.conn, "stdout", self.run_id, self._saved[2], self.rpc_thread
+            )
+            sys.stderr = UserOutput(
+                self.conn, "stderr", self.run_id, self._saved[3], self.rpc_thread
+            )
         hooks = self.server.hooks
         if hooks is not None:
             self._orig_notify = hooks._notify
@@ -299,6 +337,7 @@ class TrainingRun:
                 if method == HOOK_EVENT:
                     params["step"] = run.counters.steps + 1
                 run._orig_notify(method, params)
+
             hooks._notify = notify
         self.inst.install(self.tid)
 
@@ -355,8 +394,10 @@ class TrainingRun:
                 self.warnings.append(text)
 
     def maybe_send_histograms(self, now):
-        if self._hist_sent_at is not None and now - self._hist_sent_at < \
-                self.histogram_min_interval_s:
+        if (
+            self._hist_sent_at is not None
+            and now - self._hist_sent_at < self.histogram_min_interval_s
+        ):
             return
         self._hist_sent_at = now
         try:
@@ -404,11 +445,11 @@ class TrainingRun:
         with self.lock:
             state = self.state
             error = self.error
-            new_warn = self.warnings[self._sent_warnings:]
+            new_warn = self.warnings[self._sent_warnings :]
             self._sent_warnings = len(self.warnings)
         loss = self.losses.points(self.warn, final)
         with self.lock:  # a NaN warning from these very points goes out with them
-            new_warn = new_warn + self.warnings[self._sent_warnings:]
+            new_warn = new_warn + self.warnings[self._sent_warnings :]
             self._sent_warnings = len(self.warnings)
         c = self.counters
         steps = c.steps
@@ -439,8 +480,9 @@ class TrainingRun:
                 p["lr"] = None
         if inst.training is not None:
             # The flag model.train()/eval() last set; grad mode as the last timed forward saw it.
-            p["training"] = bool(self.lm.module.training) if self.lm is not None else bool(
-                inst.training)
+            p["training"] = (
+                bool(self.lm.module.training) if self.lm is not None else bool(inst.training)
+            )
             p["gradEnabled"] = bool(inst.grad_enabled)
         if self.lm is not None:
             p["modelId"] = self.lm.model_id
@@ -463,8 +505,11 @@ def start_run(server, params):
     if not isinstance(file, str) or not file:
         raise bad_request("train/start needs `file`")
     if params.get("epochs") is not None:
-        raise bad_request("train/start `epochs` applies to a TF.js train export; a PyTorch "
-                          "script reads its own arguments (`args`)", got=params.get("epochs"))
+        raise bad_request(
+            "train/start `epochs` applies to a TF.js train export; a PyTorch "
+            "script reads its own arguments (`args`)",
+            got=params.get("epochs"),
+        )
     args = params.get("args") or []
     if not isinstance(args, list):
         raise bad_request("train/start `args` must be a list of strings")
@@ -472,22 +517,34 @@ def start_run(server, params):
     if every is None:
         every = DEFAULT_HISTOGRAM_EVERY_STEPS
     if isinstance(every, bool) or not isinstance(every, int) or every < 0:
-        raise bad_request("train/start `histogramEverySteps` must be a whole number >= 0 (0 "
-                          "disables), got %r" % (every,), got=every)
+        raise bad_request(
+            "train/start `histogramEverySteps` must be a whole number >= 0 (0 "
+            "disables), got %r" % (every,),
+            got=every,
+        )
     min_interval = params.get("histogramMinIntervalMs", DEFAULT_HISTOGRAM_MIN_INTERVAL_MS)
     if min_interval is None:
         min_interval = DEFAULT_HISTOGRAM_MIN_INTERVAL_MS
-    if isinstance(min_interval, bool) or not isinstance(min_interval, (int, float)) or \
-            min_interval < 0:
-        raise bad_request("train/start `histogramMinIntervalMs` must be a number >= 0, got %r"
-                          % (min_interval,), got=min_interval)
+    if (
+        isinstance(min_interval, bool)
+        or not isinstance(min_interval, (int, float))
+        or min_interval < 0
+    ):
+        raise bad_request(
+            "train/start `histogramMinIntervalMs` must be a number >= 0, got %r" % (min_interval,),
+            got=min_interval,
+        )
     path = os.path.abspath(file)
     if not os.path.isfile(path):
         raise user_fault("fileNotFound", "No such file: %s" % path, got=path)
     run = getattr(server, "run", None)
     if run is not None and run.active():
-        raise EngineFault(BAD_REQUEST, "badRequest", "Run %s is still going; stop it (train/stop) "
-                          "before starting another." % run.run_id, got=run.run_id)
+        raise EngineFault(
+            BAD_REQUEST,
+            "badRequest",
+            "Run %s is still going; stop it (train/stop) before starting another." % run.run_id,
+            got=run.run_id,
+        )
     server.run_counter = getattr(server, "run_counter", 0) + 1
     run = TrainingRun(server, path, args, "r%d" % server.run_counter, every, min_interval)
     server.run = run
@@ -501,6 +558,9 @@ def find_run(server, params):
     rid = params.get("runId")
     run = getattr(server, "run", None)
     if run is None or (rid is not None and rid != run.run_id):
-        raise not_found("notLoaded", "No training run %r%s" % (
-            rid, (" (the latest is %s)" % run.run_id) if run else ""), got=rid)
+        raise not_found(
+            "notLoaded",
+            "No training run %r%s" % (rid, (" (the latest is %s)" % run.run_id) if run else ""),
+            got=rid,
+        )
     return run

@@ -54,10 +54,16 @@ class PtyOutput(io.TextIOBase):
         attrs = termios.tcgetattr(self._slave)
         attrs[1] &= ~termios.OPOST  # no "\n" → "\r\n": the text arrives as the script wrote it
         termios.tcsetattr(self._slave, termios.TCSANOW, attrs)
-        fcntl.ioctl(self._slave, termios.TIOCSWINSZ, struct.pack(
-            "HHHH", _size("LINES", DEFAULT_LINES), _size("COLUMNS", DEFAULT_COLUMNS), 0, 0))
-        self._reader = threading.Thread(target=self._forward, name="model-lens-pty-" + stream,
-                                        daemon=True)
+        fcntl.ioctl(
+            self._slave,
+            termios.TIOCSWINSZ,
+            struct.pack(
+                "HHHH", _size("LINES", DEFAULT_LINES), _size("COLUMNS", DEFAULT_COLUMNS), 0, 0
+            ),
+        )
+        self._reader = threading.Thread(
+            target=self._forward, name="model-lens-pty-" + stream, daemon=True
+        )
         self._reader.start()
 
     @property

@@ -29,13 +29,33 @@ const WASM_FILE = 'tfjs-backend-wasm-simd.wasm';
 export function findWasmDir(): string | null {
   const candidates = [path.join(__dirname, 'wasm')];
   try {
-    candidates.push(path.join(path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')), 'dist'));
+    candidates.push(
+      path.join(
+        path.dirname(require.resolve('@tensorflow/tfjs-backend-wasm/package.json')),
+        'dist',
+      ),
+    );
   } catch {
     // Not resolvable from the bundle's folder: only dist/wasm can work.
   }
-  candidates.push(path.join(__dirname, '..', '..', '..', 'node_modules', '@tensorflow', 'tfjs-backend-wasm', 'dist'));
+  candidates.push(
+    path.join(
+      __dirname,
+      '..',
+      '..',
+      '..',
+      'node_modules',
+      '@tensorflow',
+      'tfjs-backend-wasm',
+      'dist',
+    ),
+  );
   for (const dir of candidates) {
-    if (fs.existsSync(path.join(dir, WASM_FILE)) || fs.existsSync(path.join(dir, 'tfjs-backend-wasm.wasm'))) return dir;
+    if (
+      fs.existsSync(path.join(dir, WASM_FILE)) ||
+      fs.existsSync(path.join(dir, 'tfjs-backend-wasm.wasm'))
+    )
+      return dir;
   }
   return null;
 }
@@ -56,7 +76,9 @@ function withoutNewProcessHandlers<T>(fn: () => Promise<T>): Promise<T> {
   };
   const strip = (): void => {
     for (const ev of ['uncaughtException', 'unhandledRejection'] as const) {
-      for (const l of process.listeners(ev as 'uncaughtException') as ((...a: unknown[]) => void)[]) {
+      for (const l of process.listeners(ev as 'uncaughtException') as ((
+        ...a: unknown[]
+      ) => void)[]) {
         if (!before[ev].has(l)) process.removeListener(ev, l);
       }
     }
@@ -88,7 +110,8 @@ async function tryWasm(notes: string[]): Promise<boolean> {
       notes.push('wasm: the .wasm binaries were found neither in dist/wasm nor in node_modules');
       return false;
     }
-    const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+    const wasm =
+      require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
     wasm.setWasmPaths(dir + path.sep);
     const ok = await withoutNewProcessHandlers(async () => {
       const set = await bundledTf.setBackend('wasm');
@@ -122,10 +145,16 @@ export async function selectBackend(requested = 'auto'): Promise<BackendChoice> 
       const mod = await tryNative(pkg, notes);
       if (mod) {
         current = mod;
-        return { backend: 'tensorflow', label, notes, device: label === 'tensorflow-gpu' ? 'gpu:0' : 'cpu' };
+        return {
+          backend: 'tensorflow',
+          label,
+          notes,
+          device: label === 'tensorflow-gpu' ? 'gpu:0' : 'cpu',
+        };
       }
     }
-    if (want === 'tensorflow') notes.push('tensorflow backend requested but unavailable; falling back');
+    if (want === 'tensorflow')
+      notes.push('tensorflow backend requested but unavailable; falling back');
   }
   current = bundledTf;
   if (want !== 'cpu' && (await tryWasm(notes))) {

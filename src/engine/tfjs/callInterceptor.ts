@@ -10,7 +10,12 @@ type CallFn = (inputs: CallOutput, kwargs: Record<string, unknown>) => CallOutpu
 export interface CallListener {
   before?(layer: Layer, inputs: CallOutput, kwargs: Record<string, unknown>): void;
   /** May return a replacement output (backward hooks wrap it in a custom gradient). */
-  after?(layer: Layer, inputs: CallOutput, kwargs: Record<string, unknown>, output: CallOutput): CallOutput | void;
+  after?(
+    layer: Layer,
+    inputs: CallOutput,
+    kwargs: Record<string, unknown>,
+    output: CallOutput,
+  ): CallOutput | void;
 }
 
 interface Patched {
@@ -37,7 +42,11 @@ export function addCallListener(layer: Layer, listener: CallListener): () => voi
     const entry: Patched = { hadOwn, ownCall: hadOwn ? original : undefined, listeners: [] };
     p = entry;
     patched.set(layer, entry);
-    target.call = function patchedCall(this: Layer, inputs: CallOutput, kwargs: Record<string, unknown>): CallOutput {
+    target.call = function patchedCall(
+      this: Layer,
+      inputs: CallOutput,
+      kwargs: Record<string, unknown>,
+    ): CallOutput {
       const ls = entry.listeners.slice();
       for (const l of ls) {
         if (!l.before) continue;
@@ -78,5 +87,7 @@ export function addCallListener(layer: Layer, listener: CallListener): () => voi
 
 export function tensorsOf(v: CallOutput | undefined | null): tfTypes.Tensor[] {
   if (!v) return [];
-  return (Array.isArray(v) ? v : [v]).filter((t) => t && typeof (t as tfTypes.Tensor).dataSync === 'function');
+  return (Array.isArray(v) ? v : [v]).filter(
+    (t) => t && typeof (t as tfTypes.Tensor).dataSync === 'function',
+  );
 }

@@ -5,7 +5,12 @@
 import * as path from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type * as tfTypes from '@tensorflow/tfjs';
-import type { DiagnosisFinding, SyncPoint, TrainDiagnosis, TransferStats } from '../../protocol/messages';
+import type {
+  DiagnosisFinding,
+  SyncPoint,
+  TrainDiagnosis,
+  TransferStats,
+} from '../../protocol/messages';
 import type { SourceLocation } from '../../protocol/types';
 import type { Tf } from './backend';
 import { readSourceLines, userFrames } from './userCode';
@@ -66,7 +71,9 @@ function callSites(below: (...args: never[]) => unknown): CallSite[] {
 function expressionAt(loc: SourceLocation, method: SyncMethod): string {
   const text = readSourceLines(loc.file)[loc.line - 1] ?? '';
   // A receiver chain such as `a.b(c(1)).d()`: names, indexing and calls nested one level deep.
-  const m = new RegExp(`[A-Za-z_$][\\w$]*(?:\\.[A-Za-z_$][\\w$]*|\\[[^\\[\\]]*\\]|\\((?:[^()]|\\([^()]*\\))*\\))*\\.${method}\\(`).exec(text);
+  const m = new RegExp(
+    `[A-Za-z_$][\\w$]*(?:\\.[A-Za-z_$][\\w$]*|\\[[^\\[\\]]*\\]|\\((?:[^()]|\\([^()]*\\))*\\))*\\.${method}\\(`,
+  ).exec(text);
   // Plain text, as the PyTorch engine's findings: the panel and the CLI show it as it is.
   return m && m[0].length <= MAX_EXPR_CHARS ? `${m[0]})` : `.${method}()`;
 }
@@ -95,7 +102,10 @@ export class RunDiagnostics {
   ) {}
 
   install(): void {
-    const proto = this.tf.Tensor.prototype as unknown as Record<SyncMethod, (...a: unknown[]) => unknown>;
+    const proto = this.tf.Tensor.prototype as unknown as Record<
+      SyncMethod,
+      (...a: unknown[]) => unknown
+    >;
     for (const method of SYNC_METHODS) {
       const original = proto[method];
       if (typeof original !== 'function') continue;
@@ -129,7 +139,9 @@ export class RunDiagnostics {
       });
     }
     // Tensors made from JS values (tf.tensor*, tf.scalar, tf.ones... and tfjs's own) all pass here.
-    const engine = this.tf.engine() as unknown as { makeTensor: (...a: unknown[]) => tfTypes.Tensor };
+    const engine = this.tf.engine() as unknown as {
+      makeTensor: (...a: unknown[]) => tfTypes.Tensor;
+    };
     const hadOwn = Object.prototype.hasOwnProperty.call(engine, 'makeTensor');
     const makeTensor = engine.makeTensor;
     engine.makeTensor = (...args: unknown[]) => {
@@ -159,7 +171,13 @@ export class RunDiagnostics {
     this.batchStart = null;
   }
 
-  private record(method: SyncMethod, size: number, bytes: number, ms: number, sites: CallSite[]): void {
+  private record(
+    method: SyncMethod,
+    size: number,
+    bytes: number,
+    ms: number,
+    sites: CallSite[],
+  ): void {
     this.d2h.count++;
     this.d2h.bytes += bytes;
     this.readMs += ms;
@@ -188,19 +206,33 @@ export class RunDiagnostics {
       site.totalMs += ms;
       site.lastStep = step;
     } else {
-      this.sites.set(key, { kind, method, source, count: 1, totalMs: ms, firstStep: step, lastStep: step });
+      this.sites.set(key, {
+        kind,
+        method,
+        source,
+        count: 1,
+        totalMs: ms,
+        firstStep: step,
+        lastStep: step,
+      });
     }
   }
 
   snapshot(steps: number): TrainDiagnosis {
     const runMs = (this.ended ?? performance.now()) - this.started;
-    const sites = [...this.sites.values()].sort((a, b) => b.count - a.count || b.totalMs - a.totalMs);
+    const sites = [...this.sites.values()].sort(
+      (a, b) => b.count - a.count || b.totalMs - a.totalMs,
+    );
     const stepMs = median(this.batchMs);
     const findings: DiagnosisFinding[] = [];
     if (steps === 0) {
-      findings.push({ severity: 'warning', message: 'No batch was seen, so nothing is per step: the train export never ran model.fit.' });
+      findings.push({
+        severity: 'warning',
+        message: 'No batch was seen, so nothing is per step: the train export never ran model.fit.',
+      });
     }
-    const pct = (ms: number): string => (runMs > 0 ? `${((ms / runMs) * 100).toFixed(ms / runMs < 0.01 ? 1 : 0)}%` : '0%');
+    const pct = (ms: number): string =>
+      runMs > 0 ? `${((ms / runMs) * 100).toFixed(ms / runMs < 0.01 ? 1 : 0)}%` : '0%';
     for (const s of sites.slice(0, DIAGNOSIS_MAX_FINDING_SITES)) {
       const where = `${path.basename(s.source.file)}:${s.source.line}`;
       const freq = this.frequency(s);
@@ -237,7 +269,12 @@ export class RunDiagnostics {
       avgOpUs: null,
       hostToDevice: { ...this.h2d },
       deviceToHost: { ...this.d2h },
-      syncs: sites.map((s) => ({ kind: s.kind, source: s.source, count: s.count, totalMs: s.totalMs })),
+      syncs: sites.map((s) => ({
+        kind: s.kind,
+        source: s.source,
+        count: s.count,
+        totalMs: s.totalMs,
+      })),
       // Forward/backward/optimizer are fused inside fit's step; splitting them is not measured.
       breakdown: null,
       findings,

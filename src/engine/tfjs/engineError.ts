@@ -17,7 +17,11 @@ export class EngineFailure extends Error {
   }
 }
 
-export function fail(kind: EngineErrorKind, message: string, extra: Omit<EngineErrorData, 'kind'> = {}): never {
+export function fail(
+  kind: EngineErrorKind,
+  message: string,
+  extra: Omit<EngineErrorData, 'kind'> = {},
+): never {
   throw new EngineFailure(message, { kind, ...extra });
 }
 

@@ -2,7 +2,12 @@
 // tf.customGrad, whose gradient function sees dL/d(output) and passes it through unchanged.
 // Events are throttled per hook; the tensor is only read when an event is due.
 import type * as tfTypes from '@tensorflow/tfjs';
-import type { HookAttachParams, HookDetachParams, HookDetachResult, HookEvent } from '../../protocol/messages';
+import type {
+  HookAttachParams,
+  HookDetachParams,
+  HookDetachResult,
+  HookEvent,
+} from '../../protocol/messages';
 import type { HookKind } from '../../protocol/types';
 import type { Tf } from './backend';
 import { addCallListener, tensorsOf } from './callInterceptor';
@@ -39,7 +44,8 @@ export class HookManager {
   ) {}
 
   attach(s: ModelSession, p: HookAttachParams): string {
-    if (!(HOOK_KINDS as readonly string[]).includes(p.kind)) fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
+    if (!(HOOK_KINDS as readonly string[]).includes(p.kind))
+      fail('badRequest', `Unknown hook kind '${p.kind}' (forward, forwardPre, backward)`);
     const layer = s.index.layerAt.get(p.path);
     if (!layer) {
       fail('unknownPath', `No module at path '${p.path}' in ${s.name}`, {
@@ -48,10 +54,14 @@ export class HookManager {
       });
     }
     if (layer === (s.model as unknown as tfTypes.layers.Layer)) {
-      fail('unsupported', 'Hooks on the root model are not supported by the tfjs engine: predict and fit never call the root model’s call()', {
-        layer: '',
-        hint: 'Hook one of its layers instead.',
-      });
+      fail(
+        'unsupported',
+        'Hooks on the root model are not supported by the tfjs engine: predict and fit never call the root model’s call()',
+        {
+          layer: '',
+          hint: 'Hook one of its layers instead.',
+        },
+      );
     }
     const { hook, due, send } = this.newHook(s, p);
     if (p.kind === 'forwardPre') {
@@ -75,14 +85,15 @@ export class HookManager {
           const outs = Array.isArray(output) ? output : [output];
           if (tensorsOf(output).length !== outs.length) return;
           const tf = this.tf();
-          const wrapped = outs.map((t, index) =>
-            tf.customGrad(((x: tfTypes.Tensor) => ({
-              value: x.clone(),
-              gradFunc: (dy: tfTypes.Tensor) => {
-                if (due()) send([dy], index);
-                return dy;
-              },
-            })) as never)(t) as tfTypes.Tensor,
+          const wrapped = outs.map(
+            (t, index) =>
+              tf.customGrad(((x: tfTypes.Tensor) => ({
+                value: x.clone(),
+                gradFunc: (dy: tfTypes.Tensor) => {
+                  if (due()) send([dy], index);
+                  return dy;
+                },
+              })) as never)(t) as tfTypes.Tensor,
           );
           return Array.isArray(output) ? wrapped : wrapped[0];
         },
@@ -148,7 +159,13 @@ export class HookManager {
           step: this.currentStep(),
           time: Date.now(),
           index,
-          tensor: { shape: [...t.shape], dtype: t.dtype, device: s.device, stride: rowMajorStrides(t.shape), contiguous: true },
+          tensor: {
+            shape: [...t.shape],
+            dtype: t.dtype,
+            device: s.device,
+            stride: rowMajorStrides(t.shape),
+            contiguous: true,
+          },
           stats,
           histogram,
         });
@@ -161,7 +178,8 @@ export class HookManager {
     let ids: string[];
     if (p.all) ids = [...this.hooks.keys()];
     else if (p.hookId) {
-      if (!this.hooks.has(p.hookId)) fail('unknownHook', `No hook '${p.hookId}'`, { candidates: [...this.hooks.keys()] });
+      if (!this.hooks.has(p.hookId))
+        fail('unknownHook', `No hook '${p.hookId}'`, { candidates: [...this.hooks.keys()] });
       ids = [p.hookId];
     } else return fail('badRequest', 'hook/detach needs hookId or all: true');
     for (const id of ids) {
@@ -175,7 +193,8 @@ export class HookManager {
 
   /** Hooks of a model that is being replaced or released. */
   detachModel(modelId: string): void {
-    for (const h of [...this.hooks.values()]) if (h.modelId === modelId) this.detach({ hookId: h.id });
+    for (const h of [...this.hooks.values()])
+      if (h.modelId === modelId) this.detach({ hookId: h.id });
   }
 
   get count(): number {

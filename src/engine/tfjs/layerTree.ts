@@ -63,7 +63,12 @@ export function buildLayerIndex(root: tfTypes.LayersModel): LayerIndex {
   /** Whether the layer and all its ancestors (on its first path) are trainable. */
   const chainTrainable = new Map<Layer, boolean>();
 
-  const visit = (layer: Layer, path: string, parent: ModuleNode | null, parentTrainable: boolean): void => {
+  const visit = (
+    layer: Layer,
+    path: string,
+    parent: ModuleNode | null,
+    parentTrainable: boolean,
+  ): void => {
     if (parent) parent.children.push(path);
     const seen = nodes.get(layer);
     layerAt.set(path, layer);
@@ -102,7 +107,9 @@ export function buildLayerIndex(root: tfTypes.LayersModel): LayerIndex {
   for (const layer of order) {
     const below = new Set<Variable>();
     for (const c of childrenOf(layer)) for (const w of c.weights) below.add(w);
-    const nonTrainable = new Set((layer as unknown as { _nonTrainableWeights?: Variable[] })._nonTrainableWeights ?? []);
+    const nonTrainable = new Set(
+      (layer as unknown as { _nonTrainableWeights?: Variable[] })._nonTrainableWeights ?? [],
+    );
     const own = layer.weights.filter((w) => !below.has(w));
     ownOf.set(layer, own);
     const node = nodes.get(layer)!;
@@ -146,7 +153,9 @@ export function buildLayerIndex(root: tfTypes.LayersModel): LayerIndex {
     const acc = new Set<WeightEntry>();
     subtreeParams(layer, acc, new Set());
     node.totalParams = [...acc].reduce((a, e) => a + numelOf(e.variable.shape), 0);
-    node.trainableParams = [...acc].filter((e) => e.requiresGrad).reduce((a, e) => a + numelOf(e.variable.shape), 0);
+    node.trainableParams = [...acc]
+      .filter((e) => e.requiresGrad)
+      .reduce((a, e) => a + numelOf(e.variable.shape), 0);
     node.frozen = node.totalParams > 0 && node.trainableParams === 0;
   }
   const weightByName = new Map<string, WeightEntry>();
@@ -161,13 +170,36 @@ export function buildLayerIndex(root: tfTypes.LayersModel): LayerIndex {
   };
 }
 
-export function parameterInfos(index: LayerIndex, device: string): { parameters: ParameterInfo[]; buffers: BufferInfo[] } {
+export function parameterInfos(
+  index: LayerIndex,
+  device: string,
+): { parameters: ParameterInfo[]; buffers: BufferInfo[] } {
   const parameters: ParameterInfo[] = [];
   const buffers: BufferInfo[] = [];
   for (const e of index.weights) {
-    const t = tensorInfo(e.variable.shape as number[], e.variable.dtype, device, e.variable.read(), e.isBuffer ? false : e.requiresGrad);
-    if (e.isBuffer) buffers.push({ name: e.name, module: e.module, tensor: t, persistent: true, aliases: e.aliases });
-    else parameters.push({ name: e.name, module: e.module, tensor: t, requiresGrad: e.requiresGrad, aliases: e.aliases });
+    const t = tensorInfo(
+      e.variable.shape as number[],
+      e.variable.dtype,
+      device,
+      e.variable.read(),
+      e.isBuffer ? false : e.requiresGrad,
+    );
+    if (e.isBuffer)
+      buffers.push({
+        name: e.name,
+        module: e.module,
+        tensor: t,
+        persistent: true,
+        aliases: e.aliases,
+      });
+    else
+      parameters.push({
+        name: e.name,
+        module: e.module,
+        tensor: t,
+        requiresGrad: e.requiresGrad,
+        aliases: e.aliases,
+      });
   }
   return { parameters, buffers };
 }

@@ -14,7 +14,13 @@ import { importUserFile, readSourceLines, SCRIPT_EXTENSIONS, userCodeFailure } f
 /** Longest tfjs error text quoted in a load failure. */
 const MESSAGE_MAX_CHARS = 300;
 /** Exports with a meaning of their own, never model candidates. */
-const RESERVED_EXPORTS = new Set(['train', 'inputShape', 'inputShapes', 'exampleInput', '__esModule']);
+const RESERVED_EXPORTS = new Set([
+  'train',
+  'inputShape',
+  'inputShapes',
+  'exampleInput',
+  '__esModule',
+]);
 
 export interface LoadedModel {
   kind: 'layers';
@@ -103,8 +109,6 @@ async function loadModelJsonFile(
   };
 }
 
-
-
 export function isLayersModel(v: unknown): v is tfTypes.LayersModel {
   return (
     typeof v === 'object' &&
@@ -132,7 +136,9 @@ function exportLocation(file: string, name: string): SourceLocation | undefined 
   const re =
     name === 'default'
       ? /export\s+default\b/
-      : new RegExp(`export\\s+(?:async\\s+)?(?:const|let|var|function\\*?|class)\\s+${name}\\b|exports\\.${name}\\s*=`);
+      : new RegExp(
+          `export\\s+(?:async\\s+)?(?:const|let|var|function\\*?|class)\\s+${name}\\b|exports\\.${name}\\s*=`,
+        );
   const i = lines.findIndex((l) => re.test(l));
   return i >= 0 ? { file, line: i + 1 } : undefined;
 }
@@ -142,7 +148,11 @@ export function findCandidates(file: string, exports: Record<string, unknown>): 
   const out: ModelCandidate[] = [];
   for (const [name, value] of Object.entries(exports)) {
     if (RESERVED_EXPORTS.has(name)) continue;
-    if (name === 'default' && Object.entries(exports).some(([n, v]) => n !== 'default' && v === value)) continue;
+    if (
+      name === 'default' &&
+      Object.entries(exports).some(([n, v]) => n !== 'default' && v === value)
+    )
+      continue;
     if (isLayersModel(value)) {
       out.push({ name, kind: 'instance', location: exportLocation(file, name) });
     } else if (typeof value === 'function' && !isClass(value)) {
@@ -155,15 +165,23 @@ export function findCandidates(file: string, exports: Record<string, unknown>): 
   return out.sort((x, y) => (x.location?.line ?? Infinity) - (y.location?.line ?? Infinity));
 }
 
-async function build(file: string, exports: Record<string, unknown>, cand: ModelCandidate): Promise<tfTypes.LayersModel> {
+async function build(
+  file: string,
+  exports: Record<string, unknown>,
+  cand: ModelCandidate,
+): Promise<tfTypes.LayersModel> {
   const value = exports[cand.name];
   if (isLayersModel(value)) return value;
   if (cand.requiredArgs) {
-    return fail('constructorArgs', `Export '${cand.name}' takes ${cand.requiredArgs[0]}; the engine calls model factories without arguments`, {
-      location: cand.location,
-      candidates: [cand.name],
-      hint: 'Export a zero-argument function that returns the model, or the model itself.',
-    });
+    return fail(
+      'constructorArgs',
+      `Export '${cand.name}' takes ${cand.requiredArgs[0]}; the engine calls model factories without arguments`,
+      {
+        location: cand.location,
+        candidates: [cand.name],
+        hint: 'Export a zero-argument function that returns the model, or the model itself.',
+      },
+    );
   }
   let made: unknown;
   try {
@@ -172,10 +190,14 @@ async function build(file: string, exports: Record<string, unknown>, cand: Model
     throw userCodeFailure(err, `calling ${cand.name}()`, file);
   }
   if (!isLayersModel(made)) {
-    return fail('noModel', `Export '${cand.name}()' returned ${describe(made)}, not a tf.LayersModel`, {
-      location: cand.location,
-      candidates: [cand.name],
-    });
+    return fail(
+      'noModel',
+      `Export '${cand.name}()' returned ${describe(made)}, not a tf.LayersModel`,
+      {
+        location: cand.location,
+        candidates: [cand.name],
+      },
+    );
   }
   return made;
 }
@@ -185,10 +207,14 @@ function shapeFromExport(v: unknown, rank: number, name: string): number[] | nul
   const dims = (v as (number | null)[]).map((d) => (d === null || d < 0 ? 1 : d));
   if (dims.length === rank) return dims;
   if (dims.length === rank - 1) return [1, ...dims];
-  fail('shapeMismatch', `Export '${name}' has ${dims.length} dims but the model input has rank ${rank}`, {
-    expected: `${rank} dims (batch first) or ${rank - 1} (without batch)`,
-    got: JSON.stringify(v),
-  });
+  fail(
+    'shapeMismatch',
+    `Export '${name}' has ${dims.length} dims but the model input has rank ${rank}`,
+    {
+      expected: `${rank} dims (batch first) or ${rank - 1} (without batch)`,
+      got: JSON.stringify(v),
+    },
+  );
 }
 
 /** Shapes the engine feeds the model: request > example/inputShape export > the model's own. */
@@ -224,23 +250,50 @@ function resolveShapes(
   const modelShapes = model.inputs.map((t) => t.shape);
   if (requested) {
     if (requested.length !== modelShapes.length) {
-      fail('shapeMismatch', `The model has ${modelShapes.length} input(s) but ${requested.length} shape(s) were given`, {
-        expected: `${modelShapes.length} shapes`,
-        got: `${requested.length}`,
-      });
+      fail(
+        'shapeMismatch',
+        `The model has ${modelShapes.length} input(s) but ${requested.length} shape(s) were given`,
+        {
+          expected: `${modelShapes.length} shapes`,
+          got: `${requested.length}`,
+        },
+      );
     }
-    return requested.map((shape, i) => ({ shape, dtype: model.inputs[i].dtype, source: 'request' }));
+    return requested.map((shape, i) => ({
+      shape,
+      dtype: model.inputs[i].dtype,
+      source: 'request',
+    }));
   }
   if (example) {
-    return example.map((t) => ({ shape: t.shape, dtype: t.dtype, source: 'example', note: 'from the exampleInput export' }));
+    return example.map((t) => ({
+      shape: t.shape,
+      dtype: t.dtype,
+      source: 'example',
+      note: 'from the exampleInput export',
+    }));
   }
   const declared = exports.inputShapes ?? exports.inputShape;
   if (declared !== undefined) {
-    const list = Array.isArray(declared) && Array.isArray(declared[0]) ? (declared as unknown[]) : [declared];
+    const list =
+      Array.isArray(declared) && Array.isArray(declared[0]) ? (declared as unknown[]) : [declared];
     return modelShapes.map((s, i) => {
-      const shape = shapeFromExport(list[i], s.length, exports.inputShapes ? 'inputShapes' : 'inputShape');
-      if (!shape) fail('badRequest', `Export inputShape must be an array of numbers, got ${JSON.stringify(list[i])}`);
-      return { shape, dtype: model.inputs[i].dtype, source: 'example', note: 'from the inputShape export' };
+      const shape = shapeFromExport(
+        list[i],
+        s.length,
+        exports.inputShapes ? 'inputShapes' : 'inputShape',
+      );
+      if (!shape)
+        fail(
+          'badRequest',
+          `Export inputShape must be an array of numbers, got ${JSON.stringify(list[i])}`,
+        );
+      return {
+        shape,
+        dtype: model.inputs[i].dtype,
+        source: 'example',
+        note: 'from the inputShape export',
+      };
     });
   }
   return modelShapes.map((s, i) => ({
@@ -263,7 +316,11 @@ function requestedInputs(
   return resolveInputs(model, exports, shapes, shapes ? undefined : example, dtypes);
 }
 
-async function exampleTensors(tf: Tf, exports: Record<string, unknown>, file: string): Promise<tfTypes.Tensor[] | undefined> {
+async function exampleTensors(
+  tf: Tf,
+  exports: Record<string, unknown>,
+  file: string,
+): Promise<tfTypes.Tensor[] | undefined> {
   let v = exports.exampleInput;
   if (v === undefined) return undefined;
   try {
@@ -273,9 +330,13 @@ async function exampleTensors(tf: Tf, exports: Record<string, unknown>, file: st
   }
   const list = Array.isArray(v) ? v : [v];
   if (!list.every((t) => t instanceof tf.Tensor)) {
-    fail('badRequest', 'Export exampleInput must be a tf.Tensor, an array of them, or a function returning one', {
-      location: exportLocation(file, 'exampleInput'),
-    });
+    fail(
+      'badRequest',
+      'Export exampleInput must be a tf.Tensor, an array of them, or a function returning one',
+      {
+        location: exportLocation(file, 'exampleInput'),
+      },
+    );
   }
   return list as tfTypes.Tensor[];
 }
@@ -288,7 +349,9 @@ export async function loadModelFile(
 ): Promise<(LoadedModel & { file: string }) | LoadedGraph> {
   const file = path.resolve(fileParam);
   if (!fs.existsSync(file) || !fs.statSync(file).isFile()) {
-    fail('fileNotFound', `No such model file: ${file}`, { hint: 'Give a .js, .mjs, .ts file or a model.json.' });
+    fail('fileNotFound', `No such model file: ${file}`, {
+      hint: 'Give a .js, .mjs, .ts file or a model.json.',
+    });
   }
   const ext = path.extname(file).toLowerCase();
   if (ext === '.json') return loadModelJsonFile(tf, file, params);
@@ -317,7 +380,8 @@ export async function loadModelFile(
         .map(([n, v]) => `${n} (${describe(v)})`);
       fail(
         'noModel',
-        `${file} exports no tf.LayersModel or function returning one` + (what.length ? `; it exports: ${what.join(', ')}` : '; it exports nothing'),
+        `${file} exports no tf.LayersModel or function returning one` +
+          (what.length ? `; it exports: ${what.join(', ')}` : '; it exports nothing'),
         {
           candidates: what,
           location: { file, line: 1 },
@@ -325,18 +389,27 @@ export async function loadModelFile(
         },
       );
     } else {
-      fail('ambiguousModel', `${file} has several model candidates: ${callable.map((c) => c.name).join(', ')}; pick one`, {
-        candidates: callable.map((c) => c.name),
-        location: callable[0].location ?? { file, line: 1 },
-      });
+      fail(
+        'ambiguousModel',
+        `${file} has several model candidates: ${callable.map((c) => c.name).join(', ')}; pick one`,
+        {
+          candidates: callable.map((c) => c.name),
+          location: callable[0].location ?? { file, line: 1 },
+        },
+      );
     }
   }
   const model = await namingFailedLayer(tf, () => build(file, exports, chosen));
   const example = await exampleTensors(tf, exports, file);
   const warnings: string[] = [];
   const inputs = requestedInputs(model, exports, example, params, file);
-  if (inputs.some((i) => i.source === 'model') && model.inputs.some((t) => t.shape.slice(1).includes(null))) {
-    warnings.push('Some input dimensions are unknown and were set to 1; export inputShape for real sizes.');
+  if (
+    inputs.some((i) => i.source === 'model') &&
+    model.inputs.some((t) => t.shape.slice(1).includes(null))
+  ) {
+    warnings.push(
+      'Some input dimensions are unknown and were set to 1; export inputShape for real sizes.',
+    );
   }
   return {
     kind: 'layers',

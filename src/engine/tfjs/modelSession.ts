@@ -33,7 +33,11 @@ function sameShape(a: readonly number[], b: readonly number[]): boolean {
 }
 
 /** The example input when it fits the specs, otherwise synthesized (see inputSynthesis). */
-export function makeInputs(tf: Tf, s: ModelSession, specs: InputSpec[] = s.inputs): tfTypes.Tensor[] {
+export function makeInputs(
+  tf: Tf,
+  s: ModelSession,
+  specs: InputSpec[] = s.inputs,
+): tfTypes.Tensor[] {
   const fits = (t: tfTypes.Tensor, i: number): boolean =>
     sameShape(t.shape, specs[i].shape) && t.dtype === specs[i].dtype;
   if (s.example && s.example.length === specs.length && s.example.every(fits)) {
@@ -53,16 +57,27 @@ export function predict(s: ModelSession, xs: tfTypes.Tensor[]): tfTypes.Tensor[]
 }
 
 /** Forward in training mode plus gradients of mean(outputs); no optimizer step, weights stay. */
-export function forwardBackward(tf: Tf, s: ModelSession, xs: tfTypes.Tensor[], onForwardDone?: (outputs: tfTypes.Tensor[]) => void): tfTypes.Tensor[] {
+export function forwardBackward(
+  tf: Tf,
+  s: ModelSession,
+  xs: tfTypes.Tensor[],
+  onForwardDone?: (outputs: tfTypes.Tensor[]) => void,
+): tfTypes.Tensor[] {
   const vars = s.model.trainableWeights.map((w) => w.read());
   try {
     if (vars.length === 0) {
-      const out = tensorsOf(s.model.apply(xs.length === 1 ? xs[0] : xs, { training: true }) as tfTypes.Tensor | tfTypes.Tensor[]);
+      const out = tensorsOf(
+        s.model.apply(xs.length === 1 ? xs[0] : xs, { training: true }) as
+          tfTypes.Tensor | tfTypes.Tensor[],
+      );
       onForwardDone?.(out);
       return out;
     }
     const { value, grads } = tf.variableGrads(() => {
-      const out = tensorsOf(s.model.apply(xs.length === 1 ? xs[0] : xs, { training: true }) as tfTypes.Tensor | tfTypes.Tensor[]);
+      const out = tensorsOf(
+        s.model.apply(xs.length === 1 ? xs[0] : xs, { training: true }) as
+          tfTypes.Tensor | tfTypes.Tensor[],
+      );
       const loss = out.map((t) => tf.mean(t)).reduce((a, b) => tf.add(a, b)) as tfTypes.Scalar;
       onForwardDone?.(out);
       return loss;

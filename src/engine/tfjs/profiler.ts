@@ -20,25 +20,34 @@ export const PROFILE_MAX_STEPS = 1000;
 type Layer = tfTypes.layers.Layer;
 
 function activeKernelCount(tf: Tf): number {
-  const state = (tf.engine() as unknown as { state?: { activeProfile?: { kernels?: unknown[] } } }).state;
+  const state = (tf.engine() as unknown as { state?: { activeProfile?: { kernels?: unknown[] } } })
+    .state;
   return state?.activeProfile?.kernels?.length ?? 0;
 }
 
-export async function runProfile(tf: Tf, s: ModelSession, params: ProfileParams): Promise<ProfileResult> {
+export async function runProfile(
+  tf: Tf,
+  s: ModelSession,
+  params: ProfileParams,
+): Promise<ProfileResult> {
   const steps = Math.max(1, Math.min(PROFILE_MAX_STEPS, params.steps ?? PROFILE_DEFAULT_STEPS));
   const warmup = Math.max(0, params.warmup ?? PROFILE_DEFAULT_WARMUP);
   const mode = params.mode ?? 'forward';
   const warnings: string[] = [];
   if (mode === 'train') {
-    warnings.push('train mode times forward (training=true) and backward of mean(outputs); no optimizer step is run, so weights are unchanged.');
+    warnings.push(
+      'train mode times forward (training=true) and backward of mean(outputs); no optimizer step is run, so weights are unchanged.',
+    );
   }
-  if (params.traceFile && !path.isAbsolute(params.traceFile)) fail('badRequest', `traceFile must be an absolute path: ${params.traceFile}`);
+  if (params.traceFile && !path.isAbsolute(params.traceFile))
+    fail('badRequest', `traceFile must be an absolute path: ${params.traceFile}`);
 
   let forwardBoundary = -1;
   const step = (): void => {
     tf.tidy(() => {
       const xs = makeInputs(tf, s);
-      if (mode === 'train') forwardBackward(tf, s, xs, () => (forwardBoundary = activeKernelCount(tf)));
+      if (mode === 'train')
+        forwardBackward(tf, s, xs, () => (forwardBoundary = activeKernelCount(tf)));
       else predict(s, xs);
     });
   };
@@ -64,7 +73,17 @@ export async function runProfile(tf: Tf, s: ModelSession, params: ProfileParams)
           m.calls++;
           m.forwardMs += dur;
           modules.set(p, m);
-          if (params.traceFile) trace.push({ name: p, cat: 'layer', ph: 'X', ts: us(start), dur: dur * 1000, pid: TRACE_PID, tid: TRACE_TID, args: { type } });
+          if (params.traceFile)
+            trace.push({
+              name: p,
+              cat: 'layer',
+              ph: 'X',
+              ts: us(start),
+              dur: dur * 1000,
+              pid: TRACE_PID,
+              tid: TRACE_TID,
+              args: { type },
+            });
         },
       }),
     );
@@ -85,7 +104,17 @@ export async function runProfile(tf: Tf, s: ModelSession, params: ProfileParams)
       const end = performance.now();
       stepTimes.push(end - start);
       if (mode === 'forward') forwardTimes.push(forwardEnd - start);
-      if (params.traceFile) trace.push({ name: `step ${i}`, cat: 'step', ph: 'X', ts: us(start), dur: (end - start) * 1000, pid: TRACE_PID, tid: TRACE_TID, args: { mode } });
+      if (params.traceFile)
+        trace.push({
+          name: `step ${i}`,
+          cat: 'step',
+          ph: 'X',
+          ts: us(start),
+          dur: (end - start) * 1000,
+          pid: TRACE_PID,
+          tid: TRACE_TID,
+          args: { mode },
+        });
       const kernels = info.kernels as unknown as KernelRecord[];
       const boundary = forwardBoundary;
       const forwardOnly = mode === 'forward' || boundary < 0;
@@ -99,15 +128,31 @@ export async function runProfile(tf: Tf, s: ModelSession, params: ProfileParams)
     path: '',
     type: s.type,
     calls: steps,
-    forwardMs: mode === 'forward' ? forwardTimes.reduce((a, b) => a + b, 0) : [...modules.values()].filter((m) => !m.path.includes('.')).reduce((a, m) => a + m.forwardMs, 0),
+    forwardMs:
+      mode === 'forward'
+        ? forwardTimes.reduce((a, b) => a + b, 0)
+        : [...modules.values()]
+            .filter((m) => !m.path.includes('.'))
+            .reduce((a, m) => a + m.forwardMs, 0),
   };
   const opList = ops.list();
-  const moduleList = [rootTiming, ...s.index.modules.filter((m) => modules.has(m.path)).map((m) => modules.get(m.path)!)];
+  const moduleList = [
+    rootTiming,
+    ...s.index.modules.filter((m) => modules.has(m.path)).map((m) => modules.get(m.path)!),
+  ];
   let traceFile: string | undefined;
   if (params.traceFile) {
     const err = writeTrace(params.traceFile, `Model Lens tfjs: ${s.name}`, tf.getBackend(), trace);
     if (err) warnings.push(`Could not write the trace to ${params.traceFile}: ${err}`);
     else traceFile = params.traceFile;
   }
-  return { ops: opList, modules: moduleList, stepMs: median(stepTimes), steps, method: 'tf.profile', traceFile, warnings };
+  return {
+    ops: opList,
+    modules: moduleList,
+    stepMs: median(stepTimes),
+    steps,
+    method: 'tf.profile',
+    traceFile,
+    warnings,
+  };
 }

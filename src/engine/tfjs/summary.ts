@@ -22,7 +22,10 @@ interface Seen {
 }
 
 /** Observes every layer (not the root, whose output is predict's) during `fn`. */
-export function captureOutputs(s: ModelSession, fn: () => tfTypes.Tensor[]): { seen: Map<Layer, Seen>; out: tfTypes.Tensor[] } {
+export function captureOutputs(
+  s: ModelSession,
+  fn: () => tfTypes.Tensor[],
+): { seen: Map<Layer, Seen>; out: tfTypes.Tensor[] } {
   const seen = new Map<Layer, Seen>();
   const removers: (() => void)[] = [];
   const root = s.model as unknown as Layer;
@@ -125,7 +128,11 @@ function frameworkCounts(s: ModelSession, totals: SummaryTotals): SummaryTotals[
   };
 }
 
-export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows: SummaryRow[]; totals: SummaryTotals } {
+export function runSummary(
+  tf: Tf,
+  s: ModelSession,
+  specs: InputSpec[],
+): { rows: SummaryRow[]; totals: SummaryTotals } {
   const root = s.model as unknown as Layer;
   let seen = new Map<Layer, Seen>();
   let out: { shape: number[]; dtype: string }[] = [];
@@ -140,7 +147,11 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
       .filter((w) => w.isBuffer === buffers && names.has(w.module))
       .reduce((a, w) => a + numelOf(w.variable.shape) * elementSize(w.variable.dtype), 0);
   const below = (path: string): Set<string> =>
-    new Set(s.index.modules.filter((m) => path === '' || m.path === path || m.path.startsWith(path + '.')).map((m) => m.path));
+    new Set(
+      s.index.modules
+        .filter((m) => path === '' || m.path === path || m.path.startsWith(path + '.'))
+        .map((m) => m.path),
+    );
 
   const ownTrainable = (path: string): number =>
     s.index.weights
@@ -163,7 +174,7 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
     // tfjs runs a model added with Sequential.add(model) through its inner graph, so the
     // container's own call never runs: its output is that of its output layers.
     const inner = !isRoot && !cap && !node.isLeaf ? containerOutput(layer, seen) : undefined;
-    const shapes = isRoot ? out.map((o) => o.shape) : cap?.shapes ?? inner?.shapes;
+    const shapes = isRoot ? out.map((o) => o.shape) : (cap?.shapes ?? inner?.shapes);
     const ran = isRoot || !!cap || !!inner;
     const row: SummaryRow = {
       path: node.path,
@@ -173,7 +184,9 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
       outputShape: shapes ? (shapes.length === 1 ? shapes[0] : shapes) : null,
       params: node.isLeaf ? node.ownParams : node.totalParams,
       trainableParams: node.isLeaf ? ownTrainable(node.path) : node.trainableParams,
-      macs: node.isLeaf ? macsByPath.get(node.path) ?? 0 : [...subtree].reduce((a, p) => a + (macsByPath.get(p) ?? 0), 0),
+      macs: node.isLeaf
+        ? (macsByPath.get(node.path) ?? 0)
+        : [...subtree].reduce((a, p) => a + (macsByPath.get(p) ?? 0), 0),
       paramBytes: weightBytes(subtree, false),
       aliases: node.aliases,
       ran,
@@ -197,7 +210,8 @@ export function runSummary(tf: Tf, s: ModelSession, specs: InputSpec[]): { rows:
   const ownParams = new Map(s.index.modules.map((m) => [m.path, m.ownParams]));
   let leafOutputBytes = 0;
   for (const layer of s.index.leaves) {
-    if ((ownParams.get(s.index.pathOf.get(layer) ?? '') ?? 0) > 0) leafOutputBytes += seen.get(layer)?.bytes ?? 0;
+    if ((ownParams.get(s.index.pathOf.get(layer) ?? '') ?? 0) > 0)
+      leafOutputBytes += seen.get(layer)?.bytes ?? 0;
   }
   const forwardBackwardBytes = 2 * leafOutputBytes;
   const totals: SummaryTotals = {

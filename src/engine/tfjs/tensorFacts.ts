@@ -7,7 +7,13 @@ import type { Histogram, TensorInfo, TensorStats } from '../../protocol/types';
 export const CONTIGUOUS_REASON =
   'TF.js tensors are always contiguous: each is one dense row-major buffer (no views or strides), so these strides are synthetic.';
 
-const ELEMENT_SIZE: Record<string, number> = { float32: 4, int32: 4, bool: 1, complex64: 8, string: 0 };
+const ELEMENT_SIZE: Record<string, number> = {
+  float32: 4,
+  int32: 4,
+  bool: 1,
+  complex64: 8,
+  string: 0,
+};
 
 export function elementSize(dtype: string): number {
   return ELEMENT_SIZE[dtype] ?? 4;
@@ -73,7 +79,10 @@ export function tensorInfo(
   return info;
 }
 
-export function statsOf(values: ArrayLike<number>, bins = DEFAULT_HISTOGRAM_BINS): { stats: TensorStats; histogram?: Histogram } {
+export function statsOf(
+  values: ArrayLike<number>,
+  bins = DEFAULT_HISTOGRAM_BINS,
+): { stats: TensorStats; histogram?: Histogram } {
   let n = 0;
   let sum = 0;
   let sumSq = 0;
@@ -96,7 +105,8 @@ export function statsOf(values: ArrayLike<number>, bins = DEFAULT_HISTOGRAM_BINS
     }
   }
   const mean = n ? sum / n : null;
-  const variance = n > 1 && mean !== null ? Math.max(0, (sumSq - n * mean * mean) / (n - 1)) : n === 1 ? 0 : null;
+  const variance =
+    n > 1 && mean !== null ? Math.max(0, (sumSq - n * mean * mean) / (n - 1)) : n === 1 ? 0 : null;
   const stats: TensorStats = {
     numel: values.length,
     mean,
@@ -119,9 +129,22 @@ export function statsOf(values: ArrayLike<number>, bins = DEFAULT_HISTOGRAM_BINS
   return { stats, histogram: { min, max, counts } };
 }
 
-export function tensorStats(t: tfTypes.Tensor, bins = DEFAULT_HISTOGRAM_BINS): { stats: TensorStats; histogram?: Histogram } {
+export function tensorStats(
+  t: tfTypes.Tensor,
+  bins = DEFAULT_HISTOGRAM_BINS,
+): { stats: TensorStats; histogram?: Histogram } {
   if (t.dtype === 'string') {
-    return { stats: { numel: t.size, mean: null, std: null, min: null, max: null, nanCount: 0, infCount: 0 } };
+    return {
+      stats: {
+        numel: t.size,
+        mean: null,
+        std: null,
+        min: null,
+        max: null,
+        nanCount: 0,
+        infCount: 0,
+      },
+    };
   }
   return statsOf(t.dataSync() as ArrayLike<number>, bins);
 }

@@ -114,7 +114,10 @@ export class TfjsEngine {
     this.trusted = p.trusted;
     const major = (v: string): string => v.split('.')[0];
     if (p.protocolVersion && major(p.protocolVersion) !== major(PROTOCOL_VERSION)) {
-      fail('unsupported', `Protocol ${p.protocolVersion} is not compatible with this engine (${PROTOCOL_VERSION})`);
+      fail(
+        'unsupported',
+        `Protocol ${p.protocolVersion} is not compatible with this engine (${PROTOCOL_VERSION})`,
+      );
     }
     if (p.cwd) process.chdir(p.cwd);
     let choice;
@@ -166,9 +169,13 @@ export class TfjsEngine {
     const id = ref.modelId;
     const s = id ? this.models.get(id) : this.activeRun?.session;
     if (!s) {
-      fail('notLoaded', id ? `No model '${id}' is loaded` : 'No modelId given and no training run is active', {
-        candidates: [...this.models.keys()],
-      });
+      fail(
+        'notLoaded',
+        id ? `No model '${id}' is loaded` : 'No modelId given and no training run is active',
+        {
+          candidates: [...this.models.keys()],
+        },
+      );
     }
     return s;
   }
@@ -282,7 +289,11 @@ export class TfjsEngine {
   async summary(p: SummaryParams): Promise<SummaryResult> {
     const g = this.graph(p);
     if (g) {
-      const { shapes, dtypes } = askedInputs(p, g.model.inputs.map((i) => i.name), g.file);
+      const { shapes, dtypes } = askedInputs(
+        p,
+        g.model.inputs.map((i) => i.name),
+        g.file,
+      );
       const asked = shapes ?? g.inputs.map((i) => i.shape);
       const specs = shapes || dtypes ? graphInputs(g.model, asked, dtypes) : g.inputs;
       return graphSummary(this.tf, g, specs);
@@ -316,7 +327,8 @@ export class TfjsEngine {
     for (let i = 0; i < steps; i++) {
       this.tf.tidy(() => {
         const xs = makeInputs(this.tf, s);
-        if (p.backward) forwardBackward(this.tf, s, xs, (outs) => (outputShapes = outs.map((o) => [...o.shape])));
+        if (p.backward)
+          forwardBackward(this.tf, s, xs, (outs) => (outputShapes = outs.map((o) => [...o.shape])));
         else outputShapes = predictNamingLayer(s, xs).map((t) => [...t.shape]);
       });
     }
@@ -333,7 +345,9 @@ export class TfjsEngine {
       const w = s.index.weightByName.get(t.name);
       if (!w || w.isBuffer !== (t.kind === 'buffer')) {
         fail('unknownPath', `No ${t.kind} named '${t.name}'`, {
-          candidates: s.index.weights.filter((e) => e.isBuffer === (t.kind === 'buffer')).map((e) => e.name),
+          candidates: s.index.weights
+            .filter((e) => e.isBuffer === (t.kind === 'buffer'))
+            .map((e) => e.name),
         });
       }
       if (p.stats) requireWeights(s, 'Reading weight values');
@@ -343,18 +357,27 @@ export class TfjsEngine {
     }
     if (t.kind === 'input') {
       const spec = s.inputs[t.index];
-      if (!spec) fail('unknownPath', `The model has ${s.inputs.length} input(s); no input ${t.index}`);
+      if (!spec)
+        fail('unknownPath', `The model has ${s.inputs.length} input(s); no input ${t.index}`);
       let res: TensorInspectResult | null = null;
       this.tf.tidy(() => {
         const x = makeInputs(this.tf, s)[t.index];
-        res = { name: `input:${t.index}`, tensor: tensorInfo(x.shape, x.dtype, s.device, x), ...(p.stats ? tensorStats(x, bins) : {}) };
+        res = {
+          name: `input:${t.index}`,
+          tensor: tensorInfo(x.shape, x.dtype, s.device, x),
+          ...(p.stats ? tensorStats(x, bins) : {}),
+        };
       });
       return res!;
     }
     const out = t as { kind: 'output'; path: string; index?: number };
     requireWeights(s, 'Reading outputs');
     const layer = s.index.layerAt.get(out.path);
-    if (!layer) fail('unknownPath', `No module at path '${out.path}'`, { layer: out.path, candidates: s.index.modules.map((m) => m.path) });
+    if (!layer)
+      fail('unknownPath', `No module at path '${out.path}'`, {
+        layer: out.path,
+        candidates: s.index.modules.map((m) => m.path),
+      });
     const isRoot = layer === (s.model as unknown as tfTypes.layers.Layer);
     let result: TensorInspectResult | null = null;
     const pick = (outs: tfTypes.Tensor[]): void => {
@@ -379,7 +402,12 @@ export class TfjsEngine {
         remove();
       }
     });
-    if (!result) fail('unknownPath', `Module '${out.path}' produced no output ${out.index ?? 0} (was it called?)`, { layer: out.path });
+    if (!result)
+      fail(
+        'unknownPath',
+        `Module '${out.path}' produced no output ${out.index ?? 0} (was it called?)`,
+        { layer: out.path },
+      );
     return result;
   }
 
@@ -408,7 +436,8 @@ export class TfjsEngine {
   async startTrain(p: TrainStartParams): Promise<TrainStartResult> {
     this.requireTrust();
     this.requireInit();
-    if (this.activeRun) fail('badRequest', `Run ${this.activeRun.id} is still training; stop it first`);
+    if (this.activeRun)
+      fail('badRequest', `Run ${this.activeRun.id} is still training; stop it first`);
     const made = await this.makeSession(p.file, p.model);
     if ('graph' in made) return graphUnsupported('Training', made.graph);
     const { s } = made;
@@ -429,9 +458,11 @@ export class TfjsEngine {
 
   async stopTrain(p: { runId: string }): Promise<{ stopped: boolean }> {
     const run = this.runs.get(p.runId);
-    if (!run) fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
+    if (!run)
+      fail('notLoaded', `No training run '${p.runId}'`, { candidates: [...this.runs.keys()] });
     // `stopped` says whether this request ended the run (src/protocol/messages.ts trainStopRequest).
-    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped') return { stopped: false };
+    if (run.state === 'done' || run.state === 'failed' || run.state === 'stopped')
+      return { stopped: false };
     if (!(await stopTrainRun(run))) {
       fail('timeout', `Run ${run.id} did not stop within ${TRAIN_STOP_TIMEOUT_MS / 1000} s`);
     }
@@ -481,7 +512,6 @@ export class TfjsEngine {
   }
 }
 
-
 /** The load-time inputs, with this request's shapes and dtypes where it gives them. */
 function summarySpecs(s: ModelSession, p: SummaryParams): InputSpec[] {
   const asked = askedInputs(p, s.model.inputNames, s.file);
@@ -515,6 +545,10 @@ function addCreationLines(s: ModelSession): void {
     if (!node.name) continue;
     const quoted = [`'${node.name}'`, `"${node.name}"`, `\`${node.name}\``];
     const i = lines.findIndex((l) => quoted.some((q) => l.includes(q)));
-    if (i >= 0) node.source = { ...node.source, creation: { file: s.file, line: i + 1, column: lines[i].search(/\S/) + 1 } };
+    if (i >= 0)
+      node.source = {
+        ...node.source,
+        creation: { file: s.file, line: i + 1, column: lines[i].search(/\S/) + 1 },
+      };
   }
 }

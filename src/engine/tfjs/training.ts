@@ -39,7 +39,11 @@ function sample(points: [number, number][]): [number, number][] {
 }
 
 function numSamples(x: unknown): number | null {
-  const first = Array.isArray(x) ? x[0] : x && typeof x === 'object' && !('shape' in x) ? Object.values(x)[0] : x;
+  const first = Array.isArray(x)
+    ? x[0]
+    : x && typeof x === 'object' && !('shape' in x)
+      ? Object.values(x)[0]
+      : x;
   const shape = (first as { shape?: number[] } | undefined)?.shape;
   return shape && shape.length ? shape[0] : null;
 }
@@ -142,7 +146,11 @@ export function startTrainRun(
   const toCallbackList = (cbs: Callbacks): unknown[] => {
     const list = cbs == null ? [] : Array.isArray(cbs) ? cbs : [cbs];
     // fit takes either callback objects or plain {onBatchEnd...} records, never a mix.
-    return list.map((c) => (typeof (c as { setParams?: unknown }).setParams === 'function' ? c : new tf.CustomCallback(c as never)));
+    return list.map((c) =>
+      typeof (c as { setParams?: unknown }).setParams === 'function'
+        ? c
+        : new tf.CustomCallback(c as never),
+    );
   };
 
   const originalFit = model.fit;
@@ -184,10 +192,13 @@ export function startTrainRun(
   setActive(run);
   run.done = (async () => {
     try {
-      await (trainFn as (m: tfTypes.LayersModel, o: { epochs?: number; tf: Tf }) => unknown)(model, {
-        epochs: params.epochs,
-        tf,
-      });
+      await (trainFn as (m: tfTypes.LayersModel, o: { epochs?: number; tf: Tf }) => unknown)(
+        model,
+        {
+          epochs: params.epochs,
+          tf,
+        },
+      );
       if (pending.length === 0 && run.step === 0) {
         finish(run.stopRequested ? 'stopped' : 'done', {
           warnings: ['The train export never called model.fit, so no per-step progress was seen.'],

@@ -42,7 +42,10 @@ function compile(file: string): { code: string; map: string } {
     if (!(err instanceof TranspileError)) throw err;
     return fail(err.kind, err.message, {
       location: err.location,
-      hint: err.kind === 'importError' ? 'Check the import path; packages are resolved from the model file’s folder.' : undefined,
+      hint:
+        err.kind === 'importError'
+          ? 'Check the import path; packages are resolved from the model file’s folder.'
+          : undefined,
     });
   }
 }
@@ -141,17 +144,22 @@ export function userCodeFailure(err: unknown, doing: string, file?: string): Eng
   const shape = SHAPE_RE.exec(message);
   if (shape) {
     const layer = shape[1].replace(/_input$/, '');
-    return new EngineFailure(`Input shape does not fit ${layer}: expected [${shape[2]}], got [${shape[3]}]`, {
-      kind: 'shapeMismatch',
-      layer,
-      expected: `[${shape[2]}]`,
-      got: `[${shape[3]}]`,
-      location,
-      userStack,
-      hint: 'Pass inputShapes matching the model input (batch dimension first), or export `inputShape`.',
-    });
+    return new EngineFailure(
+      `Input shape does not fit ${layer}: expected [${shape[2]}], got [${shape[3]}]`,
+      {
+        kind: 'shapeMismatch',
+        layer,
+        expected: `[${shape[2]}]`,
+        got: `[${shape[3]}]`,
+        location,
+        userStack,
+        hint: 'Pass inputShapes matching the model input (batch dimension first), or export `inputShape`.',
+      },
+    );
   }
-  const incompatible = /incompatible with layer/.test(message) ? LAYER_INCOMPATIBLE_RE.exec(message) : null;
+  const incompatible = /incompatible with layer/.test(message)
+    ? LAYER_INCOMPATIBLE_RE.exec(message)
+    : null;
   if (incompatible || TFJS_SHAPE_ERROR_RE.test(message)) {
     return new EngineFailure(message, {
       kind: 'shapeMismatch',
@@ -169,7 +177,11 @@ export function userCodeFailure(err: unknown, doing: string, file?: string): Eng
     });
   }
   const where = location ? ` (${location.file}:${location.line})` : file ? ` (${file})` : '';
-  return new EngineFailure(`Error while ${doing}: ${message}${where}`, { kind: 'userCodeError', location, userStack });
+  return new EngineFailure(`Error while ${doing}: ${message}${where}`, {
+    kind: 'userCodeError',
+    location,
+    userStack,
+  });
 }
 
 export function readSourceLines(file: string): string[] {

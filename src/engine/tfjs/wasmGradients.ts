@@ -33,7 +33,11 @@ class KernelScope {
   run(name: string, inputs: Record<string, Info>, attrs: Attrs): Info {
     const kernel = this.tf.getKernel(name, 'wasm');
     if (!kernel) throw new Error(`wasm kernel '${name}' is missing`);
-    const out = kernel.kernelFunc({ inputs, attrs, backend: this.backend } as never) as unknown as Info;
+    const out = kernel.kernelFunc({
+      inputs,
+      attrs,
+      backend: this.backend,
+    } as never) as unknown as Info;
     this.made.push(out);
     return out;
   }
@@ -58,7 +62,10 @@ class KernelScope {
       cur = this.run(
         'Slice',
         { x: cur },
-        { begin: [0, cropTop, cropLeft, 0], size: [b, h - cropTop - cropBottom, w - cropLeft - cropRight, c] },
+        {
+          begin: [0, cropTop, cropLeft, 0],
+          size: [b, h - cropTop - cropBottom, w - cropLeft - cropRight, c],
+        },
       );
     }
     const padTop = Math.max(0, top);
@@ -69,7 +76,15 @@ class KernelScope {
       cur = this.run(
         'PadV2',
         { x: cur },
-        { paddings: [[0, 0], [padTop, padBottom], [padLeft, padRight], [0, 0]], constantValue: 0 },
+        {
+          paddings: [
+            [0, 0],
+            [padTop, padBottom],
+            [padLeft, padRight],
+            [0, 0],
+          ],
+          constantValue: 0,
+        },
       );
     }
     return cur;
@@ -97,7 +112,10 @@ function pair(v: unknown, fallback = 1): [number, number] {
 }
 
 /** dW = conv(x^T, dy^T) with the forward's strides as dilations and its dilations as strides. */
-function conv2DBackpropFilter(tf: Tf, args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs }): Info {
+function conv2DBackpropFilter(
+  tf: Tf,
+  args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs },
+): Info {
   const { inputs, backend, attrs } = args;
   const filterShape = attrs.filterShape as number[];
   const dataFormat = (attrs.dataFormat as 'NHWC' | 'NCHW' | undefined) ?? 'NHWC';
@@ -146,7 +164,10 @@ function conv2DBackpropFilter(tf: Tf, args: { inputs: Record<string, Info>; back
 }
 
 /** Depthwise dW: every (batch, channel) pair becomes a depthwise channel, then batch is summed. */
-function depthwiseBackpropFilter(tf: Tf, args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs }): Info {
+function depthwiseBackpropFilter(
+  tf: Tf,
+  args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs },
+): Info {
   const { inputs, backend, attrs } = args;
   const filterShape = attrs.filterShape as number[];
   const strides = pair(attrs.strides);
@@ -180,7 +201,10 @@ function depthwiseBackpropFilter(tf: Tf, args: { inputs: Record<string, Info>; b
       { strides: dilations, dilations: strides, pad: 'valid' },
     ); // [1, KH, KW, B*C*M]
     const per = s.reshape(out, [kh, kw, b, c, m]);
-    const summed = b === 1 ? s.reshape(per, [kh, kw, c, m]) : s.run('Sum', { x: per }, { axis: [2], keepDims: false });
+    const summed =
+      b === 1
+        ? s.reshape(per, [kh, kw, c, m])
+        : s.run('Sum', { x: per }, { axis: [2], keepDims: false });
     return s.finish(summed);
   } catch (err) {
     return s.fail(err);
@@ -188,7 +212,10 @@ function depthwiseBackpropFilter(tf: Tf, args: { inputs: Record<string, Info>; b
 }
 
 /** Depthwise dx: zero-stuff dy by the stride, then a stride-1 depthwise conv with the flipped filter. */
-function depthwiseBackpropInput(tf: Tf, args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs }): Info {
+function depthwiseBackpropInput(
+  tf: Tf,
+  args: { inputs: Record<string, Info>; backend: Backend; attrs: Attrs },
+): Info {
   const { inputs, backend, attrs } = args;
   const inputShape = attrs.inputShape as number[];
   const strides = pair(attrs.strides);
@@ -215,7 +242,14 @@ function depthwiseBackpropInput(tf: Tf, args: { inputs: Record<string, Info>; ba
         'PadV2',
         { x: six },
         {
-          paddings: [[0, 0], [0, 0], [0, strides[0] - 1], [0, 0], [0, strides[1] - 1], [0, 0]],
+          paddings: [
+            [0, 0],
+            [0, 0],
+            [0, strides[0] - 1],
+            [0, 0],
+            [0, strides[1] - 1],
+            [0, 0],
+          ],
           constantValue: 0,
         },
       );
@@ -241,7 +275,9 @@ function depthwiseBackpropInput(tf: Tf, args: { inputs: Record<string, Info>; ba
       { strides: [1, 1], dilations, pad: 'valid' },
     ); // [B, H, W, C*M]
     const summed =
-      m === 1 ? out : s.run('Sum', { x: s.reshape(out, [b, h, w, c, m]) }, { axis: [4], keepDims: false });
+      m === 1
+        ? out
+        : s.run('Sum', { x: s.reshape(out, [b, h, w, c, m]) }, { axis: [4], keepDims: false });
     return s.finish(summed);
   } catch (err) {
     return s.fail(err);

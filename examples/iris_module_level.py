@@ -47,7 +47,7 @@ model = MLP()
 criterion = nn.CrossEntropyLoss()
 optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
 
-for epoch in tqdm(range(EPOCHS), desc="train"):
+for _epoch in tqdm(range(EPOCHS), desc="train"):
     optimizer.zero_grad()
     loss = criterion(model(x), y)
     loss.backward()

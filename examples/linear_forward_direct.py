@@ -36,7 +36,7 @@ model = Regressor().to(device)
 opt = torch.optim.SGD(model.parameters(), lr=1e-3)
 x = torch.randn(BATCH, WIDTH, device=device)
 y = x[:, :1] * 2.0 + 1.0
-for step in range(STEPS):
+for _step in range(STEPS):
     opt.zero_grad()
     pred = model.forward(x)  # on purpose: model(x) would run hooks, forward() does not
     loss = nn.functional.mse_loss(pred, y)

@@ -230,7 +230,6 @@ for (const kind of ['pytorch', 'tfjs'] as EngineKind[]) {
         killGroup(engine.child.pid);
       }
       stats.responses += responses(engine);
-      // eslint-disable-next-line no-console
       console.log(`${kind}: ${JSON.stringify(stats)} (seed ${SEED})`);
       assert.ok(stats.inputs > 0);
     });

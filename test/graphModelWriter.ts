@@ -5,7 +5,7 @@
 // scope. Nothing is downloaded; tests check the result against the LayersModel's own predict().
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import * as tf from '@tensorflow/tfjs';
+import type * as tf from '@tensorflow/tfjs';
 
 interface Attr {
   [k: string]: unknown;

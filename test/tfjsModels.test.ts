@@ -4,7 +4,6 @@ import { describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import * as path from 'node:path';
-import type * as tfTypes from '@tensorflow/tfjs';
 import { EngineFailure } from '../src/engine/tfjs/engineError';
 import type { InputAsk } from '../src/engine/tfjs/inputSynthesis';
 import { makeInputs } from '../src/engine/tfjs/modelSession';

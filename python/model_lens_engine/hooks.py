@@ -122,7 +122,7 @@ class HookManager:
             dead = {h.id for h in victims}
             self._pending = [p for p in self._pending if p[0].id not in dead]
             if not self._hooks:
-                for _, (mod, handle) in list(self._root_handles.items()):
+                for _mod, handle in list(self._root_handles.values()):
                     handle.remove()
                 self._root_handles.clear()
             return len(victims), len(self._hooks)

@@ -51,7 +51,7 @@ def _header(line):
     try:
         text = line.decode("ascii")
     except UnicodeDecodeError:
-        raise FramingError("a header line is not ASCII: %r" % line[:80])
+        raise FramingError("a header line is not ASCII: %r" % line[:80]) from None
     name, sep, value = text.partition(":")
     if not sep or not name.strip() or any(c in name for c in ' \t{}"[]'):
         raise FramingError("expected a `Name: value` header line, got %r" % text[:80])

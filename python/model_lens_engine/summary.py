@@ -290,7 +290,9 @@ def run_summary(lm, inputs, input_specs, warnings):
             except BaseException as e:  # noqa: B902
                 if isinstance(e, KeyboardInterrupt):
                     raise
-                raise classify_forward_error(e, lm, paths, "running the summary forward pass")
+                raise classify_forward_error(
+                    e, lm, paths, "running the summary forward pass"
+                ) from e
     finally:
         for h in handles:
             h.remove()
@@ -334,7 +336,8 @@ def run_summary(lm, inputs, input_specs, warnings):
             "outputShape": None,
             "params": c["effective"],
             "trainableParams": c["trainableEffective"],
-            # A container shows the sum over the leaves below it (src/protocol/types.ts SummaryRow.macs).
+            # A container shows the sum over the leaves below it
+            # (src/protocol/types.ts SummaryRow.macs).
             "macs": (r["macs"] if r else 0)
             if leaf
             else sum(leaf_macs_of.get(id(x), 0) for x in m.modules()),
@@ -363,8 +366,8 @@ def run_summary(lm, inputs, input_specs, warnings):
             row["calls"] = r["calls"]
             if r["calls"] > 1:
                 row["note"] = (
-                    "called %d times in one forward pass; shape of the last call, mult-adds of all calls"
-                    % r["calls"]
+                    "called %d times in one forward pass; shape of the last call, "
+                    "mult-adds of all calls" % r["calls"]
                 )
         else:
             owner = _scripted_owner(path, scripted_paths)
@@ -376,7 +379,7 @@ def run_summary(lm, inputs, input_specs, warnings):
     all_paths = {}
     for p, m in root.named_modules(remove_duplicate=False):
         all_paths.setdefault(id(m), []).append(p)
-    for row, (path, m) in zip(rows, modules):
+    for row, (_path, m) in zip(rows, modules):
         row["aliases"] = all_paths[id(m)][1:]
 
     c = counts(root)
@@ -467,4 +470,7 @@ def _why_not_run(root, path, ran_ids, fused_possible):
         anc = by_path.get(anc_path)
         if fused_possible and isinstance(anc, _FUSED_TYPES) and id(anc) in ran_ids:
             return FUSED_PATH_NOTE % (anc_path or "(root)", type(anc).__name__)
-    return "Not called in the forward pass (unused, or its parent called its weights through the functional API)."
+    return (
+        "Not called in the forward pass (unused, or its parent called its weights through "
+        "the functional API)."
+    )

@@ -199,7 +199,8 @@ class TensorTest(unittest.TestCase):
         r = self.inspect({"kind": "output", "path": "permute"})
         t = r["tensor"]
         self.assertEqual(r["name"], "output:permute")
-        # (2,3,4) contiguous has strides (12,4,1); permute(2,0,1) gives shape (4,2,3), strides (1,12,4).
+        # (2,3,4) contiguous has strides (12,4,1); permute(2,0,1) gives shape (4,2,3),
+        # strides (1,12,4).
         self.assertEqual(t["shape"], [4, 2, 3])
         self.assertEqual(t["stride"], [1, 12, 4])
         self.assertFalse(t["contiguous"])
